@@ -1,0 +1,3 @@
+"""genofed: genomic data federation over GA4GH standards."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""The ``genofed`` command line: thin wrappers around the store and the node app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from genofed._exceptions import GenofedError
+from genofed.config import Granularity, default_config, save_config
+from genofed.store.node_dir import NodeDir
+
+app = typer.Typer(
+    help="genofed: keep genomic data where it is and answer GA4GH questions across sites.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+node_app = typer.Typer(help="Create, fill and serve a node (one institution).",
+                       no_args_is_help=True)
+app.add_typer(node_app, name="node")
+console = Console(stderr=True)
+
+NodePath = Annotated[Path, typer.Argument(help="The node directory")]
+
+
+def _fail(err: GenofedError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {err}")
+    return typer.Exit(code=1)
+
+
+@node_app.command("init")
+def node_init(
+    directory: NodePath,
+    name: Annotated[str, typer.Option(help="Name of the node, e.g. the institution")],
+) -> None:
+    """Create a node directory with a node.yaml you can edit."""
+    node = NodeDir(directory)
+    if node.config_path.exists():
+        raise _fail(GenofedError(f"{node.config_path} already exists; not overwriting it"))
+    directory.mkdir(parents=True, exist_ok=True)
+    save_config(default_config(name), node.config_path)
+    for sub in ("datasets", "genes", "ontologies"):
+        (directory / sub).mkdir(exist_ok=True)
+    console.print(f"Created node [bold]{name}[/] in {directory}")
+
+
+@node_app.command("ingest")
+def node_ingest(
+    directory: NodePath,
+    dataset: Annotated[str, typer.Option(help="Dataset id; re-ingesting an id replaces it")],
+    vcf: Annotated[Path, typer.Option(help="VCF, VCF.gz or BCF file with genotypes")],
+    assembly: Annotated[
+        str | None, typer.Option(help="GRCh37 or GRCh38; guessed from ##contig lengths if unset")
+    ] = None,
+    individuals: Annotated[
+        Path | None,
+        typer.Option(help="Clinical CSV/TSV (one row per sample) or BFF individuals.json"),
+    ] = None,
+    sample_column: Annotated[
+        str, typer.Option(help="Column of --individuals that holds VCF sample ids")
+    ] = "sample_id",
+    granularity: Annotated[
+        Granularity, typer.Option(help="Most detail the Beacon may return for this dataset")
+    ] = "count",
+    name: Annotated[str | None, typer.Option(help="Human-readable dataset name")] = None,
+    description: Annotated[str | None, typer.Option(help="Dataset description")] = None,
+    test_data: Annotated[
+        bool, typer.Option("--test-data", help="Flag as test data (answers testMode queries)")
+    ] = False,
+) -> None:
+    """Ingest genotypes (and optional clinical data) as dataset DATASET, atomically."""
+    from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+
+    settings = DatasetSettings(name=name, description=description, granularity=granularity,
+                               test_data=test_data)
+    try:
+        summary = ingest_vcf(
+            NodeDir(directory), dataset, vcf, assembly=assembly, individuals=individuals,
+            sample_column=sample_column, settings=settings, progress=True,
+        )
+    except GenofedError as err:
+        raise _fail(err) from None
+    rate = summary.n_samples * summary.n_sites / max(summary.seconds, 1e-9)
+    console.print(
+        f"Dataset [bold]{summary.dataset_id}[/] ({summary.assembly}): "
+        f"{summary.n_sites:,} sites, {summary.n_variants:,} variants, "
+        f"{summary.n_samples:,} samples in {summary.seconds:.1f} s ({rate:,.0f} genotypes/s)"
+    )
+
+
+def main() -> None:
+    app()

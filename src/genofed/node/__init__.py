@@ -1,0 +1,1 @@
+"""The HTTP services of one node."""

@@ -1,0 +1,61 @@
+"""The FastAPI application of one node."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genofed import __version__
+from genofed._exceptions import GenofedError
+from genofed.node.beacon.routes import build_router
+from genofed.node.beacon.service import BeaconService
+from genofed.node.json_response import JSONResponse
+from genofed.node.runtime import NodeRuntime
+from genofed.store.ontology import OntologyIndex
+
+log = logging.getLogger("genofed.node")
+
+
+def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> FastAPI:
+    runtime = NodeRuntime(Path(node_dir), ontology=ontology)
+    service = BeaconService(runtime)
+    app = FastAPI(
+        title=f"genofed node {runtime.config.name}",
+        version=__version__,
+        description="GA4GH Beacon v2 over this node's datasets.",
+        default_response_class=JSONResponse,
+    )
+    app.state.runtime = runtime
+    app.include_router(build_router(service))
+
+    def beacon_error(status: int, message: str) -> JSONResponse:
+        return JSONResponse(service.error(None, status, message), status_code=status)
+
+    @app.exception_handler(GenofedError)
+    async def genofed_error(_request: Request, exc: GenofedError) -> JSONResponse:
+        return beacon_error(exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return beacon_error(400, f"{where}: {first.get('msg')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return beacon_error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return beacon_error(500, "internal error; the node operator can find it in the logs")
+
+    @app.get("/-/health", include_in_schema=False)
+    def health() -> dict[str, object]:
+        return {"status": "ok", "datasets": sorted(runtime.live().readers)}
+
+    return app

@@ -1,0 +1,1 @@
+"""GA4GH Beacon v2 served by a node."""

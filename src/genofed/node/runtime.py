@@ -1,0 +1,85 @@
+"""A running node's view of its directory: config, live datasets, ontologies and genes.
+
+The catalog is re-read when ``catalog.json`` changes, so an ingest that finishes while the
+server runs is served from the next request on, without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from genofed.config import NodeConfig, load_config
+from genofed.store.dataset_reader import DatasetReader
+from genofed.store.filters import FilterContext
+from genofed.store.genes import load_gene_index
+from genofed.store.node_dir import NodeDir
+from genofed.store.ontology import OntologyIndex
+
+# Text fields with at most this many distinct values are offered as custom filters.
+_CUSTOM_FILTER_MAX_VALUES = 12
+
+
+@dataclass
+class LiveDatasets:
+    readers: dict[str, DatasetReader]
+    filter_context: FilterContext
+    genes: dict[str, dict[str, list[tuple[str, int, int]]]]
+    catalog_mtime: float
+
+
+class NodeRuntime:
+    def __init__(self, root: Path, ontology: OntologyIndex | None = None):
+        self.node = NodeDir(root)
+        self.node.check()
+        self.config: NodeConfig = load_config(self.node.config_path)
+        obo_files = [self.node.root / f for f in self.config.ontology_files]
+        obo_files += sorted(self.node.ontologies_dir.glob("*.obo"))
+        self.ontology = ontology or OntologyIndex(obo_files)
+        self._lock = threading.Lock()
+        self._live: LiveDatasets | None = None
+
+    def live(self) -> LiveDatasets:
+        mtime = self._catalog_mtime()
+        live = self._live
+        if live is not None and live.catalog_mtime == mtime:
+            return live
+        with self._lock:
+            if self._live is None or self._live.catalog_mtime != mtime:
+                self._live = self._load(mtime)
+            return self._live
+
+    def _catalog_mtime(self) -> float:
+        try:
+            return self.node.catalog_path.stat().st_mtime_ns / 1e9
+        except FileNotFoundError:
+            return 0.0
+
+    def _load(self, mtime: float) -> LiveDatasets:
+        old = self._live.readers if self._live else {}
+        readers: dict[str, DatasetReader] = {}
+        for version in self.node.datasets():
+            previous = old.get(version.dataset_id)
+            if previous is not None and previous.version == version:
+                readers[version.dataset_id] = previous
+            else:
+                readers[version.dataset_id] = DatasetReader(version)
+        genes_dir = self.node.genes_dir
+        genes = load_gene_index(genes_dir) if genes_dir.is_dir() else {}
+        return LiveDatasets(readers, self._filter_context(readers), genes, mtime)
+
+    def _filter_context(self, readers: dict[str, DatasetReader]) -> FilterContext:
+        term_scopes: dict[str, set[str]] = {}
+        path_scopes: dict[str, set[str]] = {}
+        custom: dict[str, tuple[str, str, set[str]]] = {}
+        for reader in readers.values():
+            for entity, term, _label in reader.term_index():
+                term_scopes.setdefault(term, set()).add(entity)
+            for entity, path, _n, _numeric in reader.value_paths():
+                path_scopes.setdefault(path, set()).add(entity)
+            for entity, path, value in reader.small_value_sets(_CUSTOM_FILTER_MAX_VALUES):
+                if path.startswith("info.") and not path.endswith("iso8601duration"):
+                    key = f"{path.removeprefix('info.')}:{value}"
+                    custom.setdefault(key, (path, value, set()))[2].add(entity)
+        return FilterContext(self.ontology, term_scopes, path_scopes, custom)

@@ -1,0 +1,1 @@
+"""Storage back-ends and the look-up indexes they query through."""

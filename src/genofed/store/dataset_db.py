@@ -1,0 +1,222 @@
+"""Writing one dataset version: the variants table, samples, entries and genotypes.
+
+A version directory holds ``dataset.duckdb`` with these tables:
+
+- ``variants``  one row per ALT allele, in file order (sorted by position within a contig):
+  ``variant_idx, site_idx, allele_idx, variant_id, chrom, pos, start, end, ref, alt, vtype,
+  vcf_id, ac, an, af, n_het, n_homalt, genes, aa_changes, hgvs, effects, doc``
+- ``samples``   ``sample_idx`` (column of the genotype matrix) → biosample and individual
+- ``entries``   Beacon documents of individuals, biosamples, runs, analyses, cohorts, datasets
+- ``entry_terms`` / ``entry_values``  the documents flattened for filters (see documents.py)
+- ``meta``      one JSON row describing the version (assembly, granularity, counts, …)
+
+and ``genotypes.zarr`` with ``call_genotype`` (sites × samples × 2, int8, -1 missing,
+-2 no allele for haploid calls) in VCF Zarr naming.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from genofed.store.documents import flatten
+
+FORMAT_VERSION = 1
+VARIANT_SCHEMA = pa.schema(
+    [
+        ("variant_idx", pa.int64()),
+        ("site_idx", pa.int64()),
+        ("allele_idx", pa.int8()),
+        ("variant_id", pa.string()),
+        ("chrom", pa.string()),
+        ("pos", pa.int64()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("ref", pa.string()),
+        ("alt", pa.string()),
+        ("vtype", pa.string()),
+        ("vcf_id", pa.string()),
+        ("ac", pa.int32()),
+        ("an", pa.int32()),
+        ("af", pa.float64()),
+        ("n_het", pa.int32()),
+        ("n_homalt", pa.int32()),
+        ("genes", pa.list_(pa.string())),
+        ("aa_changes", pa.list_(pa.string())),
+        ("hgvs", pa.list_(pa.string())),
+        ("effects", pa.list_(pa.string())),
+        ("doc", pa.string()),
+    ]
+)
+SITES_PER_CHUNK = 4096
+SAMPLES_PER_CHUNK = 1024
+ENTITIES = ("individual", "biosample", "run", "analysis", "cohort", "dataset")
+
+
+def allele_counts(genotypes: np.ndarray, allele: int) -> dict[str, np.ndarray]:
+    """AC, AN, het and hom-alt counts of one allele, per site.
+
+    ``genotypes`` is ``(sites, samples, 2)`` with -1 for a missing allele and -2 where a
+    call has only one allele (haploid). A sample is hom-alt when all its called alleles are
+    this allele and het when only some are (so a 1/2 call is het for both ALT alleles, as
+    after ``bcftools norm -m-``).
+    """
+    first, second = genotypes[..., 0], genotypes[..., 1]
+    # int8 sums of two booleans stay within range and avoid wide temporaries.
+    per_sample = (first == allele).view(np.int8) + (second == allele).view(np.int8)
+    ploidy = (first >= 0).view(np.int8) + (second >= 0).view(np.int8)
+    carrier = per_sample > 0
+    return {
+        "ac": per_sample.sum(axis=1, dtype=np.int64),
+        "an": ploidy.sum(axis=1, dtype=np.int64),
+        "n_het": np.count_nonzero(carrier & (per_sample < ploidy), axis=1),
+        "n_homalt": np.count_nonzero(carrier & (per_sample == ploidy), axis=1),
+    }
+
+
+class GenotypeWriter:
+    """Appends blocks of sites to ``genotypes.zarr/call_genotype``."""
+
+    def __init__(self, path: Path, sample_ids: list[str], ploidy: int = 2):
+        self.group = zarr.open_group(str(path), mode="w")
+        n_samples = len(sample_ids)
+        self.array = self.group.create_array(
+            "call_genotype",
+            shape=(0, n_samples, ploidy),
+            chunks=(SITES_PER_CHUNK, min(SAMPLES_PER_CHUNK, max(n_samples, 1)), ploidy),
+            dtype="int8",
+            fill_value=-1,
+        )
+        self.group.attrs["sample_id"] = list(sample_ids)
+        self.group.attrs["vcf_zarr_version"] = "0.4"
+        self.n_sites = 0
+
+    def append(self, block: np.ndarray) -> None:
+        start = self.n_sites
+        self.n_sites += block.shape[0]
+        self.array.resize((self.n_sites, *self.array.shape[1:]))
+        if block.shape[1]:
+            self.array[start : self.n_sites] = block
+
+
+class VariantWriter:
+    """Streams variant rows to a Parquet file in the staging directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.writer = pq.ParquetWriter(str(path), VARIANT_SCHEMA, compression="zstd")
+        self.n_rows = 0
+
+    def write(self, columns: dict[str, Any]) -> None:
+        table = pa.Table.from_pydict(columns, schema=VARIANT_SCHEMA)
+        self.n_rows += table.num_rows
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_database(
+    stage: Path,
+    *,
+    variants_parquet: Path,
+    samples: list[tuple[str, str]],
+    entries: Iterable[tuple[str, dict[str, Any]]],
+    meta: dict[str, Any],
+) -> None:
+    """Create ``dataset.duckdb`` from the streamed variants and the entry documents.
+
+    ``samples`` lists ``(biosample_id, individual_id)`` in genotype-matrix column order.
+    """
+    con = duckdb.connect(str(stage / "dataset.duckdb"))
+    try:
+        con.execute(
+            "CREATE TABLE variants AS SELECT * FROM read_parquet(?)", [str(variants_parquet)]
+        )
+        con.execute(
+            "CREATE TABLE samples (sample_idx INTEGER, biosample_id VARCHAR, "
+            "individual_id VARCHAR)"
+        )
+        if samples:
+            incoming = pa.table(
+                {
+                    "sample_idx": pa.array(range(len(samples)), pa.int32()),
+                    "biosample_id": [bs for bs, _ in samples],
+                    "individual_id": [ind for _, ind in samples],
+                }
+            )
+            con.register("_incoming", incoming)
+            con.execute("INSERT INTO samples SELECT * FROM _incoming")
+            con.unregister("_incoming")
+        _write_entries(con, entries)
+        con.execute("CREATE TABLE meta (doc VARCHAR)")
+        con.execute(
+            "INSERT INTO meta VALUES (?)",
+            [json.dumps({**meta, "format_version": FORMAT_VERSION})],
+        )
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    variants_parquet.unlink()
+
+
+def _write_entries(con: duckdb.DuckDBPyConnection, entries: Iterable[tuple[str, dict]]) -> None:
+    rows: list[tuple[Any, ...]] = []
+    terms: list[tuple[str, str, str, str | None]] = []
+    values: list[tuple[str, str, str, str, float | None]] = []
+    for entity, doc in entries:
+        if entity not in ENTITIES:
+            raise ValueError(f"unknown entity {entity!r}")
+        entry_id = str(doc["id"])
+        rows.append(
+            (
+                entity,
+                entry_id,
+                _link(doc, "individualId", entity == "individual"),
+                _link(doc, "biosampleId", entity == "biosample"),
+                _link(doc, "runId", entity == "run"),
+                json.dumps(doc, separators=(",", ":")),
+            )
+        )
+        flat = flatten(doc)
+        terms.extend((entity, entry_id, t, label) for t, label in flat.terms.items())
+        values.extend((entity, entry_id, p, text, num) for p, text, num in flat.values)
+    con.execute(
+        "CREATE TABLE entries (entity VARCHAR, id VARCHAR, individual_id VARCHAR, "
+        "biosample_id VARCHAR, run_id VARCHAR, doc VARCHAR)"
+    )
+    con.execute("CREATE TABLE entry_terms (entity VARCHAR, id VARCHAR, term VARCHAR, label VARCHAR)")
+    con.execute(
+        "CREATE TABLE entry_values (entity VARCHAR, id VARCHAR, path VARCHAR, text VARCHAR, "
+        "num DOUBLE)"
+    )
+    for table, data in (("entries", rows), ("entry_terms", terms), ("entry_values", values)):
+        if data:
+            arrow = pa.Table.from_pylist(
+                [dict(zip(_COLUMNS[table], row, strict=True)) for row in data]
+            )
+            con.register("_incoming", arrow)
+            con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+            con.unregister("_incoming")
+
+
+_COLUMNS = {
+    "entries": ("entity", "id", "individual_id", "biosample_id", "run_id", "doc"),
+    "entry_terms": ("entity", "id", "term", "label"),
+    "entry_values": ("entity", "id", "path", "text", "num"),
+}
+
+
+def _link(doc: dict[str, Any], key: str, is_self: bool) -> str | None:
+    if is_self:
+        return str(doc["id"])
+    value = doc.get(key)
+    return str(value) if value is not None else None

@@ -1,0 +1,172 @@
+"""Beacon v2 filters (ontology, alphanumeric, custom) evaluated against one dataset.
+
+A filter selects entries of its *scope* entity; ``selection.py`` then links those entries
+to the entity the caller asked for (individual ↔ biosample ↔ run ↔ analysis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from genofed._exceptions import QueryError
+from genofed.store.dataset_reader import DatasetReader
+from genofed.store.documents import as_number
+from genofed.store.ontology import OntologyIndex
+
+ENTITY_NAMES = {
+    "individual": "individual", "individuals": "individual",
+    "biosample": "biosample", "biosamples": "biosample",
+    "run": "run", "runs": "run",
+    "analysis": "analysis", "analyses": "analysis",
+    "cohort": "cohort", "cohorts": "cohort",
+    "dataset": "dataset", "datasets": "dataset",
+    "genomicvariation": "genomicVariation", "genomicvariations": "genomicVariation",
+    "genomicvariant": "genomicVariation", "g_variants": "genomicVariation",
+    "g_variant": "genomicVariation",
+}
+OPERATORS = ("=", "<", ">", "!", ">=", "<=")
+_SQL_NUMERIC = {"=": "=", "<": "<", ">": ">", "!": "!=", ">=": ">=", "<=": "<="}
+
+
+@dataclass(frozen=True)
+class Filter:
+    kind: Literal["ontology", "alphanumeric", "custom"]
+    id: str
+    operator: str = "="
+    value: str | None = None
+    include_descendants: bool = True
+    scope: str | None = None  # canonical entity name, None = decided per query
+
+    def describe(self) -> dict[str, Any]:
+        """The filter as Beacon's request schema spells it (for receivedRequestSummary)."""
+        out: dict[str, Any] = {"id": self.id}
+        if self.kind == "alphanumeric":
+            out.update(operator=self.operator, value=self.value)
+        elif self.kind == "ontology":
+            out["includeDescendantTerms"] = self.include_descendants
+        if self.scope:
+            out["scope"] = self.scope
+        return out
+
+
+def canonical_scope(scope: str) -> str:
+    name = ENTITY_NAMES.get(scope.strip().lower())
+    if name is None:
+        raise QueryError(
+            f"unknown filter scope {scope!r}; use one of individual, biosample, run, "
+            "analysis, cohort, dataset, genomicVariation"
+        )
+    return name
+
+
+def parse_filter(raw: Any) -> Filter:
+    """One element of ``query.filters`` (an object, or a string from a GET request)."""
+    if isinstance(raw, str):
+        return _parse_filter_text(raw)
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+        raise QueryError(f"each filter needs a string 'id'; got {raw!r}")
+    scope = canonical_scope(raw["scope"]) if raw.get("scope") else None
+    if "operator" in raw or "value" in raw:
+        operator = raw.get("operator", "=")
+        if operator not in OPERATORS:
+            raise QueryError(f"filter operator {operator!r} is not one of {OPERATORS}")
+        if "value" not in raw:
+            raise QueryError(f"alphanumeric filter {raw['id']!r} needs a 'value'")
+        return Filter("alphanumeric", raw["id"], operator, str(raw["value"]), scope=scope)
+    include = raw.get("includeDescendantTerms", True)
+    if not isinstance(include, bool):
+        raise QueryError("includeDescendantTerms must be true or false")
+    similarity = raw.get("similarity", "exact")
+    if similarity not in ("exact", "high", "medium", "low"):
+        raise QueryError(f"similarity {similarity!r} is not exact/high/medium/low")
+    return Filter("ontology", raw["id"], include_descendants=include, scope=scope)
+
+
+def _parse_filter_text(text: str) -> Filter:
+    text = text.strip()
+    for operator in (">=", "<=", "=", "<", ">", "!"):
+        if operator in text:
+            field, _, value = text.partition(operator)
+            if field and ":" not in field:
+                return Filter("alphanumeric", field.strip(), operator, value.strip())
+    if not text:
+        raise QueryError("empty filter in 'filters'")
+    return Filter("ontology", text)
+
+
+@dataclass
+class FilterContext:
+    """What a node knows about its terms and fields, to resolve scopes and warn early."""
+
+    ontology: OntologyIndex
+    term_scopes: dict[str, set[str]]   # term -> entities where it occurs
+    path_scopes: dict[str, set[str]]   # field path -> entities where it occurs
+    custom_terms: dict[str, tuple[str, str, set[str]]]  # custom id -> (path, value, scopes)
+
+    def classify(self, flt: Filter) -> Filter:
+        """Ontology-looking ids that are really custom terms become custom filters."""
+        if flt.kind == "ontology" and flt.id in self.custom_terms and \
+                flt.id not in self.term_scopes:
+            return Filter("custom", flt.id, scope=flt.scope)
+        return flt
+
+    def expand(self, flt: Filter) -> list[str]:
+        if flt.include_descendants:
+            return sorted(self.ontology.descendants(flt.id) | {flt.id})
+        return [flt.id]
+
+    def scopes_of(self, flt: Filter) -> set[str]:
+        if flt.kind == "ontology":
+            found: set[str] = set()
+            for term in self.expand(flt):
+                found |= self.term_scopes.get(term, set())
+            return found
+        if flt.kind == "custom":
+            return self.custom_terms.get(flt.id, ("", "", set()))[2]
+        return {e for p, es in self.path_scopes.items() if _path_matches(p, flt.id) for e in es}
+
+    def warning(self, flt: Filter) -> str | None:
+        """Why a filter can match nothing here, or None if it is a known term/field."""
+        if self.scopes_of(flt):
+            return None
+        if flt.kind == "ontology":
+            if self.ontology.knows(flt.id):
+                return None  # a real term that no record here carries: a true zero
+            return (f"filter term {flt.id!r} is not known to this beacon; "
+                    "see /filtering_terms for the terms it can filter on")
+        if flt.kind == "custom":
+            return f"custom filter {flt.id!r} is not defined here; see /filtering_terms"
+        return (f"alphanumeric filter field {flt.id!r} does not occur in any record here; "
+                "see /filtering_terms")
+
+
+def _path_matches(path: str, field: str) -> bool:
+    return f".{field}." in f".{path}."
+
+
+def matching_ids(
+    reader: DatasetReader, flt: Filter, entity: str, context: FilterContext
+) -> set[str]:
+    """Ids of ``entity`` entries in this dataset that the filter selects."""
+    if flt.kind == "ontology":
+        return reader.ids_with_terms(entity, context.expand(flt))
+    if flt.kind == "custom":
+        path, value, _ = context.custom_terms[flt.id]
+        return reader.ids_with_value(entity, "path = ? AND lower(text) = lower(?)",
+                                     [path, value])
+    value = flt.value or ""
+    path_sql = "contains('.' || path || '.', ?)"
+    number = as_number(value)
+    if number is not None:
+        op = _SQL_NUMERIC[flt.operator]
+        return reader.ids_with_value(entity, f"{path_sql} AND num {op} ?",
+                                     [f".{flt.id}.", number])
+    if flt.operator not in ("=", "!"):
+        raise QueryError(
+            f"operator {flt.operator!r} on {flt.id!r} needs a number or an ISO 8601 duration "
+            f"such as P70Y; got {value!r}"
+        )
+    negate = "NOT " if flt.operator == "!" else ""
+    return reader.ids_with_value(entity, f"{path_sql} AND {negate}(text ILIKE ?)",
+                                 [f".{flt.id}.", value])
