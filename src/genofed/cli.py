@@ -90,5 +90,87 @@ def node_ingest(
     )
 
 
+@node_app.command("import-bff")
+def node_import_bff(
+    directory: NodePath,
+    folder: Annotated[Path, typer.Argument(help="Folder of Beacon-Friendly-Format JSON files")],
+    dataset: Annotated[str, typer.Option(help="Dataset id; re-importing an id replaces it")],
+    assembly: Annotated[
+        str | None, typer.Option(help="GRCh37 or GRCh38; read from RefSeq ids if unset")
+    ] = None,
+    granularity: Annotated[
+        Granularity, typer.Option(help="Most detail the Beacon may return for this dataset")
+    ] = "count",
+    test_data: Annotated[bool, typer.Option("--test-data", help="Flag as test data")] = False,
+) -> None:
+    """Import BFF collections (individuals, biosamples, runs, analyses, cohorts, datasets,
+    genomicVariations + caseLevelData) as dataset DATASET, atomically."""
+    from genofed.store.bff_import import import_bff
+    from genofed.store.vcf_ingest import DatasetSettings
+
+    try:
+        summary = import_bff(NodeDir(directory), dataset, folder, assembly=assembly,
+                             settings=DatasetSettings(granularity=granularity,
+                                                      test_data=test_data))
+    except GenofedError as err:
+        raise _fail(err) from None
+    console.print(
+        f"Dataset [bold]{summary.dataset_id}[/] ({summary.assembly}): "
+        f"{summary.n_variants:,} variants, {summary.n_samples:,} biosamples with genotypes"
+    )
+
+
+@node_app.command("genes")
+def node_genes(
+    directory: NodePath,
+    file: Annotated[Path, typer.Argument(help="Gene coordinates: BED (chrom start end name) or GTF")],
+    assembly: Annotated[str, typer.Option(help="Assembly of the coordinates")] = "GRCh38",
+) -> None:
+    """Load gene coordinates so that geneId queries find variants by position."""
+    from genofed.store import reference
+    from genofed.store.genes import read_gene_file, save_genes
+
+    node = NodeDir(directory)
+    canonical = reference.canonical_assembly(assembly)
+    try:
+        node.check()
+        if canonical is None:
+            raise GenofedError(f"unknown assembly {assembly!r}; use GRCh37 or GRCh38")
+        genes = read_gene_file(file)
+    except GenofedError as err:
+        raise _fail(err) from None
+    save_genes(genes, node.genes_dir / f"{canonical}.parquet")
+    console.print(f"Loaded {len(genes):,} gene regions for {canonical}")
+
+
+@node_app.command("serve")
+def node_serve(
+    directory: NodePath,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8701,
+    workers: Annotated[int, typer.Option(help="Worker processes (one per core is typical)")] = 1,
+) -> None:
+    """Serve the node's GA4GH APIs (Beacon v2 at /beacon/v2) until Ctrl-C."""
+    import os
+
+    import uvicorn
+
+    from genofed.node.app import create_app
+
+    node = NodeDir(directory)
+    try:
+        node.check()
+        app_or_factory = create_app(directory)
+    except GenofedError as err:
+        raise _fail(err) from None
+    console.print(f"Serving node at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
+    if workers > 1:
+        os.environ["GENOFED_NODE_DIR"] = str(directory.resolve())
+        uvicorn.run("genofed.node.app:app_from_environment", factory=True, host=host,
+                    port=port, workers=workers, log_level="warning")
+    else:
+        uvicorn.run(app_or_factory, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()

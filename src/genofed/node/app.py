@@ -59,3 +59,11 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         return {"status": "ok", "datasets": sorted(runtime.live().readers)}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several workers: the node dir comes from
+    ``GENOFED_NODE_DIR`` because each worker process builds its own app."""
+    import os
+
+    return create_app(Path(os.environ["GENOFED_NODE_DIR"]))

@@ -38,16 +38,11 @@ class Filter:
     include_descendants: bool = True
     scope: str | None = None  # canonical entity name, None = decided per query
 
-    def describe(self) -> dict[str, Any]:
-        """The filter as Beacon's request schema spells it (for receivedRequestSummary)."""
-        out: dict[str, Any] = {"id": self.id}
+    def describe(self) -> str:
+        """The filter as one string, the form receivedRequestSummary.filters takes."""
         if self.kind == "alphanumeric":
-            out.update(operator=self.operator, value=self.value)
-        elif self.kind == "ontology":
-            out["includeDescendantTerms"] = self.include_descendants
-        if self.scope:
-            out["scope"] = self.scope
-        return out
+            return f"{self.id}{self.operator}{self.value}"
+        return self.id
 
 
 def canonical_scope(scope: str) -> str:

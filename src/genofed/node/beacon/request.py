@@ -85,7 +85,8 @@ class BeaconRequest:
         if self.filters:
             out["filters"] = [f.describe() for f in self.filters]
         if self.parameters:
-            out["requestParameters"] = self.parameters
+            # The framework schema wants objects as values: echo the model's nested form.
+            out["requestParameters"] = {"g_variant": self.parameters}
         return out
 
 
