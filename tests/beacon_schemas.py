@@ -26,11 +26,11 @@ _VRS = "https://w3id.org/ga4gh/schema/vrs/1.3/vrs.json"
 def _local_path(uri: str) -> Path:
     uri = uri.split("#", 1)[0]
     if uri.startswith(_RAW):
-        path = SPECS / uri[len(_RAW):]
+        path = SPECS / uri[len(_RAW) :]
     elif uri == _VRS:
         path = SPECS / "vrs-1.3" / "vrs.json"
     elif uri.startswith("file://"):
-        path = Path(uri[len("file://"):])
+        path = Path(uri[len("file://") :])
     else:
         raise NoSuchResource(ref=uri)
     if not path.exists() and path.name == "info.json":

@@ -17,8 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-node_app = typer.Typer(help="Create, fill and serve a node (one institution).",
-                       no_args_is_help=True)
+node_app = typer.Typer(
+    help="Create, fill and serve a node (one institution).", no_args_is_help=True
+)
 app.add_typer(node_app, name="node")
 console = Console(stderr=True)
 
@@ -73,12 +74,19 @@ def node_ingest(
     """Ingest genotypes (and optional clinical data) as dataset DATASET, atomically."""
     from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 
-    settings = DatasetSettings(name=name, description=description, granularity=granularity,
-                               test_data=test_data)
+    settings = DatasetSettings(
+        name=name, description=description, granularity=granularity, test_data=test_data
+    )
     try:
         summary = ingest_vcf(
-            NodeDir(directory), dataset, vcf, assembly=assembly, individuals=individuals,
-            sample_column=sample_column, settings=settings, progress=True,
+            NodeDir(directory),
+            dataset,
+            vcf,
+            assembly=assembly,
+            individuals=individuals,
+            sample_column=sample_column,
+            settings=settings,
+            progress=True,
         )
     except GenofedError as err:
         raise _fail(err) from None
@@ -109,9 +117,13 @@ def node_import_bff(
     from genofed.store.vcf_ingest import DatasetSettings
 
     try:
-        summary = import_bff(NodeDir(directory), dataset, folder, assembly=assembly,
-                             settings=DatasetSettings(granularity=granularity,
-                                                      test_data=test_data))
+        summary = import_bff(
+            NodeDir(directory),
+            dataset,
+            folder,
+            assembly=assembly,
+            settings=DatasetSettings(granularity=granularity, test_data=test_data),
+        )
     except GenofedError as err:
         raise _fail(err) from None
     console.print(
@@ -123,7 +135,9 @@ def node_import_bff(
 @node_app.command("genes")
 def node_genes(
     directory: NodePath,
-    file: Annotated[Path, typer.Argument(help="Gene coordinates: BED (chrom start end name) or GTF")],
+    file: Annotated[
+        Path, typer.Argument(help="Gene coordinates: BED (chrom start end name) or GTF")
+    ],
     assembly: Annotated[str, typer.Option(help="Assembly of the coordinates")] = "GRCh38",
 ) -> None:
     """Load gene coordinates so that geneId queries find variants by position."""
@@ -166,8 +180,14 @@ def node_serve(
     console.print(f"Serving node at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
     if workers > 1:
         os.environ["GENOFED_NODE_DIR"] = str(directory.resolve())
-        uvicorn.run("genofed.node.app:app_from_environment", factory=True, host=host,
-                    port=port, workers=workers, log_level="warning")
+        uvicorn.run(
+            "genofed.node.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
     else:
         uvicorn.run(app_or_factory, host=host, port=port, log_level="warning")
 

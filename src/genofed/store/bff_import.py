@@ -38,9 +38,20 @@ COLLECTIONS = {
     "dataset": "datasets.json",
 }
 _HGVS = re.compile(r"^(?:HGVSid:|refseq:)?([^:]+):g\.(\d+)(?:_\d+)?([ACGTN]*)(?:>([ACGTN]+))?")
-_ZYGOSITY_COPIES = {"0/1": 1, "1/0": 1, "0|1": 1, "1|0": 1, "1/1": 2, "1|1": 2,
-                    "GENO:GENO_0000458": 1, "GENO:0000458": 1, "GENO:GENO_0000136": 2,
-                    "GENO:0000136": 2, "GENO:GENO_0000135": 1, "GENO:0000135": 1}
+_ZYGOSITY_COPIES = {
+    "0/1": 1,
+    "1/0": 1,
+    "0|1": 1,
+    "1|0": 1,
+    "1/1": 2,
+    "1|1": 2,
+    "GENO:GENO_0000458": 1,
+    "GENO:0000458": 1,
+    "GENO:GENO_0000136": 2,
+    "GENO:0000136": 2,
+    "GENO:GENO_0000135": 1,
+    "GENO:0000135": 1,
+}
 
 
 def _load(folder: Path, name: str, required: bool = False) -> list[dict[str, Any]]:
@@ -52,14 +63,18 @@ def _load(folder: Path, name: str, required: bool = False) -> list[dict[str, Any
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise IngestError(f"invalid JSON: {exc.msg}", source=str(path),
-                          where=f"line {exc.lineno} column {exc.colno}") from exc
+        raise IngestError(
+            f"invalid JSON: {exc.msg}",
+            source=str(path),
+            where=f"line {exc.lineno} column {exc.colno}",
+        ) from exc
     if not isinstance(data, list):
         raise IngestError("expected a JSON list of documents", source=str(path))
     for index, doc in enumerate(data):
         if not isinstance(doc, dict):
-            raise IngestError("each item must be a JSON object", source=str(path),
-                              where=f"item {index}")
+            raise IngestError(
+                "each item must be a JSON object", source=str(path), where=f"item {index}"
+            )
     return data
 
 
@@ -82,17 +97,21 @@ def import_bff(
     for entity, items in docs.items():
         for index, doc in enumerate(items):
             if "id" not in doc:
-                raise IngestError(f"{entity} has no 'id'", source=str(folder / COLLECTIONS[entity]),
-                                  where=f"item {index}")
+                raise IngestError(
+                    f"{entity} has no 'id'",
+                    source=str(folder / COLLECTIONS[entity]),
+                    where=f"item {index}",
+                )
     variants = _load(folder, "genomicVariations.json")
     if not variants and not docs["individual"]:
-        raise IngestError("no genomicVariations.json or individuals.json found",
-                          source=str(folder))
+        raise IngestError("no genomicVariations.json or individuals.json found", source=str(folder))
     assembly = _assembly(assembly, variants, folder)
     columns = _matrix_columns(folder, docs)
     case_data = _load(folder, "caseLevelData.json")
-    rows = sorted((_variant_row(v, folder, i) for i, v in enumerate(variants)),
-                  key=lambda r: (reference.CHROMOSOMES.index(r["chrom"]), r["start"]))
+    rows = sorted(
+        (_variant_row(v, folder, i) for i, v in enumerate(variants)),
+        key=lambda r: (reference.CHROMOSOMES.index(r["chrom"]), r["start"]),
+    )
     genotypes = _genotypes(rows, case_data, columns, variants_by_key(rows))
 
     with node.staging(dataset_id) as stage:
@@ -116,10 +135,16 @@ def import_bff(
             "source": folder.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        build_database(stage, variants_parquet=stage / "variants.parquet", samples=columns,
-                       entries=_entries(docs, meta), meta=meta)
-    return IngestSummary(dataset_id, len(columns), len(rows), len(rows), assembly,
-                         time.perf_counter() - started)
+        build_database(
+            stage,
+            variants_parquet=stage / "variants.parquet",
+            samples=columns,
+            entries=_entries(docs, meta),
+            meta=meta,
+        )
+    return IngestSummary(
+        dataset_id, len(columns), len(rows), len(rows), assembly, time.perf_counter() - started
+    )
 
 
 def _dataset_name(docs: dict[str, list[dict[str, Any]]], fallback: str) -> str:
@@ -131,9 +156,14 @@ def _entries(docs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]):
         for doc in docs[entity]:
             yield entity, _clean(doc)
     if docs["dataset"]:
-        yield "dataset", {**_clean(docs["dataset"][0]), "id": meta["id"],
-                          "info": {"assemblyId": meta["assembly"],
-                                   "testData": meta["test_data"]}}
+        yield (
+            "dataset",
+            {
+                **_clean(docs["dataset"][0]),
+                "id": meta["id"],
+                "info": {"assemblyId": meta["assembly"], "testData": meta["test_data"]},
+            },
+        )
     else:
         yield "dataset", dataset_doc(meta)
     if docs["cohort"]:
@@ -154,14 +184,14 @@ def _assembly(given: str | None, variants: list[dict[str, Any]], folder: Path) -
         contig = reference.parse_contig(hgvs.split(":", 1)[0])
         if contig and contig.assembly:
             return contig.assembly
-    raise IngestError("cannot tell the assembly from the variants; pass --assembly",
-                      source=str(folder))
+    raise IngestError(
+        "cannot tell the assembly from the variants; pass --assembly", source=str(folder)
+    )
 
 
 def _matrix_columns(folder: Path, docs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
     """(biosample_id, individual_id) per genotype column, in ``targets.json`` order."""
-    individual_of = {str(b["id"]): str(b.get("individualId", b["id"]))
-                     for b in docs["biosample"]}
+    individual_of = {str(b["id"]): str(b.get("individualId", b["id"])) for b in docs["biosample"]}
     targets = _load(folder, "targets.json")
     if targets:
         ids = [str(i) for i in targets[0].get("biosampleIds", [])]
@@ -182,8 +212,9 @@ def _variant_row(doc: dict[str, Any], folder: Path, index: int) -> dict[str, Any
         start = int(float(interval["start"]["value"]))
         end = int(float(interval["end"]["value"]))
     except (KeyError, TypeError, ValueError):
-        raise IngestError("variation.location.interval start/end are missing",
-                          source=source, where=where) from None
+        raise IngestError(
+            "variation.location.interval start/end are missing", source=source, where=where
+        ) from None
     sequence_id = str(location.get("sequence_id", ""))
     hgvs = str((doc.get("identifiers") or {}).get("genomicHGVSId", ""))
     contig = None
@@ -194,8 +225,9 @@ def _variant_row(doc: dict[str, Any], folder: Path, index: int) -> dict[str, Any
         if contig:
             break
     if contig is None:
-        raise IngestError(f"cannot read the chromosome from {sequence_id or hgvs!r}",
-                          source=source, where=where)
+        raise IngestError(
+            f"cannot read the chromosome from {sequence_id or hgvs!r}", source=source, where=where
+        )
     ref = str(variation.get("referenceBases", "")).upper()
     alt = str(variation.get("alternateBases", "")).upper()
     molecular = doc.get("molecularAttributes") or {}
@@ -204,9 +236,17 @@ def _variant_row(doc: dict[str, Any], folder: Path, index: int) -> dict[str, Any
         vtype = "DEL" if len(alt) < len(ref) else "INS" if len(alt) > len(ref) else "INDEL"
     clean = {k: v for k, v in _clean(doc).items() if k not in ("caseLevelData", "length")}
     return {
-        "variant_id": str(doc.get("variantInternalId") or f"{contig.chrom}-{start + 1}-{ref}-{alt}"),
-        "chrom": contig.chrom, "pos": start + 1, "start": start, "end": end,
-        "ref": ref, "alt": alt, "vtype": vtype, "vcf_id": None,
+        "variant_id": str(
+            doc.get("variantInternalId") or f"{contig.chrom}-{start + 1}-{ref}-{alt}"
+        ),
+        "chrom": contig.chrom,
+        "pos": start + 1,
+        "start": start,
+        "end": end,
+        "ref": ref,
+        "alt": alt,
+        "vtype": vtype,
+        "vcf_id": None,
         "genes": list(molecular.get("geneIds") or []) or None,
         "aa_changes": list(molecular.get("aminoacidChanges") or []) or None,
         "hgvs": [hgvs] if hgvs else None,
@@ -222,12 +262,18 @@ def variants_by_key(rows: list[dict[str, Any]]) -> dict[str, int]:
     for i, row in enumerate(rows):
         for key in row["keys"]:
             index.setdefault(key, i)
-        index.setdefault(f"{row['chrom']}:{row['pos']}:{''.join(sorted((row['ref'], row['alt'])))}", i)
+        index.setdefault(
+            f"{row['chrom']}:{row['pos']}:{''.join(sorted((row['ref'], row['alt'])))}", i
+        )
     return index
 
 
-def _genotypes(rows: list[dict[str, Any]], case_data: list[dict[str, Any]],
-               columns: list[tuple[str, str]], by_key: dict[str, int]) -> np.ndarray:
+def _genotypes(
+    rows: list[dict[str, Any]],
+    case_data: list[dict[str, Any]],
+    columns: list[tuple[str, str]],
+    by_key: dict[str, int],
+) -> np.ndarray:
     matrix = np.zeros((len(rows), len(columns), 2), dtype=np.int8)
     column_of = {bs: i for i, (bs, _) in enumerate(columns)}
     if case_data:
@@ -246,8 +292,9 @@ def _genotypes(rows: list[dict[str, Any]], case_data: list[dict[str, Any]],
         for call in row["embedded"]:
             column = column_of.get(str(call.get("biosampleId")))
             zygosity = call.get("zygosity") or {}
-            copies = _ZYGOSITY_COPIES.get(zygosity.get("label"),
-                                          _ZYGOSITY_COPIES.get(zygosity.get("id"), 1))
+            copies = _ZYGOSITY_COPIES.get(
+                zygosity.get("label"), _ZYGOSITY_COPIES.get(zygosity.get("id"), 1)
+            )
             if column is not None:
                 matrix[row_index, column] = [1, 1] if copies == 2 else [0, 1]
     return matrix
@@ -268,17 +315,47 @@ def _find_row(entry: dict[str, Any], by_key: dict[str, int]) -> int | None:
 
 def _columns(rows: list[dict[str, Any]], genotypes: np.ndarray) -> dict[str, list]:
     counts = allele_counts(genotypes, 1) if len(rows) else None
-    out: dict[str, list] = {k: [] for k in (
-        "variant_idx", "site_idx", "allele_idx", "variant_id", "chrom", "pos", "start", "end",
-        "ref", "alt", "vtype", "vcf_id", "ac", "an", "af", "n_het", "n_homalt", "genes",
-        "aa_changes", "hgvs", "effects", "doc")}
+    out: dict[str, list] = {
+        k: []
+        for k in (
+            "variant_idx",
+            "site_idx",
+            "allele_idx",
+            "variant_id",
+            "chrom",
+            "pos",
+            "start",
+            "end",
+            "ref",
+            "alt",
+            "vtype",
+            "vcf_id",
+            "ac",
+            "an",
+            "af",
+            "n_het",
+            "n_homalt",
+            "genes",
+            "aa_changes",
+            "hgvs",
+            "effects",
+            "doc",
+        )
+    }
     for i, row in enumerate(rows):
         ac = int(counts["ac"][i]) if counts else 0
         an = int(counts["an"][i]) if counts else 0
-        values = {**row, "variant_idx": i, "site_idx": i, "allele_idx": 1, "ac": ac, "an": an,
-                  "af": ac / an if an else None,
-                  "n_het": int(counts["n_het"][i]) if counts else 0,
-                  "n_homalt": int(counts["n_homalt"][i]) if counts else 0}
+        values = {
+            **row,
+            "variant_idx": i,
+            "site_idx": i,
+            "allele_idx": 1,
+            "ac": ac,
+            "an": an,
+            "af": ac / an if an else None,
+            "n_het": int(counts["n_het"][i]) if counts else 0,
+            "n_homalt": int(counts["n_homalt"][i]) if counts else 0,
+        }
         for key in out:
             out[key].append(values[key])
     return out

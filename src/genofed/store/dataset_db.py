@@ -142,8 +142,7 @@ def build_database(
             "CREATE TABLE variants AS SELECT * FROM read_parquet(?)", [str(variants_parquet)]
         )
         con.execute(
-            "CREATE TABLE samples (sample_idx INTEGER, biosample_id VARCHAR, "
-            "individual_id VARCHAR)"
+            "CREATE TABLE samples (sample_idx INTEGER, biosample_id VARCHAR, individual_id VARCHAR)"
         )
         if samples:
             incoming = pa.table(
@@ -193,7 +192,9 @@ def _write_entries(con: duckdb.DuckDBPyConnection, entries: Iterable[tuple[str, 
         "CREATE TABLE entries (entity VARCHAR, id VARCHAR, individual_id VARCHAR, "
         "biosample_id VARCHAR, run_id VARCHAR, doc VARCHAR)"
     )
-    con.execute("CREATE TABLE entry_terms (entity VARCHAR, id VARCHAR, term VARCHAR, label VARCHAR)")
+    con.execute(
+        "CREATE TABLE entry_terms (entity VARCHAR, id VARCHAR, term VARCHAR, label VARCHAR)"
+    )
     con.execute(
         "CREATE TABLE entry_values (entity VARCHAR, id VARCHAR, path VARCHAR, text VARCHAR, "
         "num DOUBLE)"

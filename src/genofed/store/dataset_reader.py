@@ -21,7 +21,7 @@ from genofed.store.node_dir import DatasetVersion
 from genofed.store.variant_query import VariantQuery, where_clause
 
 VARIANT_COLUMNS = (
-    "variant_idx, site_idx, allele_idx, variant_id, chrom, pos, start, \"end\", ref, alt, "
+    'variant_idx, site_idx, allele_idx, variant_id, chrom, pos, start, "end", ref, alt, '
     "vtype, vcf_id, ac, an, af, n_het, n_homalt, genes, aa_changes, hgvs, effects, doc"
 )
 VARIANT_FIELDS = tuple(c.strip().strip('"') for c in VARIANT_COLUMNS.split(","))
@@ -88,19 +88,31 @@ class DatasetReader:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(variant_idx, site_idx, allele_idx)`` of matches, at most ``cap`` + 1 of them."""
         where, params = where_clause(query)
-        rows = self.cursor().execute(
-            f"SELECT variant_idx, site_idx, allele_idx FROM variants WHERE {where} "
-            "ORDER BY variant_idx LIMIT ?", [*params, cap + 1]
-        ).fetchnumpy()
-        return (np.asarray(rows["variant_idx"], dtype=np.int64),
-                np.asarray(rows["site_idx"], dtype=np.int64),
-                np.asarray(rows["allele_idx"], dtype=np.int64))
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT variant_idx, site_idx, allele_idx FROM variants WHERE {where} "
+                "ORDER BY variant_idx LIMIT ?",
+                [*params, cap + 1],
+            )
+            .fetchnumpy()
+        )
+        return (
+            np.asarray(rows["variant_idx"], dtype=np.int64),
+            np.asarray(rows["site_idx"], dtype=np.int64),
+            np.asarray(rows["allele_idx"], dtype=np.int64),
+        )
 
     def variants_by_index(self, indices: list[int]) -> list[dict[str, Any]]:
-        rows = self.cursor().execute(
-            f"SELECT {VARIANT_COLUMNS} FROM variants WHERE variant_idx IN (SELECT unnest(?)) "
-            "ORDER BY variant_idx", [indices]
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {VARIANT_COLUMNS} FROM variants WHERE variant_idx IN (SELECT unnest(?)) "
+                "ORDER BY variant_idx",
+                [indices],
+            )
+            .fetchall()
+        )
         return [dict(zip(VARIANT_FIELDS, row, strict=True)) for row in rows]
 
     # -- genotypes --------------------------------------------------------------------
@@ -112,17 +124,20 @@ class DatasetReader:
     @cached_property
     def samples(self) -> list[tuple[str, str]]:
         """``(biosample_id, individual_id)`` per genotype-matrix column."""
-        rows = self.cursor().execute(
-            "SELECT biosample_id, individual_id FROM samples ORDER BY sample_idx"
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute("SELECT biosample_id, individual_id FROM samples ORDER BY sample_idx")
+            .fetchall()
+        )
         return [(r[0], r[1]) for r in rows]
 
     def genotype_rows(self, site_indices: np.ndarray) -> np.ndarray:
         """Genotypes of the given sites: ``(len(site_indices), samples, 2)``."""
         if len(site_indices) == 0 or not self.samples:
             return np.zeros((len(site_indices), len(self.samples), 2), dtype=np.int8)
-        return self._genotypes.get_orthogonal_selection((np.asarray(site_indices), slice(None),
-                                                         slice(None)))
+        return self._genotypes.get_orthogonal_selection(
+            (np.asarray(site_indices), slice(None), slice(None))
+        )
 
     def sample_column(self, sample_idx: int) -> np.ndarray:
         """All genotypes of one sample: ``(sites, 2)``."""
@@ -140,51 +155,77 @@ class DatasetReader:
         return [json.loads(r[0]) for r in rows]
 
     def entry_ids(self, entity: str) -> list[str]:
-        rows = self.cursor().execute(
-            "SELECT id FROM entries WHERE entity = ? ORDER BY id", [entity]
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute("SELECT id FROM entries WHERE entity = ? ORDER BY id", [entity])
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def entry_links(self, entity: str) -> dict[str, tuple[str | None, str | None, str | None]]:
         """id → (individual_id, biosample_id, run_id) for every entry of one entity."""
-        rows = self.cursor().execute(
-            "SELECT id, individual_id, biosample_id, run_id FROM entries WHERE entity = ?",
-            [entity],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT id, individual_id, biosample_id, run_id FROM entries WHERE entity = ?",
+                [entity],
+            )
+            .fetchall()
+        )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def ids_with_terms(self, entity: str, terms: list[str]) -> set[str]:
-        rows = self.cursor().execute(
-            "SELECT DISTINCT id FROM entry_terms WHERE entity = ? "
-            "AND term IN (SELECT unnest(?))", [entity, terms]
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT DISTINCT id FROM entry_terms WHERE entity = ? "
+                "AND term IN (SELECT unnest(?))",
+                [entity, terms],
+            )
+            .fetchall()
+        )
         return {r[0] for r in rows}
 
     def ids_with_value(self, entity: str, sql: str, params: list[Any]) -> set[str]:
-        rows = self.cursor().execute(
-            f"SELECT DISTINCT id FROM entry_values WHERE entity = ? AND ({sql})",
-            [entity, *params],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT DISTINCT id FROM entry_values WHERE entity = ? AND ({sql})",
+                [entity, *params],
+            )
+            .fetchall()
+        )
         return {r[0] for r in rows}
 
     def term_index(self) -> list[tuple[str, str, str | None]]:
         """(entity, term, label) of every ontology term present."""
-        return self.cursor().execute(
-            "SELECT entity, term, any_value(label) FROM entry_terms GROUP BY entity, term"
-        ).fetchall()
+        return (
+            self.cursor()
+            .execute("SELECT entity, term, any_value(label) FROM entry_terms GROUP BY entity, term")
+            .fetchall()
+        )
 
     def value_paths(self) -> list[tuple[str, str, int, bool]]:
         """(entity, path, distinct values, numeric) of every scalar field present."""
-        return self.cursor().execute(
-            "SELECT entity, path, count(DISTINCT text), bool_and(num IS NOT NULL) "
-            "FROM entry_values GROUP BY entity, path"
-        ).fetchall()
+        return (
+            self.cursor()
+            .execute(
+                "SELECT entity, path, count(DISTINCT text), bool_and(num IS NOT NULL) "
+                "FROM entry_values GROUP BY entity, path"
+            )
+            .fetchall()
+        )
 
     def small_value_sets(self, max_values: int) -> list[tuple[str, str, str]]:
         """(entity, path, value) for text fields with at most ``max_values`` values."""
-        return self.cursor().execute(
-            "WITH c AS (SELECT entity, path FROM entry_values GROUP BY entity, path "
-            "HAVING count(DISTINCT text) <= ?) "
-            "SELECT DISTINCT v.entity, v.path, v.text FROM entry_values v "
-            "JOIN c USING (entity, path) ORDER BY 1, 2, 3", [max_values]
-        ).fetchall()
+        return (
+            self.cursor()
+            .execute(
+                "WITH c AS (SELECT entity, path FROM entry_values GROUP BY entity, path "
+                "HAVING count(DISTINCT text) <= ?) "
+                "SELECT DISTINCT v.entity, v.path, v.text FROM entry_values v "
+                "JOIN c USING (entity, path) ORDER BY 1, 2, 3",
+                [max_values],
+            )
+            .fetchall()
+        )

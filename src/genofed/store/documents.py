@@ -139,8 +139,10 @@ def read_clinical_csv(
                     f"sample {sample_id!r} appears twice", source=source, where=f"line {line}"
                 )
             seen.add(sample_id)
-            yield sample_id, _individual_from_row(row, sample_id, source, line, labels,
-                                                  sample_column)
+            yield (
+                sample_id,
+                _individual_from_row(row, sample_id, source, line, labels, sample_column),
+            )
 
 
 def _individual_from_row(
@@ -158,8 +160,9 @@ def _individual_from_row(
     info: dict[str, Any] = {}
     for column, cell in row.items():
         if column is None:
-            raise IngestError("row has more cells than the header", source=source,
-                              where=f"line {line}")
+            raise IngestError(
+                "row has more cells than the header", source=source, where=f"line {line}"
+            )
         key = column.strip()
         cell = (cell or "").strip()
         if key in (sample_column, "individual_id", "sex") or not cell:
@@ -178,10 +181,12 @@ def _individual_from_row(
         elif lowered == "age":
             years = as_number(cell)
             if years is None:
-                raise IngestError(f"age {cell!r} is neither years nor an ISO 8601 duration",
-                                  source=source, where=f"line {line}")
-            info["age"] = {"iso8601duration": cell if cell.startswith("P") else
-                           f"P{int(years)}Y"}
+                raise IngestError(
+                    f"age {cell!r} is neither years nor an ISO 8601 duration",
+                    source=source,
+                    where=f"line {line}",
+                )
+            info["age"] = {"iso8601duration": cell if cell.startswith("P") else f"P{int(years)}Y"}
         else:
             number = as_number(cell)
             info[key] = number if number is not None and not cell.startswith("P") else cell

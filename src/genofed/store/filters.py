@@ -15,14 +15,22 @@ from genofed.store.documents import as_number
 from genofed.store.ontology import OntologyIndex
 
 ENTITY_NAMES = {
-    "individual": "individual", "individuals": "individual",
-    "biosample": "biosample", "biosamples": "biosample",
-    "run": "run", "runs": "run",
-    "analysis": "analysis", "analyses": "analysis",
-    "cohort": "cohort", "cohorts": "cohort",
-    "dataset": "dataset", "datasets": "dataset",
-    "genomicvariation": "genomicVariation", "genomicvariations": "genomicVariation",
-    "genomicvariant": "genomicVariation", "g_variants": "genomicVariation",
+    "individual": "individual",
+    "individuals": "individual",
+    "biosample": "biosample",
+    "biosamples": "biosample",
+    "run": "run",
+    "runs": "run",
+    "analysis": "analysis",
+    "analyses": "analysis",
+    "cohort": "cohort",
+    "cohorts": "cohort",
+    "dataset": "dataset",
+    "datasets": "dataset",
+    "genomicvariation": "genomicVariation",
+    "genomicvariations": "genomicVariation",
+    "genomicvariant": "genomicVariation",
+    "g_variants": "genomicVariation",
     "g_variant": "genomicVariation",
 }
 OPERATORS = ("=", "<", ">", "!", ">=", "<=")
@@ -95,14 +103,17 @@ class FilterContext:
     """What a node knows about its terms and fields, to resolve scopes and warn early."""
 
     ontology: OntologyIndex
-    term_scopes: dict[str, set[str]]   # term -> entities where it occurs
-    path_scopes: dict[str, set[str]]   # field path -> entities where it occurs
+    term_scopes: dict[str, set[str]]  # term -> entities where it occurs
+    path_scopes: dict[str, set[str]]  # field path -> entities where it occurs
     custom_terms: dict[str, tuple[str, str, set[str]]]  # custom id -> (path, value, scopes)
 
     def classify(self, flt: Filter) -> Filter:
         """Ontology-looking ids that are really custom terms become custom filters."""
-        if flt.kind == "ontology" and flt.id in self.custom_terms and \
-                flt.id not in self.term_scopes:
+        if (
+            flt.kind == "ontology"
+            and flt.id in self.custom_terms
+            and flt.id not in self.term_scopes
+        ):
             return Filter("custom", flt.id, scope=flt.scope)
         return flt
 
@@ -128,12 +139,16 @@ class FilterContext:
         if flt.kind == "ontology":
             if self.ontology.knows(flt.id):
                 return None  # a real term that no record here carries: a true zero
-            return (f"filter term {flt.id!r} is not known to this beacon; "
-                    "see /filtering_terms for the terms it can filter on")
+            return (
+                f"filter term {flt.id!r} is not known to this beacon; "
+                "see /filtering_terms for the terms it can filter on"
+            )
         if flt.kind == "custom":
             return f"custom filter {flt.id!r} is not defined here; see /filtering_terms"
-        return (f"alphanumeric filter field {flt.id!r} does not occur in any record here; "
-                "see /filtering_terms")
+        return (
+            f"alphanumeric filter field {flt.id!r} does not occur in any record here; "
+            "see /filtering_terms"
+        )
 
 
 def _path_matches(path: str, field: str) -> bool:
@@ -148,20 +163,19 @@ def matching_ids(
         return reader.ids_with_terms(entity, context.expand(flt))
     if flt.kind == "custom":
         path, value, _ = context.custom_terms[flt.id]
-        return reader.ids_with_value(entity, "path = ? AND lower(text) = lower(?)",
-                                     [path, value])
+        return reader.ids_with_value(entity, "path = ? AND lower(text) = lower(?)", [path, value])
     value = flt.value or ""
     path_sql = "contains('.' || path || '.', ?)"
     number = as_number(value)
     if number is not None:
         op = _SQL_NUMERIC[flt.operator]
-        return reader.ids_with_value(entity, f"{path_sql} AND num {op} ?",
-                                     [f".{flt.id}.", number])
+        return reader.ids_with_value(entity, f"{path_sql} AND num {op} ?", [f".{flt.id}.", number])
     if flt.operator not in ("=", "!"):
         raise QueryError(
             f"operator {flt.operator!r} on {flt.id!r} needs a number or an ISO 8601 duration "
             f"such as P70Y; got {value!r}"
         )
     negate = "NOT " if flt.operator == "!" else ""
-    return reader.ids_with_value(entity, f"{path_sql} AND {negate}(text ILIKE ?)",
-                                 [f".{flt.id}.", value])
+    return reader.ids_with_value(
+        entity, f"{path_sql} AND {negate}(text ILIKE ?)", [f".{flt.id}.", value]
+    )

@@ -46,8 +46,12 @@ def read_gene_file(path: Path) -> list[tuple[str, str, int, int]]:
                     match = _GTF_NAME.search(fields[8]) or _GTF_ID.search(fields[8])
                     if not match:
                         raise ValueError("no gene_name or gene_id attribute")
-                    gene, chrom, start, end = (match.group(1), fields[0],
-                                               int(fields[3]) - 1, int(fields[4]))
+                    gene, chrom, start, end = (
+                        match.group(1),
+                        fields[0],
+                        int(fields[3]) - 1,
+                        int(fields[4]),
+                    )
                 else:
                     if len(fields) < 4:
                         raise ValueError("a BED line needs chrom, start, end and name")
@@ -58,12 +62,14 @@ def read_gene_file(path: Path) -> list[tuple[str, str, int, int]]:
             if contig is None:
                 continue  # alt contigs and patches: no variants can be stored there anyway
             if end <= start:
-                raise IngestError(f"end {end} is not after start {start}", source=str(path),
-                                  where=where)
+                raise IngestError(
+                    f"end {end} is not after start {start}", source=str(path), where=where
+                )
             genes.append((gene, contig.chrom, start, end))
     if not genes:
-        raise IngestError("no genes found (expected BED with a name column, or GTF)",
-                          source=str(path))
+        raise IngestError(
+            "no genes found (expected BED with a name column, or GTF)", source=str(path)
+        )
     return genes
 
 

@@ -34,8 +34,9 @@ def load_individuals(path: Path, *, sample_column: str = "sample_id") -> Individ
     if path.suffix.lower() == ".json":
         for index, doc in enumerate(_read_json_list(path)):
             if not isinstance(doc, dict) or "id" not in doc:
-                raise IngestError("each individual needs an 'id'", source=str(path),
-                                  where=f"item {index}")
+                raise IngestError(
+                    "each individual needs an 'id'", source=str(path), where=f"item {index}"
+                )
             doc = {k: v for k, v in doc.items() if not k.startswith("_") and k != "datasetId"}
             doc.setdefault("sex", {"id": "NCIT:C17998", "label": "unknown"})
             people.by_sample[str(doc["id"])] = doc
@@ -53,8 +54,11 @@ def _read_json_list(path: Path) -> list[Any]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise IngestError(f"invalid JSON: {exc.msg}", source=str(path),
-                          where=f"line {exc.lineno} column {exc.colno}") from exc
+        raise IngestError(
+            f"invalid JSON: {exc.msg}",
+            source=str(path),
+            where=f"line {exc.lineno} column {exc.colno}",
+        ) from exc
     if not isinstance(data, list):
         raise IngestError("expected a JSON list of documents", source=str(path))
     return data
@@ -92,10 +96,13 @@ def dataset_entries(
         if person["id"] not in seen:
             seen.add(person["id"])
             yield "individual", person
-        yield "biosample", {
-            "id": sample,
-            "individualId": person["id"],
-            "biosampleStatus": _SAMPLE_STATUS,
-            "sampleOriginType": _SAMPLE_ORIGIN,
-        }
+        yield (
+            "biosample",
+            {
+                "id": sample,
+                "individualId": person["id"],
+                "biosampleStatus": _SAMPLE_STATUS,
+                "sampleOriginType": _SAMPLE_ORIGIN,
+            },
+        )
     yield "cohort", cohort_doc(meta, len(seen))

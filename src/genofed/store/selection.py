@@ -40,8 +40,8 @@ class Selection:
     """The outcome for one dataset: entry ids, or variant indices, that match."""
 
     ids: list[str] = field(default_factory=list)
-    variant_idx: np.ndarray | None = None   # for variants when samples restrict them
-    variant_count: int | None = None        # for variants without sample restriction
+    variant_idx: np.ndarray | None = None  # for variants when samples restrict them
+    variant_count: int | None = None  # for variants without sample restriction
 
     @property
     def count(self) -> int:
@@ -75,8 +75,8 @@ def select(
     variant_query: VariantQuery | None = None,
 ) -> Selection:
     """Evaluate a query for entity ``target`` on one dataset."""
-    allowed: set[str] | None = None      # target ids (entries) still allowed
-    samples: set[str] | None = None      # biosample ids whose carriers restrict variants
+    allowed: set[str] | None = None  # target ids (entries) still allowed
+    samples: set[str] | None = None  # biosample ids whose carriers restrict variants
     dataset_ok = True
     variant_query = variant_query or VariantQuery()
     restricted_by_variant: set[str] | None = None
@@ -98,8 +98,9 @@ def select(
         scope = flt.scope or _default_scope(flt, target, filter_context)
         if scope == VARIANT:
             if target != VARIANT:
-                raise QueryError(f"filter {flt.id!r} with scope genomicVariation can only be "
-                                 "used on g_variants")
+                raise QueryError(
+                    f"filter {flt.id!r} with scope genomicVariation can only be used on g_variants"
+                )
             _apply_variant_filter(flt, variant_query)
             continue
         matched = matching_ids(reader, flt, scope, filter_context)
@@ -140,8 +141,10 @@ def _default_scope(flt: Filter, target: str, context: FilterContext) -> str:
 def _apply_variant_filter(flt: Filter, query: VariantQuery) -> None:
     field = flt.id.split(".")[-1]
     if flt.kind != "alphanumeric" or flt.operator != "=":
-        raise QueryError(f"variant filter {flt.id!r}: only '=' alphanumeric filters on "
-                         "geneIds, aminoacidChanges or variantType are supported")
+        raise QueryError(
+            f"variant filter {flt.id!r}: only '=' alphanumeric filters on "
+            "geneIds, aminoacidChanges or variantType are supported"
+        )
     if field == "geneIds":
         query.gene_id = flt.value
     elif field == "aminoacidChanges":
@@ -149,9 +152,11 @@ def _apply_variant_filter(flt: Filter, query: VariantQuery) -> None:
     elif field == "variantType":
         query.variant_type = flt.value
     else:
-        raise QueryError(f"variant filter field {flt.id!r} is not supported; use "
-                         "molecularAttributes.geneIds, molecularAttributes.aminoacidChanges "
-                         "or variantType")
+        raise QueryError(
+            f"variant filter field {flt.id!r} is not supported; use "
+            "molecularAttributes.geneIds, molecularAttributes.aminoacidChanges "
+            "or variantType"
+        )
 
 
 def _carrier_biosamples(reader: DatasetReader, variant_id: str) -> set[str]:

@@ -23,8 +23,7 @@ _TYPE_SYNONYMS = {
 }
 # Length of a variant in bases, as Beacon's variantMin/MaxLength mean it.
 LENGTH_SQL = (
-    "CASE WHEN alt LIKE '<%' THEN \"end\" - start "
-    "ELSE greatest(\"end\" - start, length(alt)) END"
+    'CASE WHEN alt LIKE \'<%\' THEN "end" - start ELSE greatest("end" - start, length(alt)) END'
 )
 
 
@@ -49,8 +48,13 @@ class VariantQuery:
     @property
     def is_empty(self) -> bool:
         return not (
-            self.chrom or self.gene_id or self.aminoacid_change or self.allele_short_form
-            or self.variant_ids or self.variant_type or self.alternate_bases
+            self.chrom
+            or self.gene_id
+            or self.aminoacid_change
+            or self.allele_short_form
+            or self.variant_ids
+            or self.variant_type
+            or self.alternate_bases
         )
 
 

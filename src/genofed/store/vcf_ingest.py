@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cyvcf2 import VCF
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genofed._exceptions import IngestError
@@ -30,6 +29,7 @@ from genofed.store.dataset_db import (
 )
 from genofed.store.individuals import Individuals, dataset_entries, load_individuals
 from genofed.store.node_dir import NodeDir
+from genofed.store.vcf_reader import Record, RecordBlock, info_value, open_vcf
 
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _BASES = re.compile(r"^[ACGTNacgtn]+$")
@@ -71,41 +71,45 @@ def ingest_vcf(
     started = time.perf_counter()
     source = str(vcf_path)
     _check_readable(vcf_path)
+    reader = open_vcf(vcf_path)
     try:
-        vcf = VCF(str(vcf_path), gts012=False, lazy=True, threads=2)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise IngestError(f"not a readable VCF/BCF ({exc})", source=source) from exc
-    header_lines = vcf.raw_header.splitlines()
-    assembly = _resolve_assembly(assembly, header_lines, source)
-    samples = list(vcf.samples)
-    people = load_individuals(individuals, sample_column=sample_column) if individuals else None
-    linked = _link_samples(samples, people, individuals)
-    annotation = detect_format(header_lines)
-
-    with node.staging(dataset_id) as stage:
-        variants = VariantWriter(stage / "variants.parquet")
-        genotypes = GenotypeWriter(stage / "genotypes.zarr", samples)
-        reader = _SiteReader(vcf, source, assembly, annotation, len(samples))
-        with _progress(progress, vcf_path) as bar:
-            task = bar.add_task("ingest", total=_record_total(vcf))
-            for block, columns in reader.blocks():
-                genotypes.append(block)
-                variants.write(columns)
-                bar.update(task, advance=block.shape[0])
-        variants.close()
-        if reader.n_sites == 0:
-            raise IngestError("the VCF has no records", source=source)
-        meta = _meta(dataset_id, assembly, settings, samples, reader, vcf_path)
-        build_database(
-            stage,
-            variants_parquet=stage / "variants.parquet",
-            samples=[(s, linked[s]["id"]) for s in samples],
-            entries=dataset_entries(meta, samples, linked),
-            meta=meta,
-        )
-    vcf.close()
+        header_lines = reader.header.lines
+        assembly = _resolve_assembly(assembly, header_lines, source)
+        samples = reader.header.samples
+        if len(set(samples)) != len(samples):
+            raise IngestError("the #CHROM line names a sample twice", source=source, where="header")
+        people = load_individuals(individuals, sample_column=sample_column) if individuals else None
+        linked = _link_samples(samples, people, individuals)
+        sites = _SiteConverter(source, assembly, detect_format(header_lines), len(samples))
+        with node.staging(dataset_id) as stage:
+            variants = VariantWriter(stage / "variants.parquet")
+            genotypes = GenotypeWriter(stage / "genotypes.zarr", samples)
+            with _progress(progress, vcf_path) as bar:
+                task = bar.add_task("ingest", total=None)
+                for block in reader.blocks(SITES_PER_CHUNK):
+                    columns = sites.convert(block)
+                    genotypes.append(block.genotypes)
+                    variants.write(columns)
+                    bar.update(task, advance=len(block.records))
+            variants.close()
+            if sites.n_sites == 0:
+                raise IngestError("the VCF has no records", source=source)
+            meta = _meta(dataset_id, assembly, settings, samples, sites, vcf_path)
+            build_database(
+                stage,
+                variants_parquet=stage / "variants.parquet",
+                samples=[(s, linked[s]["id"]) for s in samples],
+                entries=dataset_entries(meta, samples, linked),
+                meta=meta,
+            )
+    finally:
+        reader.close()
     return IngestSummary(
-        dataset_id, len(samples), reader.n_sites, reader.n_variants, assembly,
+        dataset_id,
+        len(samples),
+        sites.n_sites,
+        sites.n_variants,
+        assembly,
         time.perf_counter() - started,
     )
 
@@ -187,14 +191,6 @@ def _link_samples(
     }
 
 
-def _record_total(vcf: VCF) -> int | None:
-    try:
-        total = vcf.num_records
-    except (ValueError, AttributeError, OSError):
-        return None
-    return total or None
-
-
 def _progress(enabled: bool, path: Path) -> Progress:
     return Progress(
         TextColumn(f"[bold]{path.name}"),
@@ -211,7 +207,7 @@ def _meta(
     assembly: str,
     settings: DatasetSettings,
     samples: list[str],
-    reader: _SiteReader,
+    reader: _SiteConverter,
     vcf_path: Path,
 ) -> dict[str, Any]:
     return {
@@ -241,18 +237,16 @@ def variant_type(ref: str, alt: str) -> str:
     return "DEL" if len(alt) < len(ref) else "INS"
 
 
-class _SiteReader:
-    """Reads records in blocks and turns each block into genotype and variant columns."""
+class _SiteConverter:
+    """Checks records and turns each block into variant-table columns."""
 
     def __init__(
         self,
-        vcf: VCF,
         source: str,
         assembly: str,
         annotation: AnnotationFormat | None,
         n_samples: int,
     ):
-        self.vcf = vcf
         self.source = source
         self.assembly = assembly
         self.annotation = annotation
@@ -261,51 +255,35 @@ class _SiteReader:
         self.n_variants = 0
         self.contigs: set[str] = set()
         self._contig_cache: dict[str, str] = {}
+        self._last: tuple[str, int] = ("", 0)
 
-    def blocks(self):
-        block = np.empty((SITES_PER_CHUNK, self.n_samples, 2), dtype=np.int8)
-        records: list[tuple[str, int, str, list[str], str | None, int | None, Any]] = []
-        last = ("", 0)
-        for number, rec in enumerate(self.vcf, start=1):
-            where = f"record {number} ({rec.CHROM}:{rec.POS})"
-            chrom = self._chrom(rec.CHROM, where)
-            pos = rec.POS
-            if pos > reference.chromosome_length(self.assembly, chrom):
-                raise IngestError(
-                    f"position {pos:,} is beyond the end of {self.assembly} chromosome "
-                    f"{chrom}; check --assembly",
-                    source=self.source, where=where,
-                )
-            if chrom == last[0] and pos < last[1]:
-                raise IngestError("records are not sorted by position", source=self.source,
-                                  where=where)
-            last = (chrom, pos)
-            ref = rec.REF
-            if not _BASES.match(ref):
-                raise IngestError(f"REF {ref!r} is not a DNA sequence", source=self.source,
-                                  where=where)
-            if self.n_samples:
-                gt = rec.genotype
-                if gt is None:
-                    raise IngestError("record has no GT field", source=self.source, where=where)
-                arr = gt.array()
-                ploidy = arr.shape[1] - 1
-                if ploidy == 1:
-                    block[len(records), :, 0] = arr[:, 0]
-                    block[len(records), :, 1] = -2
-                elif ploidy == 2:
-                    block[len(records)] = arr[:, :2]
-                else:
-                    raise IngestError(f"ploidy {ploidy} is not supported (1 or 2)",
-                                      source=self.source, where=where)
-            info_end = rec.INFO.get("END")
-            ann = rec.INFO.get(self.annotation.tag) if self.annotation else None
-            records.append((chrom, pos, ref, list(rec.ALT), rec.ID, info_end, ann))
-            if len(records) == SITES_PER_CHUNK:
-                yield self._finish(block, records)
-                records = []
-        if records:
-            yield self._finish(block[: len(records)], records)
+    def _check(self, rec: Record, n_alleles_seen: int) -> str:
+        chrom = self._chrom(rec.chrom, rec.where)
+        if rec.pos < 1 or rec.pos > reference.chromosome_length(self.assembly, chrom):
+            raise IngestError(
+                f"position {rec.pos:,} is outside {self.assembly} chromosome {chrom}; "
+                "check --assembly",
+                source=self.source,
+                where=rec.where,
+            )
+        if chrom == self._last[0] and rec.pos < self._last[1]:
+            raise IngestError(
+                "records are not sorted by position (sort with `bcftools sort`)",
+                source=self.source,
+                where=rec.where,
+            )
+        self._last = (chrom, rec.pos)
+        if not _BASES.match(rec.ref):
+            raise IngestError(
+                f"REF {rec.ref!r} is not a DNA sequence", source=self.source, where=rec.where
+            )
+        if n_alleles_seen > len(rec.alts):
+            raise IngestError(
+                f"a genotype names allele {n_alleles_seen} but ALT has only {len(rec.alts)}",
+                source=self.source,
+                where=rec.where,
+            )
+        return chrom
 
     def _chrom(self, name: str, where: str) -> str:
         chrom = self._contig_cache.get(name)
@@ -316,34 +294,46 @@ class _SiteReader:
                     f"contig {name!r} is not a primary chromosome of {self.assembly} "
                     "(1-22, X, Y, MT, with or without 'chr'); remove other contigs with "
                     "`bcftools view -t` before ingesting",
-                    source=self.source, where=where,
+                    source=self.source,
+                    where=where,
                 )
             if contig.assembly and contig.assembly != self.assembly:
                 raise IngestError(
                     f"contig {name!r} is a {contig.assembly} accession but the dataset is "
-                    f"{self.assembly}; check --assembly", source=self.source, where=where,
+                    f"{self.assembly}; check --assembly",
+                    source=self.source,
+                    where=where,
                 )
             chrom = self._contig_cache[name] = contig.chrom
             self.contigs.add(chrom)
         return chrom
 
-    def _finish(self, block: np.ndarray, records: list) -> tuple[np.ndarray, dict[str, list]]:
-        block = block.copy()
-        max_alts = max(len(r[3]) for r in records)
-        counts = [allele_counts(block, a) for a in range(1, max_alts + 1)] if (
-            self.n_samples) else None
+    def convert(self, block: RecordBlock) -> dict[str, list]:
+        records, genotypes = block.records, block.genotypes
+        max_allele = genotypes.max(axis=(1, 2)) if self.n_samples else np.zeros(len(records))
+        max_alts = max(len(r.alts) for r in records)
+        counts = (
+            _allele_counts_by_allele(genotypes, max_alts, max_allele) if (self.n_samples) else None
+        )
         cols: dict[str, list] = {name: [] for name in _COLUMN_NAMES}
-        for i, (chrom, pos, ref, alts, vcf_id, info_end, ann) in enumerate(records):
+        for i, rec in enumerate(records):
+            chrom = self._check(rec, int(max_allele[i]))
+            ref, pos = rec.ref.upper(), rec.pos
+            ann = info_value(rec.info, self.annotation.tag) if self.annotation else None
             annotated = (
-                parse_annotations(ann, self.annotation, ref, alts)
-                if ann and self.annotation else None
+                parse_annotations(ann, self.annotation, ref, rec.alts)
+                if (ann and self.annotation)
+                else None
             )
-            for a, alt in enumerate(alts, start=1):
+            for a, alt in enumerate(rec.alts, start=1):
                 if alt in _SKIP_ALTS:
                     continue
-                vtype = variant_type(ref, alt)
+                symbolic = alt.startswith("<")
+                alt = alt if symbolic else alt.upper()
                 start = pos - 1
-                end = int(info_end) if alt.startswith("<") and info_end else start + len(ref)
+                end = start + len(ref)
+                if symbolic and (info_end := info_value(rec.info, "END")):
+                    end = int(info_end)
                 if counts is not None:
                     c = counts[a - 1]
                     ac, an = int(c["ac"][i]), int(c["an"][i])
@@ -351,35 +341,73 @@ class _SiteReader:
                 else:
                     ac = an = n_het = n_homalt = 0
                 note = annotated[a - 1] if annotated else None
-                cols["variant_idx"].append(self.n_variants)
-                cols["site_idx"].append(self.n_sites + i)
-                cols["allele_idx"].append(a)
-                cols["variant_id"].append(f"{chrom}-{pos}-{ref}-{alt}")
-                cols["chrom"].append(chrom)
-                cols["pos"].append(pos)
-                cols["start"].append(start)
-                cols["end"].append(end)
-                cols["ref"].append(ref.upper())
-                cols["alt"].append(alt.upper() if not alt.startswith("<") else alt)
-                cols["vtype"].append(vtype)
-                cols["vcf_id"].append(vcf_id)
-                cols["ac"].append(ac)
-                cols["an"].append(an)
-                cols["af"].append(ac / an if an else None)
-                cols["n_het"].append(n_het)
-                cols["n_homalt"].append(n_homalt)
-                cols["genes"].append(sorted(note.genes) if note else None)
-                cols["aa_changes"].append(sorted(note.aa_changes) if note else None)
-                cols["hgvs"].append(sorted(note.hgvs) if note else None)
-                cols["effects"].append(sorted(note.effects) if note else None)
-                cols["doc"].append(None)
+                row = cols
+                row["variant_idx"].append(self.n_variants)
+                row["site_idx"].append(self.n_sites + i)
+                row["allele_idx"].append(a)
+                row["variant_id"].append(f"{chrom}-{pos}-{ref}-{alt}")
+                row["chrom"].append(chrom)
+                row["pos"].append(pos)
+                row["start"].append(start)
+                row["end"].append(end)
+                row["ref"].append(ref)
+                row["alt"].append(alt)
+                row["vtype"].append(variant_type(ref, alt))
+                row["vcf_id"].append(rec.vcf_id)
+                row["ac"].append(ac)
+                row["an"].append(an)
+                row["af"].append(ac / an if an else None)
+                row["n_het"].append(n_het)
+                row["n_homalt"].append(n_homalt)
+                row["genes"].append(sorted(note.genes) if note else None)
+                row["aa_changes"].append(sorted(note.aa_changes) if note else None)
+                row["hgvs"].append(sorted(note.hgvs) if note else None)
+                row["effects"].append(sorted(note.effects) if note else None)
+                row["doc"].append(None)
                 self.n_variants += 1
         self.n_sites += len(records)
-        return block, cols
+        return cols
+
+
+def _allele_counts_by_allele(
+    genotypes: np.ndarray, max_alts: int, max_allele: np.ndarray
+) -> list[dict[str, np.ndarray]]:
+    """Counts of each ALT allele; alleles past the first only on the sites that have them."""
+    first = allele_counts(genotypes, 1)
+    result = [first]
+    for allele in range(2, max_alts + 1):
+        counts = {k: np.zeros(len(genotypes), dtype=np.int64) for k in ("ac", "n_het", "n_homalt")}
+        counts["an"] = first["an"]  # AN counts called alleles, whichever they are
+        rows = np.flatnonzero(max_allele >= allele)
+        if len(rows):
+            part = allele_counts(genotypes[rows], allele)
+            for key in ("ac", "n_het", "n_homalt"):
+                counts[key][rows] = part[key]
+        result.append(counts)
+    return result
 
 
 _COLUMN_NAMES = (
-    "variant_idx", "site_idx", "allele_idx", "variant_id", "chrom", "pos", "start", "end",
-    "ref", "alt", "vtype", "vcf_id", "ac", "an", "af", "n_het", "n_homalt", "genes",
-    "aa_changes", "hgvs", "effects", "doc",
+    "variant_idx",
+    "site_idx",
+    "allele_idx",
+    "variant_id",
+    "chrom",
+    "pos",
+    "start",
+    "end",
+    "ref",
+    "alt",
+    "vtype",
+    "vcf_id",
+    "ac",
+    "an",
+    "af",
+    "n_het",
+    "n_homalt",
+    "genes",
+    "aa_changes",
+    "hgvs",
+    "effects",
+    "doc",
 )

@@ -9,8 +9,10 @@ from genofed.store.dataset_reader import DatasetReader
 
 _ONTOLOGY_NAMES = {
     "HP": ("Human Phenotype Ontology", "https://purl.obolibrary.org/obo/HP_"),
-    "ICD10": ("International Classification of Diseases, 10th revision",
-              "https://icd.who.int/browse10/2019/en#/"),
+    "ICD10": (
+        "International Classification of Diseases, 10th revision",
+        "https://icd.who.int/browse10/2019/en#/",
+    ),
     "NCIT": ("NCI Thesaurus", "http://purl.obolibrary.org/obo/NCIT_"),
     "MONDO": ("Mondo Disease Ontology", "http://purl.obolibrary.org/obo/MONDO_"),
     "EFO": ("Experimental Factor Ontology", "http://www.ebi.ac.uk/efo/EFO_"),
@@ -62,9 +64,14 @@ def filtering_terms(
                 continue
             result.append({"type": "custom", "id": custom_id, "scopes": sorted(scopes)})
     resources = [
-        {"id": p.lower(), "name": _ONTOLOGY_NAMES[p][0], "nameSpacePrefix": p,
-         "iriPrefix": _ONTOLOGY_NAMES[p][1]}
-        for p in sorted(prefixes) if p in _ONTOLOGY_NAMES
+        {
+            "id": p.lower(),
+            "name": _ONTOLOGY_NAMES[p][0],
+            "nameSpacePrefix": p,
+            "iriPrefix": _ONTOLOGY_NAMES[p][1],
+        }
+        for p in sorted(prefixes)
+        if p in _ONTOLOGY_NAMES
     ]
     return {"filteringTerms": result, "resources": resources}
 
@@ -73,7 +80,12 @@ def _terms(reader: DatasetReader, entry: tuple[str, str] | None):
     if entry is None:
         return reader.term_index()
     entity, entry_id = entry
-    return reader.cursor().execute(
-        "SELECT entity, term, any_value(label) FROM entry_terms WHERE entity = ? AND id = ? "
-        "GROUP BY entity, term", [entity, entry_id]
-    ).fetchall()
+    return (
+        reader.cursor()
+        .execute(
+            "SELECT entity, term, any_value(label) FROM entry_terms WHERE entity = ? AND id = ? "
+            "GROUP BY entity, term",
+            [entity, entry_id],
+        )
+        .fetchall()
+    )

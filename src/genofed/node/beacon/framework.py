@@ -64,10 +64,12 @@ def configuration(config: NodeConfig) -> dict[str, Any]:
         "response": {
             "$schema": f"{SCHEMA_BASE}/../../../framework/json/configuration/"
             "beaconConfigurationSchema.json",
-            "maturityAttributes": {"productionStatus": config.environment.upper()
-                                   if config.environment in ("dev", "test", "prod") else "DEV"},
-            "securityAttributes": {"defaultGranularity": "boolean",
-                                   "securityLevels": ["PUBLIC"]},
+            "maturityAttributes": {
+                "productionStatus": config.environment.upper()
+                if config.environment in ("dev", "test", "prod")
+                else "DEV"
+            },
+            "securityAttributes": {"defaultGranularity": "boolean", "securityLevels": ["PUBLIC"]},
             "entryTypes": {e.id: entry_type_definition(e) for e in ENTRY_TYPES},
         },
     }
@@ -105,8 +107,7 @@ def beacon_map(config: NodeConfig, base_url: str) -> dict[str, Any]:
     return {
         "meta": informational_meta(config, {"entityType": "map", "schema": "beacon-map-v2.0.0"}),
         "response": {
-            "$schema": f"{SCHEMA_BASE}/../../../framework/json/configuration/"
-            "beaconMapSchema.json",
+            "$schema": f"{SCHEMA_BASE}/../../../framework/json/configuration/beaconMapSchema.json",
             "endpointSets": sets,
         },
     }

@@ -13,9 +13,9 @@ API_VERSION = "v2.0.0"
 
 @dataclass(frozen=True)
 class EntryType:
-    entity: str          # entity name used in the store and in filter scopes
-    path: str            # URL path segment
-    id: str              # Beacon entryType id
+    entity: str  # entity name used in the store and in filter scopes
+    path: str  # URL path segment
+    id: str  # Beacon entryType id
     name: str
     ontology: tuple[str, str]
     schema_folder: str
@@ -26,28 +26,81 @@ class EntryType:
 
 
 ENTRY_TYPES: tuple[EntryType, ...] = (
-    EntryType("analysis", "analyses", "analysis", "Bioinformatics analysis",
-              ("edam:operation_2945", "Analysis"), "analyses", "beacon-analysis-v2.0.0",
-              ("g_variants",)),
-    EntryType("biosample", "biosamples", "biosample", "Biological Sample",
-              ("NCIT:C70699", "Biospecimen"), "biosamples", "beacon-biosample-v2.0.0",
-              ("analyses", "g_variants", "runs")),
-    EntryType("cohort", "cohorts", "cohort", "Cohort", ("NCIT:C61512", "Cohort"), "cohorts",
-              "beacon-cohort-v2.0.0",
-              ("analyses", "biosamples", "g_variants", "individuals", "runs"),
-              collection=True, has_id_filtering_terms=True),
-    EntryType("dataset", "datasets", "dataset", "Dataset", ("NCIT:C47824", "Data set"),
-              "datasets", "beacon-dataset-v2.0.0",
-              ("analyses", "biosamples", "g_variants", "individuals", "runs"),
-              collection=True, has_id_filtering_terms=True),
-    EntryType("genomicVariation", "g_variants", "genomicVariant", "Genomic Variants",
-              ("ENSGLOSSARY:0000092", "Variant"), "genomicVariations",
-              "beacon-g_variant-v2.0.0", ("analyses", "biosamples", "individuals", "runs")),
-    EntryType("individual", "individuals", "individual", "Individual",
-              ("NCIT:C25190", "Person"), "individuals", "beacon-individual-v2.0.0",
-              ("analyses", "biosamples", "g_variants", "runs"), has_id_filtering_terms=True),
-    EntryType("run", "runs", "run", "Sequencing run", ("NCIT:C148088", "Sequencing run"),
-              "runs", "beacon-run-v2.0.0", ("analyses", "g_variants")),
+    EntryType(
+        "analysis",
+        "analyses",
+        "analysis",
+        "Bioinformatics analysis",
+        ("edam:operation_2945", "Analysis"),
+        "analyses",
+        "beacon-analysis-v2.0.0",
+        ("g_variants",),
+    ),
+    EntryType(
+        "biosample",
+        "biosamples",
+        "biosample",
+        "Biological Sample",
+        ("NCIT:C70699", "Biospecimen"),
+        "biosamples",
+        "beacon-biosample-v2.0.0",
+        ("analyses", "g_variants", "runs"),
+    ),
+    EntryType(
+        "cohort",
+        "cohorts",
+        "cohort",
+        "Cohort",
+        ("NCIT:C61512", "Cohort"),
+        "cohorts",
+        "beacon-cohort-v2.0.0",
+        ("analyses", "biosamples", "g_variants", "individuals", "runs"),
+        collection=True,
+        has_id_filtering_terms=True,
+    ),
+    EntryType(
+        "dataset",
+        "datasets",
+        "dataset",
+        "Dataset",
+        ("NCIT:C47824", "Data set"),
+        "datasets",
+        "beacon-dataset-v2.0.0",
+        ("analyses", "biosamples", "g_variants", "individuals", "runs"),
+        collection=True,
+        has_id_filtering_terms=True,
+    ),
+    EntryType(
+        "genomicVariation",
+        "g_variants",
+        "genomicVariant",
+        "Genomic Variants",
+        ("ENSGLOSSARY:0000092", "Variant"),
+        "genomicVariations",
+        "beacon-g_variant-v2.0.0",
+        ("analyses", "biosamples", "individuals", "runs"),
+    ),
+    EntryType(
+        "individual",
+        "individuals",
+        "individual",
+        "Individual",
+        ("NCIT:C25190", "Person"),
+        "individuals",
+        "beacon-individual-v2.0.0",
+        ("analyses", "biosamples", "g_variants", "runs"),
+        has_id_filtering_terms=True,
+    ),
+    EntryType(
+        "run",
+        "runs",
+        "run",
+        "Sequencing run",
+        ("NCIT:C148088", "Sequencing run"),
+        "runs",
+        "beacon-run-v2.0.0",
+        ("analyses", "g_variants"),
+    ),
 )
 BY_PATH = {e.path: e for e in ENTRY_TYPES}
 BY_ENTITY = {e.entity: e for e in ENTRY_TYPES}

@@ -16,16 +16,35 @@ from genofed.store.variant_query import VariantQuery
 
 IncludeResultsets = Literal["ALL", "HIT", "MISS", "NONE"]
 _VARIANT_PARAMS = {
-    "referenceName", "start", "end", "referenceBases", "alternateBases", "variantType",
-    "assemblyId", "geneId", "aminoacidChange", "genomicAlleleShortForm", "variantMinLength",
-    "variantMaxLength", "mateName",
+    "referenceName",
+    "start",
+    "end",
+    "referenceBases",
+    "alternateBases",
+    "variantType",
+    "assemblyId",
+    "geneId",
+    "aminoacidChange",
+    "genomicAlleleShortForm",
+    "variantMinLength",
+    "variantMaxLength",
+    "mateName",
 }
 _COMMON_PARAMS = {
-    "filters", "skip", "limit", "requestedGranularity", "includeResultsetResponses",
-    "testMode", "datasets", "datasetIds", "requestedSchema", "apiVersion",
+    "filters",
+    "skip",
+    "limit",
+    "requestedGranularity",
+    "includeResultsetResponses",
+    "testMode",
+    "datasets",
+    "datasetIds",
+    "requestedSchema",
+    "apiVersion",
 }
-_HGVS_SNV = re.compile(r"^(?:refseq:)?(NC_\d+(?:\.\d+)?|chr\w+|\w+):g\.(\d+)([ACGTN]+)>([ACGTN]+)$",
-                       re.IGNORECASE)
+_HGVS_SNV = re.compile(
+    r"^(?:refseq:)?(NC_\d+(?:\.\d+)?|chr\w+|\w+):g\.(\d+)([ACGTN]+)>([ACGTN]+)$", re.IGNORECASE
+)
 
 
 class _Pagination(BaseModel):
@@ -136,12 +155,17 @@ def from_query_string(items: list[tuple[str, str]]) -> BeaconRequest:
     request = BeaconRequest()
     try:
         if "requestedGranularity" in values:
-            request.granularity = _choice(values["requestedGranularity"],
-                                          ("boolean", "count", "record"), "requestedGranularity")
+            request.granularity = _choice(
+                values["requestedGranularity"],
+                ("boolean", "count", "record"),
+                "requestedGranularity",
+            )
         if "includeResultsetResponses" in values:
-            request.include = _choice(values["includeResultsetResponses"].upper(),
-                                      ("ALL", "HIT", "MISS", "NONE"),
-                                      "includeResultsetResponses")
+            request.include = _choice(
+                values["includeResultsetResponses"].upper(),
+                ("ALL", "HIT", "MISS", "NONE"),
+                "includeResultsetResponses",
+            )
         request.skip = _non_negative(values.get("skip", "0"), "skip")
         request.limit = _non_negative(values.get("limit", "10"), "limit")
     except ValueError as exc:
@@ -216,16 +240,22 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
     if params.get("assemblyId"):
         assembly = reference.canonical_assembly(str(params["assemblyId"]))
         if assembly is None:
-            raise QueryError(f"unknown assemblyId {params['assemblyId']!r}; this beacon "
-                             f"serves {', '.join(reference.ASSEMBLIES)}")
+            raise QueryError(
+                f"unknown assemblyId {params['assemblyId']!r}; this beacon "
+                f"serves {', '.join(reference.ASSEMBLIES)}"
+            )
     if params.get("referenceName"):
         contig = reference.parse_contig(str(params["referenceName"]))
         if contig is None:
-            raise QueryError(f"unknown referenceName {params['referenceName']!r}; use 1-22, X, "
-                             "Y, MT (with or without 'chr') or a RefSeq accession")
+            raise QueryError(
+                f"unknown referenceName {params['referenceName']!r}; use 1-22, X, "
+                "Y, MT (with or without 'chr') or a RefSeq accession"
+            )
         if contig.assembly and assembly and contig.assembly != assembly:
-            raise QueryError(f"referenceName {params['referenceName']!r} is a "
-                             f"{contig.assembly} accession but assemblyId is {assembly}")
+            raise QueryError(
+                f"referenceName {params['referenceName']!r} is a "
+                f"{contig.assembly} accession but assemblyId is {assembly}"
+            )
         assembly = assembly or contig.assembly
         query.chrom = contig.chrom
     query.start = _int_list(params.get("start", []), "start")
@@ -242,8 +272,9 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
         raise QueryError("a bracket query needs two start and two end values")
     for name in ("referenceBases", "alternateBases"):
         bases = params.get(name)
-        if bases is not None and not re.fullmatch(r"[ACGTUNRYSWKMBDHVacgtunryswkmbdhv.\-]*",
-                                                  str(bases)):
+        if bases is not None and not re.fullmatch(
+            r"[ACGTUNRYSWKMBDHVacgtunryswkmbdhv.\-]*", str(bases)
+        ):
             raise QueryError(f"{name} must be IUPAC nucleotide codes; got {bases!r}")
     query.reference_bases = params.get("referenceBases") or None
     alternate = params.get("alternateBases")
@@ -256,8 +287,10 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
     short_form = params.get("genomicAlleleShortForm")
     if short_form:
         _apply_short_form(str(short_form), query)
-    if query.chrom is None and (query.reference_bases or query.alternate_bases) and not (
-        query.gene_id or query.allele_short_form
+    if (
+        query.chrom is None
+        and (query.reference_bases or query.alternate_bases)
+        and not (query.gene_id or query.allele_short_form)
     ):
         raise QueryError("referenceBases/alternateBases need a referenceName and start")
     return ParsedVariantQuery(query, assembly)

@@ -90,9 +90,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
         return await _run(service.query, entry, beacon_request)
 
     async def scoped_terms() -> dict[str, Any]:
-        return _terms_response(
-            service, filtering_terms(service.runtime.live(), scope=entry.entity)
-        )
+        return _terms_response(service, filtering_terms(service.runtime.live(), scope=entry.entity))
 
     async def one(entry_id: str, request: Request) -> dict[str, Any]:
         beacon_request = await parse_request(request)
@@ -103,8 +101,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
         if entry.entity == "dataset":
             if entry_id not in live.readers:
                 raise NotFoundError(f"dataset {entry_id!r} not found")
-            return _terms_response(service, filtering_terms(
-                live, readers=[live.readers[entry_id]]))
+            return _terms_response(service, filtering_terms(live, readers=[live.readers[entry_id]]))
         if entry.entity == "cohort":
             readers = [r for r in live.readers.values() if entry_id in r.entry_ids("cohort")]
             if not readers:
@@ -113,28 +110,56 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
         return _terms_response(service, filtering_terms(live, entry=(entry.entity, entry_id)))
 
     methods = ["GET", "POST"]
-    router.add_api_route(path, root, methods=methods, tags=tags,
-                         summary=f"Query {entry.path}", name=f"{entry.path}_root")
-    router.add_api_route(f"{path}/filtering_terms", scoped_terms, methods=["GET", "POST"],
-                         tags=tags, name=f"{entry.path}_filtering_terms")
-    router.add_api_route(f"{path}/{{entry_id}}", one, methods=methods, tags=tags,
-                         summary=f"One {entry.id} by id", name=f"{entry.path}_one")
+    router.add_api_route(
+        path,
+        root,
+        methods=methods,
+        tags=tags,
+        summary=f"Query {entry.path}",
+        name=f"{entry.path}_root",
+    )
+    router.add_api_route(
+        f"{path}/filtering_terms",
+        scoped_terms,
+        methods=["GET", "POST"],
+        tags=tags,
+        name=f"{entry.path}_filtering_terms",
+    )
+    router.add_api_route(
+        f"{path}/{{entry_id}}",
+        one,
+        methods=methods,
+        tags=tags,
+        summary=f"One {entry.id} by id",
+        name=f"{entry.path}_one",
+    )
     if entry.has_id_filtering_terms:
-        router.add_api_route(f"{path}/{{entry_id}}/filtering_terms", entry_terms,
-                             methods=["GET", "POST"], tags=tags,
-                             name=f"{entry.path}_entry_filtering_terms")
+        router.add_api_route(
+            f"{path}/{{entry_id}}/filtering_terms",
+            entry_terms,
+            methods=["GET", "POST"],
+            tags=tags,
+            name=f"{entry.path}_entry_filtering_terms",
+        )
     for link in entry.links:
         target = BY_PATH[link]
 
-        async def linked(entry_id: str, request: Request, _target: EntryType = target
-                         ) -> dict[str, Any]:
+        async def linked(
+            entry_id: str, request: Request, _target: EntryType = target
+        ) -> dict[str, Any]:
             beacon_request = await parse_request(request)
-            return await _run(service.query, _target, beacon_request,
-                              context=Context(entry.entity, entry_id))
+            return await _run(
+                service.query, _target, beacon_request, context=Context(entry.entity, entry_id)
+            )
 
-        router.add_api_route(f"{path}/{{entry_id}}/{link}", linked, methods=methods,
-                             tags=tags, summary=f"{link} of one {entry.id}",
-                             name=f"{entry.path}_{link}")
+        router.add_api_route(
+            f"{path}/{{entry_id}}/{link}",
+            linked,
+            methods=methods,
+            tags=tags,
+            summary=f"{link} of one {entry.id}",
+            name=f"{entry.path}_{link}",
+        )
 
 
 async def _run(func, *args, **kwargs) -> dict[str, Any]:

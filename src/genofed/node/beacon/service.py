@@ -45,8 +45,9 @@ class BeaconService:
 
     # -- envelopes --------------------------------------------------------------------
 
-    def meta(self, request: BeaconRequest, entry: EntryType | None,
-             granularity: Granularity) -> dict[str, Any]:
+    def meta(
+        self, request: BeaconRequest, entry: EntryType | None, granularity: Granularity
+    ) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "beaconId": self.runtime.config.beacon_id,
             "apiVersion": API_VERSION,
@@ -88,17 +89,23 @@ class BeaconService:
         answers = []
         for reader in plan.readers:
             query = VariantQuery(**vars(plan.variant_query)) if plan.variant_query else None
-            selection = select(reader, target, filters=filters, context=context,
-                               filter_context=live.filter_context, variant_query=query)
-            granularity = lower_granularity(request.granularity,
-                                            reader.granularity)  # type: ignore[arg-type]
+            selection = select(
+                reader,
+                target,
+                filters=filters,
+                context=context,
+                filter_context=live.filter_context,
+                variant_query=query,
+            )
+            granularity = lower_granularity(request.granularity, reader.granularity)  # type: ignore[arg-type]
             answers.append(_DatasetAnswer(reader, selection, granularity, query))
         if entry.collection:
             return self._collections(entry, request, answers, plan)
         return self._resultsets(entry, request, answers, plan, with_carriers=single_id is not None)
 
-    def _plan(self, entry: EntryType, request: BeaconRequest, live: LiveDatasets,
-              single_id: str | None) -> _Plan:
+    def _plan(
+        self, entry: EntryType, request: BeaconRequest, live: LiveDatasets, single_id: str | None
+    ) -> _Plan:
         plan = _Plan(readers=[])
         assembly = None
         if entry.entity == VARIANT:
@@ -127,22 +134,30 @@ class BeaconService:
             plan.readers.append(reader)
         return plan
 
-    def _returned_granularity(self, request: BeaconRequest,
-                              answers: list[_DatasetAnswer]) -> Granularity:
+    def _returned_granularity(
+        self, request: BeaconRequest, answers: list[_DatasetAnswer]
+    ) -> Granularity:
         best: Granularity = "boolean"
         for answer in answers:
             if GRANULARITY_ORDER.index(answer.granularity) > GRANULARITY_ORDER.index(best):
                 best = answer.granularity
         return lower_granularity(request.granularity, best)
 
-    def _resultsets(self, entry: EntryType, request: BeaconRequest,
-                    answers: list[_DatasetAnswer], plan: _Plan,
-                    with_carriers: bool) -> dict[str, Any]:
+    def _resultsets(
+        self,
+        entry: EntryType,
+        request: BeaconRequest,
+        answers: list[_DatasetAnswer],
+        plan: _Plan,
+        with_carriers: bool,
+    ) -> dict[str, Any]:
         granularity = self._returned_granularity(request, answers)
         exists = any(a.exists for a in answers)
         summary: dict[str, Any] = {"exists": exists}
-        doc: dict[str, Any] = {"meta": self.meta(request, entry, granularity),
-                               "responseSummary": summary}
+        doc: dict[str, Any] = {
+            "meta": self.meta(request, entry, granularity),
+            "responseSummary": summary,
+        }
         if plan.warnings:
             doc["info"] = {"warnings": plan.warnings}
         if granularity == "boolean":
@@ -160,8 +175,9 @@ class BeaconService:
         doc["response"] = {"resultSets": result_sets}
         return doc
 
-    def _resultset(self, entry: EntryType, request: BeaconRequest, answer: _DatasetAnswer,
-                   with_carriers: bool) -> dict[str, Any]:
+    def _resultset(
+        self, entry: EntryType, request: BeaconRequest, answer: _DatasetAnswer, with_carriers: bool
+    ) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
         if answer.granularity == "record":
             results = self._page(entry, request, answer, with_carriers)
@@ -182,35 +198,38 @@ class BeaconService:
             return config.max_limit
         return min(request.limit, config.max_limit)
 
-    def _page(self, entry: EntryType, request: BeaconRequest, answer: _DatasetAnswer,
-              with_carriers: bool) -> list[dict[str, Any]]:
+    def _page(
+        self, entry: EntryType, request: BeaconRequest, answer: _DatasetAnswer, with_carriers: bool
+    ) -> list[dict[str, Any]]:
         reader, selection = answer.reader, answer.selection
         limit, skip = self._limit(request), request.skip
         if entry.entity != VARIANT:
-            ids = selection.ids[skip: skip + limit]
+            ids = selection.ids[skip : skip + limit]
             return [_strip(doc) for doc in reader.entry_docs(entry.entity, ids)]
         if selection.variant_idx is not None:
-            page = [int(i) for i in selection.variant_idx[skip: skip + limit]]
+            page = [int(i) for i in selection.variant_idx[skip : skip + limit]]
             rows = reader.variants_by_index(page)
         else:
-            rows = reader.find_variants(answer.query or VariantQuery(), limit=limit,
-                                        offset=skip)
+            rows = reader.find_variants(answer.query or VariantQuery(), limit=limit, offset=skip)
         return [
             records.variant_document(
-                row, assembly=reader.assembly, dataset_id=reader.dataset_id,
+                row,
+                assembly=reader.assembly,
+                dataset_id=reader.dataset_id,
                 carriers=carriers(reader, row) if with_carriers else None,
             )
             for row in rows
         ]
 
-    def _collections(self, entry: EntryType, request: BeaconRequest,
-                     answers: list[_DatasetAnswer], plan: _Plan) -> dict[str, Any]:
+    def _collections(
+        self, entry: EntryType, request: BeaconRequest, answers: list[_DatasetAnswer], plan: _Plan
+    ) -> dict[str, Any]:
         """Datasets and cohorts: catalogue metadata, returned as records to anyone."""
         docs = []
         for answer in answers:
             docs.extend(answer.reader.entry_docs(entry.entity, answer.selection.ids))
         skip, limit = request.skip, self._limit(request)
-        page = [_strip(d) for d in docs[skip: skip + limit]]
+        page = [_strip(d) for d in docs[skip : skip + limit]]
         doc: dict[str, Any] = {
             "meta": self.meta(request, entry, "record"),
             "responseSummary": {"exists": bool(docs), "numTotalResults": len(docs)},

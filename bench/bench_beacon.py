@@ -1,0 +1,1370 @@
+"""Beacon HTTP benchmark: ``/beacon/v2/g_variants`` latency and throughput versus DuckDB.
+
+Usage::
+
+    .venv/bin/python bench/bench_beacon.py [--variants 1000000] [--samples 100]
+                                           [--requests 2000] [--out bench/results/beacon.json]
+                                           [--quick]
+
+Steps:
+
+1. Build a node holding at least ``--variants`` variants (one dataset ``bench``, granularity
+   ``record``): a VCF of random SNPs (about 1 % tri-allelic) at strictly increasing
+   positions on chromosome 22 (GRCh38 ``##contig`` length), ``--samples`` samples, GT only,
+   written by :func:`write_vcf` (the coalescent simulator of :mod:`genofed.simulate` cannot
+   fit a million sites into chromosome 22 with few samples), then ``genofed node init`` and
+   ``genofed node ingest``. The node is cached under ``bench/.cache/`` keyed by size, seed,
+   the generator's source and the store format; its build time is reported separately and
+   is not part of any measurement.
+2. Draw a fixed, seeded set of queries from the node's ``dataset.duckdb`` (read-only, before
+   any server starts): ``--requests`` sequence queries (``start`` + ``referenceBases`` +
+   ``alternateBases``) of which ``--absent-fraction`` ask for an allele that is not there,
+   and ``--requests`` range queries over random ``--window`` bp windows.
+3. Baseline: the same queries run directly in DuckDB (one read-only connection, the
+   ``WHERE`` clause built by the server's own :func:`genofed.store.variant_query.where_clause`,
+   ``SELECT count(*) FROM variants WHERE ...``), one untimed warm-up pass, then one timed
+   pass; p50/p99 per query.
+4. For each ``--workers`` value: start ``genofed node serve`` on a free loopback port, wait
+   for ``/-/health``, check that the HTTP answers (``numTotalResults``) equal the DuckDB
+   counts for a sample of the queries, then for {sequence, range} x ``--clients``: an
+   untimed warm-up, then exactly ``--requests`` requests with that many concurrent
+   keep-alive clients (closed loop: each client sends its next request when the previous
+   answer has arrived). Reported: p50/p99/mean latency, requests/s, errors, server CPU per
+   request (psutil, whole process tree) and load-generator CPU.
+5. Print a table with the DuckDB p50, the ratio HTTP p50 / DuckDB p50 and the HTTP
+   overhead (HTTP p50 - DuckDB p50, ms), check the goals (sequence p50 <= 5 ms with one
+   client, >= 500 sequence requests/s), and write everything as JSON.
+
+Load generator: ``wrk`` when it is on PATH and its LuaJIT has the ``ffi`` module (a
+one-request probe decides), else ``httpx`` (one thread and one keep-alive connection per
+client). With wrk every client is one wrk thread with one connection; a generated Lua
+script cycles through a file of request paths, times each request itself (raw
+request-to-response latency, no coordinated-omission correction) and stops after its
+share of the requests. ``--load-generator`` forces either. The JSON records which was
+used.
+
+``--quick`` uses a 50,000-variant node, 200 requests per cell and writes
+``bench/results/beacon-quick.json`` unless ``--out`` is given.
+
+Exit status: 0 on success, 1 if a cell had errors or HTTP answers disagreed with DuckDB,
+3 for a setup error (node build, server start, no load generator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import importlib.metadata
+import inspect
+import itertools
+import json
+import math
+import os
+import platform
+import queue
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+try:  # psutil is a dev dependency; without it server CPU is not reported
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None  # type: ignore[assignment]
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+try:
+    from genofed.store.dataset_db import FORMAT_VERSION
+    from genofed.store.variant_query import VariantQuery, where_clause
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    from genofed.store.dataset_db import FORMAT_VERSION
+    from genofed.store.variant_query import VariantQuery, where_clause
+
+CACHE_VERSION = 1
+DATASET_ID = "bench"
+CONTIG = "22"
+CONTIG_LENGTH = 50_818_468  # GRCh38 chromosome 22
+REGION = (16_000_000, 50_800_000)  # 1-based positions are drawn from here
+MULTIALLELIC_FRACTION = 0.01
+QUICK_VARIANTS = 50_000
+QUICK_REQUESTS = 200
+WARMUP_REQUESTS = 300
+VALIDATE_QUERIES = 50
+GOAL_SEQUENCE_P50_MS = 5.0
+GOAL_SEQUENCE_RPS = 500.0
+KINDS = ("sequence", "range")
+
+# rich falls back to 80 columns when not writing to a terminal, which wraps the tables
+console = Console() if sys.stdout.isatty() else Console(width=140)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=140)
+
+
+class SetupError(RuntimeError):
+    """The benchmark could not be prepared (node build, server start, load generator)."""
+
+
+# --------------------------------------------------------------------------------------
+# the node: a synthetic VCF, ingested once and cached
+# --------------------------------------------------------------------------------------
+
+
+def write_vcf(path: Path, *, n_sites: int, n_samples: int, seed: int) -> dict[str, Any]:
+    """Write random SNPs on chromosome 22 (sorted, GT only) to ``path``; bgzipped if ``.gz``.
+
+    Positions are distinct and strictly increasing; REF is a random base, ALT another one;
+    about 1 % of the sites get a second ALT. Allele frequencies follow a Beta(0.5, 4)
+    distribution and every ALT of a bi-allelic site is carried by at least one haplotype.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    first, last = REGION
+    if n_sites > (last - first) // 2:
+        raise ValueError(f"{n_sites:,} sites do not fit into chromosome 22")
+    positions = np.empty(0, dtype=np.int64)
+    draw = int(n_sites * 1.05) + 100
+    for _ in range(10):  # bounded: duplicates are rare, one draw nearly always suffices
+        positions = np.unique(rng.integers(first, last, size=draw, dtype=np.int64))
+        if len(positions) >= n_sites:
+            break
+        draw = int(draw * 1.2)
+    keep = np.sort(rng.choice(len(positions), size=n_sites, replace=False))
+    positions = positions[keep]
+    ref_idx = rng.integers(0, 4, n_sites)
+    shift = rng.integers(1, 4, n_sites)
+    alt_idx = (ref_idx + shift) % 4
+    multi = rng.random(n_sites) < MULTIALLELIC_FRACTION
+    alt2_idx = (ref_idx + shift % 3 + 1) % 4  # differs from REF and from the first ALT
+    bases = (b"A", b"C", b"G", b"T")
+
+    header = "\n".join(
+        [
+            "##fileformat=VCFv4.2",
+            '##FILTER=<ID=PASS,Description="All filters passed">',
+            f"##contig=<ID={CONTIG},length={CONTIG_LENGTH}>",
+            "##source=genofed-bench-beacon",
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+            "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"])
+            + "\t"
+            + "\t".join(f"BEACON{i:05d}" for i in range(n_samples)),
+        ]
+    )
+    n_hap = 2 * n_samples
+    chunk = 20_000
+    with _vcf_sink(path) as sink:
+        sink.write(header.encode() + b"\n")
+        for lo in range(0, n_sites, chunk):
+            hi = min(n_sites, lo + chunk)
+            m = hi - lo
+            af = np.clip(rng.beta(0.5, 4.0, m), 1.0 / n_hap, 0.95)
+            hap = (rng.random((m, n_hap)) < af[:, None]).astype(np.uint8)
+            empty = np.flatnonzero(hap.sum(axis=1) == 0)
+            hap[empty, rng.integers(0, n_hap, len(empty))] = 1
+            is_multi = multi[lo:hi]
+            if is_multi.any():
+                second = (rng.random((m, n_hap)) < 0.4) & (hap == 1) & is_multi[:, None]
+                hap[second] = 2
+            text = np.empty((m, n_samples, 4), dtype=np.uint8)
+            text[:, :, 0] = hap[:, 0::2] + ord("0")
+            text[:, :, 1] = ord("|")
+            text[:, :, 2] = hap[:, 1::2] + ord("0")
+            text[:, :, 3] = ord("\t")
+            text[:, -1, 3] = ord("\n")
+            rows = text.reshape(m, n_samples * 4)
+            lines = []
+            for i in range(m):
+                j = lo + i
+                alt = bases[alt_idx[j]]
+                if multi[j]:
+                    alt += b"," + bases[alt2_idx[j]]
+                lines.append(
+                    b"%s\t%d\t.\t%s\t%s\t.\tPASS\t.\tGT\t%s"
+                    % (CONTIG.encode(), positions[j], bases[ref_idx[j]], alt, rows[i].tobytes())
+                )
+            sink.write(b"".join(lines))
+    return {"n_sites": n_sites, "n_multiallelic": int(multi.sum()), "n_samples": n_samples}
+
+
+@contextlib.contextmanager
+def _vcf_sink(path: Path) -> Iterator[Any]:
+    """A binary writer for ``path``: through ``bgzip -c`` for ``.gz`` names, else plain."""
+    if path.suffix != ".gz":
+        with path.open("wb") as fh:
+            yield fh
+        return
+    bgzip = shutil.which("bgzip")
+    if bgzip is None:
+        raise SetupError("bgzip is not on PATH (use a plain .vcf path instead)")
+    with path.open("wb") as out:
+        proc = subprocess.Popen(
+            [bgzip, "-c", "-@", "2", "-l", "4"],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        try:
+            yield proc.stdin
+            proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise SetupError(f"bgzip failed: {err.decode(errors='replace').strip()}")
+
+
+def genofed_exe() -> Path:
+    return Path(sys.executable).with_name("genofed")
+
+
+def _run_logged(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` with output to ``log``; return wall seconds; raise on failure."""
+    t0 = time.perf_counter()
+    with log.open("wb") as fh:
+        res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t0
+    if res.returncode != 0:
+        tail = log.read_bytes()[-3000:].decode(errors="replace")
+        raise SetupError(f"{' '.join(cmd)} failed ({res.returncode}):\n{tail}")
+    return seconds
+
+
+def live_database(node_dir: Path) -> Path:
+    """The live ``dataset.duckdb`` of the bench dataset, as catalog.json names it."""
+    catalog = json.loads((node_dir / "catalog.json").read_text())
+    return node_dir / catalog["datasets"][DATASET_ID]["path"] / "dataset.duckdb"
+
+
+def _cache_key(n_variants: int, n_samples: int, seed: int) -> str:
+    source = inspect.getsource(write_vcf) + repr((REGION, MULTIALLELIC_FRACTION, CONTIG))
+    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+    size = f"var{n_variants}-n{n_samples}-s{seed}"
+    return f"beacon-v{CACHE_VERSION}-f{FORMAT_VERSION}-{size}-{digest}"
+
+
+def build_node(cache_dir: Path, n_variants: int, n_samples: int, seed: int) -> dict[str, Any]:
+    """Return facts about the cached node (building it first if needed)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ignore = cache_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    key = _cache_key(n_variants, n_samples, seed)
+    target = cache_dir / key
+    marker = target / "done.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        info.update(cached=True, node=str(target / "node"))
+        return info
+    exe = genofed_exe()
+    if not exe.is_file():
+        raise SetupError(f"genofed console script not found at {exe}; `pip install -e .` first")
+    tmp = Path(tempfile.mkdtemp(prefix=key + ".", dir=cache_dir))
+    try:
+        vcf = tmp / "beacon.vcf.gz" if shutil.which("bgzip") else tmp / "beacon.vcf"
+        with console.status(f"writing a VCF of {n_variants:,} sites x {n_samples} samples"):
+            t0 = time.perf_counter()
+            facts = write_vcf(vcf, n_sites=n_variants, n_samples=n_samples, seed=seed)
+            generate_s = time.perf_counter() - t0
+        vcf_bytes = vcf.stat().st_size
+        node = tmp / "node"
+        init_s = _run_logged(
+            [str(exe), "node", "init", str(node), "--name", "bench-beacon"], tmp / "init.log"
+        )
+        with console.status(f"genofed node ingest ({n_variants:,} sites)"):
+            ingest_s = _run_logged(
+                [
+                    str(exe),
+                    "node",
+                    "ingest",
+                    str(node),
+                    "--dataset",
+                    DATASET_ID,
+                    "--vcf",
+                    str(vcf),
+                    "--assembly",
+                    "GRCh38",
+                    "--granularity",
+                    "record",
+                ],
+                tmp / "ingest.log",
+            )
+        vcf.unlink()
+        db = live_database(node)
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            row = con.execute("SELECT count(*), count(DISTINCT site_idx) FROM variants").fetchone()
+        finally:
+            con.close()
+        assert row is not None
+        info = {
+            "key": key,
+            "n_variants": int(row[0]),
+            "n_sites": int(row[1]),
+            "n_samples": n_samples,
+            "n_multiallelic_sites": facts["n_multiallelic"],
+            "seed": seed,
+            "vcf_bytes": vcf_bytes,
+            "database_bytes": db.stat().st_size,
+            "build_seconds": {
+                "generate_vcf": generate_s,
+                "node_init": init_s,
+                "ingest": ingest_s,
+                "total": generate_s + init_s + ingest_s,
+            },
+        }
+        (tmp / "done.json").write_text(json.dumps(info, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    info.update(cached=False, node=str(target / "node"))
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# queries and the DuckDB baseline
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Query:
+    kind: str
+    path: str
+    sql: str
+    params: list[Any]
+    absent: bool = False  # a sequence query for an allele chosen not to exist
+    expected: int | None = None  # count from the DuckDB baseline
+
+
+def _sequence_query(chrom: str, start: int, ref: str, alt: str, absent: bool) -> Query:
+    vq = VariantQuery(chrom=chrom, start=[start], reference_bases=ref, alternate_bases=alt)
+    where, params = where_clause(vq)
+    path = (
+        f"/beacon/v2/g_variants?referenceName={chrom}&start={start}&alternateBases={alt}"
+        f"&referenceBases={ref}&requestedGranularity=count"
+    )
+    return Query("sequence", path, f"SELECT count(*) FROM variants WHERE {where}", params, absent)
+
+
+def _range_query(chrom: str, start: int, end: int) -> Query:
+    where, params = where_clause(VariantQuery(chrom=chrom, start=[start], end=[end]))
+    path = (
+        f"/beacon/v2/g_variants?referenceName={chrom}&start={start}&end={end}"
+        "&requestedGranularity=count"
+    )
+    return Query("range", path, f"SELECT count(*) FROM variants WHERE {where}", params)
+
+
+def _absent_alt(ref: str, existing: set[str], rng: np.random.Generator) -> str:
+    """An ALT allele for REF that is not among ``existing`` (a SNP if one is left)."""
+    snps = [b for b in "ACGT" if b != ref and b not in existing] if len(ref) == 1 else []
+    if snps:
+        return snps[int(rng.integers(len(snps)))]
+    for extra in itertools.product("ACGT", repeat=2):  # bounded: 16 candidates
+        alt = ref + "".join(extra)
+        if alt not in existing:
+            return alt
+    raise SetupError(f"could not find an absent ALT for REF {ref}")
+
+
+def draw_queries(
+    db: Path, n: int, *, seed: int, window: int, absent_fraction: float
+) -> dict[str, list[Query]]:
+    """``n`` sequence and ``n`` range queries drawn (seeded) from the node's variants."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        total, lo, hi = con.execute(
+            'SELECT count(*), min(start), max("end") FROM variants'
+        ).fetchone() or (0, 0, 0)
+        chrom_row = con.execute("SELECT any_value(chrom) FROM variants").fetchone()
+        chrom = str(chrom_row[0]) if chrom_row else CONTIG
+        n_absent = round(n * absent_fraction)
+        picks = rng.choice(int(total), size=n, replace=n > total)
+        rows = con.execute(
+            "SELECT variant_idx, chrom, start, ref, alt FROM variants "
+            "WHERE variant_idx IN (SELECT unnest(?))",
+            [sorted({int(i) for i in picks})],
+        ).fetchall()
+        by_idx = {int(r[0]): (str(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in rows}
+        chosen = [by_idx[int(i)] for i in picks]
+        absent_rows = chosen[:n_absent]
+        existing: dict[tuple[str, int, str], set[str]] = {}
+        if absent_rows:
+            for c, s, r, alts in con.execute(
+                "SELECT chrom, start, ref, list(alt) FROM variants "
+                "WHERE start IN (SELECT unnest(?)) GROUP BY ALL",
+                [sorted({s for _, s, _, _ in absent_rows})],
+            ).fetchall():
+                existing[(str(c), int(s), str(r))] = set(alts)
+    finally:
+        con.close()
+    sequence = [
+        _sequence_query(c, s, r, _absent_alt(r, existing.get((c, s, r), {a}), rng), True)
+        for c, s, r, a in absent_rows
+    ]
+    sequence += [_sequence_query(c, s, r, a, False) for c, s, r, a in chosen[n_absent:]]
+    order = rng.permutation(len(sequence))
+    sequence = [sequence[i] for i in order]
+    top = max(int(lo) + 1, int(hi) - window)
+    starts = rng.integers(int(lo), top, size=n)
+    ranges = [_range_query(chrom, int(s), int(s) + window) for s in starts]
+    return {"sequence": sequence, "range": ranges}
+
+
+def _stats_ms(latencies_s: list[float] | np.ndarray) -> dict[str, float | None]:
+    if len(latencies_s) == 0:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None, "max_ms": None}
+    arr = np.asarray(latencies_s, dtype=np.float64) * 1e3
+    return {
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "mean_ms": float(arr.mean()),
+        "max_ms": float(arr.max()),
+    }
+
+
+def run_baseline(db: Path, queries: dict[str, list[Query]]) -> dict[str, dict[str, Any]]:
+    """Time every query directly in DuckDB (one read-only connection); fill ``expected``."""
+    con = duckdb.connect(str(db), read_only=True)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for kind, qs in queries.items():
+            for q in qs:  # warm-up pass, untimed
+                con.execute(q.sql, q.params).fetchone()
+            latencies: list[float] = []
+            t_all = time.perf_counter()
+            for q in qs:
+                t0 = time.perf_counter()
+                row = con.execute(q.sql, q.params).fetchone()
+                latencies.append(time.perf_counter() - t0)
+                q.expected = int(row[0]) if row else 0
+            wall = time.perf_counter() - t_all
+            counts = np.array([q.expected or 0 for q in qs])
+            absent_hits = sum(1 for q in qs if q.absent and q.expected)
+            out[kind] = {
+                "queries": len(qs),
+                **_stats_ms(latencies),
+                "queries_per_s": len(qs) / wall if wall > 0 else None,
+                "hit_fraction": float((counts > 0).mean()) if len(qs) else None,
+                "mean_count": float(counts.mean()) if len(qs) else None,
+                "absent_queries": sum(1 for q in qs if q.absent),
+                "absent_queries_found": absent_hits,
+                "sql_example": qs[0].sql if qs else None,
+            }
+    finally:
+        con.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# the server
+# --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    workers: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _log_tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_bytes()[-chars:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def start_server(node: Path, workers: int, log_dir: Path, timeout: float = 90.0) -> Server:
+    """Start ``genofed node serve`` and wait until ``/-/health`` answers (3 port tries)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    last_error = ""
+    for attempt in range(3):
+        port = free_port()
+        log = log_dir / f"serve-w{workers}-{attempt}.log"
+        cmd = [
+            str(genofed_exe()),
+            "node",
+            "serve",
+            str(node),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, so it can be cleaned up
+            )
+        server = Server(proc, port, workers, log)
+        try:
+            wait_healthy(server, timeout)
+            return server
+        except SetupError as exc:
+            stop_server(server)
+            last_error = str(exc)
+            if "address already in use" not in last_error.lower():
+                break
+    raise SetupError(last_error)
+
+
+def wait_healthy(server: Server, timeout: float) -> None:
+    """Poll ``/-/health`` with fresh connections until enough answers come back."""
+    deadline = time.monotonic() + timeout
+    good = 0
+    needed = 4 * server.workers  # fresh connections reach the workers in turn
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise SetupError(
+                f"server exited with {server.proc.returncode}:\n{_log_tail(server.log)}"
+            )
+        try:
+            r = httpx.get(server.base_url + "/-/health", timeout=5.0)
+            if r.status_code == 200 and DATASET_ID in r.json().get("datasets", []):
+                good += 1
+                if good >= needed:
+                    return
+                continue
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SetupError(f"server not healthy after {timeout:.0f} s:\n{_log_tail(server.log)}")
+
+
+def stop_server(server: Server) -> None:
+    """Terminate the server (SIGTERM, then SIGKILL of its process group) and reap it."""
+    proc = server.proc
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+    # uvicorn's worker processes are in the same (our child's) process group
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, 0)
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def server_cpu_seconds(server: Server) -> float | None:
+    """User + system CPU seconds of the server process and all its descendants."""
+    if psutil is None:
+        return None
+    total = 0.0
+    try:
+        root = psutil.Process(server.proc.pid)
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            t = member.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def validate(server: Server, queries: dict[str, list[Query]], k: int) -> dict[str, Any]:
+    """Compare ``numTotalResults`` over HTTP with the DuckDB counts for ``k`` queries/kind."""
+    mismatches: list[dict[str, Any]] = []
+    checked = 0
+    sizes: dict[str, float] = {}
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        for kind, qs in queries.items():
+            lengths = []
+            for q in qs[:k]:
+                r = client.get(q.path)
+                checked += 1
+                lengths.append(len(r.content))
+                got: Any = None
+                if r.status_code == 200:
+                    got = r.json().get("responseSummary", {}).get("numTotalResults")
+                if r.status_code != 200 or got != q.expected:
+                    mismatches.append(
+                        {
+                            "path": q.path,
+                            "status": r.status_code,
+                            "got": got,
+                            "expected": q.expected,
+                            "body": r.text[:500],
+                        }
+                    )
+            sizes[kind] = float(np.mean(lengths)) if lengths else 0.0
+    return {"checked": checked, "mismatches": mismatches, "mean_response_bytes": sizes}
+
+
+# --------------------------------------------------------------------------------------
+# load generators
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadRun:
+    """One closed-loop run of ``requests`` requests by ``clients`` concurrent clients."""
+
+    generator: str
+    clients: int
+    requests: int
+    latencies_s: list[float] = field(default_factory=list)
+    bad_status: int = 0
+    socket_errors: int = 0
+    wall_s: float | None = None
+    loadgen_cpu_s: float | None = None
+    error: str | None = None
+
+    @property
+    def errors(self) -> int:
+        return self.bad_status + self.socket_errors + max(0, self.requests - len(self.latencies_s))
+
+
+WRK_SCRIPT = r"""
+-- Generated by bench/bench_beacon.py. One connection per wrk thread: each thread cycles
+-- through BENCH_PATHS from its own offset, times every request itself (LuaJIT ffi,
+-- CLOCK_MONOTONIC), stops after BENCH_QUOTA responses and prints a marker line.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec_t;
+int clock_gettime(int clk_id, bench_timespec_t *tp);
+]]
+local ts = ffi.new("bench_timespec_t")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000000 + tonumber(ts.tv_nsec) / 1000
+end
+
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("thread_id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  paths = {}
+  for line in io.lines(os.getenv("BENCH_PATHS")) do
+    if #line > 0 then paths[#paths + 1] = line end
+  end
+  quota = tonumber(os.getenv("BENCH_QUOTA"))
+  idx = (thread_id * quota) % #paths
+  lat = {}
+  bad = 0
+  sent_at = 0
+  first_us = -1
+  last_us = -1
+  finished = false
+end
+
+function request()
+  local path = paths[idx + 1]
+  idx = (idx + 1) % #paths
+  sent_at = now_us()
+  return wrk.format("GET", path)
+end
+
+function response(status, headers, body)
+  if finished then return end
+  local t = now_us()
+  if first_us < 0 then first_us = sent_at end
+  lat[#lat + 1] = t - sent_at
+  if status ~= 200 then bad = bad + 1 end
+  last_us = t
+  if #lat >= quota then
+    finished = true
+    io.write("BENCH-THREAD-DONE\n")
+    io.flush()
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local out = assert(io.open(os.getenv("BENCH_OUT"), "w"))
+  for _, t in ipairs(threads) do
+    local l = t:get("lat") or {}
+    out:write(string.format("thread %d %d %.3f %.3f %d\n", t:get("thread_id"),
+      t:get("bad") or 0, t:get("first_us") or -1, t:get("last_us") or -1, #l))
+    for i = 1, #l do out:write(string.format("%.3f\n", l[i])) end
+  end
+  out:write(string.format("errors %d %d %d %d %d\n", summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.timeout, summary.errors.status))
+  out:close()
+end
+"""
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(
+    wrk: str, base_url: str, paths: list[str], requests: int, clients: int, work: Path
+) -> LoadRun:
+    """``requests`` requests (rounded up to a multiple of ``clients``) through wrk."""
+    work.mkdir(parents=True, exist_ok=True)
+    script = work / "bench.lua"
+    if not script.exists():
+        script.write_text(WRK_SCRIPT)
+    stamp = f"{time.monotonic_ns()}"
+    paths_file = work / f"paths-{stamp}.txt"
+    out_file = work / f"wrk-{stamp}.txt"
+    paths_file.write_text("\n".join(paths) + "\n")
+    quota = math.ceil(requests / clients)
+    run = LoadRun("wrk", clients, quota * clients)
+    bound = int(60 + 0.5 * quota)  # wrk's -d: a generous upper bound, normally never reached
+    env = {
+        **os.environ,
+        "BENCH_PATHS": str(paths_file),
+        "BENCH_QUOTA": str(quota),
+        "BENCH_OUT": str(out_file),
+    }
+    cmd = [
+        wrk,
+        "-t",
+        str(clients),
+        "-c",
+        str(clients),
+        "-d",
+        f"{bound}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        base_url + "/",
+    ]
+    cpu0 = _children_cpu()
+    with (work / f"wrk-{stamp}.err").open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    finished = 0
+    deadline = time.monotonic() + bound + 30
+    try:
+        while finished < clients and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            if line.startswith("BENCH-THREAD-DONE"):
+                finished += 1
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # wakes wrk's main thread: report, call done()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    run.loadgen_cpu_s = _children_cpu() - cpu0
+    if finished < clients:
+        run.error = f"only {finished} of {clients} wrk threads finished their requests"
+    if not out_file.is_file():
+        stderr = (work / f"wrk-{stamp}.err").read_text(errors="replace")[-1000:]
+        run.error = f"{run.error or ''} wrk wrote no results (exit {proc.returncode}): {stderr}"
+        return run
+    firsts, lasts = [], []
+    for raw in out_file.read_text().splitlines():
+        parts = raw.split()
+        if not parts:
+            continue
+        if parts[0] == "thread":
+            run.bad_status += int(parts[2])
+            if float(parts[3]) >= 0:
+                firsts.append(float(parts[3]))
+                lasts.append(float(parts[4]))
+        elif parts[0] == "errors":
+            run.socket_errors = sum(int(x) for x in parts[1:5])
+        else:
+            run.latencies_s.append(float(parts[0]) / 1e6)
+    if firsts:
+        run.wall_s = (max(lasts) - min(firsts)) / 1e6
+    paths_file.unlink(missing_ok=True)
+    out_file.unlink(missing_ok=True)
+    return run
+
+
+def run_httpx(base_url: str, paths: list[str], requests: int, clients: int) -> LoadRun:
+    """``requests`` requests from ``clients`` threads, one keep-alive connection each."""
+    run = LoadRun("httpx", clients, requests)
+    counter = itertools.count()
+    per_client: list[list[float]] = [[] for _ in range(clients)]
+    bad = [0] * clients
+    failures = [0] * clients
+    ends = [0.0] * clients
+    barrier = threading.Barrier(clients + 1, timeout=60)
+    deadline = time.perf_counter() + 120 + 0.5 * requests
+    errors: list[str] = []
+
+    def client_loop(k: int) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        try:
+            with httpx.Client(base_url=base_url, timeout=30.0, limits=limits) as client:
+                client.get("/-/health")  # open the connection before the clock starts
+                barrier.wait()
+                while time.perf_counter() < deadline:
+                    i = next(counter)
+                    if i >= requests:
+                        break
+                    t0 = time.perf_counter()
+                    try:
+                        r = client.get(paths[i % len(paths)])
+                    except httpx.HTTPError:
+                        failures[k] += 1
+                        continue
+                    per_client[k].append(time.perf_counter() - t0)
+                    if r.status_code != 200:
+                        bad[k] += 1
+                ends[k] = time.perf_counter()
+        except (httpx.HTTPError, threading.BrokenBarrierError) as exc:
+            errors.append(f"client {k}: {exc!r}")
+            barrier.abort()
+
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    threads = [threading.Thread(target=client_loop, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+    started = time.perf_counter()
+    for t in threads:
+        t.join(timeout=max(1.0, deadline - time.perf_counter() + 35))
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    run.loadgen_cpu_s = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    run.latencies_s = [x for lat in per_client for x in lat]
+    run.bad_status = sum(bad)
+    run.socket_errors = sum(failures)
+    if any(ends):
+        run.wall_s = max(ends) - started
+    if errors:
+        run.error = "; ".join(errors[:3])
+    return run
+
+
+def probe_wrk(wrk: str | None, base_url: str, work: Path) -> tuple[bool, str]:
+    """Can this wrk run the Lua script (LuaJIT ffi) against the server? (True, version)."""
+    if wrk is None:
+        return False, "wrk not on PATH"
+    res = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+    text = (res.stdout or res.stderr).strip()
+    version = text.splitlines()[0] if text else "wrk"
+    run = run_wrk(wrk, base_url, ["/-/health"], 6, 2, work)
+    if run.error or len(run.latencies_s) != 6 or run.bad_status:
+        return False, f"{version}: probe failed ({run.error or 'wrong answer count'})"
+    return True, version
+
+
+# --------------------------------------------------------------------------------------
+# measuring and reporting
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    workers: int
+    kind: str
+    clients: int
+    generator: str
+    requests: int
+    completed: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    max_ms: float | None
+    requests_per_s: float | None
+    wall_s: float | None
+    server_cpu_ms_per_request: float | None
+    loadgen_cpu_s: float | None
+    duckdb_p50_ms: float | None = None
+    p50_over_duckdb_p50: float | None = None
+    http_overhead_ms: float | None = None
+    error: str | None = None
+
+
+def measure_cell(
+    server: Server,
+    kind: str,
+    clients: int,
+    paths: list[str],
+    requests: int,
+    generator: str,
+    wrk: str | None,
+    work: Path,
+) -> Cell:
+    cpu0 = server_cpu_seconds(server)
+    if generator == "wrk":
+        assert wrk is not None
+        run = run_wrk(wrk, server.base_url, paths, requests, clients, work)
+    else:
+        run = run_httpx(server.base_url, paths, requests, clients)
+    cpu1 = server_cpu_seconds(server)
+    stats = _stats_ms(run.latencies_s)
+    done = len(run.latencies_s)
+    cpu_per = None
+    if cpu0 is not None and cpu1 is not None and done:
+        cpu_per = (cpu1 - cpu0) / done * 1e3
+    return Cell(
+        workers=server.workers,
+        kind=kind,
+        clients=clients,
+        generator=generator,
+        requests=run.requests,
+        completed=done,
+        errors=run.errors,
+        p50_ms=stats["p50_ms"],
+        p99_ms=stats["p99_ms"],
+        mean_ms=stats["mean_ms"],
+        max_ms=stats["max_ms"],
+        requests_per_s=done / run.wall_s if run.wall_s else None,
+        wall_s=run.wall_s,
+        server_cpu_ms_per_request=cpu_per,
+        loadgen_cpu_s=run.loadgen_cpu_s,
+        error=run.error,
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_report(
+    cells: list[Cell], baseline: dict[str, dict[str, Any]], node: dict[str, Any], generator: str
+) -> None:
+    table = Table(
+        title=f"Beacon g_variants over HTTP ({node['n_variants']:,} variants, "
+        f"load generator: {generator}) vs DuckDB direct"
+    )
+    for col, justify in [
+        ("workers", "right"),
+        ("query", "left"),
+        ("clients", "right"),
+        ("p50 ms", "right"),
+        ("p99 ms", "right"),
+        ("mean ms", "right"),
+        ("req/s", "right"),
+        ("DuckDB p50 ms", "right"),
+        ("p50 / DuckDB", "right"),
+        ("overhead ms", "right"),
+        ("server CPU ms/req", "right"),
+        ("errors", "right"),
+    ]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for c in cells:
+        table.add_row(
+            str(c.workers),
+            c.kind,
+            str(c.clients),
+            _fmt(c.p50_ms, ".2f"),
+            _fmt(c.p99_ms, ".2f"),
+            _fmt(c.mean_ms, ".2f"),
+            _fmt(c.requests_per_s, ",.0f"),
+            _fmt(c.duckdb_p50_ms, ".3f"),
+            _fmt(c.p50_over_duckdb_p50, ".1f"),
+            _fmt(c.http_overhead_ms, ".2f"),
+            _fmt(c.server_cpu_ms_per_request, ".2f"),
+            f"[red]{c.errors}" if c.errors else "0",
+        )
+    console.print(table)
+    base = Table(title="DuckDB baseline (one read-only connection, same WHERE clause)")
+    for col in (
+        "query",
+        "queries",
+        "p50 ms",
+        "p99 ms",
+        "mean ms",
+        "queries/s",
+        "hits",
+        "mean count",
+    ):
+        base.add_column(col, justify="left" if col == "query" else "right")
+    for kind, b in baseline.items():
+        base.add_row(
+            kind,
+            str(b["queries"]),
+            _fmt(b["p50_ms"], ".3f"),
+            _fmt(b["p99_ms"], ".3f"),
+            _fmt(b["mean_ms"], ".3f"),
+            _fmt(b["queries_per_s"], ",.0f"),
+            _fmt(b["hit_fraction"], ".0%"),
+            _fmt(b["mean_count"], ".1f"),
+        )
+    console.print(base)
+
+
+def evaluate_goals(cells: list[Cell]) -> dict[str, Any]:
+    """Sequence p50 with one client <= 5 ms; sequence throughput (any client count) >= 500/s."""
+    seq = [c for c in cells if c.kind == "sequence" and c.completed and not c.errors]
+    one = [c for c in seq if c.clients == 1 and c.p50_ms is not None]
+    best_p50 = min(one, key=lambda c: c.p50_ms or math.inf, default=None)
+    best_rps = max(seq, key=lambda c: c.requests_per_s or 0.0, default=None)
+    per_workers: dict[str, dict[str, Any]] = {}
+    for w in sorted({c.workers for c in cells}):
+        mine = [c for c in seq if c.workers == w]
+        p50 = next((c.p50_ms for c in mine if c.clients == 1), None)
+        rps = max((c.requests_per_s or 0.0 for c in mine), default=None)
+        per_workers[str(w)] = {
+            "sequence_p50_ms_1_client": p50,
+            "sequence_max_requests_per_s": rps,
+            "p50_goal_met": p50 is not None and p50 <= GOAL_SEQUENCE_P50_MS,
+            "throughput_goal_met": rps is not None and rps >= GOAL_SEQUENCE_RPS,
+        }
+    p50_value = best_p50.p50_ms if best_p50 else None
+    rps_value = best_rps.requests_per_s if best_rps else None
+    return {
+        "sequence_p50_ms": {
+            "goal": GOAL_SEQUENCE_P50_MS,
+            "measured": p50_value,
+            "where": f"workers={best_p50.workers}, clients=1" if best_p50 else None,
+            "met": p50_value is not None and p50_value <= GOAL_SEQUENCE_P50_MS,
+        },
+        "sequence_requests_per_s": {
+            "goal": GOAL_SEQUENCE_RPS,
+            "measured": rps_value,
+            "where": f"workers={best_rps.workers}, clients={best_rps.clients}"
+            if best_rps
+            else None,
+            "met": rps_value is not None and rps_value >= GOAL_SEQUENCE_RPS,
+        },
+        "by_workers": per_workers,
+    }
+
+
+def git_commit(root: Path) -> str | None:
+    """The checked-out commit, read from ``.git`` files (no git command is run)."""
+    git = root / ".git"
+    try:
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            text = git.read_text().strip()
+            git = (root / text.removeprefix("gitdir:").strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head.removeprefix("ref:").strip()
+        common = git
+        if (git / "commondir").is_file():
+            common = (git / (git / "commondir").read_text().strip()).resolve()
+        for base in (git, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+        for base in (git, common):
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def versions(wrk_version: str | None) -> dict[str, str | None]:
+    def dist(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "genofed": dist("genofed"),
+        "python": platform.python_version(),
+        "duckdb": dist("duckdb"),
+        "fastapi": dist("fastapi"),
+        "uvicorn": dist("uvicorn"),
+        "httpx": dist("httpx"),
+        "wrk": wrk_version,
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    with contextlib.suppress(AttributeError, OSError):
+        info["cores_available"] = len(os.sched_getaffinity(0))
+    if psutil is not None:
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        info["ram_total_mb"] = round(psutil.virtual_memory().total / 2**20)
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument(
+        "--variants",
+        type=int,
+        default=None,
+        help=f"minimum variants in the node (default 1,000,000; {QUICK_VARIANTS:,} with --quick)",
+    )
+    p.add_argument("--samples", type=int, default=100, help="samples in the synthetic VCF")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"measured requests per cell (default 2,000; {QUICK_REQUESTS} with "
+        "--quick); also the number of distinct queries of each kind",
+    )
+    p.add_argument("--clients", default="1,16", help="concurrent clients, comma-separated")
+    p.add_argument("--workers", default="1,2", help="server worker counts, comma-separated")
+    p.add_argument("--window", type=int, default=10_000, help="range-query window in bp")
+    p.add_argument(
+        "--absent-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of sequence queries for alleles that are not there",
+    )
+    p.add_argument("--load-generator", choices=("auto", "wrk", "httpx"), default="auto")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--quick", action="store_true", help="small node, few requests (seconds)")
+    p.add_argument("--cache-dir", type=Path, default=BENCH_DIR / ".cache")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON output (default bench/results/beacon.json, beacon-quick.json with --quick)",
+    )
+    args = p.parse_args(argv)
+    if args.variants is None:
+        args.variants = QUICK_VARIANTS if args.quick else 1_000_000
+    if args.requests is None:
+        args.requests = QUICK_REQUESTS if args.quick else 2_000
+    if args.out is None:
+        name = "beacon-quick.json" if args.quick else "beacon.json"
+        args.out = BENCH_DIR / "results" / name
+    args.clients = [int(x) for x in str(args.clients).split(",") if x.strip()]
+    args.workers = [int(x) for x in str(args.workers).split(",") if x.strip()]
+    if (
+        args.requests < 1
+        or not args.clients
+        or not args.workers
+        or min(args.clients) < 1
+        or min(args.workers) < 1
+        or not 0 <= args.absent_fraction <= 1
+    ):
+        p.error("--requests, --clients and --workers must be positive")
+    return args
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    t_start = time.perf_counter()
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # so the server is stopped on SIGTERM too
+
+    try:
+        node = build_node(args.cache_dir, args.variants, args.samples, args.seed)
+    except (SetupError, OSError, ValueError) as exc:
+        err_console.print(f"[red]could not build the benchmark node: {exc}")
+        return 3
+    build = node["build_seconds"]
+    console.print(
+        f"node: {node['node']} ({'cached' if node['cached'] else 'built'}; "
+        f"{node['n_variants']:,} variants at {node['n_sites']:,} sites, "
+        f"{node['n_samples']} samples; build took {build['total']:.1f} s: VCF "
+        f"{build['generate_vcf']:.1f} s + ingest {build['ingest']:.1f} s)"
+    )
+    db = live_database(Path(node["node"]))
+
+    queries = draw_queries(
+        db, args.requests, seed=args.seed, window=args.window, absent_fraction=args.absent_fraction
+    )
+    with console.status("DuckDB baseline"):
+        baseline = run_baseline(db, queries)
+    paths = {kind: [q.path for q in qs] for kind, qs in queries.items()}
+
+    work = Path(tempfile.mkdtemp(prefix="beacon-work-", dir=args.cache_dir))
+    wrk = shutil.which("wrk")
+    generator: str | None = None
+    wrk_version: str | None = None
+    wrk_note = ""
+    cells: list[Cell] = []
+    validations: dict[str, Any] = {}
+    server: Server | None = None
+    interrupted = False
+    try:
+        for workers in args.workers:
+            with console.status(f"starting genofed node serve --workers {workers}"):
+                server = start_server(Path(node["node"]), workers, work)
+            if generator is None:
+                if args.load_generator in ("auto", "wrk"):
+                    usable, wrk_note = probe_wrk(wrk, server.base_url, work / "probe")
+                    wrk_version = wrk_note if usable else None
+                    if usable:
+                        generator = "wrk"
+                    elif args.load_generator == "wrk":
+                        raise SetupError(f"--load-generator wrk: {wrk_note}")
+                    else:
+                        generator = "httpx"
+                else:
+                    generator = "httpx"
+                console.print(
+                    f"load generator: {generator}" + (f" ({wrk_note})" if wrk_note else "")
+                )
+            check = validate(server, queries, VALIDATE_QUERIES)
+            validations[str(workers)] = check
+            if check["mismatches"]:
+                err_console.print(
+                    f"[red]{len(check['mismatches'])} HTTP answers differ from "
+                    f"DuckDB; first: {check['mismatches'][0]}"
+                )
+            for kind in KINDS:
+                with console.status(f"workers={workers} {kind}: warm-up"):
+                    warm = min(args.requests, WARMUP_REQUESTS)
+                    if generator == "wrk":
+                        assert wrk is not None
+                        run_wrk(wrk, server.base_url, paths[kind], warm, max(args.clients), work)
+                    else:
+                        run_httpx(server.base_url, paths[kind], warm, max(args.clients))
+                for clients in args.clients:
+                    with console.status(f"workers={workers} {kind} x {clients} clients"):
+                        cell = measure_cell(
+                            server, kind, clients, paths[kind], args.requests, generator, wrk, work
+                        )
+                    b = baseline[kind]
+                    cell.duckdb_p50_ms = b["p50_ms"]
+                    if cell.p50_ms is not None and b["p50_ms"]:
+                        cell.p50_over_duckdb_p50 = cell.p50_ms / b["p50_ms"]
+                        cell.http_overhead_ms = cell.p50_ms - b["p50_ms"]
+                    cells.append(cell)
+                    console.print(
+                        f"  workers={workers} {kind:<8} clients={clients:<3} "
+                        f"p50 {_fmt(cell.p50_ms, '.2f')} ms  p99 {_fmt(cell.p99_ms, '.2f')} ms"
+                        f"  {_fmt(cell.requests_per_s, ',.0f')} req/s  errors {cell.errors}"
+                    )
+            stop_server(server)
+            server = None
+    except KeyboardInterrupt:
+        interrupted = True
+        err_console.print("[yellow]interrupted; stopping the server")
+    except SetupError as exc:
+        err_console.print(f"[red]{exc}")
+        return 3
+    finally:
+        if server is not None:
+            stop_server(server)
+        shutil.rmtree(work, ignore_errors=True)
+    if interrupted:
+        return 130
+
+    print_report(cells, baseline, node, generator or "-")
+    goals = evaluate_goals(cells)
+    for name, g in goals.items():
+        if name == "by_workers":
+            continue
+        mark = "[green]met" if g["met"] else "[red]not met"
+        console.print(
+            f"goal {name}: {_fmt(g['measured'], '.2f')} (goal {g['goal']:g}, {g['where']}): {mark}"
+        )
+    ratios = {
+        f"w{c.workers}-{c.kind}-c{c.clients}": {
+            "p50_over_duckdb_p50": c.p50_over_duckdb_p50,
+            "http_overhead_ms": c.http_overhead_ms,
+        }
+        for c in cells
+    }
+    report = {
+        "benchmark": "beacon",
+        "timestamp": started.isoformat(timespec="seconds"),
+        "duration_s": time.perf_counter() - t_start,
+        "git_commit": git_commit(REPO_ROOT),
+        "parameters": {
+            "variants_requested": args.variants,
+            "samples": args.samples,
+            "requests_per_cell": args.requests,
+            "warmup_requests": min(args.requests, WARMUP_REQUESTS),
+            "clients": args.clients,
+            "workers": args.workers,
+            "window_bp": args.window,
+            "absent_fraction": args.absent_fraction,
+            "seed": args.seed,
+            "quick": args.quick,
+            "requested_granularity": "count",
+            "load_generator": generator,
+            "load_generator_note": wrk_note,
+            "closed_loop": True,
+        },
+        "node": node,
+        "machine": machine_info(),
+        "versions": versions(wrk_version),
+        "baseline_duckdb": baseline,
+        "cells": [asdict(c) for c in cells],
+        "ratios": ratios,
+        "validation": validations,
+        "goals": goals,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"results written to {args.out} (bench took {report['duration_s']:.0f} s)")
+    bad = any(c.errors or c.error for c in cells) or any(
+        v["mismatches"] for v in validations.values()
+    )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
