@@ -109,6 +109,8 @@ QUICK_VARIANTS = 50_000
 QUICK_REQUESTS = 200
 WARMUP_REQUESTS = 300
 VALIDATE_QUERIES = 50
+HEALTH_PINGS = 20
+NAGLE_SUSPECT_MS = 30.0
 GOAL_SEQUENCE_P50_MS = 5.0
 GOAL_SEQUENCE_RPS = 500.0
 KINDS = ("sequence", "range")
@@ -632,7 +634,21 @@ def validate(server: Server, queries: dict[str, list[Query]], k: int) -> dict[st
                         }
                     )
             sizes[kind] = float(np.mean(lengths)) if lengths else 0.0
-    return {"checked": checked, "mismatches": mismatches, "mean_response_bytes": sizes}
+        health: list[float] = []
+        for _ in range(HEALTH_PINGS):  # sequential, one keep-alive connection
+            t0 = time.perf_counter()
+            client.get("/-/health")
+            health.append(time.perf_counter() - t0)
+    health_p50 = _stats_ms(health)["p50_ms"]
+    return {
+        "checked": checked,
+        "mismatches": mismatches,
+        "mean_response_bytes": sizes,
+        "health_keepalive_p50_ms": health_p50,
+        # ~40 ms per keep-alive request is Nagle's algorithm meeting the client's delayed
+        # ACK: the accepted sockets do not have TCP_NODELAY set
+        "nagle_suspected": health_p50 is not None and health_p50 >= NAGLE_SUSPECT_MS,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -1267,6 +1283,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             check = validate(server, queries, VALIDATE_QUERIES)
             validations[str(workers)] = check
+            if check["nagle_suspected"]:
+                err_console.print(
+                    f"[yellow]workers={workers}: /-/health takes "
+                    f"{check['health_keepalive_p50_ms']:.0f} ms per keep-alive request; "
+                    "TCP_NODELAY looks unset on the server's sockets (Nagle + delayed ACK)"
+                )
             if check["mismatches"]:
                 err_console.print(
                     f"[red]{len(check['mismatches'])} HTTP answers differ from "

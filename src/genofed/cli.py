@@ -192,5 +192,18 @@ def node_serve(
         uvicorn.run(app_or_factory, host=host, port=port, log_level="warning")
 
 
+@app.command("demo")
+def demo(
+    serve: Annotated[bool, typer.Option(help="Keep serving after the examples")] = True,
+    workdir: Annotated[Path, typer.Option(help="Where the demo data and node go")] = Path(".demo"),
+    port: Annotated[int, typer.Option(help="Port (the next free one if taken)")] = 8701,
+    samples: Annotated[int, typer.Option(help="Number of simulated genomes")] = 500,
+) -> None:
+    """Simulate a cohort, build a node, print example Beacon answers, then serve."""
+    from genofed.demo import run_demo
+
+    run_demo(workdir, serve=serve, port=port, samples=samples)
+
+
 def main() -> None:
     app()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from genofed.config import NodeConfig, load_config
 from genofed.store.dataset_reader import DatasetReader
+from genofed.store.documents import as_number
 from genofed.store.filters import FilterContext
 from genofed.store.genes import load_gene_index
 from genofed.store.node_dir import NodeDir
@@ -79,7 +80,13 @@ class NodeRuntime:
             for entity, path, _n, _numeric in reader.value_paths():
                 path_scopes.setdefault(path, set()).add(entity)
             for entity, path, value in reader.small_value_sets(_CUSTOM_FILTER_MAX_VALUES):
-                if path.startswith("info.") and not path.endswith("iso8601duration"):
+                # Custom terms are the operator's own categorical columns (info.* of
+                # entries), e.g. ``smoker:yes``; numbers are for alphanumeric filters.
+                if (
+                    path.startswith("info.")
+                    and entity not in ("dataset", "cohort")
+                    and as_number(value) is None
+                ):
                     key = f"{path.removeprefix('info.')}:{value}"
                     custom.setdefault(key, (path, value, set()))[2].add(entity)
         return FilterContext(self.ontology, term_scopes, path_scopes, custom)

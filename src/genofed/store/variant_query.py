@@ -69,7 +69,9 @@ def _bases_condition(column: str, bases: str, params: list[Any]) -> str:
 
 
 def where_clause(query: VariantQuery) -> tuple[str, list[Any]]:
-    parts: list[str] = []
+    # A site in the file that nobody carries is not "present": AC > 0. Imported variants
+    # without genotypes (AN = 0) are present because the source listed them as observed.
+    parts: list[str] = ["(ac > 0 OR an = 0)"]
     params: list[Any] = []
     if query.variant_ids:
         parts.append("variant_id IN (SELECT unnest(?))")
@@ -106,7 +108,7 @@ def where_clause(query: VariantQuery) -> tuple[str, list[Any]]:
     if query.allele_short_form:
         parts.append("list_contains(hgvs, ?)")
         params.append(query.allele_short_form)
-    return (" AND ".join(parts) or "TRUE"), params
+    return " AND ".join(parts), params
 
 
 def _coordinates(query: VariantQuery, params: list[Any]) -> list[str]:

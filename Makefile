@@ -1,0 +1,38 @@
+# genofed task runner: the README's two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench bench-quick lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## simulate a cohort, build a node, print example queries, serve until Ctrl-C
+	$(BIN)/genofed demo
+
+test: $(STAMP)  ## the test suite (tests needing ../shared skip with a reason when it is absent)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against baselines
+	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
+	$(BIN)/python bench/bench_beacon.py --out bench/results/beacon.json
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py --quick
+	$(BIN)/python bench/bench_beacon.py --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) .demo build dist src/*.egg-info

@@ -1,0 +1,208 @@
+"""``genofed demo``: simulate a cohort, build a node, answer example Beacon queries, serve.
+
+Everything comes from embedded defaults (msprime simulation, synthetic clinical table), so
+the demo runs on a fresh clone with no data downloads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from genofed.config import default_config, save_config
+from genofed.node.app import create_app
+from genofed.simulate import simulate_cohort
+from genofed.store.node_dir import NodeDir
+from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+
+DEMO_DATASET = "demo-cohort"
+
+
+@dataclass(frozen=True)
+class DemoQuery:
+    title: str
+    path: str
+    params: dict[str, Any]
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the demo's own thread handles Ctrl-C
+        pass
+
+
+def build_demo_node(workdir: Path, *, samples: int, console: Console) -> tuple[Path, str]:
+    """Simulate data and ingest it; returns the node directory and the planted variant."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    console.print(f"[bold]1/3[/] Simulating {samples:,} genomes with msprime …")
+    cohort = simulate_cohort(
+        workdir / "data", n_samples=samples, sequence_length=2_000_000, prefix="DEMO", progress=True
+    )
+    node_dir = workdir / "node"
+    node_dir.mkdir()
+    save_config(default_config("genofed demo hospital"), node_dir / "node.yaml")
+    for sub in ("datasets", "genes", "ontologies"):
+        (node_dir / sub).mkdir()
+    console.print(f"[bold]2/3[/] Ingesting {cohort.n_sites:,} sites into a node …")
+    summary = ingest_vcf(
+        NodeDir(node_dir),
+        DEMO_DATASET,
+        cohort.vcf,
+        assembly="GRCh38",
+        individuals=cohort.clinical,
+        settings=DatasetSettings(
+            name="Demo cohort (simulated)",
+            granularity="record",
+            description="msprime-simulated genotypes with a synthetic "
+            "clinical table (sex, age, HPO phenotypes, ICD-10)",
+        ),
+        progress=True,
+    )
+    console.print(
+        f"    {summary.n_variants:,} variants × {summary.n_samples:,} samples "
+        f"in {summary.seconds:.1f} s"
+    )
+    return node_dir, cohort.planted_variant or ""
+
+
+def example_queries(planted: str) -> list[DemoQuery]:
+    chrom, pos, ref, alt = planted.split("-") if planted else ("22", "1000", "A", "G")
+    start = int(pos) - 1
+    return [
+        DemoQuery(
+            "Does anyone carry the planted variant?",
+            "g_variants",
+            {
+                "referenceName": f"chr{chrom}",
+                "start": start,
+                "referenceBases": ref,
+                "alternateBases": alt,
+                "assemblyId": "GRCh38",
+                "requestedGranularity": "count",
+            },
+        ),
+        DemoQuery(
+            "… among individuals with seizures (HP:0001250 and descendants)?",
+            "g_variants",
+            {
+                "referenceName": chrom,
+                "start": start,
+                "alternateBases": alt,
+                "filters": "HP:0001250",
+                "requestedGranularity": "count",
+            },
+        ),
+        DemoQuery(
+            "Variants in a 10 kb window",
+            "g_variants",
+            {
+                "referenceName": chrom,
+                "start": start,
+                "end": start + 10_000,
+                "requestedGranularity": "count",
+            },
+        ),
+        DemoQuery(
+            "Deletions of 2+ bases anywhere on chr22",
+            "g_variants",
+            {
+                "referenceName": chrom,
+                "start": 0,
+                "end": 50_000_000,
+                "variantType": "DEL",
+                "variantMinLength": 2,
+                "requestedGranularity": "count",
+            },
+        ),
+        DemoQuery(
+            "Female individuals (NCIT:C16576)",
+            "individuals",
+            {"filters": "NCIT:C16576", "requestedGranularity": "count"},
+        ),
+        DemoQuery(
+            "Individuals over 70 with a circulatory disease (ICD-10 chapter IX)",
+            "individuals",
+            {"filters": "ICD10:IX,age>=P70Y", "requestedGranularity": "count"},
+        ),
+        DemoQuery(
+            "Individuals with hypertension (HP:0000822)",
+            "individuals",
+            {"filters": "HP:0000822", "requestedGranularity": "count"},
+        ),
+    ]
+
+
+def run_queries(base_url: str, queries: list[DemoQuery], console: Console) -> list[dict]:
+    table = Table(title="Example Beacon v2 queries", show_lines=False)
+    table.add_column("question")
+    table.add_column("exists", justify="center")
+    table.add_column("count", justify="right")
+    table.add_column("ms", justify="right")
+    answers = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for query in queries:
+            started = time.perf_counter()
+            response = client.get(f"/{query.path}", params=query.params)
+            elapsed = (time.perf_counter() - started) * 1000
+            body = response.json()
+            summary = body.get("responseSummary", {})
+            answers.append(body)
+            table.add_row(
+                query.title,
+                "yes" if summary.get("exists") else "no",
+                f"{summary.get('numTotalResults', '—')}",
+                f"{elapsed:.1f}",
+            )
+    console.print(table)
+    return answers
+
+
+def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500) -> None:
+    console = Console()
+    node_dir, planted = build_demo_node(workdir, samples=samples, console=console)
+    port = _free_port(port)
+    server = _Server(
+        uvicorn.Config(create_app(node_dir), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base_url = f"http://127.0.0.1:{port}/beacon/v2"
+    try:
+        console.print(f"[bold]3/3[/] Asking the node's Beacon at {base_url}")
+        run_queries(base_url, example_queries(planted), console)
+        if serve:
+            console.print(
+                f"\nServing the demo node at [bold]{base_url}[/] — try "
+                f"{base_url}/g_variants?referenceName=22&start=0&end=100000"
+                "&requestedGranularity=count\nPress Ctrl-C to stop."
+            )
+            while thread.is_alive():
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        console.print("Stopping.")
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,79 @@
+"""Shared fixtures: real nodes built from the project's own small test files."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from genofed.config import default_config, save_config
+from genofed.node.app import create_app
+from genofed.store.bff_import import import_bff
+from genofed.store.node_dir import NodeDir
+from genofed.store.ontology import OntologyIndex
+from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+
+DATA = Path(__file__).parent / "data"
+SMALL_VCF = DATA / "small.vcf"
+SMALL_CLINICAL = DATA / "small_clinical.csv"
+BFF_FIXTURES = DATA / "bff-fixtures"
+
+
+@pytest.fixture(scope="session")
+def ontology() -> OntologyIndex:
+    """One ontology index for the whole run: loading HPO takes a second or two."""
+    return OntologyIndex()
+
+
+def make_node(root: Path, name: str = "test node") -> NodeDir:
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(default_config(name), root / "node.yaml")
+    for sub in ("datasets", "genes", "ontologies"):
+        (root / sub).mkdir(exist_ok=True)
+    return NodeDir(root)
+
+
+@pytest.fixture
+def empty_node(tmp_path: Path) -> NodeDir:
+    return make_node(tmp_path / "node")
+
+
+@pytest.fixture(scope="session")
+def small_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
+    """A node with the small VCF (record granularity) and the BFF fixtures (count)."""
+    node = make_node(tmp_path_factory.mktemp("small") / "node")
+    ingest_vcf(
+        node,
+        "small",
+        SMALL_VCF,
+        assembly="GRCh38",
+        individuals=SMALL_CLINICAL,
+        settings=DatasetSettings(granularity="record", name="Small test VCF"),
+    )
+    import_bff(node, "fixtures", BFF_FIXTURES, settings=DatasetSettings(granularity="count"))
+    ingest_vcf(
+        node,
+        "small-test",
+        SMALL_VCF,
+        assembly="GRCh38",
+        settings=DatasetSettings(granularity="record", test_data=True),
+    )
+    shutil.copy(DATA / "genes.bed", node.root / "genes.bed")
+    return node
+
+
+@pytest.fixture(scope="session")
+def client(small_node: NodeDir, ontology: OntologyIndex) -> Iterator[TestClient]:
+    with TestClient(create_app(small_node.root, ontology=ontology)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def node_client(ontology: OntologyIndex) -> Callable[[Path], TestClient]:
+    def build(root: Path) -> TestClient:
+        return TestClient(create_app(root, ontology=ontology))
+
+    return build
