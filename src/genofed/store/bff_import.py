@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,8 @@ def import_bff(
     assembly = _assembly(assembly, variants, folder)
     columns = _matrix_columns(folder, docs)
     case_data = _load(folder, "caseLevelData.json")
-    rows = sorted(
-        (_variant_row(v, folder, i) for i, v in enumerate(variants)),
-        key=lambda r: (reference.CHROMOSOMES.index(r["chrom"]), r["start"]),
-    )
+    rows = _unique(_variant_row(v, folder, i) for i, v in enumerate(variants))
+    rows.sort(key=lambda r: (reference.CHROMOSOMES.index(r["chrom"]), r["start"]))
     genotypes = _genotypes(rows, case_data, columns, variants_by_key(rows))
 
     with node.staging(dataset_id) as stage:
@@ -255,6 +254,17 @@ def _variant_row(doc: dict[str, Any], folder: Path, index: int) -> dict[str, Any
         "keys": {str(doc.get("_id", "")), hgvs, str(doc.get("variantInternalId", ""))} - {""},
         "embedded": doc.get("caseLevelData") or [],
     }
+
+
+def _unique(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop repeated variant documents (same variantInternalId), as real BFF exports have."""
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        if row["variant_id"] not in seen:
+            seen.add(row["variant_id"])
+            unique.append(row)
+    return unique
 
 
 def variants_by_key(rows: list[dict[str, Any]]) -> dict[str, int]:

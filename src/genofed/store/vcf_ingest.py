@@ -153,16 +153,20 @@ def _resolve_assembly(given: str | None, header: list[str], source: str) -> str:
             f"unknown assembly {given!r}; use one of {', '.join(reference.ASSEMBLIES)}",
             source=source,
         )
+    # Tools write ##contig lengths of their own (plink2, simulators), so a length is only
+    # evidence of a wrong --assembly when it is another assembly's length or too long.
     for name, length in lengths.items():
         contig = reference.parse_contig(name)
         if contig is None or contig.chrom == "MT":
             continue
         expected = reference.chromosome_length(assembly, contig.chrom)
-        if length != expected:
-            hint = f" (the file looks like {guessed})" if guessed and guessed != assembly else ""
+        others = [a for a in reference.ASSEMBLIES if a != assembly
+                  and reference.chromosome_length(a, contig.chrom) == length != expected]
+        if others or length > expected:
+            looks_like = f" (it is {others[0]}'s length)" if others else ""
             raise IngestError(
-                f"header ##contig {name} has length {length:,} but {assembly}'s chromosome "
-                f"{contig.chrom} is {expected:,} long{hint}; check --assembly",
+                f"header ##contig {name} has length {length:,}{looks_like} but {assembly}'s "
+                f"chromosome {contig.chrom} is {expected:,} long; check --assembly",
                 source=source,
                 where="header",
             )

@@ -139,7 +139,11 @@ class TextVcfReader:
         self._stream = self._open()
         self._line_no = 0
         self._pending = b""
-        self.header = self._read_header()
+        try:
+            self.header = self._read_header()
+        except BaseException:
+            self.close()
+            raise
 
     def _open(self) -> IO[bytes]:
         with self.path.open("rb") as handle:
@@ -286,10 +290,13 @@ class TextVcfReader:
         return RecordBlock(records, out)
 
     def close(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
         self._stream.close()
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            if self._process.stderr is not None:
+                self._process.stderr.close()
 
 
 class HtslibVcfReader:

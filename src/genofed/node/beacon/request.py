@@ -273,7 +273,7 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
     for name in ("referenceBases", "alternateBases"):
         bases = params.get(name)
         if bases is not None and not re.fullmatch(
-            r"[ACGTUNRYSWKMBDHVacgtunryswkmbdhv.\-]*", str(bases)
+            r"[ACGTUNRYSWKMBDHVacgtunryswkmbdhv.*\-]*", str(bases)
         ):
             raise QueryError(f"{name} must be IUPAC nucleotide codes; got {bases!r}")
     query.reference_bases = params.get("referenceBases") or None

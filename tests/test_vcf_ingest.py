@@ -1,0 +1,286 @@
+"""VCF ingest: counts recomputed from genotypes, multi-allelic splitting, atomic failures."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import zarr
+
+from genofed._exceptions import IngestError
+from genofed.store.node_dir import NodeDir
+from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+from tests.conftest import SMALL_CLINICAL, SMALL_VCF
+
+HAVE_BGZIP = shutil.which("bgzip") is not None
+
+
+def variant_rows(node: NodeDir, dataset: str) -> list[dict]:
+    con = duckdb.connect(str(node.dataset(dataset).database), read_only=True)
+    cur = con.execute("SELECT * FROM variants ORDER BY variant_idx")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    con.close()
+    return rows
+
+
+def independent_counts(vcf_text: str) -> dict[tuple[str, int, str, str], tuple[int, ...]]:
+    """AC, AN, het, hom-alt per ALT allele, counted from the GT strings in plain Python."""
+    out = {}
+    for line in vcf_text.splitlines():
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        chrom = fields[0].removeprefix("chr")
+        pos, ref, alts = int(fields[1]), fields[3], fields[4].split(",")
+        calls = [c.split(":")[0].replace("|", "/").split("/") for c in fields[9:]]
+        an = sum(a != "." for call in calls for a in call)
+        for index, alt in enumerate(alts, start=1):
+            copies = [sum(a == str(index) for a in call) for call in calls]
+            called = [sum(a != "." for a in call) for call in calls]
+            ac = sum(copies)
+            het = sum(0 < c < n for c, n in zip(copies, called, strict=True))
+            hom = sum(c > 0 and c == n for c, n in zip(copies, called, strict=True))
+            out[(chrom, pos, ref, alt)] = (ac, an, het, hom)
+    return out
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of every file's path and bytes, to prove a failed ingest changed nothing."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_counts_match_independent_genotype_counting(empty_node: NodeDir) -> None:
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
+    rows = variant_rows(empty_node, "small")
+    expected = independent_counts(SMALL_VCF.read_text())
+    got = {(r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"],
+                                                        r["n_homalt"]) for r in rows}
+    assert got == expected
+
+
+def test_info_ac_is_not_trusted(empty_node: NodeDir) -> None:
+    assert "AC=99" in SMALL_VCF.read_text()
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
+    first = variant_rows(empty_node, "small")[0]
+    assert (first["pos"], first["ac"]) == (16050075, 4)
+
+
+def test_multiallelic_sites_become_one_row_per_alt(empty_node: NodeDir) -> None:
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
+    rows = [r for r in variant_rows(empty_node, "small") if r["pos"] == 16050115]
+    assert [(r["alt"], r["allele_idx"]) for r in rows] == [("A", 1), ("T", 2)]
+    assert rows[0]["site_idx"] == rows[1]["site_idx"]
+
+
+def test_coordinates_are_beacon_zero_based_half_open(empty_node: NodeDir) -> None:
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
+    by_pos = {r["pos"]: r for r in variant_rows(empty_node, "small")}
+    deletion = by_pos[16050200]
+    assert (deletion["start"], deletion["end"], deletion["vtype"]) == (16050199, 16050202, "DEL")
+    symbolic = by_pos[16051000]
+    assert (symbolic["start"], symbolic["end"]) == (16050999, 16056000)
+    assert by_pos[16050300]["vtype"] == "INS"
+
+
+def test_annotations_from_snpeff_ann(empty_node: NodeDir) -> None:
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
+    row = next(r for r in variant_rows(empty_node, "small") if r["pos"] == 16050400)
+    assert row["genes"] == ["BRAF"]
+    assert row["aa_changes"] == ["V600E"]
+    assert row["hgvs"] == ["NM_004333.6:c.1799T>A"]
+
+
+def test_genotype_matrix_matches_the_file(empty_node: NodeDir) -> None:
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
+    gt = zarr.open_array(str(empty_node.dataset("small").genotypes / "call_genotype"), mode="r")
+    assert gt.shape == (7, 6, 2)
+    # record 2 (G>A,T): 0/1 1/2 2/2 0/0 ./. 0/0
+    assert gt[1].tolist() == [[0, 1], [1, 2], [2, 2], [0, 0], [-1, -1], [0, 0]]
+
+
+@pytest.mark.skipif(not HAVE_BGZIP, reason="needs bgzip (Debian package tabix)")
+@pytest.mark.parametrize("suffix", ["vcf.gz", "bcf"])
+def test_compressed_and_bcf_inputs_give_the_same_rows(
+    empty_node: NodeDir, tmp_path: Path, suffix: str
+) -> None:
+    ingest_vcf(empty_node, "plain", SMALL_VCF, assembly="GRCh38")
+    target = tmp_path / f"small.{suffix}"
+    if suffix == "bcf":
+        if shutil.which("bcftools") is None:
+            pytest.skip("needs bcftools to write BCF")
+        subprocess.run(["bcftools", "view", "-Ob", "-o", str(target), str(SMALL_VCF)],
+                       check=True)
+    else:
+        with target.open("wb") as out:
+            subprocess.run(["bgzip", "-c", str(SMALL_VCF)], stdout=out, check=True)
+    ingest_vcf(empty_node, "other", target, assembly="GRCh38")
+    columns = ("variant_id", "start", "end", "ac", "an", "n_het", "n_homalt")
+
+    def pick(rows: list[dict]) -> list[tuple]:
+        return [tuple(r[c] for c in columns) for r in rows]
+
+    assert pick(variant_rows(empty_node, "other")) == pick(variant_rows(empty_node, "plain"))
+
+
+def test_individuals_are_linked_from_clinical_csv(empty_node: NodeDir) -> None:
+    ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38", individuals=SMALL_CLINICAL)
+    con = duckdb.connect(str(empty_node.dataset("small").database), read_only=True)
+    terms = con.execute(
+        "SELECT id, term FROM entry_terms WHERE entity = 'individual' ORDER BY id, term"
+    ).fetchall()
+    assert ("S1", "HP:0002069") in terms and ("S1", "NCIT:C16576") in terms
+    assert ("S2", "NCIT:C20197") in terms and ("S2", "ICD10:E11.9") in terms
+    ages = dict(con.execute(
+        "SELECT id, num FROM entry_values WHERE path = 'info.age.iso8601duration'"
+    ).fetchall())
+    assert ages["S5"] == pytest.approx(80)
+
+
+def test_reingest_replaces_the_dataset(empty_node: NodeDir, tmp_path: Path) -> None:
+    ingest_vcf(empty_node, "d", SMALL_VCF, assembly="GRCh38")
+    first = empty_node.dataset("d").version
+    fewer = tmp_path / "fewer.vcf"
+    text = SMALL_VCF.read_text().splitlines()
+    fewer.write_text("\n".join(text[:-3]) + "\n")
+    ingest_vcf(empty_node, "d", fewer, assembly="GRCh38")
+    assert empty_node.dataset("d").version != first
+    assert len(variant_rows(empty_node, "d")) == 5
+
+
+def _broken_files(tmp: Path) -> dict[str, tuple[Path, dict, str]]:
+    """name -> (file, extra ingest kwargs, text the error must contain)."""
+    lines = SMALL_VCF.read_text().splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    records = [line for line in lines if not line.startswith("#")]
+    cases: dict[str, tuple[Path, dict, str]] = {}
+
+    def write(name: str, content: str) -> Path:
+        path = tmp / name
+        path.write_text(content)
+        return path
+
+    bad_gt = records[0].replace("0|1\t0|0", "0|X\t0|0", 1)
+    cases["bad genotype"] = (write("badgt.vcf", "\n".join(header + [bad_gt]) + "\n"), {},
+                             "line 10")
+    short = "\t".join(records[1].split("\t")[:5])
+    cases["too few fields"] = (write("short.vcf", "\n".join(header + records[:1] + [short])),
+                               {}, "line 11")
+    bad_pos = records[0].replace("16050075", "16O50075", 1)
+    cases["bad POS"] = (write("pos.vcf", "\n".join(header + [bad_pos])), {}, "POS")
+    unsorted = [records[2], records[0]]
+    cases["unsorted"] = (write("unsorted.vcf", "\n".join(header + unsorted)), {}, "sorted")
+    bad_contig = records[0].replace("chr22", "scaffold_7", 1)
+    cases["unknown contig"] = (write("contig.vcf", "\n".join(header + [bad_contig])), {},
+                               "scaffold_7")
+    cases["allele beyond ALT"] = (
+        write("allele.vcf", "\n".join(header + [records[0].replace("1|1", "1|2", 1)])), {},
+        "allele 2",
+    )
+    cases["wrong assembly"] = (SMALL_VCF, {"assembly": "GRCh37"}, "GRCh37")
+    clinical = tmp / "clinical.csv"
+    clinical.write_text("sample_id,sex\nS1,female\nNOT_IN_VCF,male\n")
+    cases["unknown sample in individuals"] = (SMALL_VCF, {"individuals": clinical},
+                                              "NOT_IN_VCF")
+    cases["not a VCF"] = (write("notvcf.vcf", "hello\nworld\n"), {}, "not a VCF")
+    if HAVE_BGZIP:
+        full = tmp / "full.vcf.gz"
+        with full.open("wb") as out:
+            subprocess.run(["bgzip", "-c", str(SMALL_VCF)], stdout=out, check=True)
+        truncated = tmp / "truncated.vcf.gz"
+        truncated.write_bytes(full.read_bytes()[:-40])
+        cases["truncated gzip"] = (truncated, {}, "truncated")
+    plain_gzip = tmp / "cut.vcf.gz"
+    plain_gzip.write_bytes(gzip.compress(SMALL_VCF.read_bytes())[:-30])
+    cases["truncated plain gzip"] = (plain_gzip, {}, "truncated")
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["bad genotype", "too few fields", "bad POS", "unsorted", "unknown contig",
+     "allele beyond ALT", "wrong assembly", "unknown sample in individuals", "not a VCF",
+     "truncated gzip", "truncated plain gzip"],
+)
+def test_failed_ingest_leaves_the_node_unchanged(
+    empty_node: NodeDir, tmp_path: Path, case: str
+) -> None:
+    ingest_vcf(empty_node, "live", SMALL_VCF, assembly="GRCh38")
+    cases = _broken_files(tmp_path)
+    if case not in cases:
+        pytest.skip(f"{case}: needs bgzip")
+    path, kwargs, message = cases[case]
+    kwargs = {"assembly": "GRCh38", **kwargs}
+    before = tree_digest(empty_node.root)
+    for dataset in ("live", "new"):  # replacing a live dataset, and creating a new one
+        with pytest.raises(IngestError) as excinfo:
+            ingest_vcf(empty_node, dataset, path, **kwargs)
+        text = str(excinfo.value)
+        assert message in text
+        assert excinfo.value.source is not None and Path(excinfo.value.source).name in text
+        assert tree_digest(empty_node.root) == before
+
+
+def test_sample_column_option(empty_node: NodeDir, tmp_path: Path) -> None:
+    clinical = tmp_path / "c.tsv"
+    clinical.write_text("participant\tsex\tage\nS1\tF\t50\nS2\tM\t40\n")
+    with pytest.raises(IngestError, match="--sample-column"):
+        ingest_vcf(empty_node, "d", SMALL_VCF, assembly="GRCh38", individuals=clinical)
+    ingest_vcf(empty_node, "d", SMALL_VCF, assembly="GRCh38", individuals=clinical,
+               sample_column="participant", settings=DatasetSettings(granularity="record"))
+    con = duckdb.connect(str(empty_node.dataset("d").database), read_only=True)
+    sexes = dict(con.execute("SELECT id, term FROM entry_terms WHERE entity = 'individual' "
+                             "AND term LIKE 'NCIT:%'").fetchall())
+    assert sexes["S1"] == "NCIT:C16576" and sexes["S2"] == "NCIT:C20197"
+    assert sexes["S3"] == "NCIT:C17998"  # no clinical row: sex unknown
+
+
+def test_haploid_and_general_format_paths(empty_node: NodeDir, tmp_path: Path) -> None:
+    vcf = tmp_path / "haploid.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=X,length=156040895>\n"
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\tC\n"
+        "X\t100\t.\tA\tG\t.\t.\t.\tGT\t1\t0\t.\n"
+        "X\t200\t.\tC\tT\t.\t.\t.\tGT\t0/1\t1\t0|0\n"
+        "X\t300\t.\tG\tA,C,T,GA,GC,GT,GG,GAA,GAC,GAG\t.\t.\t.\tGT:DP\t10/0:3\t1/10:4\t./.:0\n"
+    )
+    ingest_vcf(empty_node, "x", vcf, assembly="GRCh38")
+    got = {(r["pos"], r["alt"]): (r["ac"], r["an"], r["n_het"], r["n_homalt"])
+           for r in variant_rows(empty_node, "x")}
+    assert got[(100, "G")] == (1, 2, 0, 1)
+    assert got[(200, "T")] == (2, 5, 1, 1)  # a haploid call adds one allele to AN
+    assert got[(300, "GAG")] == (2, 4, 2, 0)
+    assert got[(300, "A")] == (1, 4, 1, 0)
+    expected = independent_counts(vcf.read_text())
+    assert {k: v for k, v in got.items()} == {(p, a): v for (_c, p, _r, a), v in expected.items()}
+
+
+def test_record_count_and_memory_blocks(empty_node: NodeDir, tmp_path: Path) -> None:
+    """More records than one block: the block boundary must not lose or repeat sites."""
+    from genofed.store import dataset_db
+
+    n = dataset_db.SITES_PER_CHUNK + 17
+    rng = np.random.default_rng(1)
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB"]
+    for i in range(n):
+        a, b = rng.integers(0, 2, 4).reshape(2, 2)
+        lines.append(f"22\t{1000 + i}\t.\tA\tC\t.\t.\t.\tGT\t{a[0]}|{a[1]}\t{b[0]}|{b[1]}")
+    vcf = tmp_path / "many.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    ingest_vcf(empty_node, "m", vcf, assembly="GRCh38")
+    rows = variant_rows(empty_node, "m")
+    assert len(rows) == n
+    assert [r["pos"] for r in rows] == list(range(1000, 1000 + n))
+    expected = independent_counts(vcf.read_text())
+    assert all(expected[(r["chrom"], r["pos"], "A", "C")][0] == r["ac"] for r in rows)
