@@ -944,6 +944,7 @@ class Cell:
     max_ms: float | None
     requests_per_s: float | None
     wall_s: float | None
+    run_s: float
     server_cpu_ms_per_request: float | None
     loadgen_cpu_s: float | None
     duckdb_p50_ms: float | None = None
@@ -963,11 +964,13 @@ def measure_cell(
     work: Path,
 ) -> Cell:
     cpu0 = server_cpu_seconds(server)
+    t0 = time.perf_counter()
     if generator == "wrk":
         assert wrk is not None
         run = run_wrk(wrk, server.base_url, paths, requests, clients, work)
     else:
         run = run_httpx(server.base_url, paths, requests, clients)
+    run_s = time.perf_counter() - t0
     cpu1 = server_cpu_seconds(server)
     stats = _stats_ms(run.latencies_s)
     done = len(run.latencies_s)
@@ -988,6 +991,7 @@ def measure_cell(
         max_ms=stats["max_ms"],
         requests_per_s=done / run.wall_s if run.wall_s else None,
         wall_s=run.wall_s,
+        run_s=run_s,
         server_cpu_ms_per_request=cpu_per,
         loadgen_cpu_s=run.loadgen_cpu_s,
         error=run.error,
@@ -1222,6 +1226,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall seconds of the ``with`` body to ``phases[name]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -1231,9 +1245,11 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     t_start = time.perf_counter()
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so the server is stopped on SIGTERM too
+    phases: dict[str, float] = {}
 
     try:
-        node = build_node(args.cache_dir, args.variants, args.samples, args.seed)
+        with _phase(phases, "node_build_or_load"):
+            node = build_node(args.cache_dir, args.variants, args.samples, args.seed)
     except (SetupError, OSError, ValueError) as exc:
         err_console.print(f"[red]could not build the benchmark node: {exc}")
         return 3
@@ -1246,10 +1262,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     db = live_database(Path(node["node"]))
 
-    queries = draw_queries(
-        db, args.requests, seed=args.seed, window=args.window, absent_fraction=args.absent_fraction
-    )
-    with console.status("DuckDB baseline"):
+    with _phase(phases, "draw_queries"):
+        queries = draw_queries(
+            db,
+            args.requests,
+            seed=args.seed,
+            window=args.window,
+            absent_fraction=args.absent_fraction,
+        )
+    with console.status("DuckDB baseline"), _phase(phases, "duckdb_baseline"):
         baseline = run_baseline(db, queries)
     paths = {kind: [q.path for q in qs] for kind, qs in queries.items()}
 
@@ -1264,7 +1285,10 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         for workers in args.workers:
-            with console.status(f"starting genofed node serve --workers {workers}"):
+            with (
+                console.status(f"starting genofed node serve --workers {workers}"),
+                _phase(phases, "server_start"),
+            ):
                 server = start_server(Path(node["node"]), workers, work)
             if generator is None:
                 if args.load_generator in ("auto", "wrk"):
@@ -1281,7 +1305,8 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(
                     f"load generator: {generator}" + (f" ({wrk_note})" if wrk_note else "")
                 )
-            check = validate(server, queries, VALIDATE_QUERIES)
+            with _phase(phases, "validate"):
+                check = validate(server, queries, VALIDATE_QUERIES)
             validations[str(workers)] = check
             if check["nagle_suspected"]:
                 err_console.print(
@@ -1295,7 +1320,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"DuckDB; first: {check['mismatches'][0]}"
                 )
             for kind in KINDS:
-                with console.status(f"workers={workers} {kind}: warm-up"):
+                with (
+                    console.status(f"workers={workers} {kind}: warm-up"),
+                    _phase(phases, "warmup"),
+                ):
                     warm = min(args.requests, WARMUP_REQUESTS)
                     if generator == "wrk":
                         assert wrk is not None
@@ -1303,7 +1331,10 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         run_httpx(server.base_url, paths[kind], warm, max(args.clients))
                 for clients in args.clients:
-                    with console.status(f"workers={workers} {kind} x {clients} clients"):
+                    with (
+                        console.status(f"workers={workers} {kind} x {clients} clients"),
+                        _phase(phases, "measured_cells"),
+                    ):
                         cell = measure_cell(
                             server, kind, clients, paths[kind], args.requests, generator, wrk, work
                         )
@@ -1318,7 +1349,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"p50 {_fmt(cell.p50_ms, '.2f')} ms  p99 {_fmt(cell.p99_ms, '.2f')} ms"
                         f"  {_fmt(cell.requests_per_s, ',.0f')} req/s  errors {cell.errors}"
                     )
-            stop_server(server)
+            with _phase(phases, "server_stop"):
+                stop_server(server)
             server = None
     except KeyboardInterrupt:
         interrupted = True
@@ -1353,6 +1385,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "beacon",
         "timestamp": started.isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - t_start,
+        "phase_seconds": phases,
         "git_commit": git_commit(REPO_ROOT),
         "parameters": {
             "variants_requested": args.variants,
@@ -1381,7 +1414,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"results written to {args.out} (bench took {report['duration_s']:.0f} s)")
+    console.print(
+        f"results written to {args.out} (bench took {report['duration_s']:.0f} s: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+        + ")"
+    )
     bad = any(c.errors or c.error for c in cells) or any(
         v["mismatches"] for v in validations.values()
     )

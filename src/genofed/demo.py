@@ -103,7 +103,17 @@ def example_queries(planted: str) -> list[DemoQuery]:
             },
         ),
         DemoQuery(
-            "… among individuals with seizures (HP:0001250 and descendants)?",
+            "How many individuals carry it?",
+            f"g_variants/{chrom}-{pos}-{ref}-{alt}/individuals",
+            {"requestedGranularity": "count"},
+        ),
+        DemoQuery(
+            "… of whom have seizures (HP:0001250 or a descendant term)?",
+            f"g_variants/{chrom}-{pos}-{ref}-{alt}/individuals",
+            {"filters": "HP:0001250", "requestedGranularity": "count"},
+        ),
+        DemoQuery(
+            "Does anyone with seizures carry it?",
             "g_variants",
             {
                 "referenceName": chrom,

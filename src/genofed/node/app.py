@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,8 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         default_response_class=JSONResponse,
     )
     app.state.runtime = runtime
+    # Reading HPO takes a second or two: do it now, off the request path.
+    threading.Thread(target=runtime.ontology.warm_up, daemon=True).start()
     app.include_router(build_router(service))
 
     def beacon_error(status: int, message: str) -> JSONResponse:

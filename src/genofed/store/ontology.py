@@ -151,6 +151,11 @@ class OntologyIndex:
             self._walk_descendants
         )
 
+    def warm_up(self) -> None:
+        """Load the bundled hierarchies now rather than on the first query that needs them."""
+        self.descendants("HP:0000001")
+        self.descendants("ICD10:I")
+
     def knows(self, term_id: str) -> bool:
         """Whether ``term_id`` is a non-obsolete term of a loaded ontology."""
         return self._canonical(term_id) is not None
