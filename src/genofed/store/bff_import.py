@@ -117,6 +117,7 @@ def import_bff(
         writer = GenotypeWriter(stage / "genotypes.zarr", [c[0] for c in columns])
         if rows:
             writer.append(genotypes)
+        writer.close()
         variant_writer = VariantWriter(stage / "variants.parquet")
         variant_writer.write(_columns(rows, genotypes))
         variant_writer.close()

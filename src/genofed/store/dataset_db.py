@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,54 @@ def allele_counts(genotypes: np.ndarray, allele: int) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass
+class BlockCounts:
+    """Per-site statistics of a block; ``ac``/``n_het``/``n_homalt`` are (alleles, sites)."""
+
+    ac: np.ndarray
+    an: np.ndarray
+    n_het: np.ndarray
+    n_homalt: np.ndarray
+    max_allele: np.ndarray
+
+
+def block_allele_counts(genotypes: np.ndarray, max_alts: int) -> BlockCounts:
+    """Counts for every ALT allele of every site of a block.
+
+    Most sites are biallelic with no missing call: there a call is one int16 (two int8
+    alleles side by side) and two passes give carriers and hom-alts. Other sites go
+    through ``allele_counts`` for each ALT allele.
+    """
+    sites, n_samples = genotypes.shape[:2]
+    shape = (max(max_alts, 1), sites)
+    ac, n_het, n_homalt = (np.zeros(shape, dtype=np.int64) for _ in range(3))
+    an = np.zeros(sites, dtype=np.int64)
+    if n_samples == 0 or sites == 0:
+        return BlockCounts(ac, an, n_het, n_homalt, np.zeros(sites, dtype=np.int64))
+    low = genotypes.min(axis=(1, 2))
+    high = genotypes.max(axis=(1, 2)).astype(np.int64)
+    clean = (low >= 0) & (high <= 1)
+    if clean.any():
+        calls = genotypes if clean.all() else genotypes[clean]
+        pairs = np.ascontiguousarray(calls).view(np.int16).reshape(len(calls), n_samples)
+        carriers = np.count_nonzero(pairs, axis=1)
+        hom = np.count_nonzero(pairs == 0x0101, axis=1)
+        ac[0, clean] = carriers + hom
+        n_het[0, clean] = carriers - hom
+        n_homalt[0, clean] = hom
+        an[clean] = 2 * n_samples
+    other = np.flatnonzero(~clean)
+    if len(other):
+        rest = genotypes[other]
+        for allele in range(1, max_alts + 1):
+            counts = allele_counts(rest, allele)
+            ac[allele - 1, other] = counts["ac"]
+            n_het[allele - 1, other] = counts["n_het"]
+            n_homalt[allele - 1, other] = counts["n_homalt"]
+            an[other] = counts["an"]
+    return BlockCounts(ac, an, n_het, n_homalt, high)
+
+
 class GenotypeWriter:
     """Appends blocks of sites to ``genotypes.zarr/call_genotype``."""
 
@@ -98,13 +148,33 @@ class GenotypeWriter:
         self.group.attrs["sample_id"] = list(sample_ids)
         self.group.attrs["vcf_zarr_version"] = "0.4"
         self.n_sites = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write")
+        self._pending: Future[None] | None = None
 
     def append(self, block: np.ndarray) -> None:
+        """Queue a block; compression runs in a thread while the caller parses the next one.
+
+        The caller must not modify ``block`` afterwards.
+        """
+        self._wait()
         start = self.n_sites
         self.n_sites += block.shape[0]
         self.array.resize((self.n_sites, *self.array.shape[1:]))
         if block.shape[1]:
-            self.array[start : self.n_sites] = block
+            self._pending = self._pool.submit(
+                self.array.__setitem__, slice(start, self.n_sites), block
+            )
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class VariantWriter:

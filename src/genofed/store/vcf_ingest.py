@@ -14,17 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genofed._exceptions import IngestError
 from genofed.config import Granularity
 from genofed.store import reference
-from genofed.store.annotations import AnnotationFormat, detect_format, parse_annotations
+from genofed.store.annotations import (
+    AlleleAnnotation,
+    AnnotationFormat,
+    detect_format,
+    parse_annotations,
+)
 from genofed.store.dataset_db import (
     SITES_PER_CHUNK,
     GenotypeWriter,
     VariantWriter,
-    allele_counts,
+    block_allele_counts,
     build_database,
 )
 from genofed.store.individuals import Individuals, dataset_entries, load_individuals
@@ -92,6 +98,7 @@ def ingest_vcf(
                     variants.write(columns)
                     bar.update(task, advance=len(block.records))
             variants.close()
+            genotypes.close()
             if sites.n_sites == 0:
                 raise IngestError("the VCF has no records", source=source)
             meta = _meta(dataset_id, assembly, settings, samples, sites, vcf_path)
@@ -160,8 +167,11 @@ def _resolve_assembly(given: str | None, header: list[str], source: str) -> str:
         if contig is None or contig.chrom == "MT":
             continue
         expected = reference.chromosome_length(assembly, contig.chrom)
-        others = [a for a in reference.ASSEMBLIES if a != assembly
-                  and reference.chromosome_length(a, contig.chrom) == length != expected]
+        others = [
+            a
+            for a in reference.ASSEMBLIES
+            if a != assembly and reference.chromosome_length(a, contig.chrom) == length != expected
+        ]
         if others or length > expected:
             looks_like = f" (it is {others[0]}'s length)" if others else ""
             raise IngestError(
@@ -312,106 +322,68 @@ class _SiteConverter:
             self.contigs.add(chrom)
         return chrom
 
-    def convert(self, block: RecordBlock) -> dict[str, list]:
-        records, genotypes = block.records, block.genotypes
-        max_allele = genotypes.max(axis=(1, 2)) if self.n_samples else np.zeros(len(records))
-        max_alts = max(len(r.alts) for r in records)
-        counts = (
-            _allele_counts_by_allele(genotypes, max_alts, max_allele) if (self.n_samples) else None
+    def convert(self, block: RecordBlock) -> dict[str, Any]:
+        records = block.records
+        stats = block.counts or block_allele_counts(
+            block.genotypes, max(len(r.alts) for r in records)
         )
-        cols: dict[str, list] = {name: [] for name in _COLUMN_NAMES}
+        site, allele, ids, chroms, positions, ends = [], [], [], [], [], []
+        refs, alts, vtypes, vcf_ids = [], [], [], []
+        notes: list[AlleleAnnotation | None] = []
         for i, rec in enumerate(records):
-            chrom = self._check(rec, int(max_allele[i]))
+            chrom = self._check(rec, int(stats.max_allele[i]))
             ref, pos = rec.ref.upper(), rec.pos
-            ann = info_value(rec.info, self.annotation.tag) if self.annotation else None
-            annotated = (
-                parse_annotations(ann, self.annotation, ref, rec.alts)
-                if (ann and self.annotation)
-                else None
-            )
+            annotated = None
+            if self.annotation and (ann := info_value(rec.info, self.annotation.tag)):
+                annotated = parse_annotations(ann, self.annotation, ref, rec.alts)
             for a, alt in enumerate(rec.alts, start=1):
                 if alt in _SKIP_ALTS:
                     continue
-                symbolic = alt.startswith("<")
-                alt = alt if symbolic else alt.upper()
-                start = pos - 1
-                end = start + len(ref)
-                if symbolic and (info_end := info_value(rec.info, "END")):
-                    end = int(info_end)
-                if counts is not None:
-                    c = counts[a - 1]
-                    ac, an = int(c["ac"][i]), int(c["an"][i])
-                    n_het, n_homalt = int(c["n_het"][i]), int(c["n_homalt"][i])
+                end = pos - 1 + len(ref)
+                if alt.startswith("<"):
+                    if info_end := info_value(rec.info, "END"):
+                        end = int(info_end)
                 else:
-                    ac = an = n_het = n_homalt = 0
-                note = annotated[a - 1] if annotated else None
-                row = cols
-                row["variant_idx"].append(self.n_variants)
-                row["site_idx"].append(self.n_sites + i)
-                row["allele_idx"].append(a)
-                row["variant_id"].append(f"{chrom}-{pos}-{ref}-{alt}")
-                row["chrom"].append(chrom)
-                row["pos"].append(pos)
-                row["start"].append(start)
-                row["end"].append(end)
-                row["ref"].append(ref)
-                row["alt"].append(alt)
-                row["vtype"].append(variant_type(ref, alt))
-                row["vcf_id"].append(rec.vcf_id)
-                row["ac"].append(ac)
-                row["an"].append(an)
-                row["af"].append(ac / an if an else None)
-                row["n_het"].append(n_het)
-                row["n_homalt"].append(n_homalt)
-                row["genes"].append(sorted(note.genes) if note else None)
-                row["aa_changes"].append(sorted(note.aa_changes) if note else None)
-                row["hgvs"].append(sorted(note.hgvs) if note else None)
-                row["effects"].append(sorted(note.effects) if note else None)
-                row["doc"].append(None)
-                self.n_variants += 1
+                    alt = alt.upper()
+                site.append(i)
+                allele.append(a)
+                ids.append(f"{chrom}-{pos}-{ref}-{alt}")
+                chroms.append(chrom)
+                positions.append(pos)
+                ends.append(end)
+                refs.append(ref)
+                alts.append(alt)
+                vtypes.append(variant_type(ref, alt))
+                vcf_ids.append(rec.vcf_id)
+                notes.append(annotated[a - 1] if annotated else None)
+        rows = np.array(site, dtype=np.int64)
+        alleles = np.array(allele, dtype=np.int64)
+        ac = stats.ac[alleles - 1, rows]
+        an = stats.an[rows]
+        af = ac / np.maximum(an, 1)
+        n = len(rows)
+        columns: dict[str, Any] = {
+            "variant_idx": np.arange(self.n_variants, self.n_variants + n, dtype=np.int64),
+            "site_idx": rows + self.n_sites,
+            "allele_idx": alleles.astype(np.int8),
+            "variant_id": ids,
+            "chrom": chroms,
+            "pos": positions,
+            "start": np.array(positions, dtype=np.int64) - 1,
+            "end": ends,
+            "ref": refs,
+            "alt": alts,
+            "vtype": vtypes,
+            "vcf_id": vcf_ids,
+            "ac": ac.astype(np.int32),
+            "an": an.astype(np.int32),
+            "af": pa.array(af, mask=an == 0),
+            "n_het": stats.n_het[alleles - 1, rows].astype(np.int32),
+            "n_homalt": stats.n_homalt[alleles - 1, rows].astype(np.int32),
+            "doc": [None] * n,
+        }
+        for name in ("genes", "aa_changes", "hgvs", "effects"):
+            columns[name] = [sorted(getattr(note, name)) if note else None for note in notes]
+        self.n_variants += n
         self.n_sites += len(records)
-        return cols
-
-
-def _allele_counts_by_allele(
-    genotypes: np.ndarray, max_alts: int, max_allele: np.ndarray
-) -> list[dict[str, np.ndarray]]:
-    """Counts of each ALT allele; alleles past the first only on the sites that have them."""
-    first = allele_counts(genotypes, 1)
-    result = [first]
-    for allele in range(2, max_alts + 1):
-        counts = {k: np.zeros(len(genotypes), dtype=np.int64) for k in ("ac", "n_het", "n_homalt")}
-        counts["an"] = first["an"]  # AN counts called alleles, whichever they are
-        rows = np.flatnonzero(max_allele >= allele)
-        if len(rows):
-            part = allele_counts(genotypes[rows], allele)
-            for key in ("ac", "n_het", "n_homalt"):
-                counts[key][rows] = part[key]
-        result.append(counts)
-    return result
-
-
-_COLUMN_NAMES = (
-    "variant_idx",
-    "site_idx",
-    "allele_idx",
-    "variant_id",
-    "chrom",
-    "pos",
-    "start",
-    "end",
-    "ref",
-    "alt",
-    "vtype",
-    "vcf_id",
-    "ac",
-    "an",
-    "af",
-    "n_het",
-    "n_homalt",
-    "genes",
-    "aa_changes",
-    "hgvs",
-    "effects",
-    "doc",
-)
+        return columns
