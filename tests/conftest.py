@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 from genofed.config import default_config, save_config
 from genofed.node.app import create_app
 from genofed.store.bff_import import import_bff
+from genofed.store.genes import read_gene_file, save_genes
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
@@ -61,7 +61,7 @@ def small_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
         assembly="GRCh38",
         settings=DatasetSettings(granularity="record", test_data=True),
     )
-    shutil.copy(DATA / "genes.bed", node.root / "genes.bed")
+    save_genes(read_gene_file(DATA / "genes.bed"), node.genes_dir / "GRCh38.parquet")
     return node
 
 

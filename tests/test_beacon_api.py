@@ -112,8 +112,10 @@ def parse_vcf(path: Path) -> tuple[list[str], list[VcfRow]]:
             continue
         fields = line.split("\t")
         pos, ref, alts, info = int(fields[1]), fields[3], fields[4].split(","), _info(fields[7])
-        calls = {s: col.split(":")[0].replace("|", "/").split("/") for s, col in zip(
-            samples, fields[9:], strict=True)}
+        calls = {
+            s: col.split(":")[0].replace("|", "/").split("/")
+            for s, col in zip(samples, fields[9:], strict=True)
+        }
         an = sum(1 for alleles in calls.values() for a in alleles if a != ".")
         annotations = [a.split("|") for a in info.get("ANN", "").split(",") if a]
         for index, alt in enumerate(alts, start=1):
@@ -327,7 +329,8 @@ def test_service_info_required_fields(client):
     for key in ("id", "name", "type", "organization", "version"):
         assert doc[key], key
     assert doc["type"] == {"group": "org.ga4gh", "artifact": "beacon", "version": "v2.0.0"}
-    assert doc["organization"]["name"] and doc["organization"]["url"]
+    assert doc["organization"]["name"]
+    assert doc["organization"]["url"]
     assert doc["id"] == ok(get(client, "/info"))["response"]["id"]
 
 
@@ -335,8 +338,10 @@ def test_service_info_required_fields(client):
 def test_service_info_schema(client):
     spec = yaml.safe_load((SHARED / "specs" / "service-info" / "service-info.yaml").read_text())
     schema = {"$ref": "#/components/schemas/Service", "components": spec["components"]}
-    problems = [e.message for e in Draft202012Validator(schema).iter_errors(
-        ok(get(client, "/service-info")))]
+    problems = [
+        e.message
+        for e in Draft202012Validator(schema).iter_errors(ok(get(client, "/service-info")))
+    ]
     assert not problems, problems
 
 
@@ -400,11 +405,14 @@ def test_dataset_filtering_terms_are_its_own(client):
     assert custom == {f"smoker:{p.smoker}" for p in PEOPLE}
 
 
-@pytest.mark.parametrize(("path", "status"), [
-    ("/datasets/nope/filtering_terms", 404),
-    ("/cohorts/nope/filtering_terms", 404),
-    ("/no_such_endpoint", 404),
-])
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/datasets/nope/filtering_terms", 404),
+        ("/cohorts/nope/filtering_terms", 404),
+        ("/no_such_endpoint", 404),
+    ],
+)
 def test_unknown_things_are_beacon_errors(client, path, status):
     response = get(client, path)
     assert response.status_code == status
@@ -427,13 +435,16 @@ def _entry_endpoints() -> list[Any]:
     for entry in ENTRY_TYPES:
         one = f"/{entry.path}/{quote(ENTRY_IDS[entry.path], safe='')}"
         paths = [(f"/{entry.path}", entry), (one, entry)]
-        paths += [(f"{one}/{link}", next(e for e in ENTRY_TYPES if e.path == link))
-                  for link in entry.links]
+        paths += [
+            (f"{one}/{link}", next(e for e in ENTRY_TYPES if e.path == link))
+            for link in entry.links
+        ]
         for method in ("GET", "POST"):
             for path, target in paths:
                 marks = [POST_LINK_BUG] if method == "POST" and path.count("/") == 3 else []
-                params.append(pytest.param(method, path, target, id=f"{method} {path}",
-                                           marks=marks))
+                params.append(
+                    pytest.param(method, path, target, id=f"{method} {path}", marks=marks)
+                )
     return params
 
 
@@ -482,8 +493,9 @@ def _rows_of(sample: str) -> list[str]:
 @pytest.mark.parametrize("entity", ["individuals", "biosamples"])
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_variants_of_a_sample(client, entity, sample):
-    doc = ok(get(client, f"/{entity}/{sample}/g_variants", requestedGranularity="record",
-                 limit=100))
+    doc = ok(
+        get(client, f"/{entity}/{sample}/g_variants", requestedGranularity="record", limit=100)
+    )
     assert ids(doc) == _rows_of(sample)
     assert count(doc, "small") == len(_rows_of(sample))
 
@@ -516,18 +528,19 @@ def test_uncarried_variant_has_no_carriers(client, entity):
 
 @pytest.mark.parametrize("row", PRESENT, ids=lambda r: r.variant_id)
 def test_single_variant_has_case_level_zygosity(client, row):
-    doc = ok(get(client, f"/g_variants/{quote(row.variant_id, safe='')}",
-                 requestedGranularity="record"))
+    doc = ok(
+        get(client, f"/g_variants/{quote(row.variant_id, safe='')}", requestedGranularity="record")
+    )
     [record] = result_sets(doc)["small"]["results"]
     zygosity = {c["individualId"]: c["zygosity"]["label"] for c in record["caseLevelData"]}
-    expected = {s: "homozygous" if row.copies[s] == 2 else "simple heterozygous"
-                for s in row.carriers}
+    expected = {
+        s: "homozygous" if row.copies[s] == 2 else "simple heterozygous" for s in row.carriers
+    }
     assert zygosity == expected
 
 
 def test_variant_records_carry_recomputed_frequencies(client):
-    doc = ok(get(client, "/g_variants", requestedGranularity="record", datasets="small",
-                 limit=100))
+    doc = ok(get(client, "/g_variants", requestedGranularity="record", datasets="small", limit=100))
     records = {r["variantInternalId"]: r for r in result_sets(doc)["small"]["results"]}
     assert list(records) == [r.variant_id for r in PRESENT]
     for row in PRESENT:
@@ -559,8 +572,9 @@ COLLECTION_LINKS = [
 ]
 
 
-@pytest.mark.parametrize(("path", "dataset", "expected"), COLLECTION_LINKS,
-                         ids=[c[0] for c in COLLECTION_LINKS])
+@pytest.mark.parametrize(
+    ("path", "dataset", "expected"), COLLECTION_LINKS, ids=[c[0] for c in COLLECTION_LINKS]
+)
 def test_collection_links(client, path, dataset, expected):
     doc = ok(get(client, path, requestedGranularity="count", includeResultsetResponses="ALL"))
     assert count(doc, dataset) == expected()
@@ -574,24 +588,40 @@ def _fixture_run() -> dict[str, Any]:
 FIXTURE_LINKS = [
     ("/individuals/SAMPLE1/g_variants", lambda: bff_variants_of("SAMPLE1")),
     ("/biosamples/SAMPLE2/g_variants", lambda: bff_variants_of("SAMPLE2")),
-    (f"/runs/{_fixture_run()['id']}/g_variants",
-     lambda: bff_variants_of(_fixture_run()["biosampleId"])),
-    (f"/analyses/{bff('analyses.json')[0]['id']}/g_variants",
-     lambda: bff_variants_of(_fixture_run()["biosampleId"])),
-    ("/individuals/SAMPLE1/runs",
-     lambda: sum(1 for r in bff("runs.json") if r["individualId"] == "SAMPLE1")),
-    ("/individuals/SAMPLE1/analyses",
-     lambda: sum(1 for r in bff("analyses.json") if r["individualId"] == "SAMPLE1")),
-    ("/individuals/SAMPLE2/runs",
-     lambda: sum(1 for r in bff("runs.json") if r["individualId"] == "SAMPLE2")),
-    ("/individuals/SAMPLE1/biosamples",
-     lambda: sum(1 for b in bff("biosamples.json") if b["individualId"] == "SAMPLE1")),
-    (f"/g_variants/{bff('genomicVariations.json')[0]['variantInternalId']}/individuals",
-     lambda: sum(1 for n in bff_calls()[0].values() if n)),
+    (
+        f"/runs/{_fixture_run()['id']}/g_variants",
+        lambda: bff_variants_of(_fixture_run()["biosampleId"]),
+    ),
+    (
+        f"/analyses/{bff('analyses.json')[0]['id']}/g_variants",
+        lambda: bff_variants_of(_fixture_run()["biosampleId"]),
+    ),
+    (
+        "/individuals/SAMPLE1/runs",
+        lambda: sum(1 for r in bff("runs.json") if r["individualId"] == "SAMPLE1"),
+    ),
+    (
+        "/individuals/SAMPLE1/analyses",
+        lambda: sum(1 for r in bff("analyses.json") if r["individualId"] == "SAMPLE1"),
+    ),
+    (
+        "/individuals/SAMPLE2/runs",
+        lambda: sum(1 for r in bff("runs.json") if r["individualId"] == "SAMPLE2"),
+    ),
+    (
+        "/individuals/SAMPLE1/biosamples",
+        lambda: sum(1 for b in bff("biosamples.json") if b["individualId"] == "SAMPLE1"),
+    ),
+    (
+        f"/g_variants/{bff('genomicVariations.json')[0]['variantInternalId']}/individuals",
+        lambda: sum(1 for n in bff_calls()[0].values() if n),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "expected"), FIXTURE_LINKS, ids=[f[0][:60] for f in FIXTURE_LINKS])
+@pytest.mark.parametrize(
+    ("path", "expected"), FIXTURE_LINKS, ids=[f[0][:60] for f in FIXTURE_LINKS]
+)
 def test_fixture_links(client, path, expected):
     doc = ok(get(client, path, requestedGranularity="count"))
     assert doc["responseSummary"]["numTotalResults"] == expected()
@@ -603,10 +633,19 @@ def test_fixture_variant_zero_of_case_level_data_is_the_first_variation():
 
 
 def test_links_combine_with_a_variant_query(client):
-    doc = ok(get(client, "/individuals/S1/g_variants", requestedGranularity="record",
-                 referenceName="22", start=16050000, end=16050200))
-    expected = [r.variant_id for r in PRESENT
-                if r.copies["S1"] and r.start < 16050200 and r.end > 16050000]
+    doc = ok(
+        get(
+            client,
+            "/individuals/S1/g_variants",
+            requestedGranularity="record",
+            referenceName="22",
+            start=16050000,
+            end=16050200,
+        )
+    )
+    expected = [
+        r.variant_id for r in PRESENT if r.copies["S1"] and r.start < 16050200 and r.end > 16050000
+    ]
     assert ids(doc) == expected
 
 
@@ -621,8 +660,9 @@ def test_single_entries(client):
 @POST_LINK_BUG
 def test_post_link_equals_get(client):
     got = ok(get(client, "/individuals/S2/g_variants", requestedGranularity="record"))
-    posted = ok(post(client, "/individuals/S2/g_variants",
-                     request_body(requestedGranularity="record")))
+    posted = ok(
+        post(client, "/individuals/S2/g_variants", request_body(requestedGranularity="record"))
+    )
     assert ids(posted) == ids(got) == _rows_of("S2")
 
 
@@ -637,54 +677,72 @@ def _bracket(s0: int, s1: int, e0: int, e1: int):
     return lambda r: s0 <= r.start <= s1 and e0 <= r.end <= e1
 
 
+def _sequence(name: str, start: int, ref: str, alt: str) -> tuple[str, dict[str, Any], Any]:
+    params = {"start": [start], "referenceBases": ref, "alternateBases": alt}
+    if alt == "N":  # any one base: every ALT at that position with that REF
+        return name, params, lambda r: (r.start, r.ref) == (start, ref)
+    return name, params, lambda r: (r.start, r.ref, r.alt) == (start, ref, alt)
+
+
+def _range(name: str, start: int, end: int) -> tuple[str, dict[str, Any], Any]:
+    return name, {"start": [start], "end": [end]}, _overlaps(start, end)
+
+
+def _brackets(name: str, s0: int, s1: int, e0: int, e1: int) -> tuple[str, dict[str, Any], Any]:
+    return name, {"start": [s0, s1], "end": [e0, e1]}, _bracket(s0, s1, e0, e1)
+
+
+def _kind(name: str, params: dict[str, Any], predicate) -> tuple[str, dict[str, Any], Any]:
+    return name, params, predicate
+
+
 VARIANT_QUERIES = [
-    ("sequence-snv", dict(start=[16050074], referenceBases="A", alternateBases="G"),
-     lambda r: (r.start, r.ref, r.alt) == (16050074, "A", "G")),
-    ("sequence-multiallelic-T", dict(start=[16050114], referenceBases="G", alternateBases="T"),
-     lambda r: (r.start, r.ref, r.alt) == (16050114, "G", "T")),
-    ("sequence-any-alt", dict(start=[16050114], referenceBases="G", alternateBases="N"),
-     lambda r: (r.start, r.ref) == (16050114, "G")),
-    ("sequence-deletion", dict(start=[16050199], referenceBases="ACT", alternateBases="A"),
-     lambda r: (r.start, r.ref, r.alt) == (16050199, "ACT", "A")),
-    ("sequence-insertion", dict(start=[16050299], referenceBases="C", alternateBases="CTTA"),
-     lambda r: (r.start, r.ref, r.alt) == (16050299, "C", "CTTA")),
-    ("sequence-uncarried", dict(start=[16051999], referenceBases="C", alternateBases="T"),
-     lambda r: (r.start, r.ref, r.alt) == (16051999, "C", "T")),
-    ("range-everything", dict(start=[16050000], end=[16060000]), _overlaps(16050000, 16060000)),
-    ("range-first-sites", dict(start=[16050000], end=[16050200]), _overlaps(16050000, 16050200)),
-    ("range-between-sites", dict(start=[16050075], end=[16050114]),
-     _overlaps(16050075, 16050114)),
-    ("range-inside-the-sv", dict(start=[16053000], end=[16053100]),
-     _overlaps(16053000, 16053100)),
-    ("range-last-sv-base", dict(start=[16055999], end=[16060000]),
-     _overlaps(16055999, 16060000)),
-    ("range-after-the-sv", dict(start=[16056000], end=[16060000]),
-     _overlaps(16056000, 16060000)),
-    ("bracket-sv", dict(start=[16050900, 16051100], end=[16055000, 16057000]),
-     _bracket(16050900, 16051100, 16055000, 16057000)),
-    ("bracket-deletion", dict(start=[16050150, 16050250], end=[16050200, 16050300]),
-     _bracket(16050150, 16050250, 16050200, 16050300)),
-    ("bracket-brief-example", dict(start=[16050000, 16050100], end=[16050200, 16050300]),
-     _bracket(16050000, 16050100, 16050200, 16050300)),
-    ("type-SNP", dict(variantType="SNP"), lambda r: r.kind == "SNP"),
-    ("type-DEL", dict(variantType="DEL"), lambda r: r.kind == "DEL"),
-    ("type-INS", dict(variantType="INS"), lambda r: r.kind == "INS"),
-    ("type-INDEL", dict(variantType="INDEL"), lambda r: r.kind in ("DEL", "INS")),
-    ("min-length-2", dict(variantMinLength=2), lambda r: r.length >= 2),
-    ("max-length-1", dict(variantMaxLength=1), lambda r: r.length <= 1),
-    ("min-length-100", dict(variantMinLength=100), lambda r: r.length >= 100),
-    ("length-2-to-10", dict(variantMinLength=2, variantMaxLength=10),
-     lambda r: 2 <= r.length <= 10),
+    _sequence("sequence-snv", 16050074, "A", "G"),
+    _sequence("sequence-multiallelic-T", 16050114, "G", "T"),
+    _sequence("sequence-any-alt", 16050114, "G", "N"),
+    _sequence("sequence-deletion", 16050199, "ACT", "A"),
+    _sequence("sequence-insertion", 16050299, "C", "CTTA"),
+    _sequence("sequence-uncarried", 16051999, "C", "T"),
+    _range("range-everything", 16050000, 16060000),
+    _range("range-first-sites", 16050000, 16050200),
+    _range("range-between-sites", 16050075, 16050114),
+    _range("range-inside-the-sv", 16053000, 16053100),
+    _range("range-last-sv-base", 16055999, 16060000),
+    _range("range-after-the-sv", 16056000, 16060000),
+    _brackets("bracket-sv", 16050900, 16051100, 16055000, 16057000),
+    _brackets("bracket-deletion", 16050150, 16050250, 16050200, 16050300),
+    _brackets("bracket-brief-example", 16050000, 16050100, 16050200, 16050300),
+    _kind("type-SNP", {"variantType": "SNP"}, lambda r: r.kind == "SNP"),
+    _kind("type-DEL", {"variantType": "DEL"}, lambda r: r.kind == "DEL"),
+    _kind("type-INS", {"variantType": "INS"}, lambda r: r.kind == "INS"),
+    _kind("type-INDEL", {"variantType": "INDEL"}, lambda r: r.kind in ("DEL", "INS")),
+    _kind("min-length-2", {"variantMinLength": 2}, lambda r: r.length >= 2),
+    _kind("max-length-1", {"variantMaxLength": 1}, lambda r: r.length <= 1),
+    _kind("min-length-100", {"variantMinLength": 100}, lambda r: r.length >= 100),
+    _kind(
+        "length-2-to-10",
+        {"variantMinLength": 2, "variantMaxLength": 10},
+        lambda r: 2 <= r.length <= 10,
+    ),
 ]
 ANNOTATION_QUERIES = [
-    ("gene-BRAF", dict(geneId="BRAF"), lambda r: "BRAF" in r.genes),
-    ("aminoacid-V600E", dict(aminoacidChange="V600E"), lambda r: "p.Val600Glu" in r.hgvs_p),
-    ("short-form-transcript", dict(genomicAlleleShortForm="NM_004333.6:c.1799T>A"),
-     lambda r: "NM_004333.6:c.1799T>A" in r.hgvs_c),
-    ("short-form-genomic", dict(genomicAlleleShortForm="NC_000022.11:g.16050075A>G"),
-     lambda r: (r.pos, r.ref, r.alt) == (16050075, "A", "G")),
-    ("short-form-uncarried", dict(genomicAlleleShortForm="NC_000022.11:g.16052000C>T"),
-     lambda r: (r.pos, r.ref, r.alt) == (16052000, "C", "T")),
+    ("gene-BRAF", {"geneId": "BRAF"}, lambda r: "BRAF" in r.genes),
+    ("aminoacid-V600E", {"aminoacidChange": "V600E"}, lambda r: "p.Val600Glu" in r.hgvs_p),
+    (
+        "short-form-transcript",
+        {"genomicAlleleShortForm": "NM_004333.6:c.1799T>A"},
+        lambda r: "NM_004333.6:c.1799T>A" in r.hgvs_c,
+    ),
+    (
+        "short-form-genomic",
+        {"genomicAlleleShortForm": "NC_000022.11:g.16050075A>G"},
+        lambda r: (r.pos, r.ref, r.alt) == (16050075, "A", "G"),
+    ),
+    (
+        "short-form-uncarried",
+        {"genomicAlleleShortForm": "NC_000022.11:g.16052000C>T"},
+        lambda r: (r.pos, r.ref, r.alt) == (16052000, "C", "T"),
+    ),
 ]
 ALL_VARIANT_QUERIES = [
     pytest.param({"referenceName": "22", **params}, expected, id=name)
@@ -712,47 +770,87 @@ def _check_variant_answer(doc: dict[str, Any], predicate) -> None:
 def test_variant_table_is_not_trivial():
     """Each kind of query above has hits and misses in small.vcf, or it proves little."""
     assert {r.kind for r in PRESENT} == {"SNP", "DEL", "INS"}
-    assert len(ROWS) == 8 and len(PRESENT) == 7  # the G>A,T site splits; C>T has no carrier
-    assert _expected_ids(VARIANT_QUERIES[9][2]) == ["22-16051000-G-<DEL>"]  # inside the SV
+    assert len(ROWS) == 8
+    assert len(PRESENT) == 7
+    inside = {name: predicate for name, _, predicate in VARIANT_QUERIES}
+    assert _expected_ids(inside["range-inside-the-sv"]) == ["22-16051000-G-<DEL>"]
 
 
 @pytest.mark.parametrize(("params", "predicate"), ALL_VARIANT_QUERIES)
 def test_variant_query_get(client, params, predicate):
-    doc = ok(get(client, "/g_variants", requestedGranularity="record", limit=100,
-                 includeResultsetResponses="ALL", **_as_get(params)))
+    doc = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="record",
+            limit=100,
+            includeResultsetResponses="ALL",
+            **_as_get(params),
+        )
+    )
     _check_variant_answer(doc, predicate)
 
 
 @pytest.mark.parametrize(("params", "predicate"), ALL_VARIANT_QUERIES)
 def test_variant_query_post(client, params, predicate):
-    body = request_body(requestedGranularity="record", includeResultsetResponses="ALL",
-                        pagination={"skip": 0, "limit": 100},
-                        requestParameters={"g_variant": params})
+    body = request_body(
+        requestedGranularity="record",
+        includeResultsetResponses="ALL",
+        pagination={"skip": 0, "limit": 100},
+        requestParameters={"g_variant": params},
+    )
     _check_variant_answer(ok(post(client, "/g_variants", body)), predicate)
 
 
 @pytest.mark.parametrize(("params", "predicate"), ALL_VARIANT_QUERIES[:6])
 def test_flat_request_parameters_answer_as_nested(client, params, predicate):
-    common = dict(requestedGranularity="record", includeResultsetResponses="ALL")
-    nested = ok(post(client, "/g_variants",
-                     request_body(**common, requestParameters={"g_variant": params})))
-    flat = ok(post_flat_parameters(client, "/g_variants",
-                                   request_body(**common, requestParameters=params)))
+    common = {"requestedGranularity": "record", "includeResultsetResponses": "ALL"}
+    nested = ok(
+        post(client, "/g_variants", request_body(**common, requestParameters={"g_variant": params}))
+    )
+    flat = ok(
+        post_flat_parameters(
+            client, "/g_variants", request_body(**common, requestParameters=params)
+        )
+    )
     assert ids(flat) == ids(nested) == _expected_ids(predicate)
 
 
 def test_bracket_as_comma_list_repeated_parameters_and_post(client):
     params = {"start": [16050150, 16050250], "end": [16050200, 16050300]}
-    joined = ok(get(client, "/g_variants", requestedGranularity="record", referenceName="22",
-                    start="16050150,16050250", end="16050200,16050300"))
-    repeated = ok(client.get(f"{BASE}/g_variants", params=[
-        ("requestedGranularity", "record"), ("referenceName", "22"),
-        ("start", "16050150"), ("start", "16050250"),
-        ("end", "16050200"), ("end", "16050300"),
-    ]))
-    posted = ok(post(client, "/g_variants", request_body(
-        requestedGranularity="record",
-        requestParameters={"g_variant": {"referenceName": "22", **params}})))
+    joined = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="record",
+            referenceName="22",
+            start="16050150,16050250",
+            end="16050200,16050300",
+        )
+    )
+    repeated = ok(
+        client.get(
+            f"{BASE}/g_variants",
+            params=[
+                ("requestedGranularity", "record"),
+                ("referenceName", "22"),
+                ("start", "16050150"),
+                ("start", "16050250"),
+                ("end", "16050200"),
+                ("end", "16050300"),
+            ],
+        )
+    )
+    posted = ok(
+        post(
+            client,
+            "/g_variants",
+            request_body(
+                requestedGranularity="record",
+                requestParameters={"g_variant": {"referenceName": "22", **params}},
+            ),
+        )
+    )
     expected = _expected_ids(_bracket(16050150, 16050250, 16050200, 16050300))
     assert expected == ["22-16050200-ACT-A"]
     assert ids(joined) == ids(repeated) == ids(posted) == expected
@@ -760,34 +858,69 @@ def test_bracket_as_comma_list_repeated_parameters_and_post(client):
 
 @pytest.mark.parametrize("name", ["22", "chr22", "CHR22", "NC_000022.11", "refseq:NC_000022.11"])
 def test_reference_name_synonyms(client, name):
-    doc = ok(get(client, "/g_variants", requestedGranularity="record", referenceName=name,
-                 start=16050000, end=16060000, limit=100))
+    doc = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="record",
+            referenceName=name,
+            start=16050000,
+            end=16060000,
+            limit=100,
+        )
+    )
     assert ids(doc) == [r.variant_id for r in PRESENT]
 
 
 def test_grch37_accession_asks_only_grch37_datasets(client):
-    doc = ok(get(client, "/g_variants", requestedGranularity="count",
-                 referenceName="NC_000022.10", includeResultsetResponses="ALL"))
+    doc = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="count",
+            referenceName="NC_000022.10",
+            includeResultsetResponses="ALL",
+        )
+    )
     assert set(result_sets(doc)) == {"fixtures"}
     assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
 
 
-@pytest.mark.parametrize(("assembly", "datasets", "expected"), [
-    ("GRCh37", {"fixtures"}, lambda: BFF_PRESENT),
-    ("hg19", {"fixtures"}, lambda: BFF_PRESENT),
-    ("GRCh38", {"small"}, lambda: len(PRESENT)),
-    ("hg38", {"small"}, lambda: len(PRESENT)),
-])
+@pytest.mark.parametrize(
+    ("assembly", "datasets", "expected"),
+    [
+        ("GRCh37", {"fixtures"}, lambda: BFF_PRESENT),
+        ("hg19", {"fixtures"}, lambda: BFF_PRESENT),
+        ("GRCh38", {"small"}, lambda: len(PRESENT)),
+        ("hg38", {"small"}, lambda: len(PRESENT)),
+    ],
+)
 def test_assembly_id_selects_datasets(client, assembly, datasets, expected):
-    doc = ok(get(client, "/g_variants", requestedGranularity="count", assemblyId=assembly,
-                 includeResultsetResponses="ALL"))
+    doc = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="count",
+            assemblyId=assembly,
+            includeResultsetResponses="ALL",
+        )
+    )
     assert set(result_sets(doc)) == datasets
     assert doc["responseSummary"]["numTotalResults"] == expected()
 
 
 def test_grch37_region_on_grch38_only_data_is_empty(client):
-    doc = ok(get(client, "/g_variants", requestedGranularity="count", assemblyId="GRCh37",
-                 referenceName="22", start=16050000, end=16060000))
+    doc = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="count",
+            assemblyId="GRCh37",
+            referenceName="22",
+            start=16050000,
+            end=16060000,
+        )
+    )
     assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
 
 
@@ -797,8 +930,14 @@ def test_grch37_region_on_grch38_only_data_is_empty(client):
     strict=True,
 )
 def test_grch37_short_form_does_not_match_grch38_data(client):
-    doc = ok(get(client, "/g_variants", requestedGranularity="count",
-                 genomicAlleleShortForm="NC_000022.10:g.16050075A>G"))
+    doc = ok(
+        get(
+            client,
+            "/g_variants",
+            requestedGranularity="count",
+            genomicAlleleShortForm="NC_000022.10:g.16050075A>G",
+        )
+    )
     assert count(doc, "small") == 0
 
 
@@ -818,11 +957,19 @@ def _bed(name: str) -> tuple[int, int]:
 @pytest.mark.parametrize("gene", ["DEMOGENE1", "DEMOGENE2"])
 def test_gene_id_uses_the_gene_table(tmp_path, node_client, gene):
     node = make_node(tmp_path / "node")
-    ingest_vcf(node, "small", DATA / "small.vcf", assembly="GRCh38",
-               settings=DatasetSettings(granularity="record"))
+    ingest_vcf(
+        node,
+        "small",
+        DATA / "small.vcf",
+        assembly="GRCh38",
+        settings=DatasetSettings(granularity="record"),
+    )
     save_genes(read_gene_file(DATA / "genes.bed"), node.genes_dir / "GRCh38.parquet")
-    doc = ok(node_client(node.root).get(f"{BASE}/g_variants", params={
-        "geneId": gene, "requestedGranularity": "record"}))
+    doc = ok(
+        node_client(node.root).get(
+            f"{BASE}/g_variants", params={"geneId": gene, "requestedGranularity": "record"}
+        )
+    )
     assert ids(doc) == _expected_ids(_overlaps(*_bed(gene)))
 
 
@@ -837,25 +984,29 @@ def _totals() -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.parametrize("path", ["individuals", "g_variants"])
-@pytest.mark.parametrize(("datasets", "requested", "returned", "per_set"), [
-    ("small", "boolean", "boolean", {}),
-    ("small", "count", "count", {"small": "count"}),
-    ("small", "record", "record", {"small": "record"}),
-    ("fixtures", "boolean", "boolean", {}),
-    ("fixtures", "count", "count", {"fixtures": "count"}),
-    ("fixtures", "record", "count", {"fixtures": "count"}),
-    ("small,fixtures", "count", "count", {"small": "count", "fixtures": "count"}),
-    ("small,fixtures", "record", "record", {"small": "record", "fixtures": "count"}),
-])
-def test_granularity_up_to_each_datasets_maximum(client, path, datasets, requested, returned,
-                                                 per_set):
-    doc = ok(get(client, f"/{path}", datasets=datasets, requestedGranularity=requested,
-                 limit=100))
+@pytest.mark.parametrize(
+    ("datasets", "requested", "returned", "per_set"),
+    [
+        ("small", "boolean", "boolean", {}),
+        ("small", "count", "count", {"small": "count"}),
+        ("small", "record", "record", {"small": "record"}),
+        ("fixtures", "boolean", "boolean", {}),
+        ("fixtures", "count", "count", {"fixtures": "count"}),
+        ("fixtures", "record", "count", {"fixtures": "count"}),
+        ("small,fixtures", "count", "count", {"small": "count", "fixtures": "count"}),
+        ("small,fixtures", "record", "record", {"small": "record", "fixtures": "count"}),
+    ],
+)
+def test_granularity_up_to_each_datasets_maximum(
+    client, path, datasets, requested, returned, per_set
+):
+    doc = ok(get(client, f"/{path}", datasets=datasets, requestedGranularity=requested, limit=100))
     totals = _totals()[path]
     assert doc["meta"]["returnedGranularity"] == returned
     assert doc["responseSummary"]["exists"] is True
     if returned == "boolean":
-        assert "response" not in doc and "numTotalResults" not in doc["responseSummary"]
+        assert "response" not in doc
+        assert "numTotalResults" not in doc["responseSummary"]
         return
     assert doc["responseSummary"]["numTotalResults"] == sum(totals[d] for d in per_set)
     sets = result_sets(doc)
@@ -881,20 +1032,36 @@ def test_record_rows_are_the_clinical_file(client):
         assert record["info"].get("bmi") == person.bmi
 
 
-@pytest.mark.parametrize(("include", "expected_sets"), [
-    ("HIT", {"small"}),
-    ("MISS", {"fixtures"}),
-    ("ALL", {"small", "fixtures"}),
-    ("NONE", set()),
-])
+@pytest.mark.parametrize(
+    ("include", "expected_sets"),
+    [
+        ("HIT", {"small"}),
+        ("MISS", {"fixtures"}),
+        ("ALL", {"small", "fixtures"}),
+        ("NONE", set()),
+    ],
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_include_resultset_responses(client, method, include, expected_sets):
     # chr22 is in small only; fixtures (GRCh37, no assembly implied by "22") is asked and misses.
-    doc = ok(query(client, method, "/g_variants", requestedGranularity="count",
-                   includeResultsetResponses=include,
-                   **({"referenceName": "22", "start": "16050000", "end": "16060000"}
-                      if method == "GET" else {"requestParameters": {"g_variant": {
-                          "referenceName": "22", "start": [16050000], "end": [16060000]}}})))
+    doc = ok(
+        query(
+            client,
+            method,
+            "/g_variants",
+            requestedGranularity="count",
+            includeResultsetResponses=include,
+            **(
+                {"referenceName": "22", "start": "16050000", "end": "16060000"}
+                if method == "GET"
+                else {
+                    "requestParameters": {
+                        "g_variant": {"referenceName": "22", "start": [16050000], "end": [16060000]}
+                    }
+                }
+            ),
+        )
+    )
     sets = result_sets(doc)
     assert set(sets) == expected_sets
     assert doc["responseSummary"] == {"exists": True, "numTotalResults": len(PRESENT)}
@@ -906,22 +1073,36 @@ PAGED = [
     ("/individuals", {}, lambda: [p.id for p in PEOPLE]),
     ("/biosamples", {}, lambda: SAMPLES),
     ("/g_variants", {}, lambda: [r.variant_id for r in PRESENT]),
-    ("/g_variants", {"referenceName": "22", "start": 16050100, "end": 16060000},
-     lambda: _expected_ids(_overlaps(16050100, 16060000))),
+    (
+        "/g_variants",
+        {"referenceName": "22", "start": 16050100, "end": 16060000},
+        lambda: _expected_ids(_overlaps(16050100, 16060000)),
+    ),
     ("/individuals/S1/g_variants", {}, lambda: _rows_of("S1")),
     ("/g_variants/22-16050075-A-G/individuals", {}, lambda: ROW["22-16050075-A-G"].carriers),
 ]
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 5])
-@pytest.mark.parametrize(("path", "params", "expected"), PAGED,
-                         ids=[f"{p} {sorted(q)}" for p, q, _ in PAGED])
+@pytest.mark.parametrize(
+    ("path", "params", "expected"), PAGED, ids=[f"{p} {sorted(q)}" for p, q, _ in PAGED]
+)
 def test_pages_concatenate_to_the_whole(client, path, params, expected, limit):
     everything = expected()
     pages: list[str] = []
     for skip in range(0, len(everything) + limit, limit):
-        doc = ok(get(client, path, requestedGranularity="record", datasets="small",
-                     skip=skip, limit=limit, includeResultsetResponses="ALL", **params))
+        doc = ok(
+            get(
+                client,
+                path,
+                requestedGranularity="record",
+                datasets="small",
+                skip=skip,
+                limit=limit,
+                includeResultsetResponses="ALL",
+                **params,
+            )
+        )
         assert doc["responseSummary"]["numTotalResults"] == len(everything)
         page = ids(doc)
         assert len(page) == max(0, min(limit, len(everything) - skip))
@@ -936,8 +1117,16 @@ def test_paging_a_filtered_variant_query(client):
     everything = [r.variant_id for r in PRESENT if wanted & set(r.carriers)]
     pages = []
     for skip in range(0, len(everything) + 2, 2):
-        doc = ok(get(client, "/g_variants", requestedGranularity="record", skip=skip, limit=2,
-                     filters="HP:0000822"))
+        doc = ok(
+            get(
+                client,
+                "/g_variants",
+                requestedGranularity="record",
+                skip=skip,
+                limit=2,
+                filters="HP:0000822",
+            )
+        )
         assert doc["responseSummary"]["numTotalResults"] == len(everything)
         pages += ids(doc)
     assert pages == everything
@@ -961,23 +1150,44 @@ def test_collections_paginate(client):
     assert first["responseSummary"]["numTotalResults"] == 2
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    *[(m, p) for m in ("GET", "POST") for p in ("/individuals", "/biosamples", "/g_variants")],
-    ("GET", "/individuals/S1/g_variants"),
-    pytest.param("POST", "/individuals/S1/g_variants", marks=POST_LINK_BUG),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        *[(m, p) for m in ("GET", "POST") for p in ("/individuals", "/biosamples", "/g_variants")],
+        ("GET", "/individuals/S1/g_variants"),
+        pytest.param("POST", "/individuals/S1/g_variants", marks=POST_LINK_BUG),
+    ],
+)
 def test_test_mode_answers_only_from_test_data(client, method, path):
-    test = ok(query(client, method, path, requestedGranularity="count", testMode=True,
-                    includeResultsetResponses="ALL"))
+    test = ok(
+        query(
+            client,
+            method,
+            path,
+            requestedGranularity="count",
+            testMode=True,
+            includeResultsetResponses="ALL",
+        )
+    )
     assert set(result_sets(test)) == {"small-test"}
     assert test["meta"]["testMode"] is True
-    real = ok(query(client, method, path, requestedGranularity="count", testMode=False,
-                    includeResultsetResponses="ALL"))
-    assert "small-test" not in result_sets(real) and result_sets(real)
+    real = ok(
+        query(
+            client,
+            method,
+            path,
+            requestedGranularity="count",
+            testMode=False,
+            includeResultsetResponses="ALL",
+        )
+    )
+    assert "small-test" not in result_sets(real)
+    assert result_sets(real)
 
 
-@pytest.mark.parametrize(("path", "expected"), [("/datasets", ["small-test"]),
-                                                ("/cohorts", ["small-test-cohort"])])
+@pytest.mark.parametrize(
+    ("path", "expected"), [("/datasets", ["small-test"]), ("/cohorts", ["small-test-cohort"])]
+)
 def test_test_mode_collections(client, path, expected):
     test = ok(get(client, path, testMode="true"))["response"]["collections"]
     assert [c["id"] for c in test] == expected
@@ -1000,8 +1210,9 @@ def test_choosing_datasets(client):
     strict=True,
 )
 def test_choosing_datasets_as_the_spec_example_does(client):
-    body = request_body(requestedGranularity="count",
-                        requestParameters={"datasets": {"datasetIds": ["small"]}})
+    body = request_body(
+        requestedGranularity="count", requestParameters={"datasets": {"datasetIds": ["small"]}}
+    )
     doc = ok(post(client, "/individuals", body))
     assert set(result_sets(doc)) == {"small"}
     assert doc["responseSummary"]["numTotalResults"] == len(PEOPLE)
@@ -1033,10 +1244,16 @@ GET_ERRORS = [
     ("unknown-referenceName", "/g_variants", {"referenceName": "chrZZ"}),
     ("unknown-assemblyId", "/g_variants", {"assemblyId": "GRCh99"}),
     ("assembly-conflict", "/g_variants", {"referenceName": "NC_000022.10", "assemblyId": "hg38"}),
-    ("bad-referenceBases", "/g_variants",
-     {"referenceName": "22", "start": "1", "referenceBases": "XYZ"}),
-    ("bad-alternateBases", "/g_variants",
-     {"referenceName": "22", "start": "1", "alternateBases": "J"}),
+    (
+        "bad-referenceBases",
+        "/g_variants",
+        {"referenceName": "22", "start": "1", "referenceBases": "XYZ"},
+    ),
+    (
+        "bad-alternateBases",
+        "/g_variants",
+        {"referenceName": "22", "start": "1", "alternateBases": "J"},
+    ),
     ("bases-without-position", "/g_variants", {"alternateBases": "A"}),
     ("non-integer-length", "/g_variants", {"referenceName": "22", "variantMinLength": "x"}),
     ("bad-granularity", "/individuals", {"requestedGranularity": "everything"}),
@@ -1048,25 +1265,34 @@ GET_ERRORS = [
 ]
 GET_ERROR_BUGS = [
     pytest.param(
-        "/g_variants", {"referenceName": "22", "start": "5", "end": "6,7"},
+        "/g_variants",
+        {"referenceName": "22", "start": "5", "end": "6,7"},
         id="one-start-two-ends",
         marks=pytest.mark.xfail(
             reason="BUG: one start with two end values is silently run as a sequence query "
-            "at start=5 (the ends are dropped) instead of a 400", strict=True),
+            "at start=5 (the ends are dropped) instead of a 400",
+            strict=True,
+        ),
     ),
     pytest.param(
-        "/individuals", {"skip": "9" * 25, "requestedGranularity": "record"},
+        "/individuals",
+        {"skip": "9" * 25, "requestedGranularity": "record"},
         id="skip-beyond-int64",
         marks=pytest.mark.xfail(
             reason="BUG: GET skip/limit beyond 64 bits is accepted and the echo in "
-            "receivedRequestSummary makes orjson fail: 500", strict=True),
+            "receivedRequestSummary makes orjson fail: 500",
+            strict=True,
+        ),
     ),
     pytest.param(
-        "/g_variants", {"limit": "9" * 25, "requestedGranularity": "record"},
+        "/g_variants",
+        {"limit": "9" * 25, "requestedGranularity": "record"},
         id="limit-beyond-int64",
         marks=pytest.mark.xfail(
             reason="BUG: GET skip/limit beyond 64 bits is accepted and the echo in "
-            "receivedRequestSummary makes orjson fail: 500", strict=True),
+            "receivedRequestSummary makes orjson fail: 500",
+            strict=True,
+        ),
     ),
 ]
 GET_ERROR_PARAMS = [pytest.param(p, q, id=name) for name, p, q in GET_ERRORS] + GET_ERROR_BUGS
@@ -1083,42 +1309,97 @@ POST_ERRORS = [
     ("filter-without-id", "/individuals", request_body(filters=[{}]), False),
     # The next two conform only because FilteringTerm is an anyOf whose CustomFilter branch
     # needs nothing but an id; as alphanumeric/ontology filters they are wrong.
-    ("bad-operator", "/individuals",
-     request_body(filters=[{"id": "age", "operator": "~", "value": "P70Y"}]), True),
-    ("descendants-not-boolean", "/individuals",
-     request_body(filters=[{"id": "HP:0000822", "includeDescendantTerms": "yes"}]), True),
-    ("unknown-filter-scope", "/individuals",
-     request_body(filters=[{"id": "HP:0000822", "scope": "planet"}]), True),
-    ("gt-non-numeric", "/individuals",
-     request_body(filters=[{"id": "bmi", "operator": ">", "value": "fat"}]), True),
-    ("variant-scope-on-individuals", "/individuals", request_body(filters=[
-        {"id": "molecularAttributes.geneIds", "operator": "=", "value": "BRAF",
-         "scope": "genomicVariation"}]), True),
+    (
+        "bad-operator",
+        "/individuals",
+        request_body(filters=[{"id": "age", "operator": "~", "value": "P70Y"}]),
+        True,
+    ),
+    (
+        "descendants-not-boolean",
+        "/individuals",
+        request_body(filters=[{"id": "HP:0000822", "includeDescendantTerms": "yes"}]),
+        True,
+    ),
+    (
+        "unknown-filter-scope",
+        "/individuals",
+        request_body(filters=[{"id": "HP:0000822", "scope": "planet"}]),
+        True,
+    ),
+    (
+        "gt-non-numeric",
+        "/individuals",
+        request_body(filters=[{"id": "bmi", "operator": ">", "value": "fat"}]),
+        True,
+    ),
+    (
+        "variant-scope-on-individuals",
+        "/individuals",
+        request_body(
+            filters=[
+                {
+                    "id": "molecularAttributes.geneIds",
+                    "operator": "=",
+                    "value": "BRAF",
+                    "scope": "genomicVariation",
+                }
+            ]
+        ),
+        True,
+    ),
     ("three-starts", "/g_variants", _semantic_body(referenceName="22", start=[1, 2, 3]), True),
     ("non-integer-start", "/g_variants", _semantic_body(referenceName="22", start=["a"]), True),
     ("start-without-referenceName", "/g_variants", _semantic_body(start=[1]), True),
-    ("end-before-start", "/g_variants",
-     _semantic_body(referenceName="22", start=[10], end=[5]), True),
+    (
+        "end-before-start",
+        "/g_variants",
+        _semantic_body(referenceName="22", start=[10], end=[5]),
+        True,
+    ),
     ("unknown-referenceName", "/g_variants", _semantic_body(referenceName="zz"), True),
     ("unknown-assemblyId", "/g_variants", _semantic_body(assemblyId="zz"), True),
-    ("bad-bases", "/g_variants",
-     _semantic_body(referenceName="22", start=[10], referenceBases="QQ"), True),
+    (
+        "bad-bases",
+        "/g_variants",
+        _semantic_body(referenceName="22", start=[10], referenceBases="QQ"),
+        True,
+    ),
     ("unknown-parameter", "/g_variants", _semantic_body(foo="bar"), True),
 ]
 TYPE_BUG = pytest.mark.xfail(
     reason="BUG: a non-string value for a string request parameter (variantType, geneId, "
-    "aminoacidChange) or filter scope reaches .upper()/SQL unchecked: 500", strict=True)
+    "aminoacidChange) or filter scope reaches .upper()/SQL unchecked: 500",
+    strict=True,
+)
 POST_ERROR_BUGS = [
-    pytest.param("/g_variants", _semantic_body(variantType=["SNP"]), True,
-                 id="variantType-list", marks=TYPE_BUG),
-    pytest.param("/g_variants", _semantic_body(variantType=5), True,
-                 id="variantType-number", marks=TYPE_BUG),
-    pytest.param("/g_variants", _semantic_body(geneId=["BRAF"]), True,
-                 id="geneId-list", marks=TYPE_BUG),
-    pytest.param("/g_variants", _semantic_body(aminoacidChange={"a": 1}), True,
-                 id="aminoacidChange-object", marks=TYPE_BUG),
-    pytest.param("/individuals", request_body(filters=[{"id": "HP:0000822", "scope": 5}]),
-                 False, id="filter-scope-number", marks=TYPE_BUG),
+    pytest.param(
+        "/g_variants",
+        _semantic_body(variantType=["SNP"]),
+        True,
+        id="variantType-list",
+        marks=TYPE_BUG,
+    ),
+    pytest.param(
+        "/g_variants", _semantic_body(variantType=5), True, id="variantType-number", marks=TYPE_BUG
+    ),
+    pytest.param(
+        "/g_variants", _semantic_body(geneId=["BRAF"]), True, id="geneId-list", marks=TYPE_BUG
+    ),
+    pytest.param(
+        "/g_variants",
+        _semantic_body(aminoacidChange={"a": 1}),
+        True,
+        id="aminoacidChange-object",
+        marks=TYPE_BUG,
+    ),
+    pytest.param(
+        "/individuals",
+        request_body(filters=[{"id": "HP:0000822", "scope": 5}]),
+        False,
+        id="filter-scope-number",
+        marks=TYPE_BUG,
+    ),
 ]
 POST_ERROR_PARAMS = [
     pytest.param(path, body, conforms, id=name) for name, path, body, conforms in POST_ERRORS
@@ -1178,32 +1459,117 @@ def test_post_error_schema(safe_client, path, body, conforms):
 @needs_shared
 @pytest.mark.parametrize("content", RAW_ERRORS)
 def test_unparseable_body_error_schema(safe_client, content):
-    assert_valid(post_raw(safe_client, "/individuals", content).json(),
-                 f"{RESPONSES}/beaconErrorResponse.json")
+    assert_valid(
+        post_raw(safe_client, "/individuals", content).json(),
+        f"{RESPONSES}/beaconErrorResponse.json",
+    )
 
 
 # -- fuzz ----------------------------------------------------------------------------------
 
 _FUZZ_PATHS = [
-    "/g_variants", "/individuals", "/biosamples", "/runs", "/analyses", "/datasets", "/cohorts",
-    "/individuals/S1/g_variants", "/g_variants/22-16050075-A-G/individuals",
-    "/datasets/small/g_variants", "/cohorts/small-cohort/individuals", "/individuals/S3",
+    "/g_variants",
+    "/individuals",
+    "/biosamples",
+    "/runs",
+    "/analyses",
+    "/datasets",
+    "/cohorts",
+    "/individuals/S1/g_variants",
+    "/g_variants/22-16050075-A-G/individuals",
+    "/datasets/small/g_variants",
+    "/cohorts/small-cohort/individuals",
+    "/individuals/S3",
 ]
 _FUZZ_KEYS = [
-    "referenceName", "start", "end", "referenceBases", "alternateBases", "variantType",
-    "assemblyId", "geneId", "aminoacidChange", "genomicAlleleShortForm", "variantMinLength",
-    "variantMaxLength", "mateName", "filters", "skip", "limit", "requestedGranularity",
-    "includeResultsetResponses", "testMode", "datasets", "datasetIds", "requestedSchema",
+    "referenceName",
+    "start",
+    "end",
+    "referenceBases",
+    "alternateBases",
+    "variantType",
+    "assemblyId",
+    "geneId",
+    "aminoacidChange",
+    "genomicAlleleShortForm",
+    "variantMinLength",
+    "variantMaxLength",
+    "mateName",
+    "filters",
+    "skip",
+    "limit",
+    "requestedGranularity",
+    "includeResultsetResponses",
+    "testMode",
+    "datasets",
+    "datasetIds",
+    "requestedSchema",
     "apiVersion",
 ]
 _FUZZ_ATOMS = [
-    "", "22", "chr22", "NC_000022.11", "refseq:NC_000022.10", "X", "MT", "chrM", "GRCh37",
-    "hg38", "boolean", "count", "record", "ALL", "MISS", "true", "false", "P70Y", "P1Y2M",
-    "HP:0001250", "ICD10:I10-I15", "ICD10:IX", "NCIT:C16576", "smoker:yes", "age>=P70Y",
-    "bmi>30", "bmi>fat", "smoker=y%", "A", "ACGT", "N", "<DEL>", "SNP", "INDEL", "SO:0001483",
-    "BRAF", "V600E", "NM_004333.6:c.1799T>A", "NC_000022.11:g.16050075A>G", "16050074", "-1",
-    "0", "1e9", "nan", "inf", "\u221e", "\u00e9", "\x00", "%", "%%", ",", ",,", "<>", "=", "!",
-    ">=", "'; DROP TABLE variants; --", "{}", "[]", "null", "small", "fixtures", "small-test",
+    "",
+    "22",
+    "chr22",
+    "NC_000022.11",
+    "refseq:NC_000022.10",
+    "X",
+    "MT",
+    "chrM",
+    "GRCh37",
+    "hg38",
+    "boolean",
+    "count",
+    "record",
+    "ALL",
+    "MISS",
+    "true",
+    "false",
+    "P70Y",
+    "P1Y2M",
+    "HP:0001250",
+    "ICD10:I10-I15",
+    "ICD10:IX",
+    "NCIT:C16576",
+    "smoker:yes",
+    "age>=P70Y",
+    "bmi>30",
+    "bmi>fat",
+    "smoker=y%",
+    "A",
+    "ACGT",
+    "N",
+    "<DEL>",
+    "SNP",
+    "INDEL",
+    "SO:0001483",
+    "BRAF",
+    "V600E",
+    "NM_004333.6:c.1799T>A",
+    "NC_000022.11:g.16050075A>G",
+    "16050074",
+    "-1",
+    "0",
+    "1e9",
+    "nan",
+    "inf",
+    "\u221e",
+    "\u00e9",
+    "\x00",
+    "%",
+    "%%",
+    ",",
+    ",,",
+    "<>",
+    "=",
+    "!",
+    ">=",
+    "'; DROP TABLE variants; --",
+    "{}",
+    "[]",
+    "null",
+    "small",
+    "fixtures",
+    "small-test",
 ]
 _FUZZ_CHARS = string.ascii_letters + string.digits + string.punctuation + " \u00e9\u2603\x00"
 
@@ -1263,8 +1629,9 @@ def _fuzz_body(rng: random.Random) -> dict[str, Any]:
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
     roll = rng.random()
     if depth > 2 or roll < 0.5:
-        return rng.choice([None, True, False, 0, -1, 2**40, 1.5, float("1e300"), "",
-                           _fuzz_text(rng), [], {}])
+        return rng.choice(
+            [None, True, False, 0, -1, 2**40, 1.5, float("1e300"), "", _fuzz_text(rng), [], {}]
+        )
     if roll < 0.75:
         return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
     return {_fuzz_text(rng): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))}
@@ -1287,8 +1654,9 @@ def _any_json_body(rng: random.Random) -> dict[str, Any]:
 
 
 def _never_5xx(responses) -> None:
-    failures = [(what, r.status_code, r.text[:200]) for what, r in responses
-                if r.status_code >= 500]
+    failures = [
+        (what, r.status_code, r.text[:200]) for what, r in responses if r.status_code >= 500
+    ]
     assert not failures, failures[:5]
 
 
@@ -1324,8 +1692,11 @@ def test_fuzz_post_string_values_never_5xx(safe_client):
     _never_5xx(requests())
 
 
-@pytest.mark.xfail(reason="BUG: see test_post_errors[variantType-list] and friends: "
-                   "non-string values of string parameters give 500", strict=True)
+@pytest.mark.xfail(
+    reason="BUG: see test_post_errors[variantType-list] and friends: "
+    "non-string values of string parameters give 500",
+    strict=True,
+)
 def test_fuzz_post_any_json_types_never_5xx(safe_client):
     rng = random.Random(20240613)
 

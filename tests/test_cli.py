@@ -19,8 +19,13 @@ GENOFED = str(Path(sys.executable).with_name("genofed"))
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([GENOFED, *args], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [GENOFED, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -39,8 +44,15 @@ def test_help_explains_every_command() -> None:
     for command in ("init", "ingest", "import-bff", "genes", "serve"):
         assert command in node_help
     ingest_help = run("node", "ingest", "--help").stdout
-    for option in ("--dataset", "--vcf", "--assembly", "--individuals", "--granularity",
-                   "--sample-column", "--description"):
+    for option in (
+        "--dataset",
+        "--vcf",
+        "--assembly",
+        "--individuals",
+        "--granularity",
+        "--sample-column",
+        "--description",
+    ):
         assert option in ingest_help
 
 
@@ -50,8 +62,19 @@ def test_init_ingest_import_genes(tmp_path: Path) -> None:
     assert (node / "node.yaml").read_text().startswith("name: CLI hospital")
     again = run("node", "init", str(node), "--name", "x", check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
-    out = run("node", "ingest", str(node), "--dataset", "small", "--vcf", str(SMALL_VCF),
-              "--assembly", "GRCh38", "--individuals", str(SMALL_CLINICAL)).stderr
+    out = run(
+        "node",
+        "ingest",
+        str(node),
+        "--dataset",
+        "small",
+        "--vcf",
+        str(SMALL_VCF),
+        "--assembly",
+        "GRCh38",
+        "--individuals",
+        str(SMALL_CLINICAL),
+    ).stderr
     assert "7 sites, 8 variants, 6 samples" in out
     out = run("node", "import-bff", str(node), str(BFF_FIXTURES), "--dataset", "fix").stderr
     assert "41 variants" in out and "GRCh37" in out
@@ -65,12 +88,20 @@ def test_init_ingest_import_genes(tmp_path: Path) -> None:
         (["--vcf", "missing.vcf"], "file not found"),
         (["--vcf", str(SMALL_VCF), "--assembly", "hg42"], "unknown assembly 'hg42'"),
         (["--vcf", str(SMALL_VCF), "--assembly", "GRCh37"], "check --assembly"),
-        (["--vcf", str(SMALL_VCF), "--assembly", "GRCh38", "--individuals",
-          str(BFF_FIXTURES / "individuals.json")], "not in the VCF"),
+        (
+            [
+                "--vcf",
+                str(SMALL_VCF),
+                "--assembly",
+                "GRCh38",
+                "--individuals",
+                str(BFF_FIXTURES / "individuals.json"),
+            ],
+            "not in the VCF",
+        ),
     ],
 )
-def test_ingest_errors_are_one_readable_line(tmp_path: Path, args: list[str],
-                                             message: str) -> None:
+def test_ingest_errors_are_one_readable_line(tmp_path: Path, args: list[str], message: str) -> None:
     node = tmp_path / "node"
     run("node", "init", str(node), "--name", "n")
     result = run("node", "ingest", str(node), "--dataset", "d", *args, check=False)
@@ -81,8 +112,9 @@ def test_ingest_errors_are_one_readable_line(tmp_path: Path, args: list[str],
 
 
 def test_ingest_into_a_directory_that_is_not_a_node(tmp_path: Path) -> None:
-    result = run("node", "ingest", str(tmp_path), "--dataset", "d", "--vcf", str(SMALL_VCF),
-                 check=False)
+    result = run(
+        "node", "ingest", str(tmp_path), "--dataset", "d", "--vcf", str(SMALL_VCF), check=False
+    )
     assert result.returncode == 1 and "genofed node init" in " ".join(result.stderr.split())
 
 
@@ -90,11 +122,26 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """A real server process on 127.0.0.1 serving a real node."""
     node = tmp_path / "node"
     run("node", "init", str(node), "--name", "served")
-    run("node", "ingest", str(node), "--dataset", "small", "--vcf", str(SMALL_VCF),
-        "--assembly", "GRCh38", "--granularity", "record")
+    run(
+        "node",
+        "ingest",
+        str(node),
+        "--dataset",
+        "small",
+        "--vcf",
+        str(SMALL_VCF),
+        "--assembly",
+        "GRCh38",
+        "--granularity",
+        "record",
+    )
     port = free_port()
-    server = subprocess.Popen([GENOFED, "node", "serve", str(node), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [GENOFED, "node", "serve", str(node), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -106,14 +153,29 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.1)
-        body = httpx.get(f"{base}/beacon/v2/g_variants", params={
-            "referenceName": "chr22", "start": 16050074, "alternateBases": "G",
-            "requestedGranularity": "record"}).json()
+        body = httpx.get(
+            f"{base}/beacon/v2/g_variants",
+            params={
+                "referenceName": "chr22",
+                "start": 16050074,
+                "alternateBases": "G",
+                "requestedGranularity": "record",
+            },
+        ).json()
         result = body["response"]["resultSets"][0]["results"][0]
         assert result["variantInternalId"] == "22-16050075-A-G"
         # A new ingest is served without restarting the server.
-        run("node", "ingest", str(node), "--dataset", "second", "--vcf", str(SMALL_VCF),
-            "--assembly", "GRCh38")
+        run(
+            "node",
+            "ingest",
+            str(node),
+            "--dataset",
+            "second",
+            "--vcf",
+            str(SMALL_VCF),
+            "--assembly",
+            "GRCh38",
+        )
         datasets = httpx.get(f"{base}/beacon/v2/datasets").json()["response"]["collections"]
         assert {d["id"] for d in datasets} == {"small", "second"}
     finally:
@@ -125,8 +187,16 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_demo_runs_without_serving(tmp_path: Path) -> None:
-    result = run("demo", "--no-serve", "--workdir", str(tmp_path / "demo"), "--samples", "120",
-                 "--port", str(free_port()))
+    result = run(
+        "demo",
+        "--no-serve",
+        "--workdir",
+        str(tmp_path / "demo"),
+        "--samples",
+        "120",
+        "--port",
+        str(free_port()),
+    )
     out = " ".join(result.stdout.split())
     assert "Example Beacon v2 queries" in out
     assert "Does anyone carry the planted variant?" in out

@@ -34,12 +34,21 @@ DATA = SHARED / "data"
 REFERENCE = DATA / "reference_results"
 # dataset name in beacon_queries_expected.json -> (VCF, assembly, bcftools counts file)
 SOURCES = {
-    "sim_chr22": (DATA / "sim_cohort" / "sim_chr22.vcf.gz", "GRCh37",
-                  REFERENCE / "sim_chr22.bcftools_counts.tsv.gz"),
-    "1kg_nygc_chr22_100x100": (DATA / "bio2zarr_1kg" / "chr22.vcf.gz", "GRCh38",
-                               REFERENCE / "chr22.bcftools_counts.tsv.gz"),
-    "regenie_example_acgt": (DATA / "regenie_example" / "example_acgt.vcf.gz", "GRCh37",
-                             REFERENCE / "example_acgt.bcftools_counts.tsv.gz"),
+    "sim_chr22": (
+        DATA / "sim_cohort" / "sim_chr22.vcf.gz",
+        "GRCh37",
+        REFERENCE / "sim_chr22.bcftools_counts.tsv.gz",
+    ),
+    "1kg_nygc_chr22_100x100": (
+        DATA / "bio2zarr_1kg" / "chr22.vcf.gz",
+        "GRCh38",
+        REFERENCE / "chr22.bcftools_counts.tsv.gz",
+    ),
+    "regenie_example_acgt": (
+        DATA / "regenie_example" / "example_acgt.vcf.gz",
+        "GRCh37",
+        REFERENCE / "example_acgt.bcftools_counts.tsv.gz",
+    ),
 }
 
 
@@ -47,8 +56,9 @@ SOURCES = {
 def reference_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
     node = make_node(tmp_path_factory.mktemp("reference") / "node")
     for name, (vcf, assembly, _counts) in SOURCES.items():
-        ingest_vcf(node, name, vcf, assembly=assembly,
-                   settings=DatasetSettings(granularity="record"))
+        ingest_vcf(
+            node, name, vcf, assembly=assembly, settings=DatasetSettings(granularity="record")
+        )
     return node
 
 
@@ -68,7 +78,11 @@ def read_bcftools_counts(path: Path) -> dict[tuple[str, int, str, str], tuple[in
             het, hom_alleles = row[-2], row[-1]
             # bcftools AC_Hom counts alleles: two per hom-alt sample.
             out[(chrom.removeprefix("chr"), int(pos), ref, alt)] = (
-                int(ac), int(an), int(het), int(hom_alleles) // 2)
+                int(ac),
+                int(an),
+                int(het),
+                int(hom_alleles) // 2,
+            )
     return out
 
 
@@ -77,9 +91,10 @@ def test_every_variant_matches_bcftools(reference_node: NodeDir, name: str) -> N
     expected = read_bcftools_counts(SOURCES[name][2])
     # '*' (spanning deletion) is not an allele anyone carries at this site: not stored.
     expected = {k: v for k, v in expected.items() if k[3] != "*"}
-    got = {(r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"],
-                                                        r["n_homalt"])
-           for r in variant_rows(reference_node, name)}
+    got = {
+        (r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"], r["n_homalt"])
+        for r in variant_rows(reference_node, name)
+    }
     assert set(got) == set(expected)
     mismatches = {k: (got[k], expected[k]) for k in expected if got[k] != expected[k]}
     assert not mismatches, list(mismatches.items())[:5]
@@ -96,11 +111,17 @@ def _expected_lookups() -> list[dict]:
     ids=lambda q: f"{q['dataset']}:{q['chrom']}:{q['pos']}{q['ref']}>{q['alt'][:5]}",
 )
 def test_expected_beacon_lookups(reference_client: TestClient, lookup: dict) -> None:
-    response = reference_client.get("/beacon/v2/g_variants", params={
-        "referenceName": lookup["chrom"], "start": lookup["pos"] - 1,
-        "referenceBases": lookup["ref"], "alternateBases": lookup["alt"],
-        "datasets": lookup["dataset"], "requestedGranularity": "record",
-    })
+    response = reference_client.get(
+        "/beacon/v2/g_variants",
+        params={
+            "referenceName": lookup["chrom"],
+            "start": lookup["pos"] - 1,
+            "referenceBases": lookup["ref"],
+            "alternateBases": lookup["alt"],
+            "datasets": lookup["dataset"],
+            "requestedGranularity": "record",
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["responseSummary"]["exists"] is lookup["exists"]
@@ -139,13 +160,23 @@ VCF_1000G = {
 
 
 def bcftools_counts(vcf: Path) -> dict[tuple[str, int, str, str], tuple[int, int, int, int]]:
-    norm = subprocess.Popen(["bcftools", "norm", "-m-", "-Ou", str(vcf)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    tags = subprocess.Popen(["bcftools", "+fill-tags", "-Ou", "-", "--", "-t",
-                             "AC,AN,AC_Het,AC_Hom"], stdin=norm.stdout, stdout=subprocess.PIPE)
+    norm = subprocess.Popen(
+        ["bcftools", "norm", "-m-", "-Ou", str(vcf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    tags = subprocess.Popen(
+        ["bcftools", "+fill-tags", "-Ou", "-", "--", "-t", "AC,AN,AC_Het,AC_Hom"],
+        stdin=norm.stdout,
+        stdout=subprocess.PIPE,
+    )
     query = subprocess.run(
         ["bcftools", "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%AC\t%AN\t%AC_Het\t%AC_Hom\n"],
-        stdin=tags.stdout, capture_output=True, text=True, check=True)
+        stdin=tags.stdout,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for process in (norm, tags):
         process.wait()
         if process.stdout is not None:
@@ -153,8 +184,12 @@ def bcftools_counts(vcf: Path) -> dict[tuple[str, int, str, str], tuple[int, int
     out = {}
     for line in query.stdout.splitlines():
         chrom, pos, ref, alt, ac, an, het, hom = line.split("\t")
-        out[(chrom.removeprefix("chr"), int(pos), ref, alt)] = (int(ac), int(an), int(het),
-                                                                int(hom) // 2)
+        out[(chrom.removeprefix("chr"), int(pos), ref, alt)] = (
+            int(ac),
+            int(an),
+            int(het),
+            int(hom) // 2,
+        )
     return out
 
 
@@ -162,9 +197,10 @@ def bcftools_counts(vcf: Path) -> dict[tuple[str, int, str, str], tuple[int, int
 def test_1000_genomes_slices(empty_node: NodeDir, assembly: str) -> None:
     vcf = VCF_1000G[assembly]
     summary = ingest_vcf(empty_node, "kg", vcf, assembly=assembly)
-    got = {(r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"],
-                                                        r["n_homalt"])
-           for r in variant_rows(empty_node, "kg")}
+    got = {
+        (r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"], r["n_homalt"])
+        for r in variant_rows(empty_node, "kg")
+    }
     with gzip.open(vcf, "rt") as handle:
         direct = independent_counts(handle.read())
     assert got == direct
@@ -173,11 +209,11 @@ def test_1000_genomes_slices(empty_node: NodeDir, assembly: str) -> None:
         assert got == bcftools_counts(vcf)
 
 
-def test_cineca_bff_import_matches_its_json(empty_node: NodeDir, ontology: OntologyIndex
-                                            ) -> None:
+def test_cineca_bff_import_matches_its_json(empty_node: NodeDir, ontology: OntologyIndex) -> None:
     folder = DATA / "cineca-uk1"
-    import_bff(empty_node, "uk1", folder, assembly="GRCh38",
-               settings=DatasetSettings(granularity="record"))
+    import_bff(
+        empty_node, "uk1", folder, assembly="GRCh38", settings=DatasetSettings(granularity="record")
+    )
     individuals = json.loads((folder / "individuals.json").read_text())
     case_level = json.loads((folder / "caseLevelData.json").read_text())
     con = duckdb.connect(str(empty_node.dataset("uk1").database), read_only=True)
@@ -197,18 +233,24 @@ def test_cineca_bff_import_matches_its_json(empty_node: NodeDir, ontology: Ontol
     assert matched >= 900
 
     with TestClient(create_app(empty_node.root, ontology=ontology)) as client:
+
         def count(**params: str) -> int:
-            body = client.get("/beacon/v2/individuals",
-                              params={"requestedGranularity": "count", **params}).json()
+            body = client.get(
+                "/beacon/v2/individuals", params={"requestedGranularity": "count", **params}
+            ).json()
             return body["responseSummary"]["numTotalResults"]
 
         assert count() == len(individuals)
         females = sum(i["sex"]["id"] == "NCIT:C16576" for i in individuals)
         assert count(filters="NCIT:C16576") == females
-        i42 = sum(any(d["diseaseCode"]["id"].startswith("ICD10:I42")
-                      for d in i.get("diseases", [])) for i in individuals)
+        i42 = sum(
+            any(d["diseaseCode"]["id"].startswith("ICD10:I42") for d in i.get("diseases", []))
+            for i in individuals
+        )
         assert count(filters="ICD10:I42") == i42
-        chapter_ix = sum(any(d["diseaseCode"]["id"][6] == "I" for d in i.get("diseases", []))
-                         for i in individuals)
+        chapter_ix = sum(
+            any(d["diseaseCode"]["id"][6] == "I" for d in i.get("diseases", []))
+            for i in individuals
+        )
         assert count(filters="ICD10:IX") == chapter_ix
         assert count(filters="ICD10:I42", **{"datasets": "uk1"}) == i42

@@ -65,8 +65,10 @@ def test_counts_match_independent_genotype_counting(empty_node: NodeDir) -> None
     ingest_vcf(empty_node, "small", SMALL_VCF, assembly="GRCh38")
     rows = variant_rows(empty_node, "small")
     expected = independent_counts(SMALL_VCF.read_text())
-    got = {(r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"],
-                                                        r["n_homalt"]) for r in rows}
+    got = {
+        (r["chrom"], r["pos"], r["ref"], r["alt"]): (r["ac"], r["an"], r["n_het"], r["n_homalt"])
+        for r in rows
+    }
     assert got == expected
 
 
@@ -120,8 +122,7 @@ def test_compressed_and_bcf_inputs_give_the_same_rows(
     if suffix == "bcf":
         if shutil.which("bcftools") is None:
             pytest.skip("needs bcftools to write BCF")
-        subprocess.run(["bcftools", "view", "-Ob", "-o", str(target), str(SMALL_VCF)],
-                       check=True)
+        subprocess.run(["bcftools", "view", "-Ob", "-o", str(target), str(SMALL_VCF)], check=True)
     else:
         with target.open("wb") as out:
             subprocess.run(["bgzip", "-c", str(SMALL_VCF)], stdout=out, check=True)
@@ -142,9 +143,11 @@ def test_individuals_are_linked_from_clinical_csv(empty_node: NodeDir) -> None:
     ).fetchall()
     assert ("S1", "HP:0002069") in terms and ("S1", "NCIT:C16576") in terms
     assert ("S2", "NCIT:C20197") in terms and ("S2", "ICD10:E11.9") in terms
-    ages = dict(con.execute(
-        "SELECT id, num FROM entry_values WHERE path = 'info.age.iso8601duration'"
-    ).fetchall())
+    ages = dict(
+        con.execute(
+            "SELECT id, num FROM entry_values WHERE path = 'info.age.iso8601duration'"
+        ).fetchall()
+    )
     assert ages["S5"] == pytest.approx(80)
 
 
@@ -172,27 +175,32 @@ def _broken_files(tmp: Path) -> dict[str, tuple[Path, dict, str]]:
         return path
 
     bad_gt = records[0].replace("0|1\t0|0", "0|X\t0|0", 1)
-    cases["bad genotype"] = (write("badgt.vcf", "\n".join(header + [bad_gt]) + "\n"), {},
-                             "line 10")
+    cases["bad genotype"] = (write("badgt.vcf", "\n".join(header + [bad_gt]) + "\n"), {}, "line 10")
     short = "\t".join(records[1].split("\t")[:5])
-    cases["too few fields"] = (write("short.vcf", "\n".join(header + records[:1] + [short])),
-                               {}, "line 11")
+    cases["too few fields"] = (
+        write("short.vcf", "\n".join(header + records[:1] + [short])),
+        {},
+        "line 11",
+    )
     bad_pos = records[0].replace("16050075", "16O50075", 1)
     cases["bad POS"] = (write("pos.vcf", "\n".join(header + [bad_pos])), {}, "POS")
     unsorted = [records[2], records[0]]
     cases["unsorted"] = (write("unsorted.vcf", "\n".join(header + unsorted)), {}, "sorted")
     bad_contig = records[0].replace("chr22", "scaffold_7", 1)
-    cases["unknown contig"] = (write("contig.vcf", "\n".join(header + [bad_contig])), {},
-                               "scaffold_7")
+    cases["unknown contig"] = (
+        write("contig.vcf", "\n".join(header + [bad_contig])),
+        {},
+        "scaffold_7",
+    )
     cases["allele beyond ALT"] = (
-        write("allele.vcf", "\n".join(header + [records[0].replace("1|1", "1|2", 1)])), {},
+        write("allele.vcf", "\n".join(header + [records[0].replace("1|1", "1|2", 1)])),
+        {},
         "allele 2",
     )
     cases["wrong assembly"] = (SMALL_VCF, {"assembly": "GRCh37"}, "GRCh37")
     clinical = tmp / "clinical.csv"
     clinical.write_text("sample_id,sex\nS1,female\nNOT_IN_VCF,male\n")
-    cases["unknown sample in individuals"] = (SMALL_VCF, {"individuals": clinical},
-                                              "NOT_IN_VCF")
+    cases["unknown sample in individuals"] = (SMALL_VCF, {"individuals": clinical}, "NOT_IN_VCF")
     cases["not a VCF"] = (write("notvcf.vcf", "hello\nworld\n"), {}, "not a VCF")
     if HAVE_BGZIP:
         full = tmp / "full.vcf.gz"
@@ -209,9 +217,19 @@ def _broken_files(tmp: Path) -> dict[str, tuple[Path, dict, str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["bad genotype", "too few fields", "bad POS", "unsorted", "unknown contig",
-     "allele beyond ALT", "wrong assembly", "unknown sample in individuals", "not a VCF",
-     "truncated gzip", "truncated plain gzip"],
+    [
+        "bad genotype",
+        "too few fields",
+        "bad POS",
+        "unsorted",
+        "unknown contig",
+        "allele beyond ALT",
+        "wrong assembly",
+        "unknown sample in individuals",
+        "not a VCF",
+        "truncated gzip",
+        "truncated plain gzip",
+    ],
 )
 def test_failed_ingest_leaves_the_node_unchanged(
     empty_node: NodeDir, tmp_path: Path, case: str
@@ -237,11 +255,21 @@ def test_sample_column_option(empty_node: NodeDir, tmp_path: Path) -> None:
     clinical.write_text("participant\tsex\tage\nS1\tF\t50\nS2\tM\t40\n")
     with pytest.raises(IngestError, match="--sample-column"):
         ingest_vcf(empty_node, "d", SMALL_VCF, assembly="GRCh38", individuals=clinical)
-    ingest_vcf(empty_node, "d", SMALL_VCF, assembly="GRCh38", individuals=clinical,
-               sample_column="participant", settings=DatasetSettings(granularity="record"))
+    ingest_vcf(
+        empty_node,
+        "d",
+        SMALL_VCF,
+        assembly="GRCh38",
+        individuals=clinical,
+        sample_column="participant",
+        settings=DatasetSettings(granularity="record"),
+    )
     con = duckdb.connect(str(empty_node.dataset("d").database), read_only=True)
-    sexes = dict(con.execute("SELECT id, term FROM entry_terms WHERE entity = 'individual' "
-                             "AND term LIKE 'NCIT:%'").fetchall())
+    sexes = dict(
+        con.execute(
+            "SELECT id, term FROM entry_terms WHERE entity = 'individual' AND term LIKE 'NCIT:%'"
+        ).fetchall()
+    )
     assert sexes["S1"] == "NCIT:C16576" and sexes["S2"] == "NCIT:C20197"
     assert sexes["S3"] == "NCIT:C17998"  # no clinical row: sex unknown
 
@@ -256,8 +284,10 @@ def test_haploid_and_general_format_paths(empty_node: NodeDir, tmp_path: Path) -
         "X\t300\t.\tG\tA,C,T,GA,GC,GT,GG,GAA,GAC,GAG\t.\t.\t.\tGT:DP\t10/0:3\t1/10:4\t./.:0\n"
     )
     ingest_vcf(empty_node, "x", vcf, assembly="GRCh38")
-    got = {(r["pos"], r["alt"]): (r["ac"], r["an"], r["n_het"], r["n_homalt"])
-           for r in variant_rows(empty_node, "x")}
+    got = {
+        (r["pos"], r["alt"]): (r["ac"], r["an"], r["n_het"], r["n_homalt"])
+        for r in variant_rows(empty_node, "x")
+    }
     assert got[(100, "G")] == (1, 2, 0, 1)
     assert got[(200, "T")] == (2, 5, 1, 1)  # a haploid call adds one allele to AN
     assert got[(300, "GAG")] == (2, 4, 2, 0)

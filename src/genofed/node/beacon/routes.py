@@ -142,24 +142,26 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
             name=f"{entry.path}_entry_filtering_terms",
         )
     for link in entry.links:
-        target = BY_PATH[link]
-
-        async def linked(
-            entry_id: str, request: Request, _target: EntryType = target
-        ) -> dict[str, Any]:
-            beacon_request = await parse_request(request)
-            return await _run(
-                service.query, _target, beacon_request, context=Context(entry.entity, entry_id)
-            )
-
         router.add_api_route(
             f"{path}/{{entry_id}}/{link}",
-            linked,
+            _linked_endpoint(service, entry, BY_PATH[link]),
             methods=methods,
             tags=tags,
             summary=f"{link} of one {entry.id}",
             name=f"{entry.path}_{link}",
         )
+
+
+def _linked_endpoint(service: BeaconService, source: EntryType, target: EntryType):
+    """The handler of ``/{source}/{id}/{target}`` (a factory, so each route keeps its pair)."""
+
+    async def linked(entry_id: str, request: Request) -> dict[str, Any]:
+        beacon_request = await parse_request(request)
+        return await _run(
+            service.query, target, beacon_request, context=Context(source.entity, entry_id)
+        )
+
+    return linked
 
 
 async def _run(func, *args, **kwargs) -> dict[str, Any]:

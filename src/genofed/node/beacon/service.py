@@ -88,7 +88,12 @@ class BeaconService:
             context = Context(target, single_id)
         answers = []
         for reader in plan.readers:
-            query = VariantQuery(**vars(plan.variant_query)) if plan.variant_query else None
+            query = None
+            if plan.variant_query is not None:
+                query = VariantQuery(**vars(plan.variant_query))
+                if query.gene_id:  # the operator's gene table, in this dataset's assembly
+                    genes = live.genes.get(reader.assembly, {})
+                    query.gene_regions = genes.get(query.gene_id.upper())
             selection = select(
                 reader,
                 target,
