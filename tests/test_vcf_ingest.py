@@ -293,7 +293,7 @@ def test_haploid_and_general_format_paths(empty_node: NodeDir, tmp_path: Path) -
     assert got[(300, "GAG")] == (2, 4, 2, 0)
     assert got[(300, "A")] == (1, 4, 1, 0)
     expected = independent_counts(vcf.read_text())
-    assert {k: v for k, v in got.items()} == {(p, a): v for (_c, p, _r, a), v in expected.items()}
+    assert dict(got.items()) == {(p, a): v for (_c, p, _r, a), v in expected.items()}
 
 
 def test_record_count_and_memory_blocks(empty_node: NodeDir, tmp_path: Path) -> None:
