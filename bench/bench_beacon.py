@@ -36,12 +36,17 @@ Steps:
    client, >= 500 sequence requests/s), and write everything as JSON.
 
 Load generator: ``wrk`` when it is on PATH and its LuaJIT has the ``ffi`` module (a
-one-request probe decides), else ``httpx`` (one thread and one keep-alive connection per
+six-request probe decides), else ``httpx`` (one thread and one keep-alive connection per
 client). With wrk every client is one wrk thread with one connection; a generated Lua
 script cycles through a file of request paths, times each request itself (raw
 request-to-response latency, no coordinated-omission correction) and stops after its
 share of the requests. ``--load-generator`` forces either. The JSON records which was
 used.
+
+Also recorded: the keep-alive latency of ``/-/health`` per server (about 40 ms means the
+server's sockets lack ``TCP_NODELAY``: Nagle's algorithm meets the client's delayed ACK),
+the machine's load average before and after (other work on the machine distorts the
+numbers), the wall seconds of each phase, and the git commit (read from ``.git``).
 
 ``--quick`` uses a 50,000-variant node, 200 requests per cell and writes
 ``bench/results/beacon-quick.json`` unless ``--out`` is given.
@@ -1236,6 +1241,14 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
 
 
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other work on the machine distorts the numbers)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -1246,6 +1259,13 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so the server is stopped on SIGTERM too
     phases: dict[str, float] = {}
+    load_start = _load_average()
+    cores = os.cpu_count() or 1
+    if load_start is not None and load_start[0] > 0.5 * cores:
+        err_console.print(
+            f"[yellow]load average is {load_start[0]:.2f} on {cores} cores: other work on this "
+            "machine will distort the numbers"
+        )
 
     try:
         with _phase(phases, "node_build_or_load"):
@@ -1404,7 +1424,11 @@ def main(argv: list[str] | None = None) -> int:
             "closed_loop": True,
         },
         "node": node,
-        "machine": machine_info(),
+        "machine": {
+            **machine_info(),
+            "load_average_start": load_start,
+            "load_average_end": _load_average(),
+        },
         "versions": versions(wrk_version),
         "baseline_duckdb": baseline,
         "cells": [asdict(c) for c in cells],

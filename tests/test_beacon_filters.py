@@ -324,10 +324,18 @@ def test_matching_variant_filter_has_no_warning(client):
     assert "warnings" not in doc.get("info", {}), doc["info"]
 
 
-def test_collections_filtered_by_a_term_of_their_individuals(client):
-    doc = ok(get(client, "/datasets", filters="HP:0001250,smoker:yes"))
-    # smoker:yes is a custom term of individuals; datasets hold no such term themselves.
-    assert doc["responseSummary"]["numTotalResults"] == len(doc["response"]["collections"])
+@pytest.mark.xfail(
+    reason="BUG: /datasets and /cohorts with a filter of their individuals (HP:0001250, "
+    "smoker:yes) answer a silent zero: selection.link() finds no individual_id on dataset/"
+    "cohort entries, so even the dataset holding the matching individuals is dropped",
+    strict=True,
+)
+@pytest.mark.parametrize(("path", "expected"), [("datasets", "small"), ("cohorts", "small-cohort")])
+@pytest.mark.parametrize("flt", ["HP:0001250", "smoker:yes"])
+def test_collections_filtered_by_their_individuals(client, path, expected, flt):
+    assert ids(individuals_get(client, flt))  # the filter does select individuals of small
+    doc = ok(get(client, f"/{path}", filters=flt))
+    assert [c["id"] for c in doc["response"]["collections"]] == [expected]
 
 
 # -- what a beacon cannot know must be said, never a silent zero --------------------------------

@@ -478,6 +478,7 @@ def _bgzip_writer(path: Path) -> Iterator[IO[bytes]]:
             proc.wait()
             raise
         err = proc.stderr.read()
+        proc.stderr.close()
         if proc.wait() != 0:
             raise RuntimeError(f"bgzip failed: {err.decode(errors='replace').strip()}")
 

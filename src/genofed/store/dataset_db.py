@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 import zarr
 
 from genofed.store.documents import flatten
+from genofed.store.position_index import FILE_NAME as POSITIONS_FILE
+from genofed.store.position_index import write_position_index
 
 FORMAT_VERSION = 1
 VARIANT_SCHEMA = pa.schema(
@@ -231,6 +233,7 @@ def build_database(
             "INSERT INTO meta VALUES (?)",
             [json.dumps({**meta, "format_version": FORMAT_VERSION})],
         )
+        write_position_index(con, stage / POSITIONS_FILE)
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -18,6 +18,8 @@ import zarr
 from genofed._exceptions import NodeConfigError
 from genofed.store.dataset_db import FORMAT_VERSION
 from genofed.store.node_dir import DatasetVersion
+from genofed.store.position_index import FILE_NAME as POSITIONS_FILE
+from genofed.store.position_index import PositionIndex
 from genofed.store.variant_query import VariantQuery, where_clause
 
 VARIANT_COLUMNS = (
@@ -67,7 +69,20 @@ class DatasetReader:
 
     # -- variants ---------------------------------------------------------------------
 
+    @cached_property
+    def _positions(self) -> PositionIndex | None:
+        path = self.version.path / POSITIONS_FILE
+        return PositionIndex(path) if path.exists() else None
+
+    def _indexed(self, query: VariantQuery) -> np.ndarray | None:
+        if self._positions is None or not PositionIndex.covers(query):
+            return None
+        return self._positions.lookup(query)
+
     def count_variants(self, query: VariantQuery) -> int:
+        rows = self._indexed(query)
+        if rows is not None:
+            return len(rows)
         where, params = where_clause(query)
         row = self.cursor().execute(f"SELECT count(*) FROM variants WHERE {where}", params)
         return int(row.fetchone()[0])
@@ -75,6 +90,10 @@ class DatasetReader:
     def find_variants(
         self, query: VariantQuery, *, limit: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
+        rows = self._indexed(query)
+        if rows is not None:
+            page = rows[offset:] if limit is None else rows[offset : offset + limit]
+            return self.variants_by_index([int(i) for i in page])
         where, params = where_clause(query)
         sql = f"SELECT {VARIANT_COLUMNS} FROM variants WHERE {where} ORDER BY variant_idx"
         if limit is not None:

@@ -1,0 +1,144 @@
+"""A memory-mapped position index answering the common variant look-ups without SQL.
+
+DuckDB answers any query, but each one costs about a millisecond of planning and
+execution; a Beacon's hot path is a position look-up that a binary search answers in
+microseconds. At ingest the position columns are written as an uncompressed Arrow IPC file
+(``positions.arrow``); a server memory-maps it (zero copy, shared through the page cache).
+
+Variants of one contig are contiguous and sorted by start (ingest guarantees it), so a
+query is a ``searchsorted`` inside the contig's slice. Queries the index does not cover
+(genes, types, lengths, HGVS, too many candidates to check alleles) return ``None`` and the
+caller uses DuckDB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from genofed.store import reference
+from genofed.store.variant_query import VariantQuery
+
+FILE_NAME = "positions.arrow"
+# Beyond this many candidates, checking alleles one by one in Python loses to SQL.
+_MAX_ALLELE_CHECKS = 5_000
+
+
+def write_position_index(con: duckdb.DuckDBPyConnection, target: Path) -> None:
+    table = con.sql(
+        'SELECT chrom, start, "end", ref, alt, (ac > 0 OR an = 0) AS present '
+        "FROM variants ORDER BY variant_idx"
+    ).to_arrow_table()
+    codes = (
+        np.array(
+            [reference.CHROMOSOMES.index(c) for c in table.column("chrom").to_pylist()],
+            dtype=np.int8,
+        )
+        if table.num_rows
+        else np.zeros(0, dtype=np.int8)
+    )
+    out = pa.table(
+        {
+            "chrom": pa.array(codes, pa.int8()),
+            "start": table.column("start").cast(pa.int64()),
+            "end": table.column("end").cast(pa.int64()),
+            "ref": table.column("ref").cast(pa.large_string()),
+            "alt": table.column("alt").cast(pa.large_string()),
+            "present": table.column("present"),
+        }
+    )
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, out.schema) as writer:
+        writer.write_table(out)
+
+
+@dataclass
+class _Contig:
+    lo: int
+    hi: int
+    max_length: int
+
+
+class PositionIndex:
+    def __init__(self, path: Path):
+        table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+        self.start = table.column("start").combine_chunks().to_numpy()
+        self.end = table.column("end").combine_chunks().to_numpy()
+        self.present = table.column("present").combine_chunks().to_numpy(zero_copy_only=False)
+        self.ref = table.column("ref").combine_chunks()
+        self.alt = table.column("alt").combine_chunks()
+        chrom = table.column("chrom").combine_chunks().to_numpy()
+        self.contigs: dict[str, _Contig] = {}
+        if len(chrom):
+            bounds = np.flatnonzero(np.diff(chrom)) + 1
+            for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(chrom)], strict=True):
+                name = reference.CHROMOSOMES[int(chrom[lo])]
+                length = int((self.end[lo:hi] - self.start[lo:hi]).max())
+                self.contigs[name] = _Contig(int(lo), int(hi), length)
+
+    @staticmethod
+    def covers(query: VariantQuery) -> bool:
+        return (
+            query.chrom is not None
+            and bool(query.start)
+            and not (
+                query.gene_id
+                or query.aminoacid_change
+                or query.allele_short_form
+                or query.variant_ids
+                or query.variant_type
+                or query.min_length is not None
+                or query.max_length is not None
+            )
+        )
+
+    def lookup(self, query: VariantQuery) -> np.ndarray | None:
+        """Row numbers (= variant_idx) of matching variants, or None if SQL must answer."""
+        contig = self.contigs.get(query.chrom or "")
+        if contig is None:
+            return np.zeros(0, dtype=np.int64)
+        starts = self.start[contig.lo : contig.hi]
+        ends = self.end[contig.lo : contig.hi]
+        s, e = query.start, query.end
+        if len(s) == 2 and len(e) == 2:  # bracket
+            lo = np.searchsorted(starts, s[0], "left")
+            hi = np.searchsorted(starts, s[1], "right")
+            rows = np.arange(lo, hi)
+            rows = rows[(ends[lo:hi] >= e[0]) & (ends[lo:hi] <= e[1])]
+        elif len(s) == 1 and len(e) == 1:  # range: any overlap
+            lo = np.searchsorted(starts, s[0] - contig.max_length, "left")
+            hi = np.searchsorted(starts, e[0], "left")
+            rows = np.arange(lo, hi)
+            rows = rows[ends[lo:hi] > s[0]]
+        elif len(s) == 1 and not e:  # sequence
+            lo = np.searchsorted(starts, s[0], "left")
+            hi = np.searchsorted(starts, s[0], "right")
+            rows = np.arange(lo, hi)
+        else:
+            return None
+        rows = rows + contig.lo
+        rows = rows[self.present[rows]]
+        if query.reference_bases or query.alternate_bases is not None:
+            if len(rows) > _MAX_ALLELE_CHECKS:
+                return None
+            rows = self._alleles_match(rows, query)
+            if rows is None:
+                return None
+        return rows.astype(np.int64)
+
+    def _alleles_match(self, rows: np.ndarray, query: VariantQuery) -> np.ndarray | None:
+        ref = (query.reference_bases or "").upper()
+        alt = query.alternate_bases.upper() if query.alternate_bases is not None else None
+        if "N" in ref or (alt is not None and "N" in alt):
+            return None  # wildcards: leave them to SQL's LIKE
+        keep = []
+        for row in rows.tolist():
+            if ref and self.ref[row].as_py() != ref:
+                continue
+            if alt is not None and self.alt[row].as_py() != alt:
+                continue
+            keep.append(row)
+        return np.array(keep, dtype=np.int64)
