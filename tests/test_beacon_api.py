@@ -389,22 +389,12 @@ def test_entry_filtering_terms_answer(client, path):
     assert doc["response"]["filteringTerms"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: filtering terms of one entry merge the same id from the test-data dataset "
-    "small-test (S1 there has unknown sex), which testMode=false queries never see",
-    strict=True,
-)
 def test_individual_filtering_terms_are_its_own(client):
     doc = ok(get(client, "/individuals/S1/filtering_terms"))
     found = {t["id"] for t in doc["response"]["filteringTerms"]}
     assert found == PERSON["S1"].terms | {"NCIT:C16576"}
 
 
-@pytest.mark.xfail(
-    reason="BUG: /datasets/{id}/filtering_terms lists custom terms of every dataset, "
-    "e.g. the fixtures' info:Both… term under /datasets/small",
-    strict=True,
-)
 def test_dataset_filtering_terms_are_its_own(client):
     doc = ok(get(client, "/datasets/small/filtering_terms"))
     custom = {t["id"] for t in doc["response"]["filteringTerms"] if t["type"] == "custom"}
@@ -917,11 +907,6 @@ def test_grch37_region_on_grch38_only_data_is_empty(client):
     assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
 
 
-@pytest.mark.xfail(
-    reason="BUG: genomicAlleleShortForm with a GRCh37 accession (NC_000022.10) ignores the "
-    "assembly the accession implies and answers from the GRCh38 dataset small",
-    strict=True,
-)
 def test_grch37_short_form_does_not_match_grch38_data(client):
     doc = ok(
         get(
@@ -1173,11 +1158,6 @@ def test_choosing_datasets(client):
     assert set(result_sets(doc)) == {"small"}
 
 
-@pytest.mark.xfail(
-    reason="BUG: requestParameters.datasets.datasetIds, the form of the spec's own "
-    "beaconRequestBody-MAX-example, is read as one dataset named \"{'datasetIds': [...]}\"",
-    strict=True,
-)
 def test_choosing_datasets_as_the_spec_example_does(client):
     body = request_body(
         requestedGranularity="count", requestParameters={"datasets": {"datasetIds": ["small"]}}
@@ -1232,39 +1212,24 @@ GET_ERRORS = [
     ("gt-non-numeric", "/individuals", {"filters": "bmi>heavy"}),
     ("variant-parameters-on-individuals", "/individuals", {"referenceName": "22"}),
 ]
-GET_ERROR_BUGS = [
+GET_ERRORS_TYPED = [
     pytest.param(
         "/g_variants",
         {"referenceName": "22", "start": "5", "end": "6,7"},
         id="one-start-two-ends",
-        marks=pytest.mark.xfail(
-            reason="BUG: one start with two end values is silently run as a sequence query "
-            "at start=5 (the ends are dropped) instead of a 400",
-            strict=True,
-        ),
     ),
     pytest.param(
         "/individuals",
         {"skip": "9" * 25, "requestedGranularity": "record"},
         id="skip-beyond-int64",
-        marks=pytest.mark.xfail(
-            reason="BUG: GET skip/limit beyond 64 bits is accepted and the echo in "
-            "receivedRequestSummary makes orjson fail: 500",
-            strict=True,
-        ),
     ),
     pytest.param(
         "/g_variants",
         {"limit": "9" * 25, "requestedGranularity": "record"},
         id="limit-beyond-int64",
-        marks=pytest.mark.xfail(
-            reason="BUG: GET skip/limit beyond 64 bits is accepted and the echo in "
-            "receivedRequestSummary makes orjson fail: 500",
-            strict=True,
-        ),
     ),
 ]
-GET_ERROR_PARAMS = [pytest.param(p, q, id=name) for name, p, q in GET_ERRORS] + GET_ERROR_BUGS
+GET_ERROR_PARAMS = [pytest.param(p, q, id=name) for name, p, q in GET_ERRORS] + GET_ERRORS_TYPED
 
 # (id, path, body, conforms to beaconRequestBody)
 POST_ERRORS = [
@@ -1336,43 +1301,41 @@ POST_ERRORS = [
     ),
     ("unknown-parameter", "/g_variants", _g_variant_body(foo="bar"), True),
 ]
-TYPE_BUG = pytest.mark.xfail(
-    reason="BUG: a non-string value for a string request parameter (variantType, geneId, "
-    "aminoacidChange) or filter scope reaches .upper()/SQL unchecked: 500",
-    strict=True,
-)
-POST_ERROR_BUGS = [
+POST_ERRORS_TYPED = [
     pytest.param(
         "/g_variants",
         _g_variant_body(variantType=["SNP"]),
         True,
         id="variantType-list",
-        marks=TYPE_BUG,
     ),
     pytest.param(
-        "/g_variants", _g_variant_body(variantType=5), True, id="variantType-number", marks=TYPE_BUG
+        "/g_variants",
+        _g_variant_body(variantType=5),
+        True,
+        id="variantType-number",
     ),
     pytest.param(
-        "/g_variants", _g_variant_body(geneId=["BRAF"]), True, id="geneId-list", marks=TYPE_BUG
+        "/g_variants",
+        _g_variant_body(geneId=["BRAF"]),
+        True,
+        id="geneId-list",
     ),
     pytest.param(
         "/g_variants",
         _g_variant_body(aminoacidChange={"a": 1}),
         True,
         id="aminoacidChange-object",
-        marks=TYPE_BUG,
     ),
     pytest.param(
         "/individuals",
         request_body(filters=[{"id": "HP:0000822", "scope": 5}]),
         False,
         id="filter-scope-number",
-        marks=TYPE_BUG,
     ),
 ]
 POST_ERROR_PARAMS = [
     pytest.param(path, body, conforms, id=name) for name, path, body, conforms in POST_ERRORS
-] + POST_ERROR_BUGS
+] + POST_ERRORS_TYPED
 RAW_ERRORS = [
     pytest.param(b"{not json", id="invalid-json"),
     pytest.param(b"[1, 2]", id="json-list"),
@@ -1665,11 +1628,6 @@ def test_fuzz_post_string_values_never_5xx(safe_client):
     _never_5xx(requests())
 
 
-@pytest.mark.xfail(
-    reason="BUG: see test_post_errors[variantType-list] and friends: "
-    "non-string values of string parameters give 500",
-    strict=True,
-)
 def test_fuzz_post_any_json_types_never_5xx(safe_client):
     rng = random.Random(20240613)
 

@@ -7,6 +7,7 @@ server runs is served from the next request on, without a restart.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,20 +74,27 @@ class NodeRuntime:
     def _filter_context(self, readers: dict[str, DatasetReader]) -> FilterContext:
         term_scopes: dict[str, set[str]] = {}
         path_scopes: dict[str, set[str]] = {}
-        custom: dict[str, tuple[str, str, set[str]]] = {}
         for reader in readers.values():
             for entity, term, _label in reader.term_index():
                 term_scopes.setdefault(term, set()).add(entity)
             for entity, path, _n, _numeric in reader.value_paths():
                 path_scopes.setdefault(path, set()).add(entity)
-            for entity, path, value in reader.small_value_sets(_CUSTOM_FILTER_MAX_VALUES):
-                # Custom terms are the operator's own categorical columns (info.* of
-                # entries), e.g. ``smoker:yes``; numbers are for alphanumeric filters.
-                if (
-                    path.startswith("info.")
-                    and entity not in ("dataset", "cohort")
-                    and as_number(value) is None
-                ):
-                    key = f"{path.removeprefix('info.')}:{value}"
-                    custom.setdefault(key, (path, value, set()))[2].add(entity)
+        custom = custom_terms(readers.values())
         return FilterContext(self.ontology, term_scopes, path_scopes, custom)
+
+
+def custom_terms(readers: Iterable[DatasetReader]) -> dict[str, tuple[str, str, set[str]]]:
+    """``column:value`` custom filters: the operator's own categorical columns (``info.*``
+    of individuals and biosamples, e.g. ``smoker:yes``), id -> (path, value, scopes).
+    Numbers are left to alphanumeric filters."""
+    custom: dict[str, tuple[str, str, set[str]]] = {}
+    for reader in readers:
+        for entity, path, value in reader.small_value_sets(_CUSTOM_FILTER_MAX_VALUES):
+            if (
+                path.startswith("info.")
+                and entity not in ("dataset", "cohort")
+                and as_number(value) is None
+            ):
+                key = f"{path.removeprefix('info.')}:{value}"
+                custom.setdefault(key, (path, value, set()))[2].add(entity)
+    return custom

@@ -53,8 +53,8 @@ class Filter:
         return self.id
 
 
-def canonical_scope(scope: str) -> str:
-    name = ENTITY_NAMES.get(scope.strip().lower())
+def canonical_scope(scope: object) -> str:
+    name = ENTITY_NAMES.get(scope.strip().lower()) if isinstance(scope, str) else None
     if name is None:
         raise QueryError(
             f"unknown filter scope {scope!r}; use one of individual, biosample, run, "
@@ -134,7 +134,7 @@ class FilterContext:
 
     def warning(self, flt: Filter) -> str | None:
         """Why a filter can match nothing here, or None if it is a known term/field."""
-        if self.scopes_of(flt):
+        if is_variant_field(flt) or self.scopes_of(flt):
             return None
         if flt.kind == "ontology":
             if self.ontology.knows(flt.id):
@@ -149,6 +149,16 @@ class FilterContext:
             f"alphanumeric filter field {flt.id!r} does not occur in any record here; "
             "see /filtering_terms"
         )
+
+
+VARIANT_FIELDS = ("geneIds", "aminoacidChanges", "variantType")
+
+
+def is_variant_field(flt: Filter) -> bool:
+    """An alphanumeric filter on a field of the variant records themselves."""
+    return flt.kind == "alphanumeric" and (
+        flt.scope == "genomicVariation" or flt.id.split(".")[-1] in VARIANT_FIELDS
+    )
 
 
 def _path_matches(path: str, field: str) -> bool:

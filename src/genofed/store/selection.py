@@ -15,7 +15,7 @@ import numpy as np
 
 from genofed._exceptions import QueryError
 from genofed.store.dataset_reader import DatasetReader
-from genofed.store.filters import Filter, FilterContext, matching_ids
+from genofed.store.filters import Filter, FilterContext, is_variant_field, matching_ids
 from genofed.store.variant_query import VariantQuery
 
 VARIANT = "genomicVariation"
@@ -104,7 +104,8 @@ def select(
             _apply_variant_filter(flt, variant_query)
             continue
         matched = matching_ids(reader, flt, scope, filter_context)
-        if scope in COLLECTIONS and target != scope:
+        if (scope in COLLECTIONS or target in COLLECTIONS) and target != scope:
+            # A dataset (and its cohort) matches when any of its entries does.
             dataset_ok = dataset_ok and bool(matched)
         elif target == VARIANT:
             samples = narrow(samples, link(reader, "biosample", scope, matched))
@@ -128,10 +129,18 @@ def select(
 
 
 def _default_scope(flt: Filter, target: str, context: FilterContext) -> str:
-    """Apply a filter to the target entity if it occurs there, else where it does occur."""
-    scopes = context.scopes_of(flt)
-    if not scopes or target in scopes:
-        return target if target != VARIANT or not scopes else sorted(scopes)[0]
+    """Apply a filter to the target entity if it occurs there, else where it does occur.
+
+    Variants carry no documents of their own here, so on ``g_variants`` only the variant
+    fields (geneIds, aminoacidChanges, variantType) are variant filters; anything else is
+    about the people carrying them. A filter known nowhere keeps the target (it matches
+    nothing, and the response says why in ``info.warnings``).
+    """
+    if is_variant_field(flt):
+        return VARIANT if target == VARIANT else "individual"
+    scopes = context.scopes_of(flt) - {VARIANT}
+    if target in scopes or not scopes:
+        return target if target != VARIANT else "individual"
     for preferred in ("individual", "biosample", "run", "analysis", "dataset", "cohort"):
         if preferred in scopes:
             return preferred

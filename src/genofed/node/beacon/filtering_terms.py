@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genofed.node.runtime import LiveDatasets
+from genofed.node.runtime import LiveDatasets, custom_terms
 from genofed.store.dataset_reader import DatasetReader
 
 _ONTOLOGY_NAMES = {
@@ -31,8 +31,13 @@ def filtering_terms(
     readers: list[DatasetReader] | None = None,
     entry: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Terms of the chosen datasets (all by default), optionally of one scope or one entry."""
-    readers = list(live.readers.values()) if readers is None else readers
+    """Terms of the chosen datasets, optionally of one scope or one entry.
+
+    By default the datasets are all but those flagged as test data, whose made-up terms
+    would otherwise mix with the real ones.
+    """
+    if readers is None:
+        readers = [r for r in live.readers.values() if not r.test_data]
     terms: dict[str, dict[str, Any]] = {}
     alphanumeric: dict[str, set[str]] = {}
     prefixes: set[str] = set()
@@ -59,7 +64,7 @@ def filtering_terms(
     if entry is None:
         for path, scopes in sorted(alphanumeric.items()):
             result.append({"type": "alphanumeric", "id": path, "scopes": sorted(scopes)})
-        for custom_id, (_path, _value, scopes) in sorted(live.filter_context.custom_terms.items()):
+        for custom_id, (_path, _value, scopes) in sorted(custom_terms(readers).items()):
             if scope and scope not in scopes:
                 continue
             result.append({"type": "custom", "id": custom_id, "scopes": sorted(scopes)})

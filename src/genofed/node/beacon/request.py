@@ -42,6 +42,19 @@ _COMMON_PARAMS = {
     "requestedSchema",
     "apiVersion",
 }
+_TEXT_PARAMS = (
+    "referenceName",
+    "referenceBases",
+    "alternateBases",
+    "variantType",
+    "assemblyId",
+    "geneId",
+    "aminoacidChange",
+    "genomicAlleleShortForm",
+    "mateName",
+)
+# Pagination values are echoed back and must fit the JSON integers clients read.
+MAX_PAGE_VALUE = 2**31 - 1
 _HGVS_SNV = re.compile(
     r"^(?:refseq:)?(NC_\d+(?:\.\d+)?|chr\w+|\w+):g\.(\d+)([ACGTN]+)>([ACGTN]+)$", re.IGNORECASE
 )
@@ -49,8 +62,8 @@ _HGVS_SNV = re.compile(
 
 class _Pagination(BaseModel):
     model_config = ConfigDict(extra="allow")
-    skip: int = Field(0, ge=0)
-    limit: int = Field(10, ge=0)
+    skip: int = Field(0, ge=0, le=MAX_PAGE_VALUE)
+    limit: int = Field(10, ge=0, le=MAX_PAGE_VALUE)
 
 
 class _Query(BaseModel):
@@ -129,6 +142,10 @@ def from_body(body: Any) -> BeaconRequest:
     if isinstance(nested, dict):
         params = {**nested, **params}
     datasets = params.pop("datasets", None) or params.pop("datasetIds", None)
+    if isinstance(datasets, dict):  # the spec's {"datasets": {"datasetIds": [...]}} form
+        datasets = datasets.get("datasetIds")
+    if datasets is not None and not isinstance(datasets, str | list):
+        raise QueryError(f"datasets must be a list of dataset ids; got {datasets!r}")
     return BeaconRequest(
         granularity=parsed.query.requestedGranularity,
         include=parsed.query.includeResultsetResponses,
@@ -170,7 +187,10 @@ def from_query_string(items: list[tuple[str, str]]) -> BeaconRequest:
         request.limit = _non_negative(values.get("limit", "10"), "limit")
     except ValueError as exc:
         raise QueryError(str(exc)) from exc
-    request.test_mode = values.get("testMode", "false").lower() in ("true", "1", "yes")
+    test_mode = values.get("testMode", "false").lower()
+    if test_mode not in ("true", "false", "1", "0"):
+        raise QueryError(f"testMode must be true or false; got {values['testMode']!r}")
+    request.test_mode = test_mode in ("true", "1")
     if "filters" in values:
         request.filters = [parse_filter(f) for f in values["filters"].split(",") if f.strip()]
     datasets = values.get("datasets") or values.get("datasetIds")
@@ -191,8 +211,8 @@ def _non_negative(value: str, name: str) -> int:
         number = int(value)
     except ValueError:
         raise ValueError(f"{name} must be a whole number; got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"{name} must not be negative; got {number}")
+    if not 0 <= number <= MAX_PAGE_VALUE:
+        raise ValueError(f"{name} must be between 0 and {MAX_PAGE_VALUE}; got {number}")
     return number
 
 
@@ -235,6 +255,12 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
     unknown = set(params) - _VARIANT_PARAMS
     if unknown:
         raise QueryError(f"unknown request parameter(s) {sorted(unknown)} for g_variants")
+    for name in _TEXT_PARAMS:
+        value = params.get(name)
+        # A chromosome number is fine as a number (referenceName: 22); the rest is text.
+        allowed = (str, int) if name == "referenceName" else (str,)
+        if value is not None and (not isinstance(value, allowed) or isinstance(value, bool)):
+            raise QueryError(f"{name} must be a string; got {value!r}")
     query = VariantQuery()
     assembly = None
     if params.get("assemblyId"):
@@ -268,8 +294,11 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
         raise QueryError(f"bracket end values are reversed: {query.end}")
     if len(query.start) == 1 and len(query.end) == 1 and query.end[0] <= query.start[0]:
         raise QueryError(f"end ({query.end[0]}) must be greater than start ({query.start[0]})")
-    if len(query.start) != len(query.end) and query.end and len(query.start) == 2:
-        raise QueryError("a bracket query needs two start and two end values")
+    if len(query.start) != len(query.end) and query.end:
+        raise QueryError(
+            "give one start and one end (range), two of each (bracket), or a start alone "
+            f"(sequence); got start={query.start} end={query.end}"
+        )
     for name in ("referenceBases", "alternateBases"):
         bases = params.get(name)
         if bases is not None and not re.fullmatch(
@@ -282,11 +311,23 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
     query.variant_type = params.get("variantType") or None
     query.min_length = _optional_int(params, "variantMinLength")
     query.max_length = _optional_int(params, "variantMaxLength")
+    for name, value in (
+        ("variantMinLength", query.min_length),
+        ("variantMaxLength", query.max_length),
+    ):
+        if value is not None and value < 0:
+            raise QueryError(f"{name} must not be negative; got {value}")
     query.gene_id = params.get("geneId") or None
     query.aminoacid_change = params.get("aminoacidChange") or None
     short_form = params.get("genomicAlleleShortForm")
     if short_form:
-        _apply_short_form(str(short_form), query)
+        implied = _apply_short_form(str(short_form), query)
+        if implied and assembly and implied != assembly:
+            raise QueryError(
+                f"genomicAlleleShortForm {short_form!r} names a {implied} "
+                f"sequence but the query is for {assembly}"
+            )
+        assembly = assembly or implied
     if (
         query.chrom is None
         and (query.reference_bases or query.alternate_bases)
@@ -296,8 +337,11 @@ def variant_query(params: dict[str, Any]) -> ParsedVariantQuery:
     return ParsedVariantQuery(query, assembly)
 
 
-def _apply_short_form(text: str, query: VariantQuery) -> None:
-    """A genomic HGVS SNV becomes coordinates; anything else matches annotation HGVS."""
+def _apply_short_form(text: str, query: VariantQuery) -> str | None:
+    """A genomic HGVS SNV becomes coordinates; anything else matches annotation HGVS.
+
+    Returns the assembly a versioned RefSeq accession implies, if any.
+    """
     match = _HGVS_SNV.match(text)
     if match:
         contig = reference.parse_contig(match.group(1))
@@ -307,5 +351,6 @@ def _apply_short_form(text: str, query: VariantQuery) -> None:
             query.start = [position - 1]
             query.reference_bases = match.group(3).upper()
             query.alternate_bases = match.group(4).upper()
-            return
+            return contig.assembly
     query.allele_short_form = text
+    return None
