@@ -113,14 +113,14 @@ def import_bff(
     rows.sort(key=lambda r: (reference.CHROMOSOMES.index(r["chrom"]), r["start"]))
     genotypes = _genotypes(rows, case_data, columns, variants_by_key(rows))
 
-    with node.staging(dataset_id) as stage:
-        writer = GenotypeWriter(stage / "genotypes.zarr", [c[0] for c in columns])
+    with (
+        node.staging(dataset_id) as stage,
+        VariantWriter(stage) as variant_writer,
+        GenotypeWriter(stage / "genotypes.zarr", [c[0] for c in columns]) as writer,
+    ):
         if rows:
             writer.append(genotypes)
-        writer.close()
-        variant_writer = VariantWriter(stage / "variants.parquet")
         variant_writer.write(_columns(rows, genotypes))
-        variant_writer.close()
         meta = {
             "id": dataset_id,
             "name": settings.name or _dataset_name(docs, dataset_id),
@@ -136,8 +136,7 @@ def import_bff(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         build_database(
-            stage,
-            variants_parquet=stage / "variants.parquet",
+            variant_writer,
             samples=columns,
             entries=_entries(docs, meta),
             meta=meta,

@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,7 @@ from genofed.store.annotations import (
 )
 from genofed.store.dataset_db import (
     SITES_PER_CHUNK,
+    BlockCounts,
     GenotypeWriter,
     VariantWriter,
     block_allele_counts,
@@ -87,9 +88,11 @@ def ingest_vcf(
         people = load_individuals(individuals, sample_column=sample_column) if individuals else None
         linked = _link_samples(samples, people, individuals)
         sites = _SiteConverter(source, assembly, detect_format(header_lines), len(samples))
-        with node.staging(dataset_id) as stage:
-            variants = VariantWriter(stage / "variants.parquet")
-            genotypes = GenotypeWriter(stage / "genotypes.zarr", samples)
+        with (
+            node.staging(dataset_id) as stage,
+            VariantWriter(stage) as variants,
+            GenotypeWriter(stage / "genotypes.zarr", samples) as genotypes,
+        ):
             with _progress(progress, vcf_path) as bar:
                 task = bar.add_task("ingest", total=None)
                 for block in reader.blocks(SITES_PER_CHUNK):
@@ -97,14 +100,12 @@ def ingest_vcf(
                     genotypes.append(block.genotypes)
                     variants.write(columns)
                     bar.update(task, advance=len(block.records))
-            variants.close()
-            genotypes.close()
+            genotypes.flush()
             if sites.n_sites == 0:
                 raise IngestError("the VCF has no records", source=source)
             meta = _meta(dataset_id, assembly, settings, samples, sites, vcf_path)
             build_database(
-                stage,
-                variants_parquet=stage / "variants.parquet",
+                variants,
                 samples=[(s, linked[s]["id"]) for s in samples],
                 entries=dataset_entries(meta, samples, linked),
                 meta=meta,
@@ -252,7 +253,12 @@ def variant_type(ref: str, alt: str) -> str:
 
 
 class _SiteConverter:
-    """Checks records and turns each block into variant-table columns."""
+    """Checks records and turns each block into variant-table columns.
+
+    The checks and columns are computed for a whole block at once (NumPy over positions,
+    list comprehensions over strings); records are looked at one by one only to report
+    the first bad one.
+    """
 
     def __init__(
         self,
@@ -268,122 +274,165 @@ class _SiteConverter:
         self.n_sites = 0
         self.n_variants = 0
         self.contigs: set[str] = set()
-        self._contig_cache: dict[str, str] = {}
+        self._contig_cache: dict[str, tuple[str, int]] = {}
         self._last: tuple[str, int] = ("", 0)
 
-    def _check(self, rec: Record, n_alleles_seen: int) -> str:
-        chrom = self._chrom(rec.chrom, rec.where)
-        if rec.pos < 1 or rec.pos > reference.chromosome_length(self.assembly, chrom):
-            raise IngestError(
-                f"position {rec.pos:,} is outside {self.assembly} chromosome {chrom}; "
-                "check --assembly",
-                source=self.source,
-                where=rec.where,
-            )
-        if chrom == self._last[0] and rec.pos < self._last[1]:
-            raise IngestError(
-                "records are not sorted by position (sort with `bcftools sort`)",
-                source=self.source,
-                where=rec.where,
-            )
-        self._last = (chrom, rec.pos)
-        if not _BASES.match(rec.ref):
-            raise IngestError(
-                f"REF {rec.ref!r} is not a DNA sequence", source=self.source, where=rec.where
-            )
-        if n_alleles_seen > len(rec.alts):
-            raise IngestError(
-                f"a genotype names allele {n_alleles_seen} but ALT has only {len(rec.alts)}",
-                source=self.source,
-                where=rec.where,
-            )
-        return chrom
+    def _fail(self, rec: Record, message: str) -> NoReturn:
+        raise IngestError(message, source=self.source, where=rec.where)
 
-    def _chrom(self, name: str, where: str) -> str:
-        chrom = self._contig_cache.get(name)
-        if chrom is None:
-            contig = reference.parse_contig(name)
-            if contig is None:
-                raise IngestError(
-                    f"contig {name!r} is not a primary chromosome of {self.assembly} "
-                    "(1-22, X, Y, MT, with or without 'chr'); remove other contigs with "
-                    "`bcftools view -t` before ingesting",
-                    source=self.source,
-                    where=where,
-                )
-            if contig.assembly and contig.assembly != self.assembly:
-                raise IngestError(
-                    f"contig {name!r} is a {contig.assembly} accession but the dataset is "
-                    f"{self.assembly}; check --assembly",
-                    source=self.source,
-                    where=where,
-                )
-            chrom = self._contig_cache[name] = contig.chrom
-            self.contigs.add(chrom)
-        return chrom
+    def _contig(self, rec: Record) -> tuple[str, int]:
+        """Canonical chromosome and its length, for a record's CHROM."""
+        known = self._contig_cache.get(rec.chrom)
+        if known is not None:
+            return known
+        contig = reference.parse_contig(rec.chrom)
+        if contig is None:
+            self._fail(
+                rec,
+                f"contig {rec.chrom!r} is not a primary chromosome of {self.assembly} "
+                "(1-22, X, Y, MT, with or without 'chr'); remove other contigs with "
+                "`bcftools view -t` before ingesting",
+            )
+        if contig.assembly and contig.assembly != self.assembly:
+            self._fail(
+                rec,
+                f"contig {rec.chrom!r} is a {contig.assembly} accession but the dataset is "
+                f"{self.assembly}; check --assembly",
+            )
+        self.contigs.add(contig.chrom)
+        known = (contig.chrom, reference.chromosome_length(self.assembly, contig.chrom))
+        self._contig_cache[rec.chrom] = known
+        return known
+
+    def _check(self, records: list[Record], stats: BlockCounts) -> tuple[list[str], np.ndarray]:
+        contigs = [self._contig(r) for r in records]
+        chroms = [c for c, _ in contigs]
+        pos = np.fromiter((r.pos for r in records), dtype=np.int64, count=len(records))
+        lengths = np.fromiter((n for _, n in contigs), dtype=np.int64, count=len(records))
+        bad = np.flatnonzero((pos < 1) | (pos > lengths))
+        if len(bad):
+            rec = records[bad[0]]
+            self._fail(
+                rec,
+                f"position {rec.pos:,} is outside {self.assembly} chromosome "
+                f"{chroms[bad[0]]}; check --assembly",
+            )
+        previous = np.r_[self._last[1], pos[:-1]]
+        same_contig = np.array(
+            [a == b for a, b in zip([self._last[0], *chroms[:-1]], chroms, strict=True)]
+        )
+        unsorted = np.flatnonzero(same_contig & (pos < previous))
+        if len(unsorted):
+            self._fail(
+                records[unsorted[0]],
+                "records are not sorted by position (sort with `bcftools sort`)",
+            )
+        self._last = (chroms[-1], int(pos[-1]))
+        refs = "".join(r.ref for r in records)
+        if not _BASES.match(refs):
+            rec = next(r for r in records if not _BASES.match(r.ref))
+            self._fail(rec, f"REF {rec.ref!r} is not a DNA sequence")
+        n_alts = np.fromiter((len(r.alts) for r in records), dtype=np.int64, count=len(records))
+        beyond = np.flatnonzero(stats.max_allele > n_alts)
+        if len(beyond):
+            rec = records[beyond[0]]
+            self._fail(
+                rec,
+                f"a genotype names allele {int(stats.max_allele[beyond[0]])} but "
+                f"ALT has only {len(rec.alts)}",
+            )
+        return chroms, pos
 
     def convert(self, block: RecordBlock) -> dict[str, Any]:
         records = block.records
         stats = block.counts or block_allele_counts(
             block.genotypes, max(len(r.alts) for r in records)
         )
-        site, allele, ids, chroms, positions, ends = [], [], [], [], [], []
-        refs, alts, vtypes, vcf_ids = [], [], [], []
-        notes: list[AlleleAnnotation | None] = []
-        for i, rec in enumerate(records):
-            chrom = self._check(rec, int(stats.max_allele[i]))
-            ref, pos = rec.ref.upper(), rec.pos
-            annotated = None
-            if self.annotation and (ann := info_value(rec.info, self.annotation.tag)):
-                annotated = parse_annotations(ann, self.annotation, ref, rec.alts)
-            for a, alt in enumerate(rec.alts, start=1):
-                if alt in _SKIP_ALTS:
-                    continue
-                end = pos - 1 + len(ref)
-                if alt.startswith("<"):
-                    if info_end := info_value(rec.info, "END"):
-                        end = int(info_end)
-                else:
-                    alt = alt.upper()
-                site.append(i)
-                allele.append(a)
-                ids.append(f"{chrom}-{pos}-{ref}-{alt}")
-                chroms.append(chrom)
-                positions.append(pos)
-                ends.append(end)
-                refs.append(ref)
-                alts.append(alt)
-                vtypes.append(variant_type(ref, alt))
-                vcf_ids.append(rec.vcf_id)
-                notes.append(annotated[a - 1] if annotated else None)
+        chroms, pos = self._check(records, stats)
+        refs = [r.ref.upper() for r in records]
+        if all(len(r.alts) == 1 and r.alts[0] not in _SKIP_ALTS for r in records):
+            site = list(range(len(records)))
+            allele = [1] * len(records)
+            alts = [r.alts[0] for r in records]
+        else:
+            pairs = [
+                (i, a, alt)
+                for i, r in enumerate(records)
+                for a, alt in enumerate(r.alts, start=1)
+                if alt not in _SKIP_ALTS
+            ]
+            site = [p[0] for p in pairs]
+            allele = [p[1] for p in pairs]
+            alts = [p[2] for p in pairs]
+        alts = [a if a.startswith("<") else a.upper() for a in alts]
         rows = np.array(site, dtype=np.int64)
         alleles = np.array(allele, dtype=np.int64)
+        ref = [refs[i] for i in site]
+        chrom = [chroms[i] for i in site]
+        positions = pos[rows]
+        starts = positions - 1
+        ref_len = np.fromiter(map(len, ref), dtype=np.int64, count=len(ref))
+        ends = starts + ref_len
+        vtypes = _variant_types(ref, alts, ref_len)
+        symbolic = [i for i, a in enumerate(alts) if a.startswith("<")]
+        for i in symbolic:
+            if info_end := info_value(records[site[i]].info, "END"):
+                ends[i] = int(info_end)
+        notes: list[AlleleAnnotation | None] = [None] * len(site)
+        if self.annotation:
+            annotated: dict[int, list[AlleleAnnotation]] = {}
+            for j, i in enumerate(site):
+                rec = records[i]
+                if i not in annotated and (ann := info_value(rec.info, self.annotation.tag)):
+                    annotated[i] = parse_annotations(ann, self.annotation, refs[i], rec.alts)
+                if i in annotated:
+                    notes[j] = annotated[i][allele[j] - 1]
         ac = stats.ac[alleles - 1, rows]
         an = stats.an[rows]
-        af = ac / np.maximum(an, 1)
         n = len(rows)
         columns: dict[str, Any] = {
             "variant_idx": np.arange(self.n_variants, self.n_variants + n, dtype=np.int64),
             "site_idx": rows + self.n_sites,
             "allele_idx": alleles.astype(np.int8),
-            "variant_id": ids,
-            "chrom": chroms,
+            "variant_id": [
+                f"{c}-{p}-{r}-{a}"
+                for c, p, r, a in zip(chrom, positions.tolist(), ref, alts, strict=True)
+            ],
+            "chrom": chrom,
             "pos": positions,
-            "start": np.array(positions, dtype=np.int64) - 1,
+            "start": starts,
             "end": ends,
-            "ref": refs,
+            "ref": ref,
             "alt": alts,
             "vtype": vtypes,
-            "vcf_id": vcf_ids,
+            "vcf_id": [records[i].vcf_id for i in site],
             "ac": ac.astype(np.int32),
             "an": an.astype(np.int32),
-            "af": pa.array(af, mask=an == 0),
+            "af": pa.array(ac / np.maximum(an, 1), mask=an == 0),
             "n_het": stats.n_het[alleles - 1, rows].astype(np.int32),
             "n_homalt": stats.n_homalt[alleles - 1, rows].astype(np.int32),
-            "doc": [None] * n,
+            "doc": pa.nulls(n, pa.string()),
         }
         for name in ("genes", "aa_changes", "hgvs", "effects"):
-            columns[name] = [sorted(getattr(note, name)) if note else None for note in notes]
+            columns[name] = (
+                [sorted(getattr(note, name)) if note else None for note in notes]
+                if self.annotation
+                else pa.nulls(n, pa.list_(pa.string()))
+            )
         self.n_variants += n
         self.n_sites += len(records)
         return columns
+
+
+def _variant_types(refs: list[str], alts: list[str], ref_len: np.ndarray) -> list[str]:
+    """``variant_type`` for a block: by allele lengths, symbolic alleles one by one."""
+    alt_len = np.fromiter(map(len, alts), dtype=np.int64, count=len(alts))
+    kinds = np.where(
+        ref_len == alt_len,
+        np.where(ref_len == 1, "SNP", "MNP"),
+        np.where(alt_len < ref_len, "DEL", "INS"),
+    ).tolist()
+    for i, alt in enumerate(alts):
+        if alt.startswith("<") or "[" in alt or "]" in alt:
+            kinds[i] = variant_type(refs[i], alt)
+    return kinds
