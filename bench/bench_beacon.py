@@ -14,8 +14,8 @@ Steps:
    written by :func:`write_vcf` (the coalescent simulator of :mod:`genofed.simulate` cannot
    fit a million sites into chromosome 22 with few samples), then ``genofed node init`` and
    ``genofed node ingest``. The node is cached under ``bench/.cache/`` keyed by size, seed,
-   the generator's source and the store format; its build time is reported separately and
-   is not part of any measurement.
+   the generator's source and the store's code (which decides the dataset layout); its
+   build time is reported separately and is not part of any measurement.
 2. Draw a fixed, seeded set of queries from the node's ``dataset.duckdb`` (read-only, before
    any server starts): ``--requests`` sequence queries (``start`` + ``referenceBases`` +
    ``alternateBases``) of which ``--absent-fraction`` ask for an allele that is not there,
@@ -23,7 +23,10 @@ Steps:
 3. Baseline: the same queries run directly in DuckDB (one read-only connection, the
    ``WHERE`` clause built by the server's own :func:`genofed.store.variant_query.where_clause`,
    ``SELECT count(*) FROM variants WHERE ...``), one untimed warm-up pass, then one timed
-   pass; p50/p99 per query.
+   pass; p50/p99 per query. This is the SQL path: when the dataset version has a position
+   index (``positions.arrow``, listed under ``node.live_version_files`` in the JSON) the
+   server answers these queries from it without SQL, and the HTTP / DuckDB ratio then
+   compares the whole server with the SQL it no longer runs.
 4. For each ``--workers`` value: start ``genofed node serve`` on a free loopback port, wait
    for ``/-/health``, check that the HTTP answers (``numTotalResults``) equal the DuckDB
    counts for a sample of the queries, then for {sequence, range} x ``--clients``: an
@@ -97,10 +100,12 @@ except ImportError:  # pragma: no cover
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 try:
+    import genofed.store as genofed_store
     from genofed.store.dataset_db import FORMAT_VERSION
     from genofed.store.variant_query import VariantQuery, where_clause
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT / "src"))
+    import genofed.store as genofed_store
     from genofed.store.dataset_db import FORMAT_VERSION
     from genofed.store.variant_query import VariantQuery, where_clause
 
@@ -263,10 +268,24 @@ def live_database(node_dir: Path) -> Path:
 
 
 def _cache_key(n_variants: int, n_samples: int, seed: int) -> str:
-    source = inspect.getsource(write_vcf) + repr((REGION, MULTIALLELIC_FRACTION, CONTIG))
-    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+    """Size, seed, and a hash of the VCF generator and of the store's code.
+
+    The store's code is in the key because the dataset layout it writes (tables, indexes,
+    side files) decides what the server can do: a node cached from older ingest code would
+    silently benchmark an older layout.
+    """
+    hasher = hashlib.sha256()
+    hasher.update(inspect.getsource(write_vcf).encode())
+    hasher.update(repr((REGION, MULTIALLELIC_FRACTION, CONTIG)).encode())
+    for module in sorted(Path(genofed_store.__file__).parent.glob("*.py")):
+        hasher.update(module.name.encode() + module.read_bytes())
     size = f"var{n_variants}-n{n_samples}-s{seed}"
-    return f"beacon-v{CACHE_VERSION}-f{FORMAT_VERSION}-{size}-{digest}"
+    return f"beacon-v{CACHE_VERSION}-f{FORMAT_VERSION}-{size}-{hasher.hexdigest()[:10]}"
+
+
+def _live_version_files(node_dir: Path) -> list[str]:
+    """Names in the live dataset version directory (e.g. whether a position index exists)."""
+    return sorted(p.name for p in live_database(node_dir).parent.iterdir())
 
 
 def build_node(cache_dir: Path, n_variants: int, n_samples: int, seed: int) -> dict[str, Any]:
@@ -281,6 +300,7 @@ def build_node(cache_dir: Path, n_variants: int, n_samples: int, seed: int) -> d
     if marker.is_file():
         info = json.loads(marker.read_text())
         info.update(cached=True, node=str(target / "node"))
+        info["live_version_files"] = _live_version_files(target / "node")
         return info
     exe = genofed_exe()
     if not exe.is_file():
@@ -347,6 +367,7 @@ def build_node(cache_dir: Path, n_variants: int, n_samples: int, seed: int) -> d
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     info.update(cached=False, node=str(target / "node"))
+    info["live_version_files"] = _live_version_files(target / "node")
     return info
 
 
@@ -1281,6 +1302,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{build['generate_vcf']:.1f} s + ingest {build['ingest']:.1f} s)"
     )
     db = live_database(Path(node["node"]))
+    console.print(f"live dataset version holds: {', '.join(node['live_version_files'])}")
 
     with _phase(phases, "draw_queries"):
         queries = draw_queries(

@@ -165,31 +165,16 @@ def node_serve(
     workers: Annotated[int, typer.Option(help="Worker processes (one per core is typical)")] = 1,
 ) -> None:
     """Serve the node's GA4GH APIs (Beacon v2 at /beacon/v2) until Ctrl-C."""
-    import os
-
-    import uvicorn
-
     from genofed.node.app import create_app
+    from genofed.node.serve import serve_node
 
-    node = NodeDir(directory)
     try:
-        node.check()
-        app_or_factory = create_app(directory)
+        NodeDir(directory).check()
+        app = create_app(directory)  # fail here, readably, if the node cannot be opened
     except GenofedError as err:
         raise _fail(err) from None
     console.print(f"Serving node at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
-    if workers > 1:
-        os.environ["GENOFED_NODE_DIR"] = str(directory.resolve())
-        uvicorn.run(
-            "genofed.node.app:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-        )
-    else:
-        uvicorn.run(app_or_factory, host=host, port=port, log_level="warning")
+    serve_node(directory, app, host=host, port=port, workers=workers)
 
 
 @app.command("demo")

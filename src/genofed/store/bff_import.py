@@ -26,6 +26,7 @@ from genofed.store.dataset_db import (
     allele_counts,
     build_database,
 )
+from genofed.store.documents import read_json_documents
 from genofed.store.individuals import cohort_doc, dataset_doc
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, IngestSummary
@@ -55,28 +56,9 @@ _ZYGOSITY_COPIES = {
 }
 
 
-def _load(folder: Path, name: str, required: bool = False) -> list[dict[str, Any]]:
+def _load(folder: Path, name: str) -> list[dict[str, Any]]:
     path = folder / name
-    if not path.exists():
-        if required:
-            raise IngestError("missing", source=str(path))
-        return []
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise IngestError(
-            f"invalid JSON: {exc.msg}",
-            source=str(path),
-            where=f"line {exc.lineno} column {exc.colno}",
-        ) from exc
-    if not isinstance(data, list):
-        raise IngestError("expected a JSON list of documents", source=str(path))
-    for index, doc in enumerate(data):
-        if not isinstance(doc, dict):
-            raise IngestError(
-                "each item must be a JSON object", source=str(path), where=f"item {index}"
-            )
-    return data
+    return read_json_documents(path) if path.exists() else []
 
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ so that ontology, alphanumeric and custom filters are plain SQL at query time.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,3 +194,23 @@ def _individual_from_row(
     if info:
         doc["info"] = info
     return doc
+
+
+def read_json_documents(path: Path) -> list[dict[str, Any]]:
+    """A JSON file holding a list of objects (a BFF collection), with errors that point."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IngestError(
+            f"invalid JSON: {exc.msg}",
+            source=str(path),
+            where=f"line {exc.lineno} column {exc.colno}",
+        ) from exc
+    if not isinstance(data, list):
+        raise IngestError("expected a JSON list of documents", source=str(path))
+    for index, doc in enumerate(data):
+        if not isinstance(doc, dict):
+            raise IngestError(
+                "each item must be a JSON object", source=str(path), where=f"item {index}"
+            )
+    return data

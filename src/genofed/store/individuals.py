@@ -6,14 +6,13 @@ The clinical file is either a CSV/TSV (one row per sample) or a Beacon-Friendly-
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genofed._exceptions import IngestError
-from genofed.store.documents import read_clinical_csv
+from genofed.store.documents import read_clinical_csv, read_json_documents
 
 # Biosample status/origin for samples known only from a VCF column: we know they were
 # sequenced from a person, nothing more.
@@ -32,7 +31,7 @@ def load_individuals(path: Path, *, sample_column: str = "sample_id") -> Individ
         raise IngestError("file not found", source=str(path))
     people = Individuals()
     if path.suffix.lower() == ".json":
-        for index, doc in enumerate(_read_json_list(path)):
+        for index, doc in enumerate(read_json_documents(path)):
             if not isinstance(doc, dict) or "id" not in doc:
                 raise IngestError(
                     "each individual needs an 'id'", source=str(path), where=f"item {index}"
@@ -48,20 +47,6 @@ def load_individuals(path: Path, *, sample_column: str = "sample_id") -> Individ
         people.by_sample[sample_id] = doc
         people.line_of[sample_id] = line
     return people
-
-
-def _read_json_list(path: Path) -> list[Any]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise IngestError(
-            f"invalid JSON: {exc.msg}",
-            source=str(path),
-            where=f"line {exc.lineno} column {exc.colno}",
-        ) from exc
-    if not isinstance(data, list):
-        raise IngestError("expected a JSON list of documents", source=str(path))
-    return data
 
 
 def dataset_doc(meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,39 @@
+"""Running a node's app under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class NoDelayH11Protocol(H11Protocol):
+    """h11 with TCP_NODELAY on every connection.
+
+    asyncio sets it on sockets it accepts itself, but not on those inherited by uvicorn's
+    worker processes; there Nagle's algorithm meets delayed ACKs and each keep-alive
+    response waits ~40 ms.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+def serve_node(directory: Path, app: FastAPI, *, host: str, port: int, workers: int) -> None:
+    """Serve until interrupted; with several workers each process builds its own app."""
+    options = {"host": host, "port": port, "log_level": "warning", "http": NoDelayH11Protocol}
+    if workers > 1:
+        os.environ["GENOFED_NODE_DIR"] = str(directory.resolve())
+        uvicorn.run(
+            "genofed.node.app:app_from_environment", factory=True, workers=workers, **options
+        )
+    else:
+        uvicorn.run(app, **options)
