@@ -48,8 +48,9 @@ used.
 
 Also recorded: the keep-alive latency of ``/-/health`` per server (about 40 ms means the
 server's sockets lack ``TCP_NODELAY``: Nagle's algorithm meets the client's delayed ACK),
-the machine's load average before and after (other work on the machine distorts the
-numbers), the wall seconds of each phase, and the git commit (read from ``.git``).
+how busy the CPUs were just before the run and the load average before and after (other
+work on the machine distorts the numbers), the wall seconds of each phase, and the git
+commit (read from ``.git``).
 
 ``--quick`` uses a 50,000-variant node, 200 requests per cell and writes
 ``bench/results/beacon-quick.json`` unless ``--out`` is given.
@@ -121,6 +122,7 @@ WARMUP_REQUESTS = 300
 VALIDATE_QUERIES = 50
 HEALTH_PINGS = 20
 NAGLE_SUSPECT_MS = 30.0
+BUSY_WARN_PERCENT = 25.0
 GOAL_SEQUENCE_P50_MS = 5.0
 GOAL_SEQUENCE_RPS = 500.0
 KINDS = ("sequence", "range")
@@ -1270,6 +1272,13 @@ def _load_average() -> list[float] | None:
         return None
 
 
+def _busy_percent(seconds: float = 1.0) -> float | None:
+    """How busy all CPUs are right now (sampled over ``seconds``), before we add load."""
+    if psutil is None:
+        return None
+    return float(psutil.cpu_percent(interval=seconds))
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -1281,11 +1290,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so the server is stopped on SIGTERM too
     phases: dict[str, float] = {}
     load_start = _load_average()
-    cores = os.cpu_count() or 1
-    if load_start is not None and load_start[0] > 0.5 * cores:
+    busy_start = _busy_percent()
+    if busy_start is not None and busy_start > BUSY_WARN_PERCENT:
         err_console.print(
-            f"[yellow]load average is {load_start[0]:.2f} on {cores} cores: other work on this "
-            "machine will distort the numbers"
+            f"[yellow]the CPUs are {busy_start:.0f} % busy before the benchmark starts: other "
+            "work on this machine will distort the numbers"
         )
 
     try:
@@ -1450,6 +1459,7 @@ def main(argv: list[str] | None = None) -> int:
             **machine_info(),
             "load_average_start": load_start,
             "load_average_end": _load_average(),
+            "cpu_busy_percent_before": busy_start,
         },
         "versions": versions(wrk_version),
         "baseline_duckdb": baseline,

@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 import zarr
 from zarr.codecs import BloscCodec
@@ -262,7 +263,7 @@ def _write_entries(con: duckdb.DuckDBPyConnection, entries: Iterable[tuple[str, 
                 _link(doc, "individualId", entity == "individual"),
                 _link(doc, "biosampleId", entity == "biosample"),
                 _link(doc, "runId", entity == "run"),
-                json.dumps(doc, separators=(",", ":")),
+                orjson.dumps(doc).decode(),
             )
         )
         flat = flatten(doc)
@@ -281,9 +282,8 @@ def _write_entries(con: duckdb.DuckDBPyConnection, entries: Iterable[tuple[str, 
     )
     for table, data in (("entries", rows), ("entry_terms", terms), ("entry_values", values)):
         if data:
-            arrow = pa.Table.from_pylist(
-                [dict(zip(_COLUMNS[table], row, strict=True)) for row in data]
-            )
+            columns = zip(*data, strict=True)
+            arrow = pa.table(dict(zip(_COLUMNS[table], map(list, columns), strict=True)))
             con.register("_incoming", arrow)
             con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
             con.unregister("_incoming")
