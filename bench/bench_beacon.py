@@ -569,12 +569,16 @@ def start_server(node: Path, workers: int, log_dir: Path, timeout: float = 90.0)
         server = Server(proc, port, workers, log)
         try:
             wait_healthy(server, timeout)
-            return server
         except SetupError as exc:
             stop_server(server)
             last_error = str(exc)
             if "address already in use" not in last_error.lower():
                 break
+            continue
+        except BaseException:  # Ctrl-C / SIGTERM while waiting: do not leave it running
+            stop_server(server)
+            raise
+        return server
     raise SetupError(last_error)
 
 

@@ -33,12 +33,14 @@ def write_position_index(con: duckdb.DuckDBPyConnection, target: Path) -> None:
         'SELECT chrom, start, "end", ref, alt, (ac > 0 OR an = 0) AS present '
         "FROM variants ORDER BY variant_idx"
     ).to_arrow_table()
+    # Few distinct chromosomes: map the dictionary, not every row.
+    encoded = table.column("chrom").combine_chunks().dictionary_encode()
+    mapping = np.array(
+        [reference.CHROMOSOMES.index(c) for c in encoded.dictionary.to_pylist()], dtype=np.int8
+    )
     codes = (
-        np.array(
-            [reference.CHROMOSOMES.index(c) for c in table.column("chrom").to_pylist()],
-            dtype=np.int8,
-        )
-        if table.num_rows
+        mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+        if len(mapping)
         else np.zeros(0, dtype=np.int8)
     )
     out = pa.table(

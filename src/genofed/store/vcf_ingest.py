@@ -33,6 +33,7 @@ from genofed.store.dataset_db import (
     VariantWriter,
     block_allele_counts,
     build_database,
+    lean_codecs,
 )
 from genofed.store.individuals import Individuals, dataset_entries, load_individuals
 from genofed.store.node_dir import NodeDir
@@ -89,6 +90,7 @@ def ingest_vcf(
         linked = _link_samples(samples, people, individuals)
         sites = _SiteConverter(source, assembly, detect_format(header_lines), len(samples))
         with (
+            lean_codecs(),
             node.staging(dataset_id) as stage,
             VariantWriter(stage) as variants,
             GenotypeWriter(stage / "genotypes.zarr", samples) as genotypes,
