@@ -57,7 +57,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         log.exception("unexpected error")
         return beacon_error(500, "internal error; the node operator can find it in the logs")
 
-    @app.get("/-/health", include_in_schema=False)
+    @app.get("/-/health", include_in_schema=False, response_model=None)
     def health() -> dict[str, object]:
         return {"status": "ok", "datasets": sorted(runtime.live().readers)}
 

@@ -41,28 +41,30 @@ def build_router(service: BeaconService) -> APIRouter:
     router = APIRouter(prefix="/beacon/v2", default_response_class=JSONResponse)
     config = service.runtime.config
 
-    @router.get("/", tags=["framework"], summary="Beacon information")
-    @router.get("/info", tags=["framework"], summary="Beacon information")
+    @router.get("/", tags=["framework"], summary="Beacon information", response_model=None)
+    @router.get("/info", tags=["framework"], summary="Beacon information", response_model=None)
     def info(request: Request) -> dict[str, Any]:
         return framework.info(config, _base_url(request))
 
-    @router.get("/service-info", tags=["framework"], summary="GA4GH service-info 1.0")
+    @router.get(
+        "/service-info", tags=["framework"], summary="GA4GH service-info 1.0", response_model=None
+    )
     def service_info(request: Request) -> dict[str, Any]:
         return framework.service_info(config, _base_url(request))
 
-    @router.get("/configuration", tags=["framework"])
+    @router.get("/configuration", tags=["framework"], response_model=None)
     def configuration() -> dict[str, Any]:
         return framework.configuration(config)
 
-    @router.get("/map", tags=["framework"])
+    @router.get("/map", tags=["framework"], response_model=None)
     def beacon_map(request: Request) -> dict[str, Any]:
         return framework.beacon_map(config, _base_url(request))
 
-    @router.get("/entry_types", tags=["framework"])
+    @router.get("/entry_types", tags=["framework"], response_model=None)
     def entry_types() -> dict[str, Any]:
         return framework.entry_types(config)
 
-    @router.get("/filtering_terms", tags=["framework"])
+    @router.get("/filtering_terms", tags=["framework"], response_model=None)
     def all_filtering_terms() -> dict[str, Any]:
         return _terms_response(service, filtering_terms(service.runtime.live()))
 
@@ -115,6 +117,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
         root,
         methods=methods,
         tags=tags,
+        response_model=None,
         summary=f"Query {entry.path}",
         name=f"{entry.path}_root",
     )
@@ -123,6 +126,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
         scoped_terms,
         methods=["GET", "POST"],
         tags=tags,
+        response_model=None,
         name=f"{entry.path}_filtering_terms",
     )
     router.add_api_route(
@@ -130,6 +134,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
         one,
         methods=methods,
         tags=tags,
+        response_model=None,
         summary=f"One {entry.id} by id",
         name=f"{entry.path}_one",
     )
@@ -139,6 +144,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
             entry_terms,
             methods=["GET", "POST"],
             tags=tags,
+            response_model=None,
             name=f"{entry.path}_entry_filtering_terms",
         )
     for link in entry.links:
@@ -147,6 +153,7 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
             _linked_endpoint(service, entry, BY_PATH[link]),
             methods=methods,
             tags=tags,
+            response_model=None,
             summary=f"{link} of one {entry.id}",
             name=f"{entry.path}_{link}",
         )
