@@ -32,7 +32,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     )
     app.state.runtime = runtime
     # Reading HPO takes a second or two: do it now, off the request path.
-    threading.Thread(target=runtime.ontology.warm_up, daemon=True).start()
+    threading.Thread(target=_warm_up, args=(runtime,), daemon=True).start()
     app.include_router(build_router(service))
 
     def beacon_error(status: int, message: str) -> JSONResponse:
@@ -62,6 +62,14 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         return {"status": "ok", "datasets": sorted(runtime.live().readers)}
 
     return app
+
+
+def _warm_up(runtime: NodeRuntime) -> None:
+    """Best effort: a failure here only means the first ontology query loads it instead."""
+    try:
+        runtime.ontology.warm_up()
+    except Exception:  # noqa: BLE001 - never let a background nicety kill a thread loudly
+        log.debug("ontology warm-up failed; it will load on first use", exc_info=True)
 
 
 def app_from_environment() -> FastAPI:
