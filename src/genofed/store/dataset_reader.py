@@ -158,10 +158,6 @@ class DatasetReader:
             (np.asarray(site_indices), slice(None), slice(None))
         )
 
-    def sample_column(self, sample_idx: int) -> np.ndarray:
-        """All genotypes of one sample: ``(sites, 2)``."""
-        return self._genotypes[:, sample_idx, :]
-
     # -- entries ----------------------------------------------------------------------
 
     def entry_docs(self, entity: str, ids: list[str] | None = None) -> list[dict[str, Any]]:

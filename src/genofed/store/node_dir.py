@@ -130,13 +130,6 @@ class NodeDir:
         self._write_catalog(catalog)
         self._prune(dataset_id, keep=version)
 
-    def remove_dataset(self, dataset_id: str) -> None:
-        catalog = self.read_catalog()
-        if dataset_id not in catalog["datasets"]:
-            raise NotFoundError(f"dataset {dataset_id!r} is not in node {self.root}")
-        del catalog["datasets"][dataset_id]
-        self._write_catalog(catalog)
-
     def _write_catalog(self, catalog: dict) -> None:
         tmp = self.catalog_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(catalog, indent=2, sort_keys=True))

@@ -45,18 +45,6 @@ class VariantQuery:
     allele_short_form: str | None = None
     variant_ids: list[str] = field(default_factory=list)
 
-    @property
-    def is_empty(self) -> bool:
-        return not (
-            self.chrom
-            or self.gene_id
-            or self.aminoacid_change
-            or self.allele_short_form
-            or self.variant_ids
-            or self.variant_type
-            or self.alternate_bases
-        )
-
 
 def _bases_condition(column: str, bases: str, params: list[Any]) -> str:
     """Exact match; ``N`` matches any one base; an empty string matches an empty allele."""
