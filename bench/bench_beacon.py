@@ -102,11 +102,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 try:
     import genofed.store as genofed_store
+    from genofed.simulate import bgzip_writer
     from genofed.store.dataset_db import FORMAT_VERSION
     from genofed.store.variant_query import VariantQuery, where_clause
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT / "src"))
     import genofed.store as genofed_store
+    from genofed.simulate import bgzip_writer
     from genofed.store.dataset_db import FORMAT_VERSION
     from genofed.store.variant_query import VariantQuery, where_clause
 
@@ -218,33 +220,13 @@ def write_vcf(path: Path, *, n_sites: int, n_samples: int, seed: int) -> dict[st
 
 @contextlib.contextmanager
 def _vcf_sink(path: Path) -> Iterator[Any]:
-    """A binary writer for ``path``: through ``bgzip -c`` for ``.gz`` names, else plain."""
-    if path.suffix != ".gz":
-        with path.open("wb") as fh:
+    """A binary writer for ``path``: BGZF (genofed's own writer) for ``.gz`` names, else plain."""
+    if path.suffix == ".gz":
+        with bgzip_writer(path) as fh:
             yield fh
         return
-    bgzip = shutil.which("bgzip")
-    if bgzip is None:
-        raise SetupError("bgzip is not on PATH (use a plain .vcf path instead)")
-    with path.open("wb") as out:
-        proc = subprocess.Popen(
-            [bgzip, "-c", "-@", "2", "-l", "4"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stdin is not None
-        assert proc.stderr is not None
-        try:
-            yield proc.stdin
-            proc.stdin.close()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            raise SetupError(f"bgzip failed: {err.decode(errors='replace').strip()}")
+    with path.open("wb") as fh:
+        yield fh
 
 
 def genofed_exe() -> Path:

@@ -242,7 +242,7 @@ def simulate_cohort(
             _contig_length(contig, int(length)),
             [f"{prefix}{i:05d}" for i in range(n_samples)],
         )
-        with _bgzip_writer(vcf_path) as fh:
+        with bgzip_writer(vcf_path) as fh:
             fh.write(header)
             written, dosage, planted = _write_records(
                 fh,
@@ -452,7 +452,7 @@ def _vcf_header(contig: str, length: int, samples: list[str]) -> bytes:
 
 
 @contextlib.contextmanager
-def _bgzip_writer(path: Path) -> Iterator[IO[bytes]]:
+def bgzip_writer(path: Path) -> Iterator[IO[bytes]]:
     """Write a BGZF file, through ``bgzip -@2`` if available, else in pure Python."""
     bgzip = shutil.which("bgzip")
     if bgzip is None:
