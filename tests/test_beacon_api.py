@@ -401,7 +401,12 @@ def test_dataset_filtering_terms_are_its_own(client):
     assert custom == {f"smoker:{p.smoker}" for p in PEOPLE}
 
 
-NOT_FOUND = ["/datasets/nope/filtering_terms", "/cohorts/nope/filtering_terms", "/no_such_thing"]
+NOT_FOUND = [
+    "/datasets/nope/filtering_terms",
+    "/cohorts/nope/filtering_terms",
+    "/individuals/nope/filtering_terms",
+    "/no_such_thing",
+]
 
 
 @pytest.mark.parametrize("path", NOT_FOUND)
@@ -1639,3 +1644,10 @@ def test_fuzz_post_any_json_types_never_5xx(safe_client):
             yield (path, body), safe_client.post(BASE + path, json=body)
 
     _never_5xx(requests())
+
+
+def test_g_variant_parameters_must_be_an_object(client):
+    body = request_body(requestParameters={"g_variant": "22:16050075"})
+    response = post_nonconforming(client, "/g_variants", body)
+    assert response.status_code == 400
+    assert "g_variant must be an object" in response.json()["error"]["errorMessage"]

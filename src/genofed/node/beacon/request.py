@@ -141,6 +141,8 @@ def from_body(body: Any) -> BeaconRequest:
     nested = params.pop("g_variant", None)
     if isinstance(nested, dict):
         params = {**nested, **params}
+    elif nested is not None:
+        raise QueryError(f"requestParameters.g_variant must be an object; got {nested!r}")
     datasets = params.pop("datasets", None) or params.pop("datasetIds", None)
     if isinstance(datasets, dict):  # the spec's {"datasets": {"datasetIds": [...]}} form
         datasets = datasets.get("datasetIds")

@@ -109,6 +109,10 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
             if not readers:
                 raise NotFoundError(f"cohort {entry_id!r} not found")
             return _terms_response(service, filtering_terms(live, readers=readers))
+        if not any(
+            entry_id in r.entry_ids(entry.entity) for r in live.readers.values() if not r.test_data
+        ):
+            raise NotFoundError(f"{entry.id} {entry_id!r} not found")
         return _terms_response(service, filtering_terms(live, entry=(entry.entity, entry_id)))
 
     methods = ["GET", "POST"]
