@@ -3,12 +3,12 @@
 Both yield ``RecordBlock``s: up to ``block_size`` records with their genotypes as an int8
 array ``(records, samples, 2)`` (-1 missing allele, -2 no second allele for haploid calls).
 
-The text reader is the fast path for ``.vcf``/``.vcf.gz``: ``bgzip -d -@2`` decompresses in
-a separate process while NumPy decodes the common genotype layouts (``GT``-only FORMAT with
-single-digit alleles, diploid ``0|1`` or haploid ``0``) for a whole block of lines at once.
-Other lines (more FORMAT fields, multi-digit alleles) go through a per-sample parser, and
-BCF files go through htslib. Parsing is strict: a malformed line raises ``IngestError``
-naming the file, the line and the problem.
+The text reader is the fast path for ``.vcf``/``.vcf.gz``: ``bgzip -d`` decompresses in
+a separate process, a thread reads ahead, and lines in the common genotype layout
+(``GT``-only FORMAT, diploid single-digit calls) go through a compiled scanner
+(``gt_kernel``). Other lines (more FORMAT fields, multi-digit alleles, haploid calls) go
+through a per-sample parser, and BCF files go through htslib. Parsing is strict: a
+malformed line raises ``IngestError`` naming the file, the line and the problem.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -28,7 +27,8 @@ from typing import IO
 import numpy as np
 
 from genofed._exceptions import IngestError
-from genofed.store.dataset_db import BlockCounts, block_allele_counts
+from genofed.store.dataset_db import BlockCounts, allele_counts
+from genofed.store.gt_kernel import DONE, fixed_layout_scanner
 
 _READ_SIZE = 1 << 20
 
@@ -62,53 +62,35 @@ class VcfHeader:
     samples: list[str]
 
 
-_TAB_PHASED = 0x09007C00  # bytes 1 and 3 of a little-endian "a|b\t" cell
-_TAB_UNPHASED = 0x09002F00  # "a/b\t"
+def _row_stats(row: np.ndarray) -> np.ndarray:
+    """The kernel's per-line statistics for a line parsed in Python: (samples, 2) calls."""
+    counts = allele_counts(row[np.newaxis], 1)
+    top = int(row.max()) if row.size else 0
+    return np.array(
+        [counts["ac"][0], counts["an"][0], counts["n_het"][0], counts["n_homalt"][0], max(top, 0)],
+        dtype=np.int64,
+    )
 
 
-def _digits(chars: np.ndarray) -> np.ndarray | None:
-    """Allele characters → int8 codes (digit, or -1 for '.'); None if any is neither.
-
-    Shifted by '.', the valid characters are 0 ('.') and 2..11 ('0'..'9'); 1 is '/', and
-    everything else lands above 11 once wrapped, so one max and one compare check a block.
-    """
-    shifted = chars - np.uint8(ord("."))
-    if shifted.max() > 11 or (shifted == 1).any():
-        return None
-    codes = shifted.view(np.int8) - np.int8(2)
-    np.maximum(codes, np.int8(-1), out=codes)  # '.' → -1
-    return codes
-
-
-def _decode_fixed(rows: np.ndarray, n_samples: int, out: np.ndarray) -> bool:
-    """Decode GT-only sample columns of equal width for many lines at once.
-
-    ``rows`` is ``(lines, width)`` bytes, each line's sample columns plus a final tab. In
-    the common layouts every cell has a fixed width, diploid ``a|b\t`` (4 bytes) or
-    haploid ``a\t`` (2 bytes), so allele characters sit at even byte offsets and
-    separators at odd ones: the whole block decodes with a few array operations. Returns
-    False (and ``out`` is undefined) if the lines are not in such a layout.
-    """
-    width = rows.shape[1]
-    if width == 4 * n_samples:
-        masked = rows.view("<u4") & np.uint32(0xFF00FF00)
-        if not ((masked == _TAB_PHASED) | (masked == _TAB_UNPHASED)).all():
-            return False
-        codes = _digits(rows.reshape(-1)[0::2])
-        if codes is None:
-            return False
-        out.reshape(-1)[:] = codes
-        return True
-    if width == 2 * n_samples:
-        if not (rows[:, 1::2] == 9).all():
-            return False
-        codes = _digits(rows[:, 0::2].reshape(-1))
-        if codes is None:
-            return False
-        out[:, :, 0] = codes.reshape(len(rows), n_samples)
-        out[:, :, 1] = -2
-        return True
-    return False
+def counts_from_stats(
+    genotypes: np.ndarray, stats: np.ndarray, records: list[Record]
+) -> BlockCounts:
+    """BlockCounts from per-line allele-1 statistics; other alleles counted on their lines."""
+    sites = len(records)
+    max_alts = max(len(r.alts) for r in records)
+    shape = (max(max_alts, 1), sites)
+    ac, n_het, n_homalt = (np.zeros(shape, dtype=np.int64) for _ in range(3))
+    stats = stats[:sites]
+    ac[0], n_het[0], n_homalt[0] = stats[:, 0], stats[:, 2], stats[:, 3]
+    max_allele = stats[:, 4].copy()
+    for allele in range(2, max_alts + 1):
+        rows = np.flatnonzero(max_allele >= allele)
+        if len(rows):
+            counts = allele_counts(genotypes[rows], allele)
+            ac[allele - 1, rows] = counts["ac"]
+            n_het[allele - 1, rows] = counts["n_het"]
+            n_homalt[allele - 1, rows] = counts["n_homalt"]
+    return BlockCounts(ac, stats[:, 1].copy(), n_het, n_homalt, max_allele)
 
 
 def _decode_general(samples: bytes, n_samples: int, where: str, source: str) -> np.ndarray:
@@ -143,15 +125,6 @@ def _decode_general(samples: bytes, n_samples: int, where: str, source: str) -> 
         if len(alleles) == 1:
             row[i, 1] = -2
     return row
-
-
-def _line_ends(chunk: bytes, begin: int, stop: int) -> Iterator[int]:
-    """Offsets of the newlines in ``chunk[begin:stop]`` (memchr is faster than NumPy here)."""
-    find = chunk.find
-    end = find(b"\n", begin, stop)
-    while end >= 0:
-        yield end
-        end = find(b"\n", end + 1, stop)
 
 
 class TextVcfReader:
@@ -340,64 +313,86 @@ class TextVcfReader:
         yield from self._chunk_iter
 
     def blocks(self, block_size: int) -> Iterator[RecordBlock]:
-        """Blocks of records; each block is decoded in a thread while the next is split."""
+        """Blocks of records with their genotypes decoded.
+
+        Lines in the common layout go through the compiled scanner (``gt_kernel``); any
+        other line is split here and its genotypes parsed sample by sample.
+        """
         n = len(self.header.samples)
-        fixed_width = 4 * n  # a diploid GT-only row with its final tab
-        # Two matrices: one being decoded while the other fills.
-        matrices = [np.empty((block_size, max(fixed_width, 1)), dtype=np.uint8) for _ in "ab"]
-        matrix = matrices[0]
-        widths: list[int] = []
-        irregular: dict[int, bytes] = {}
+        scan = fixed_layout_scanner() if n else None
+        genotypes = np.empty((block_size, n, 2), dtype=np.int8)
+        offsets = np.empty((block_size, 10), dtype=np.int64)
+        stats = np.empty((block_size, 5), dtype=np.int64)
         records: list[Record] = []
-        expected = 10 if n else 8
-        pending: Future[RecordBlock] | None = None
         line_no = self._line_no
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcf-decode") as pool:
-            for chunk, begin, stop in self._record_chunks():
-                data = np.frombuffer(chunk, dtype=np.uint8)
-                start = begin
-                for end in _line_ends(chunk, begin, stop):
-                    line_no += 1
-                    if end - start < 2:  # blank line (or a lone CR)
-                        start = end + 1
-                        continue
-                    # The fixed fields are short: split a prefix, not 10 kB of genotypes.
-                    head = chunk[start : min(end, start + 1024)]
-                    fields = head.split(b"\t", 9)
-                    if (n == 0 or len(fields) < 10) and end > start + 1024:
-                        head = chunk[start:end]
-                        fields = head.split(b"\t", 9)
-                    if len(fields) < expected:
-                        raise IngestError(
-                            f"{len(fields)} tab-separated fields, expected at least {expected}",
-                            source=self.source,
-                            where=f"line {line_no}",
-                        )
-                    records.append(self._record(fields, line_no, n))
-                    if n:
-                        sample_start = start + len(head) - len(fields[9])
-                        line_stop = end - 1 if chunk[end - 1] == 13 else end  # CRLF ends
-                        width = line_stop - sample_start + 1  # with the tab added at the end
-                        row = len(records) - 1
-                        widths.append(width)
-                        if width <= fixed_width:
-                            matrix[row, : width - 1] = data[sample_start:line_stop]
-                            matrix[row, width - 1] = 9
-                        else:
-                            irregular[row] = chunk[sample_start:line_stop]
-                    start = end + 1
+        for chunk, begin, stop in self._record_chunks():
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            pos = begin
+            while pos < stop:
+                if scan is not None:
+                    first = len(records)
+                    rows, pos, status = scan(
+                        data,
+                        pos,
+                        stop,
+                        n,
+                        genotypes[first:],
+                        offsets,
+                        stats[first:],
+                        block_size - first,
+                    )
+                    for i in range(rows):
+                        line_no += 1
+                        fields = chunk[offsets[i, 0] : offsets[i, 9] - 1].split(b"\t")
+                        records.append(self._record(fields, line_no, n))
                     if len(records) == block_size:
-                        future = pool.submit(self._block, records, matrix, widths, irregular, n)
-                        if pending is not None:
-                            yield pending.result()
-                        pending = future
-                        matrix = matrices[1] if matrix is matrices[0] else matrices[0]
-                        records, widths, irregular = [], [], {}
-            self._line_no = line_no
-            if pending is not None:
-                yield pending.result()
-            if records:
-                yield self._block(records, matrix, widths, irregular, n)
+                        yield self._block(records, genotypes, stats)
+                        genotypes = np.empty((block_size, n, 2), dtype=np.int8)
+                        records = []
+                        continue
+                    if status == DONE:
+                        continue
+                line_no += 1
+                pos = self._general_line(chunk, pos, stop, line_no, n, records, genotypes)
+                if n and len(records) and records[-1].number == line_no:
+                    stats[len(records) - 1] = _row_stats(genotypes[len(records) - 1])
+                if len(records) == block_size:
+                    yield self._block(records, genotypes, stats)
+                    genotypes = np.empty((block_size, n, 2), dtype=np.int8)
+                    records = []
+        self._line_no = line_no
+        if records:
+            yield self._block(records, genotypes[: len(records)], stats[: len(records)])
+
+    def _general_line(
+        self,
+        chunk: bytes,
+        start: int,
+        stop: int,
+        line_no: int,
+        n: int,
+        records: list[Record],
+        genotypes: np.ndarray,
+    ) -> int:
+        """Parse one line in any layout; returns where the next line starts."""
+        end = chunk.find(b"\n", start, stop)
+        end = stop if end < 0 else end
+        line = chunk[start:end].rstrip(b"\r")
+        if not line:
+            return end + 1
+        fields = line.split(b"\t", 9)
+        expected = 10 if n else 8
+        if len(fields) < expected:
+            raise IngestError(
+                f"{len(fields)} tab-separated fields, expected at least {expected}",
+                source=self.source,
+                where=f"line {line_no}",
+            )
+        record = self._record(fields, line_no, n)
+        if n:
+            genotypes[len(records)] = _decode_general(fields[9], n, record.where, self.source)
+        records.append(record)
+        return end + 1
 
     def _record(self, fields: list[bytes], line_no: int, n: int) -> Record:
         try:
@@ -424,36 +419,11 @@ class TextVcfReader:
         )
 
     def _block(
-        self,
-        records: list[Record],
-        matrix: np.ndarray,
-        widths: list[int],
-        irregular: dict[int, bytes],
-        n: int,
+        self, records: list[Record], genotypes: np.ndarray, stats: np.ndarray
     ) -> RecordBlock:
-        out = np.empty((len(records), n, 2), dtype=np.int8)
-        if n == 0:
-            return RecordBlock(records, out)
-        # Decode runs of lines that share a width at once; the rest one by one.
-        start = 0
-        while start < len(records):
-            width = widths[start]
-            end = start + 1
-            while end < len(records) and widths[end] == width:
-                end += 1
-            ok = start not in irregular and _decode_fixed(
-                matrix[start:end, :width], n, out[start:end]
-            )
-            if not ok:
-                for i in range(start, end):
-                    raw = irregular.get(i)
-                    if raw is None:
-                        raw = matrix[i, : widths[i] - 1].tobytes()
-                    out[i] = _decode_general(raw, n, records[i].where, self.source)
-            start = end
-        return RecordBlock(
-            records, out, block_allele_counts(out, max(len(r.alts) for r in records))
-        )
+        if genotypes.shape[1] == 0:
+            return RecordBlock(records, genotypes)
+        return RecordBlock(records, genotypes, counts_from_stats(genotypes, stats, records))
 
     def close(self) -> None:
         self._closing = True
