@@ -42,17 +42,8 @@ _COMMON_PARAMS = {
     "requestedSchema",
     "apiVersion",
 }
-_TEXT_PARAMS = (
-    "referenceName",
-    "referenceBases",
-    "alternateBases",
-    "variantType",
-    "assemblyId",
-    "geneId",
-    "aminoacidChange",
-    "genomicAlleleShortForm",
-    "mateName",
-)
+_NUMBER_PARAMS = {"start", "end", "variantMinLength", "variantMaxLength"}
+_TEXT_PARAMS = tuple(sorted(_VARIANT_PARAMS - _NUMBER_PARAMS))
 # Pagination values are echoed back and must fit the JSON integers clients read.
 MAX_PAGE_VALUE = 2**31 - 1
 _HGVS_SNV = re.compile(
