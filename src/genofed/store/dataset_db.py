@@ -213,11 +213,9 @@ class VariantWriter:
         self.con.register("_schema", VARIANT_SCHEMA.empty_table())
         self.con.execute("CREATE TABLE variants AS SELECT * FROM _schema")
         self.con.unregister("_schema")
-        self.n_rows = 0
 
     def write(self, columns: dict[str, Any]) -> None:
         table = pa.Table.from_pydict(columns, schema=VARIANT_SCHEMA)
-        self.n_rows += table.num_rows
         self.con.register("_incoming", table)
         self.con.execute("INSERT INTO variants SELECT * FROM _incoming")
         self.con.unregister("_incoming")

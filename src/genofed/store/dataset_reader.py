@@ -34,6 +34,8 @@ class DatasetReader:
         self.version = version
         self._con = duckdb.connect(str(version.database), read_only=True)
         self._local = threading.local()
+        self._entry_ids: dict[str, tuple[str, ...]] = {}
+        self._entry_links: dict[str, dict[str, tuple[str | None, str | None, str | None]]] = {}
         doc = self._con.execute("SELECT doc FROM meta").fetchone()
         self.meta: dict[str, Any] = json.loads(doc[0])
         if self.meta.get("format_version") != FORMAT_VERSION:
@@ -170,15 +172,23 @@ class DatasetReader:
         return [json.loads(r[0]) for r in rows]
 
     def entry_ids(self, entity: str) -> list[str]:
+        # A dataset version never changes, so entry ids and links are read once.
+        cached = self._entry_ids.get(entity)
+        if cached is not None:
+            return list(cached)
         rows = (
             self.cursor()
             .execute("SELECT id FROM entries WHERE entity = ? ORDER BY id", [entity])
             .fetchall()
         )
+        self._entry_ids[entity] = tuple(r[0] for r in rows)
         return [r[0] for r in rows]
 
     def entry_links(self, entity: str) -> dict[str, tuple[str | None, str | None, str | None]]:
         """id → (individual_id, biosample_id, run_id) for every entry of one entity."""
+        cached = self._entry_links.get(entity)
+        if cached is not None:
+            return cached
         rows = (
             self.cursor()
             .execute(
@@ -187,7 +197,9 @@ class DatasetReader:
             )
             .fetchall()
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        links = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        self._entry_links[entity] = links
+        return links
 
     def ids_with_terms(self, entity: str, terms: list[str]) -> set[str]:
         rows = (

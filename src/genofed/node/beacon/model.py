@@ -103,7 +103,6 @@ ENTRY_TYPES: tuple[EntryType, ...] = (
     ),
 )
 BY_PATH = {e.path: e for e in ENTRY_TYPES}
-BY_ENTITY = {e.entity: e for e in ENTRY_TYPES}
 
 
 def schema_url(entry: EntryType) -> str:

@@ -17,8 +17,6 @@ from genofed.node.beacon.service import BeaconService
 from genofed.node.json_response import JSONResponse
 from genofed.store.selection import Context
 
-ENTITY_OF_PATH = {e.path: e.entity for e in ENTRY_TYPES}
-
 
 def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/beacon/v2"
