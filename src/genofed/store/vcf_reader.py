@@ -353,9 +353,7 @@ class TextVcfReader:
                     if status == DONE:
                         continue
                 line_no += 1
-                pos = self._general_line(chunk, pos, stop, line_no, n, records, genotypes)
-                if n and len(records) and records[-1].number == line_no:
-                    stats[len(records) - 1] = _row_stats(genotypes[len(records) - 1])
+                pos = self._general_line(chunk, pos, stop, line_no, n, records, genotypes, stats)
                 if len(records) == block_size:
                     yield self._block(records, genotypes, stats)
                     genotypes = np.empty((block_size, n, 2), dtype=np.int8)
@@ -373,8 +371,10 @@ class TextVcfReader:
         n: int,
         records: list[Record],
         genotypes: np.ndarray,
+        stats: np.ndarray,
     ) -> int:
-        """Parse one line in any layout; returns where the next line starts."""
+        """Parse one line in any layout (filling the same rows the compiled scanner fills);
+        returns where the next line starts."""
         end = chunk.find(b"\n", start, stop)
         end = stop if end < 0 else end
         line = chunk[start:end].rstrip(b"\r")
@@ -390,7 +390,9 @@ class TextVcfReader:
             )
         record = self._record(fields, line_no, n)
         if n:
-            genotypes[len(records)] = _decode_general(fields[9], n, record.where, self.source)
+            row = len(records)
+            genotypes[row] = _decode_general(fields[9], n, record.where, self.source)
+            stats[row] = _row_stats(genotypes[row])
         records.append(record)
         return end + 1
 
