@@ -19,6 +19,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from genofed._exceptions import GenofedError
 from genofed.config import default_config, save_config
 from genofed.node.app import create_app
 from genofed.simulate import simulate_cohort
@@ -35,14 +36,18 @@ class DemoQuery:
     params: dict[str, Any]
 
 
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+def _listening_socket(preferred: int) -> socket.socket:
+    """A socket bound to ``preferred``, or to any free port if that one is taken.
+
+    The demo binds it itself and hands it to uvicorn, so no other process can take the port
+    between choosing it and serving on it.
+    """
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", preferred))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -191,13 +196,16 @@ def run_queries(base_url: str, queries: list[DemoQuery], console: Console) -> li
 def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500) -> None:
     console = Console()
     node_dir, planted = build_demo_node(workdir, samples=samples, console=console)
-    port = _free_port(port)
+    sock = _listening_socket(port)
+    port = int(sock.getsockname()[1])
     server = _Server(
         uvicorn.Config(create_app(node_dir), host="127.0.0.1", port=port, log_level="warning")
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
+        if not thread.is_alive():
+            raise GenofedError(f"the demo node could not start serving on 127.0.0.1:{port}")
         time.sleep(0.05)
     base_url = f"http://127.0.0.1:{port}/beacon/v2"
     try:
@@ -215,4 +223,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500
         console.print("Stopping.")
     finally:
         server.should_exit = True
-        thread.join(10)
+        # Waited for in full: a daemon thread still inside native code when the interpreter
+        # exits can abort the process.
+        thread.join()
+        sock.close()

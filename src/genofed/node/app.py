@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -24,15 +26,25 @@ log = logging.getLogger("genofed.node")
 def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> FastAPI:
     runtime = NodeRuntime(Path(node_dir), ontology=ontology)
     service = BeaconService(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Reading HPO takes a second or two: do it now, off the request path. The thread is
+        # joined, not a daemon: one still inside the native OBO parser when the interpreter
+        # exits aborts the whole process.
+        warm_up = threading.Thread(target=_warm_up, args=(runtime,), name="ontology-warm-up")
+        warm_up.start()
+        yield
+        warm_up.join()
+
     app = FastAPI(
         title=f"genofed node {runtime.config.name}",
         version=__version__,
         description="GA4GH Beacon v2 over this node's datasets.",
         default_response_class=JSONResponse,
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
-    # Reading HPO takes a second or two: do it now, off the request path.
-    threading.Thread(target=_warm_up, args=(runtime,), daemon=True).start()
     app.include_router(build_router(service))
 
     def beacon_error(status: int, message: str) -> JSONResponse:
