@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed.config import default_config, save_config
+from genofed.config import Disclosure, NodeConfig, TierGrants, default_config, save_config
 from genofed.node.app import create_app
 from genofed.store.bff_import import import_bff
 from genofed.store.genes import read_gene_file, save_genes
@@ -28,9 +28,27 @@ def ontology() -> OntologyIndex:
     return OntologyIndex()
 
 
-def make_node(root: Path, name: str = "test node") -> NodeDir:
+def open_config(name: str) -> NodeConfig:
+    """A node config for testing Beacon features rather than governance: anyone gets
+    what a dataset's granularity allows, counts are exact, there is no budget. Datasets
+    still need a tier (``public``) to be served."""
+    config = default_config(name)
+    config.tiers["public"] = TierGrants(anonymous="record", registered="record")
+    config.disclosure = Disclosure(
+        min_count=1,
+        round_to=1,
+        public_min_allele_count=0,
+        query_budget=None,
+        differencing_k=1,
+    )
+    return config
+
+
+def make_node(root: Path, name: str = "test node", *, governed: bool = False) -> NodeDir:
+    """A node directory; ``governed`` keeps the secure defaults, else ``open_config``."""
     root.mkdir(parents=True, exist_ok=True)
-    save_config(default_config(name), root / "node.yaml")
+    config = default_config(name) if governed else open_config(name)
+    save_config(config, root / "node.yaml")
     for sub in ("datasets", "genes", "ontologies"):
         (root / sub).mkdir(exist_ok=True)
     return NodeDir(root)
@@ -51,15 +69,15 @@ def small_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
         SMALL_VCF,
         assembly="GRCh38",
         individuals=SMALL_CLINICAL,
-        settings=DatasetSettings(granularity="record", name="Small test VCF"),
+        settings=DatasetSettings(granularity="record", name="Small test VCF", tier="public"),
     )
-    import_bff(node, "fixtures", BFF_FIXTURES, settings=DatasetSettings(granularity="count"))
+    import_bff(node, "fixtures", BFF_FIXTURES, settings=DatasetSettings(granularity="count", tier="public"))
     ingest_vcf(
         node,
         "small-test",
         SMALL_VCF,
         assembly="GRCh38",
-        settings=DatasetSettings(granularity="record", test_data=True),
+        settings=DatasetSettings(granularity="record", test_data=True, tier="public"),
     )
     save_genes(read_gene_file(DATA / "genes.bed"), node.genes_dir / "GRCh38.parquet")
     return node

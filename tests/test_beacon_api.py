@@ -1172,10 +1172,11 @@ def test_choosing_datasets_as_the_spec_example_does(client):
     assert doc["responseSummary"]["numTotalResults"] == len(PEOPLE)
 
 
-def test_asking_for_a_missing_dataset_warns(client):
-    doc = ok(get(client, "/individuals", datasets="small,nope", requestedGranularity="count"))
-    assert set(result_sets(doc)) == {"small"}
-    assert "nope" in warnings_of(doc)
+def test_asking_for_a_missing_dataset_is_refused_like_a_closed_one(client):
+    response = get(client, "/individuals", datasets="small,nope", requestedGranularity="count")
+    assert response.status_code == 403
+    message = response.json()["error"]["errorMessage"]
+    assert "'nope'" in message and "not open to you" in message
 
 
 # -- errors --------------------------------------------------------------------------------

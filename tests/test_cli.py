@@ -134,6 +134,8 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         "GRCh38",
         "--granularity",
         "record",
+        "--tier",
+        "public",
     )
     port = free_port()
     server = subprocess.Popen(
@@ -153,17 +155,18 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.1)
-        body = httpx.get(
-            f"{base}/beacon/v2/g_variants",
-            params={
-                "referenceName": "chr22",
-                "start": 16050074,
-                "alternateBases": "G",
-                "requestedGranularity": "record",
-            },
-        ).json()
-        result = body["response"]["resultSets"][0]["results"][0]
-        assert result["variantInternalId"] == "22-16050075-A-G"
+        params = {
+            "referenceName": "chr22",
+            "start": 16050074,
+            "alternateBases": "G",
+            "requestedGranularity": "record",
+        }
+        body = httpx.get(f"{base}/beacon/v2/g_variants", params=params).json()
+        # Secure defaults: an anonymous caller gets a public dataset as yes/no only.
+        assert body["meta"]["returnedGranularity"] == "boolean"
+        assert "response" not in body
+        # Its allele count (4) is below the public floor of 5, so it is not revealed.
+        assert body["responseSummary"]["exists"] is False
         # A new ingest is served without restarting the server.
         run(
             "node",
@@ -175,6 +178,8 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             str(SMALL_VCF),
             "--assembly",
             "GRCh38",
+            "--tier",
+            "public",
         )
         datasets = httpx.get(f"{base}/beacon/v2/datasets").json()["response"]["collections"]
         assert {d["id"] for d in datasets} == {"small", "second"}

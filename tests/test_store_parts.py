@@ -123,7 +123,7 @@ def test_gene_table_and_operator_ontology(empty_node: NodeDir, tmp_path: Path) -
         SMALL_VCF,
         assembly="GRCh38",
         individuals=clinical,
-        settings=DatasetSettings(granularity="record"),
+        settings=DatasetSettings(granularity="record", tier="public"),
     )
     save_genes([("MYGENE", "22", 16050000, 16050250)], empty_node.genes_dir / "GRCh38.parquet")
     (empty_node.ontologies_dir / "local.obo").write_text(

@@ -4,7 +4,11 @@
     ├── IngestError          a file could not be ingested; the node is unchanged
     ├── NodeConfigError      node.yaml or the node directory is missing or invalid
     ├── NotFoundError        an entry, dataset or table the caller asked for does not exist
-    └── QueryError           a request is malformed or asks for something unsupported
+    ├── QueryError           a request is malformed or asks for something unsupported
+    ├── CredentialError      credentials were presented and refused (401)
+    ├── AccessDeniedError    the caller may not see what they asked for (403)
+    ├── BudgetExhaustedError the caller used up their query budget (429)
+    └── DacError             a Data Access Committee action is not allowed
 
 Each error carries an HTTP status and a stable ``code`` so the API and the CLI can
 translate it at the edge without parsing the message.
@@ -47,3 +51,29 @@ class NotFoundError(GenofedError):
 class QueryError(GenofedError):
     status = 400
     code = "bad_request"
+
+
+class CredentialError(GenofedError):
+    """Messages never echo token contents."""
+
+    status = 401
+    code = "invalid_credentials"
+
+
+class AccessDeniedError(GenofedError):
+    status = 403
+    code = "forbidden"
+
+
+class BudgetExhaustedError(GenofedError):
+    status = 429
+    code = "budget_exhausted"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DacError(GenofedError):
+    status = 409
+    code = "dac_error"

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from genofed._exceptions import GenofedError
-from genofed.config import Granularity, default_config, save_config
+from genofed.config import Granularity, Tier, default_config, save_config
 from genofed.store.node_dir import NodeDir
 
 app = typer.Typer(
@@ -24,6 +24,13 @@ app.add_typer(node_app, name="node")
 console = Console(stderr=True)
 
 NodePath = Annotated[Path, typer.Argument(help="The node directory")]
+TierOption = Annotated[
+    Tier | None,
+    typer.Option(
+        help="Who may see the dataset: public, registered or controlled. Without a tier "
+        "(here or in node.yaml) the dataset is served to no one"
+    ),
+]
 
 
 def _fail(err: GenofedError) -> typer.Exit:
@@ -70,12 +77,17 @@ def node_ingest(
     test_data: Annotated[
         bool, typer.Option("--test-data", help="Flag as test data (answers testMode queries)")
     ] = False,
+    tier: TierOption = None,
 ) -> None:
     """Ingest genotypes (and optional clinical data) as dataset DATASET, atomically."""
     from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 
     settings = DatasetSettings(
-        name=name, description=description, granularity=granularity, test_data=test_data
+        name=name,
+        description=description,
+        granularity=granularity,
+        test_data=test_data,
+        tier=tier,
     )
     try:
         summary = ingest_vcf(
@@ -110,6 +122,7 @@ def node_import_bff(
         Granularity, typer.Option(help="Most detail the Beacon may return for this dataset")
     ] = "count",
     test_data: Annotated[bool, typer.Option("--test-data", help="Flag as test data")] = False,
+    tier: TierOption = None,
 ) -> None:
     """Import BFF collections (individuals, biosamples, runs, analyses, cohorts, datasets,
     genomicVariations + caseLevelData) as dataset DATASET, atomically."""
@@ -122,7 +135,7 @@ def node_import_bff(
             dataset,
             folder,
             assembly=assembly,
-            settings=DatasetSettings(granularity=granularity, test_data=test_data),
+            settings=DatasetSettings(granularity=granularity, test_data=test_data, tier=tier),
         )
     except GenofedError as err:
         raise _fail(err) from None

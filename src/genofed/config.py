@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genofed._exceptions import NodeConfigError
 
 Granularity = Literal["boolean", "count", "record"]
 GRANULARITY_ORDER: tuple[Granularity, ...] = ("boolean", "count", "record")
+Tier = Literal["public", "registered", "controlled"]
+# The bona fide researcher policy of ResearcherStatus / AcceptedTermsAndPolicies visas.
+BONA_FIDE = "https://doi.org/10.1038/s41431-018-0219-y"
 
 
 class Organization(BaseModel):
@@ -22,6 +25,105 @@ class Organization(BaseModel):
     description: str | None = None
     contact_url: str | None = Field(None, description="mailto: or web address of the operator")
     welcome_url: str | None = None
+
+
+class TrustedIssuer(BaseModel):
+    """An issuer whose signed tokens the node accepts. Keys come from exactly one of
+    ``jwks_url``, ``jwks`` (pinned JWK Set) or ``jwks_file`` (relative to the node dir)."""
+
+    model_config = ConfigDict(extra="forbid")
+    issuer: str = Field(description="The exact `iss` claim (compared as a string)")
+    jwks_url: str | None = Field(None, description="Where the issuer publishes its JWK Set")
+    jwks: dict | None = Field(None, description="Pinned public keys, a JWK Set")
+    jwks_file: str | None = Field(None, description="Pinned public keys in a file")
+    jku_allowed: list[str] = Field(
+        default_factory=list, description="`jku` header URLs accepted for this issuer"
+    )
+    userinfo_url: str | None = Field(
+        None, description="Broker only: resolves an access token to a Passport (userinfo)"
+    )
+    token_exchange_url: str | None = Field(
+        None, description="Broker only: RFC 8693 token exchange of an access token for a Passport"
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedIssuer:
+        given = [k for k in ("jwks_url", "jwks", "jwks_file") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                f"issuer {self.issuer}: give exactly one of jwks_url, jwks, jwks_file "
+                f"(got {given or 'none'})"
+            )
+        return self
+
+
+class Trust(BaseModel):
+    """Whom the node believes: Passport brokers and visa issuers (none by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    audience: str | None = Field(
+        None, description="If set, a Passport with an `aud` claim must name this audience"
+    )
+    leeway_seconds: int = Field(30, ge=0, le=300, description="Clock skew allowed on exp/iat")
+    brokers: list[TrustedIssuer] = Field(
+        default_factory=list, description="Sign Passports and resolve access tokens"
+    )
+    visa_issuers: list[TrustedIssuer] = Field(default_factory=list, description="Sign visas")
+
+
+class TierGrants(BaseModel):
+    """The most each kind of caller gets from a dataset of one tier (null: nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    anonymous: Granularity | None = None
+    registered: Granularity | None = None
+    controlled: Granularity | None = "record"
+
+
+def _default_tiers() -> dict[str, TierGrants]:
+    return {
+        "public": TierGrants(anonymous="boolean", registered="count", controlled="record"),
+        "registered": TierGrants(registered="count", controlled="record"),
+        "controlled": TierGrants(controlled="record"),
+    }
+
+
+class DatasetPolicy(BaseModel):
+    """The operator's word on one dataset, overriding what was set at ingest."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier: Tier | None = None
+    duo: list[str] = Field(
+        default_factory=list, description="DUO codes, e.g. DUO:0000007 (DS) with disease terms"
+    )
+    duo_diseases: list[str] = Field(
+        default_factory=list, description="Disease terms of a DS (DUO:0000007) restriction"
+    )
+    grant_values: list[str] = Field(
+        default_factory=list,
+        description="ControlledAccessGrants visa values that open this dataset "
+        "(the node's own DAC grants are always accepted)",
+    )
+
+
+class Disclosure(BaseModel):
+    """What may leave the node (on by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_count: int = Field(5, ge=1, description="Counts 1..min_count-1 are never exact")
+    round_to: int = Field(5, ge=1, description="Counts at or above min_count are rounded to this")
+    public_min_allele_count: int = Field(
+        5, ge=0, description="Anonymous allele queries do not see alleles rarer than this AC"
+    )
+    public_min_allele_frequency: float = Field(
+        0.0, ge=0, le=1, description="... nor alleles below this AF"
+    )
+    query_budget: int | None = Field(
+        1000, ge=1, description="Queries per caller per day (anonymous: per client address)"
+    )
+    differencing_k: int = Field(
+        5, ge=1, description="Two count queries may not differ by fewer than k individuals"
+    )
 
 
 class NodeConfig(BaseModel):
@@ -40,6 +142,20 @@ class NodeConfig(BaseModel):
     )
     default_limit: int = Field(10, ge=1, description="Records per page when the request sets none")
     max_limit: int = Field(1000, ge=1, description="Largest page a caller may ask for")
+    public_url: str | None = Field(
+        None, description="Where callers reach this node; also the `iss` of visas its DAC signs"
+    )
+    trust: Trust = Field(default_factory=Trust)
+    tiers: dict[Tier, TierGrants] = Field(default_factory=_default_tiers)
+    datasets: dict[str, DatasetPolicy] = Field(
+        default_factory=dict, description="Per-dataset tier, DUO codes and grant values"
+    )
+    disclosure: Disclosure = Field(default_factory=Disclosure)
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of visas signed by this node's DAC."""
+        return self.public_url or f"urn:genofed:node:{self.beacon_id}"
 
 
 def default_config(name: str) -> NodeConfig:
@@ -69,4 +185,5 @@ def load_config(path: Path) -> NodeConfig:
 
 
 def save_config(config: NodeConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.model_dump(exclude_none=True), sort_keys=False))
+    # Nulls are written too: for budgets and tier grants, null means "none", not "default".
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genofed import __version__
-from genofed._exceptions import GenofedError
+from genofed._exceptions import BudgetExhaustedError, CredentialError, GenofedError
+from genofed.node.audit_middleware import AuditMiddleware
 from genofed.node.beacon.routes import build_router
 from genofed.node.beacon.service import BeaconService
 from genofed.node.json_response import JSONResponse
@@ -52,7 +53,12 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
 
     @app.exception_handler(GenofedError)
     async def genofed_error(_request: Request, exc: GenofedError) -> JSONResponse:
-        return beacon_error(exc.status, str(exc))
+        response = beacon_error(exc.status, str(exc))
+        if isinstance(exc, CredentialError):
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        if isinstance(exc, BudgetExhaustedError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -68,6 +74,13 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return beacon_error(500, "internal error; the node operator can find it in the logs")
+
+    @app.get("/.well-known/jwks.json", tags=["governance"], response_model=None)
+    def jwks() -> dict[str, object]:
+        """Public keys of the visas this node's Data Access Committee signs."""
+        return runtime.gate.signing_key.jwks()
+
+    app.add_middleware(AuditMiddleware, runtime=runtime)
 
     @app.get("/-/health", include_in_schema=False, response_model=None)
     def health() -> dict[str, object]:

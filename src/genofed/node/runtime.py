@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genofed.config import NodeConfig, load_config
+from genofed.governance.gatekeeper import Gatekeeper
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.documents import as_number
 from genofed.store.filters import FilterContext
@@ -36,6 +37,7 @@ class NodeRuntime:
         self.node = NodeDir(root)
         self.node.check()
         self.config: NodeConfig = load_config(self.node.config_path)
+        self.gate = Gatekeeper(self.node.root, self.config, self.node.config_path.read_bytes())
         obo_files = [self.node.root / f for f in self.config.ontology_files]
         obo_files += sorted(self.node.ontologies_dir.glob("*.obo"))
         self.ontology = ontology or OntologyIndex(obo_files)

@@ -110,6 +110,7 @@ def import_bff(
             "assembly": assembly,
             "granularity": settings.granularity,
             "test_data": settings.test_data,
+            "tier": settings.tier,
             "n_samples": len(columns),
             "n_sites": len(rows),
             "n_variants": len(rows),

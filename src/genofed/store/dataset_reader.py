@@ -57,6 +57,12 @@ class DatasetReader:
         return str(self.meta.get("granularity", "boolean"))
 
     @property
+    def tier(self) -> str | None:
+        """The tier given at ingest (``node.yaml`` may override it)."""
+        tier = self.meta.get("tier")
+        return str(tier) if tier else None
+
+    @property
     def test_data(self) -> bool:
         return bool(self.meta.get("test_data", False))
 

@@ -94,6 +94,8 @@ class PositionIndex:
                 or query.variant_type
                 or query.min_length is not None
                 or query.max_length is not None
+                or query.min_allele_count > 0
+                or query.min_allele_frequency > 0
             )
         )
 

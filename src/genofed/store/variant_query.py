@@ -44,6 +44,9 @@ class VariantQuery:
     aminoacid_change: str | None = None
     allele_short_form: str | None = None
     variant_ids: list[str] = field(default_factory=list)
+    # Disclosure floors for public callers: rarer alleles are treated as absent.
+    min_allele_count: int = 0
+    min_allele_frequency: float = 0.0
 
 
 def _bases_condition(column: str, bases: str, params: list[Any]) -> str:
@@ -96,6 +99,10 @@ def where_clause(query: VariantQuery) -> tuple[str, list[Any]]:
     if query.allele_short_form:
         parts.append("list_contains(hgvs, ?)")
         params.append(query.allele_short_form)
+    if query.min_allele_count > 0 or query.min_allele_frequency > 0:
+        # Variants without genotypes (AN = 0) have no count to check, so they stay hidden.
+        parts.append("an > 0 AND ac >= ? AND af >= ?")
+        params.extend([query.min_allele_count, query.min_allele_frequency])
     return " AND ".join(parts), params
 
 

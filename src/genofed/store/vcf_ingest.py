@@ -18,7 +18,7 @@ import pyarrow as pa
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genofed._exceptions import IngestError
-from genofed.config import Granularity
+from genofed.config import Granularity, Tier
 from genofed.store import reference
 from genofed.store.annotations import (
     AlleleAnnotation,
@@ -62,6 +62,7 @@ class DatasetSettings:
     description: str | None = None
     granularity: Granularity = "count"
     test_data: bool = False
+    tier: Tier | None = None  # None: served to no one until node.yaml gives it a tier
 
 
 def ingest_vcf(
@@ -234,6 +235,7 @@ def _meta(
         "assembly": assembly,
         "granularity": settings.granularity,
         "test_data": settings.test_data,
+        "tier": settings.tier,
         "n_samples": len(samples),
         "n_sites": reader.n_sites,
         "n_variants": reader.n_variants,

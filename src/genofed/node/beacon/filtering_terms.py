@@ -28,16 +28,11 @@ def filtering_terms(
     live: LiveDatasets,
     *,
     scope: str | None = None,
-    readers: list[DatasetReader] | None = None,
+    readers: list[DatasetReader],
     entry: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Terms of the chosen datasets, optionally of one scope or one entry.
-
-    By default the datasets are all but those flagged as test data, whose made-up terms
-    would otherwise mix with the real ones.
-    """
-    if readers is None:
-        readers = [r for r in live.readers.values() if not r.test_data]
+    """Terms of the chosen datasets (those the caller may see, without test data),
+    optionally of one scope or one entry."""
     terms: dict[str, dict[str, Any]] = {}
     alphanumeric: dict[str, set[str]] = {}
     prefixes: set[str] = set()

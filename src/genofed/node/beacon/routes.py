@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from genofed._exceptions import NotFoundError, QueryError
+from genofed.governance.access import Caller
 from genofed.node.beacon import framework
 from genofed.node.beacon.filtering_terms import filtering_terms
 from genofed.node.beacon.model import BY_PATH, ENTRY_TYPES, EntryType
 from genofed.node.beacon.request import BeaconRequest, from_body, from_query_string
 from genofed.node.beacon.service import BeaconService
 from genofed.node.json_response import JSONResponse
+from genofed.store.dataset_reader import DatasetReader
 from genofed.store.selection import Context
 
 
@@ -22,17 +24,44 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/beacon/v2"
 
 
-async def parse_request(request: Request) -> BeaconRequest:
+async def parse_request(request: Request) -> tuple[BeaconRequest, object]:
+    """The Beacon request, and the DRS-style ``passports`` of a POST body (if any)."""
     if request.method == "POST":
         raw = await request.body()
         if not raw.strip():
-            return from_body({})
+            return from_body({}), None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise QueryError(f"the request body is not valid JSON: {exc}") from exc
-        return from_body(body)
-    return from_query_string(list(request.query_params.multi_items()))
+        passports = body.pop("passports", None) if isinstance(body, dict) else None
+        return from_body(body), passports
+    return from_query_string(list(request.query_params.multi_items())), None
+
+
+async def authorize(service: BeaconService, request: Request, passports: object) -> Caller:
+    """The caller behind the request's credentials, charged one query of their budget."""
+    gate = service.runtime.gate
+    client = f"address {request.client.host}" if request.client else "address unknown"
+    caller = await run_in_threadpool(
+        gate.credentials.caller, request.headers.get("authorization"), passports, client
+    )
+    request.state.caller = caller
+    await run_in_threadpool(gate.budget.charge, caller.identity)
+    return caller
+
+
+async def answer(
+    service: BeaconService, request: Request, entry: EntryType, **kwargs: Any
+) -> dict[str, Any]:
+    """Parse, authorise, run (in the thread pool) and note what the audit log records."""
+    beacon_request, passports = await parse_request(request)
+    caller = await authorize(service, request, passports)
+    outcome: dict[str, Any] = {}
+    request.state.outcome = outcome
+    return await run_in_threadpool(
+        service.query, entry, beacon_request, caller, outcome=outcome, **kwargs
+    )
 
 
 def build_router(service: BeaconService) -> APIRouter:
@@ -63,12 +92,29 @@ def build_router(service: BeaconService) -> APIRouter:
         return framework.entry_types(config)
 
     @router.get("/filtering_terms", tags=["framework"], response_model=None)
-    def all_filtering_terms() -> dict[str, Any]:
-        return _terms_response(service, filtering_terms(service.runtime.live()))
+    async def all_filtering_terms(request: Request) -> dict[str, Any]:
+        readers = await _visible_readers(service, request)
+        return _terms_response(service, filtering_terms(service.runtime.live(), readers=readers))
 
     for entry in ENTRY_TYPES:
         _add_entry_routes(router, service, entry)
     return router
+
+
+async def _visible_readers(
+    service: BeaconService, request: Request, *, records_only: bool = False
+) -> list[DatasetReader]:
+    """Non-test datasets the caller may see (with ``records_only``, at record granularity)."""
+    passports = None
+    if request.method == "POST":
+        _, passports = await parse_request(request)
+    caller = await authorize(service, request, passports)
+    visible = service.visible(service.runtime.live(), caller)
+    return [
+        reader
+        for reader, allowed in visible.values()
+        if not reader.test_data and (allowed == "record" or not records_only)
+    ]
 
 
 def _terms_response(service: BeaconService, response: dict[str, Any]) -> dict[str, Any]:
@@ -86,32 +132,32 @@ def _add_entry_routes(router: APIRouter, service: BeaconService, entry: EntryTyp
     tags = [entry.path]
 
     async def root(request: Request) -> dict[str, Any]:
-        beacon_request = await parse_request(request)
-        return await _run(service.query, entry, beacon_request)
+        return await answer(service, request, entry)
 
-    async def scoped_terms() -> dict[str, Any]:
-        return _terms_response(service, filtering_terms(service.runtime.live(), scope=entry.entity))
+    async def scoped_terms(request: Request) -> dict[str, Any]:
+        readers = await _visible_readers(service, request)
+        live = service.runtime.live()
+        return _terms_response(service, filtering_terms(live, scope=entry.entity, readers=readers))
 
     async def one(entry_id: str, request: Request) -> dict[str, Any]:
-        beacon_request = await parse_request(request)
-        return await _run(service.query, entry, beacon_request, single_id=entry_id)
+        return await answer(service, request, entry, single_id=entry_id)
 
-    async def entry_terms(entry_id: str) -> dict[str, Any]:
+    async def entry_terms(entry_id: str, request: Request) -> dict[str, Any]:
         live = service.runtime.live()
+        # One entry's terms describe that entry: only for callers who may see its record.
+        record = entry.entity not in ("dataset", "cohort")
+        visible = await _visible_readers(service, request, records_only=record)
         if entry.entity == "dataset":
-            if entry_id not in live.readers:
-                raise NotFoundError(f"dataset {entry_id!r} not found")
-            return _terms_response(service, filtering_terms(live, readers=[live.readers[entry_id]]))
-        if entry.entity == "cohort":
-            readers = [r for r in live.readers.values() if entry_id in r.entry_ids("cohort")]
-            if not readers:
-                raise NotFoundError(f"cohort {entry_id!r} not found")
+            readers = [r for r in visible if r.dataset_id == entry_id]
+        else:
+            readers = [r for r in visible if entry_id in r.entry_ids(entry.entity)]
+        if not readers:
+            raise NotFoundError(f"{entry.id} {entry_id!r} not found (or not open to you)")
+        if not record:
             return _terms_response(service, filtering_terms(live, readers=readers))
-        if not any(
-            entry_id in r.entry_ids(entry.entity) for r in live.readers.values() if not r.test_data
-        ):
-            raise NotFoundError(f"{entry.id} {entry_id!r} not found")
-        return _terms_response(service, filtering_terms(live, entry=(entry.entity, entry_id)))
+        return _terms_response(
+            service, filtering_terms(live, readers=readers, entry=(entry.entity, entry_id))
+        )
 
     methods = ["GET", "POST"]
     router.add_api_route(
@@ -165,14 +211,6 @@ def _linked_endpoint(service: BeaconService, source: EntryType, target: EntryTyp
     """The handler of ``/{source}/{id}/{target}`` (a factory, so each route keeps its pair)."""
 
     async def linked(entry_id: str, request: Request) -> dict[str, Any]:
-        beacon_request = await parse_request(request)
-        return await _run(
-            service.query, target, beacon_request, context=Context(source.entity, entry_id)
-        )
+        return await answer(service, request, target, context=Context(source.entity, entry_id))
 
     return linked
-
-
-async def _run(func, *args, **kwargs) -> dict[str, Any]:
-    """Run a blocking query in the thread pool so the event loop keeps serving."""
-    return await run_in_threadpool(func, *args, **kwargs)

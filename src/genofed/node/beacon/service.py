@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from genofed._exceptions import QueryError
+from genofed._exceptions import AccessDeniedError, QueryError
 from genofed.config import GRANULARITY_ORDER, Granularity
+from genofed.governance.access import Caller
+from genofed.governance.disclosure import SafeCount, safe_count
 from genofed.node.beacon import records
 from genofed.node.beacon.model import API_VERSION, EntryType, returned_schema
 from genofed.node.beacon.request import BeaconRequest, variant_query
@@ -26,6 +28,7 @@ class _DatasetAnswer:
     selection: Selection
     granularity: Granularity
     query: VariantQuery | None = None  # the variant query as run on this dataset
+    warning: str | None = None  # why a count was withheld
 
     @property
     def exists(self) -> bool:
@@ -34,7 +37,7 @@ class _DatasetAnswer:
 
 @dataclass
 class _Plan:
-    readers: list[DatasetReader]
+    readers: list[tuple[DatasetReader, Granularity]]  # visible datasets, most the caller gets
     warnings: list[str] = field(default_factory=list)
     variant_query: VariantQuery | None = None
 
@@ -72,12 +75,18 @@ class BeaconService:
         self,
         entry: EntryType,
         request: BeaconRequest,
+        caller: Caller,
         *,
         context: Context | None = None,
         single_id: str | None = None,
+        outcome: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Answer one entry query for ``caller``; ``outcome`` receives what the audit log
+        records (datasets touched, results returned)."""
         live = self.runtime.live()
-        plan = self._plan(entry, request, live, single_id)
+        plan = self._plan(entry, request, live, single_id, caller)
+        if outcome is not None:
+            outcome["datasets"] = [reader.dataset_id for reader, _ in plan.readers]
         filters = [live.filter_context.classify(f) for f in request.filters]
         for flt in filters:
             warning = live.filter_context.warning(flt)
@@ -87,13 +96,19 @@ class BeaconService:
         if single_id is not None and target != VARIANT:
             context = Context(target, single_id)
         answers = []
-        for reader in plan.readers:
+        gate = self.runtime.gate
+        rules = self.runtime.config.disclosure
+        for reader, allowed in plan.readers:
             query = None
             if plan.variant_query is not None:
                 query = VariantQuery(**vars(plan.variant_query))
                 if query.gene_id:  # the operator's gene table, in this dataset's assembly
                     genes = live.genes.get(reader.assembly, {})
                     query.gene_regions = genes.get(query.gene_id.upper())
+                if not caller.registered and not gate.access.holds_grant(caller, reader.dataset_id):
+                    # Public allele queries never reveal rare alleles.
+                    query.min_allele_count = rules.public_min_allele_count
+                    query.min_allele_frequency = rules.public_min_allele_frequency
             selection = select(
                 reader,
                 target,
@@ -102,14 +117,40 @@ class BeaconService:
                 filter_context=live.filter_context,
                 variant_query=query,
             )
-            granularity = lower_granularity(request.granularity, reader.granularity)  # type: ignore[arg-type]
-            answers.append(_DatasetAnswer(reader, selection, granularity, query))
+            granularity = lower_granularity(request.granularity, allowed)  # type: ignore[arg-type]
+            answer = _DatasetAnswer(reader, selection, granularity, query)
+            if granularity == "count" and target != VARIANT and not entry.collection:
+                self._guard_differencing(answer, caller, target)
+            answers.append(answer)
         if entry.collection:
-            return self._collections(entry, request, answers, plan)
-        return self._resultsets(entry, request, answers, plan, with_carriers=single_id is not None)
+            doc = self._collections(entry, request, answers, plan)
+        else:
+            doc = self._resultsets(entry, request, answers, plan, single_id is not None)
+        if outcome is not None:
+            outcome["results"] = doc.get("responseSummary", {}).get("numTotalResults")
+        return doc
+
+    def _guard_differencing(self, answer: _DatasetAnswer, caller: Caller, entity: str) -> None:
+        """Withhold a count that, set against an earlier one, isolates < k individuals."""
+        reader = answer.reader
+        population = len(reader.entry_ids(entity))
+        if not self.runtime.gate.differencing.allows(
+            caller.identity, reader.dataset_id, answer.selection.ids, population
+        ):
+            answer.granularity = "boolean"
+            answer.warning = (
+                f"dataset {reader.dataset_id}: count withheld; with an earlier query it would "
+                f"single out fewer than {self.runtime.config.disclosure.differencing_k} "
+                "individuals"
+            )
 
     def _plan(
-        self, entry: EntryType, request: BeaconRequest, live: LiveDatasets, single_id: str | None
+        self,
+        entry: EntryType,
+        request: BeaconRequest,
+        live: LiveDatasets,
+        single_id: str | None,
+        caller: Caller,
     ) -> _Plan:
         plan = _Plan(readers=[])
         assembly = None
@@ -124,20 +165,43 @@ class BeaconService:
                 f"requestParameters {sorted(request.parameters)} apply to g_variants only; "
                 f"use filters to select {entry.path}"
             )
+        visible = self.visible(live, caller)
         wanted = set(request.datasets) if request.datasets else None
         if wanted:
-            missing = wanted - set(live.readers)
+            missing = wanted - set(visible)
             if missing:
-                plan.warnings.append(f"dataset(s) {sorted(missing)} are not available here")
-        for dataset_id, reader in live.readers.items():
+                # The same answer whether a dataset is absent or closed to this caller.
+                raise AccessDeniedError(
+                    f"dataset(s) {sorted(missing)} do not exist here or are not open to you; "
+                    "see /beacon/v2/datasets for those you can query, or apply to the "
+                    "node's Data Access Committee"
+                )
+        for dataset_id, (reader, allowed) in visible.items():
             if wanted is not None and dataset_id not in wanted:
                 continue
             if reader.test_data != request.test_mode:
                 continue
             if assembly and reader.assembly != assembly:
                 continue
-            plan.readers.append(reader)
+            plan.readers.append((reader, allowed))
         return plan
+
+    def visible(
+        self, live: LiveDatasets, caller: Caller
+    ) -> dict[str, tuple[DatasetReader, Granularity]]:
+        """Datasets ``caller`` may see, with the most detail each gives them."""
+        access = self.runtime.gate.access
+        visible = {}
+        for dataset_id, reader in live.readers.items():
+            allowed = access.granularity(
+                caller,
+                dataset_id,
+                reader.tier,
+                reader.granularity,  # type: ignore[arg-type]
+            )
+            if allowed is not None:
+                visible[dataset_id] = (reader, allowed)
+        return visible
 
     def _returned_granularity(
         self, request: BeaconRequest, answers: list[_DatasetAnswer]
@@ -163,12 +227,18 @@ class BeaconService:
             "meta": self.meta(request, entry, granularity),
             "responseSummary": summary,
         }
-        if plan.warnings:
-            doc["info"] = {"warnings": plan.warnings}
+        warnings = plan.warnings + [a.warning for a in answers if a.warning]
+        if warnings:
+            doc["info"] = {"warnings": warnings}
         if granularity == "boolean":
             return doc
         countable = [a for a in answers if a.granularity != "boolean"]
-        summary["numTotalResults"] = sum(a.selection.count for a in countable)
+        counts = [self._count(a) for a in countable]
+        summary["numTotalResults"] = sum(c.value for c in counts)
+        precision = {c.precision for c in counts} - {"exact"}
+        if precision:
+            # Beacon v2.2: the total is not exact (rounded, or a floor for small counts).
+            summary["countPrecision"] = "imprecise" if "imprecise" in precision else "rounded"
         result_sets = []
         if request.include != "NONE":
             for answer in countable:
@@ -186,16 +256,26 @@ class BeaconService:
         results: list[dict[str, Any]] = []
         if answer.granularity == "record":
             results = self._page(entry, request, answer, with_carriers)
+        count = self._count(answer)
         result_set: dict[str, Any] = {
             "id": answer.reader.dataset_id,
             "setType": "dataset",
             "exists": answer.exists,
-            "resultsCount": answer.selection.count,
+            "resultsCount": count.value,
             "results": results,
         }
+        if count.precision != "exact":
+            result_set["countPrecision"] = count.precision
         if answer.granularity != "record":
             result_set["info"] = {"returnedGranularity": answer.granularity}
         return result_set
+
+    def _count(self, answer: _DatasetAnswer) -> SafeCount:
+        """Exact for callers who see the records anyway; made safe for aggregate callers."""
+        n = answer.selection.count
+        if answer.granularity == "record":
+            return SafeCount(n, "exact")
+        return safe_count(n, self.runtime.config.disclosure)
 
     def _limit(self, request: BeaconRequest) -> int:
         config = self.runtime.config

@@ -1,0 +1,225 @@
+"""Who the caller is (from their credentials) and what each dataset gives them.
+
+Three ways to present credentials all end in one ``Caller``:
+
+* ``Authorization: Bearer <Passport JWT>``;
+* ``Authorization: Bearer <access token>``, resolved at a trusted broker by RFC 8693 token
+  exchange (or its userinfo endpoint);
+* a DRS-style ``{"passports": [...]}`` member of a POST body.
+
+A dataset's tier (``public`` / ``registered`` / ``controlled``) and the node's tier table
+decide the most a caller gets; a dataset with no tier is served to no one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from genofed._exceptions import CredentialError
+from genofed.config import BONA_FIDE, GRANULARITY_ORDER, Granularity, NodeConfig
+from genofed.governance.passports import Clearinghouse, Passport, Visa, peek
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+PASSPORT_TOKEN_TYPE = "urn:ga4gh:params:oauth:token-type:passport"
+_RESOLVED_TTL = 60.0  # seconds an access token's resolution is reused
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authorisation context of one request."""
+
+    client: str  # budget key of an anonymous caller (its address)
+    sub: str | None = None
+    iss: str | None = None
+    registered: bool = False
+    grants: tuple[Visa, ...] = field(default_factory=tuple)  # ControlledAccessGrants, by dac
+
+    @property
+    def anonymous(self) -> bool:
+        return self.sub is None
+
+    @property
+    def identity(self) -> str:
+        """Who is charged for budgets and named in the audit log."""
+        return self.client if self.sub is None else f"{self.sub} ({self.iss})"
+
+    @property
+    def kind(self) -> str:
+        if self.grants:
+            return "controlled"
+        return (
+            "registered"
+            if self.registered
+            else ("anonymous" if self.anonymous else "authenticated")
+        )
+
+
+def caller_from_passports(passports: list[Passport], client: str) -> Caller:
+    """One caller from one or more validated Passports (the first names the holder)."""
+    if not passports:
+        return Caller(client=client)
+    visas = [v for p in passports for v in p.visas]
+    kinds = {(v.type, v.value) for v in visas}
+    registered = ("ResearcherStatus", BONA_FIDE) in kinds and (
+        "AcceptedTermsAndPolicies",
+        BONA_FIDE,
+    ) in kinds
+    grants = tuple(v for v in visas if v.type == "ControlledAccessGrants" and v.by == "dac")
+    return Caller(
+        client=client,
+        sub=passports[0].sub,
+        iss=passports[0].iss,
+        registered=registered,
+        grants=grants,
+    )
+
+
+def grant_value(config: NodeConfig, dataset_id: str) -> str:
+    """The ControlledAccessGrants ``value`` this node's DAC puts in visas for a dataset."""
+    return f"{config.issuer.rstrip('/')}/datasets/{dataset_id}"
+
+
+class AccessPolicy:
+    """Tier table plus per-dataset policy; ``revoked`` says if a DAC has withdrawn a visa."""
+
+    def __init__(self, config: NodeConfig, revoked: Callable[[Visa], bool]):
+        self.config = config
+        self.revoked = revoked
+
+    def tier(self, dataset_id: str, ingest_tier: str | None) -> str | None:
+        policy = self.config.datasets.get(dataset_id)
+        if policy is not None and policy.tier is not None:
+            return policy.tier
+        return ingest_tier
+
+    def holds_grant(self, caller: Caller, dataset_id: str) -> bool:
+        accepted = {grant_value(self.config, dataset_id)}
+        policy = self.config.datasets.get(dataset_id)
+        if policy is not None:
+            accepted.update(policy.grant_values)
+        return any(v.value in accepted and not self.revoked(v) for v in caller.grants)
+
+    def granularity(
+        self,
+        caller: Caller,
+        dataset_id: str,
+        ingest_tier: str | None,
+        ceiling: Granularity,
+    ) -> Granularity | None:
+        """The most ``caller`` may get from the dataset (``None``: it does not exist for them)."""
+        tier = self.tier(dataset_id, ingest_tier)
+        if tier is None:
+            return None  # closed by default
+        grants = self.config.tiers.get(tier)  # type: ignore[call-overload]
+        if grants is None:
+            return None
+        allowed: Granularity | None = grants.anonymous
+        if caller.registered:
+            allowed = _higher(allowed, grants.registered)
+        if self.holds_grant(caller, dataset_id):
+            allowed = _higher(allowed, grants.controlled)
+        if allowed is None:
+            return None
+        return (
+            allowed
+            if GRANULARITY_ORDER.index(allowed) <= GRANULARITY_ORDER.index(ceiling)
+            else ceiling
+        )
+
+
+def _higher(a: Granularity | None, b: Granularity | None) -> Granularity | None:
+    if a is None or b is None:
+        return a or b
+    return a if GRANULARITY_ORDER.index(a) >= GRANULARITY_ORDER.index(b) else b
+
+
+class CredentialResolver:
+    """Turns request credentials into a ``Caller`` (401 ``CredentialError`` if refused)."""
+
+    def __init__(self, clearinghouse: Clearinghouse, client: httpx.Client):
+        self.clearinghouse = clearinghouse
+        self.client = client
+        self._resolved: dict[bytes, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def caller(
+        self, authorization: str | None, body_passports: object, client_address: str
+    ) -> Caller:
+        tokens: list[str] = []
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise CredentialError("the Authorization header must be 'Bearer <token>'")
+            tokens.append(self._as_passport(token.strip()))
+        if body_passports is not None:
+            if not isinstance(body_passports, list) or not all(
+                isinstance(p, str) for p in body_passports
+            ):
+                raise CredentialError("'passports' must be a list of Passport JWTs")
+            tokens.extend(body_passports)
+        passports = [self.clearinghouse.passport(t) for t in tokens]
+        return caller_from_passports(passports, client_address)
+
+    def _as_passport(self, token: str) -> str:
+        """The token itself if it is a Passport, else the Passport a broker exchanges it for."""
+        header, claims = _peek_or_opaque(token)
+        if header.get("typ") == "vnd.ga4gh.passport+jwt" or "ga4gh_passport_v1" in claims:
+            return token
+        digest = hashlib.sha256(token.encode()).digest()
+        hit = self._resolved.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        passport = self._exchange(token, claims.get("iss"))
+        with self._lock:
+            if len(self._resolved) > 4096:
+                self._resolved.clear()
+            self._resolved[digest] = (time.monotonic() + _RESOLVED_TTL, passport)
+        return passport
+
+    def _exchange(self, token: str, issuer: object) -> str:
+        brokers = [
+            b
+            for b in self.clearinghouse.brokers.issuers()
+            if b.token_exchange_url and (issuer is None or b.issuer == issuer)
+        ]
+        if not brokers:
+            raise CredentialError(
+                "the bearer token is not a Passport and no trusted broker can exchange it"
+            )
+        broker = brokers[0]
+        try:
+            response = self.client.post(
+                broker.token_exchange_url,  # type: ignore[arg-type]
+                data={
+                    "grant_type": TOKEN_EXCHANGE,
+                    "subject_token": token,
+                    "subject_token_type": ACCESS_TOKEN_TYPE,
+                    "requested_token_type": PASSPORT_TOKEN_TYPE,
+                },
+                timeout=5.0,
+            )
+        except httpx.HTTPError as exc:
+            raise CredentialError("the broker could not be reached to exchange the token") from exc
+        if response.status_code != 200:
+            raise CredentialError("the broker refused to exchange the access token")
+        try:
+            passport = response.json()["access_token"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CredentialError("the broker's token exchange answer is not valid") from exc
+        if not isinstance(passport, str):
+            raise CredentialError("the broker's token exchange answer is not valid")
+        return passport
+
+
+def _peek_or_opaque(token: str) -> tuple[dict, dict]:
+    try:
+        return peek(token)
+    except CredentialError:
+        return {}, {}  # an opaque access token: only a broker can say what it is

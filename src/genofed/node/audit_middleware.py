@@ -1,0 +1,86 @@
+"""Every HTTP request to a node is written to its audit log before the answer leaves.
+
+The entry is appended when the response starts, so a request whose entry cannot be
+written is answered 503 instead: auditing fails closed and cannot be skipped silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from genofed.node.runtime import NodeRuntime
+
+
+def _decision(status: int) -> str:
+    if status < 400:
+        return "allowed"
+    if status in (401, 403, 429):
+        return "denied"
+    return "refused" if status < 500 else "error"
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, runtime: NodeRuntime):
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                try:
+                    self._record(scope, state, message["status"])
+                except Exception:  # noqa: BLE001 - any failure to audit refuses the answer
+                    body = orjson.dumps(
+                        {
+                            "error": {
+                                "errorCode": 503,
+                                "errorMessage": (
+                                    "the node cannot write its audit log; the operator must fix it"
+                                ),
+                            }
+                        }
+                    )
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 503,
+                            "headers": [(b"content-type", b"application/json")],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    state["audit_failed"] = True
+                    return
+            if state.get("audit_failed"):
+                return
+            await send(message)
+
+        await self.app(scope, receive, audited_send)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int) -> None:
+        caller = state.get("caller")
+        outcome = state.get("outcome") or {}
+        client = scope.get("client")
+        self.runtime.gate.audit.append(
+            {
+                "caller": (
+                    {"sub": caller.sub, "iss": caller.iss}
+                    if caller is not None and caller.sub is not None
+                    else {"client": client[0] if client else None}
+                ),
+                "endpoint": f"{scope['method']} {scope['path']}",
+                "query": scope.get("query_string", b"").decode("latin-1")[:512] or None,
+                "datasets": outcome.get("datasets", []),
+                "decision": _decision(status),
+                "status": status,
+                "policy": self.runtime.gate.policy_version,
+                "results": outcome.get("results"),
+            }
+        )
