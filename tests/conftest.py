@@ -71,7 +71,9 @@ def small_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
         individuals=SMALL_CLINICAL,
         settings=DatasetSettings(granularity="record", name="Small test VCF", tier="public"),
     )
-    import_bff(node, "fixtures", BFF_FIXTURES, settings=DatasetSettings(granularity="count", tier="public"))
+    import_bff(
+        node, "fixtures", BFF_FIXTURES, settings=DatasetSettings(granularity="count", tier="public")
+    )
     ingest_vcf(
         node,
         "small-test",

@@ -57,7 +57,11 @@ def reference_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
     node = make_node(tmp_path_factory.mktemp("reference") / "node")
     for name, (vcf, assembly, _counts) in SOURCES.items():
         ingest_vcf(
-            node, name, vcf, assembly=assembly, settings=DatasetSettings(granularity="record", tier="public")
+            node,
+            name,
+            vcf,
+            assembly=assembly,
+            settings=DatasetSettings(granularity="record", tier="public"),
         )
     return node
 
@@ -212,7 +216,11 @@ def test_1000_genomes_slices(empty_node: NodeDir, assembly: str) -> None:
 def test_cineca_bff_import_matches_its_json(empty_node: NodeDir, ontology: OntologyIndex) -> None:
     folder = DATA / "cineca-uk1"
     import_bff(
-        empty_node, "uk1", folder, assembly="GRCh38", settings=DatasetSettings(granularity="record", tier="public")
+        empty_node,
+        "uk1",
+        folder,
+        assembly="GRCh38",
+        settings=DatasetSettings(granularity="record", tier="public"),
     )
     individuals = json.loads((folder / "individuals.json").read_text())
     case_level = json.loads((folder / "caseLevelData.json").read_text())

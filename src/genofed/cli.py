@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from genofed._exceptions import GenofedError
+from genofed.cli_governance import audit_app, node_trust, passport_app
 from genofed.config import Granularity, Tier, default_config, save_config
 from genofed.store.node_dir import NodeDir
 
@@ -21,6 +22,9 @@ node_app = typer.Typer(
     help="Create, fill and serve a node (one institution).", no_args_is_help=True
 )
 app.add_typer(node_app, name="node")
+app.add_typer(passport_app, name="passport")
+app.add_typer(audit_app, name="audit")
+node_app.command("trust")(node_trust)
 console = Console(stderr=True)
 
 NodePath = Annotated[Path, typer.Argument(help="The node directory")]

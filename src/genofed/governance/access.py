@@ -100,11 +100,16 @@ class AccessPolicy:
         return ingest_tier
 
     def holds_grant(self, caller: Caller, dataset_id: str) -> bool:
-        accepted = {grant_value(self.config, dataset_id)}
+        """A live ControlledAccessGrants visa for the dataset: from this node's own DAC, or
+        with a value the operator listed in ``grant_values`` (an external DAC)."""
+        own = grant_value(self.config, dataset_id)
         policy = self.config.datasets.get(dataset_id)
-        if policy is not None:
-            accepted.update(policy.grant_values)
-        return any(v.value in accepted and not self.revoked(v) for v in caller.grants)
+        external = set(policy.grant_values) if policy is not None else set()
+        return any(
+            ((v.value == own and v.iss == self.config.issuer) or v.value in external)
+            and not self.revoked(v)
+            for v in caller.grants
+        )
 
     def granularity(
         self,

@@ -135,7 +135,7 @@ class BeaconService:
         reader = answer.reader
         population = len(reader.entry_ids(entity))
         if not self.runtime.gate.differencing.allows(
-            caller.identity, reader.dataset_id, answer.selection.ids, population
+            caller.identity, f"{reader.dataset_id}/{entity}", answer.selection.ids, population
         ):
             answer.granularity = "boolean"
             answer.warning = (

@@ -1,0 +1,190 @@
+"""``genofed passport …``, ``genofed audit …`` and ``genofed node trust``: identity and audit
+from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from genofed._exceptions import GenofedError, NodeConfigError
+from genofed.config import TrustedIssuer, load_config, save_config
+
+console = Console(stderr=True)
+passport_app = typer.Typer(
+    help="A development Passport broker and visa issuer (for demos and tests; a node "
+    "trusts it only when told to with `genofed node trust`).",
+    no_args_is_help=True,
+)
+audit_app = typer.Typer(
+    help="Read and verify a node's tamper-evident audit log.", no_args_is_help=True
+)
+
+KeyPath = Annotated[Path, typer.Argument(help="Key file (JSON: issuer + private JWK)")]
+
+
+def _fail(err: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {err}")
+    return typer.Exit(code=1)
+
+
+@passport_app.command("keygen")
+def keygen(
+    key_file: KeyPath,
+    issuer: Annotated[str, typer.Option(help="The `iss` of everything this key signs")],
+) -> None:
+    """Create an ES256 signing key (the file is readable by you only)."""
+    from genofed.governance.broker import create_key
+
+    try:
+        key = create_key(key_file, issuer)
+    except FileExistsError:
+        raise _fail(GenofedError(f"{key_file} exists; not overwriting a key")) from None
+    console.print(f"Created key {key.kid} for {issuer} in {key_file}")
+
+
+@passport_app.command("jwks")
+def jwks(key_file: KeyPath) -> None:
+    """Print the public JWK Set that nodes should pin to trust this key."""
+    from genofed.governance.broker import load_key
+
+    typer.echo(json.dumps(load_key(key_file).jwks(), indent=2))
+
+
+@passport_app.command("issue")
+def issue(
+    key_file: KeyPath,
+    sub: Annotated[str, typer.Option(help="The researcher's subject identifier")],
+    bona_fide: Annotated[
+        bool,
+        typer.Option(
+            "--bona-fide",
+            help="Add ResearcherStatus + AcceptedTermsAndPolicies visas (registered access)",
+        ),
+    ] = False,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(help="Add a ControlledAccessGrants visa (by dac) with this value"),
+    ] = None,
+    affiliation: Annotated[
+        str | None, typer.Option(help="Add an AffiliationAndRole visa, e.g. faculty@uni.example")
+    ] = None,
+    hours: Annotated[float, typer.Option(help="Lifetime of the Passport and its visas")] = 1.0,
+    audience: Annotated[str | None, typer.Option(help="Set `aud` (a node's public URL)")] = None,
+    access_token: Annotated[
+        bool,
+        typer.Option(
+            "--access-token",
+            help="Print an access token to exchange at `genofed passport serve` instead",
+        ),
+    ] = False,
+) -> None:
+    """Print a signed Passport (or access token) carrying the requested visas."""
+    from genofed.governance import broker
+
+    key = broker.load_key(key_file)
+    visas = broker.bona_fide_visas(key, sub, hours) if bona_fide else []
+    for value in grant or []:
+        visas.append(broker.visa(key, sub, "ControlledAccessGrants", value, by="dac", hours=hours))
+    if affiliation:
+        visas.append(broker.visa(key, sub, "AffiliationAndRole", affiliation, by="system"))
+    if access_token:
+        typer.echo(broker.access_token(key, sub, visas, hours=hours))
+    else:
+        typer.echo(broker.passport(key, sub, visas, hours=hours, audience=audience))
+
+
+@passport_app.command("serve")
+def serve_broker(
+    key_file: KeyPath,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8780,
+) -> None:
+    """Serve /.well-known/jwks.json and an RFC 8693 /token exchange endpoint."""
+    import uvicorn
+
+    from genofed.governance.broker import broker_app, load_key
+
+    console.print(f"Development broker at http://{host}:{port} (Ctrl-C to stop)")
+    uvicorn.run(broker_app(load_key(key_file)), host=host, port=port, log_level="warning")
+
+
+def node_trust(
+    directory: Annotated[Path, typer.Argument(help="The node directory")],
+    issuer: Annotated[str, typer.Option(help="The exact `iss` of the tokens to trust")],
+    jwks_file: Annotated[
+        Path | None, typer.Option(help="Pin the keys in this JWK Set file (copied into node.yaml)")
+    ] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="Fetch the keys from this URL")] = None,
+    broker: Annotated[
+        bool, typer.Option("--broker/--no-broker", help="Trust it to sign Passports")
+    ] = True,
+    visas: Annotated[
+        bool, typer.Option("--visas/--no-visas", help="Trust it to sign visas")
+    ] = True,
+    token_exchange_url: Annotated[
+        str | None, typer.Option(help="Its RFC 8693 endpoint, to resolve access tokens")
+    ] = None,
+) -> None:
+    """Trust an issuer of Passports and/or visas (adds it to node.yaml)."""
+    path = directory / "node.yaml"
+    try:
+        config = load_config(path)
+        if (jwks_file is None) == (jwks_url is None):
+            raise NodeConfigError("give exactly one of --jwks-file and --jwks-url")
+        pinned = json.loads(jwks_file.read_text()) if jwks_file else None
+        entry = TrustedIssuer(
+            issuer=issuer, jwks=pinned, jwks_url=jwks_url, token_exchange_url=token_exchange_url
+        )
+    except (GenofedError, OSError, ValueError) as err:
+        raise _fail(err) from None
+    if broker:
+        config.trust.brokers = [b for b in config.trust.brokers if b.issuer != issuer] + [entry]
+    if visas:
+        config.trust.visa_issuers = [v for v in config.trust.visa_issuers if v.issuer != issuer] + [
+            entry.model_copy(update={"token_exchange_url": None})
+        ]
+    save_config(config, path)
+    roles = " and ".join(r for r, on in (("Passports", broker), ("visas", visas)) if on)
+    console.print(f"Node now trusts {issuer} for {roles or 'nothing'}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    directory: Annotated[Path, typer.Argument(help="The node directory")],
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="SEQ:HASH recorded earlier with `genofed audit head` (detects truncation)"
+        ),
+    ] = None,
+) -> None:
+    """Check the whole hash chain; name every modified, deleted, inserted or reordered entry."""
+    from genofed.governance.audit import verify
+
+    anchor = None
+    if expect_head:
+        seq, _, digest = expect_head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise _fail(GenofedError("--expect-head must be SEQ:HASH as printed by `audit head`"))
+        anchor = (int(seq), digest)
+    result = verify(directory / "audit" / "audit.log", anchor)
+    for problem in result.problems:
+        console.print(f"[bold red]tampered:[/] {problem}")
+    if not result.ok:
+        raise typer.Exit(code=1)
+    console.print(
+        f"Audit log intact: {result.entries:,} entries, head {result.head[0]}:{result.head[1]}"
+    )
+
+
+@audit_app.command("head")
+def audit_head(directory: Annotated[Path, typer.Argument(help="The node directory")]) -> None:
+    """Print SEQ:HASH of the latest entry, to record somewhere the node cannot rewrite."""
+    from genofed.governance.audit import AuditLog
+
+    seq, digest = AuditLog(directory / "audit" / "audit.log").head()
+    typer.echo(f"{seq}:{digest}")

@@ -1,0 +1,80 @@
+"""A governed test node: three tiers of the same small dataset, a trusted development
+broker, a rogue key the node does not trust, and the node's own DAC key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from genofed.config import BONA_FIDE, TrustedIssuer, load_config, save_config
+from genofed.governance import broker
+from genofed.governance.access import grant_value
+from genofed.governance.broker import SigningKey
+from genofed.governance.gatekeeper import node_signing_key
+from genofed.store.node_dir import NodeDir
+from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+from tests.conftest import SMALL_CLINICAL, SMALL_VCF, make_node
+
+BROKER = "https://broker.genofed.test"
+TIERS = {"open": "public", "reg": "registered", "ctrl": "controlled"}
+
+
+@dataclass
+class GovernedNode:
+    node: NodeDir
+    broker: SigningKey
+    rogue: SigningKey  # same issuer name, a key the node never saw
+    dac: SigningKey  # the node's own DAC key
+
+    def grant(self, dataset: str) -> str:
+        return grant_value(load_config(self.node.config_path), dataset)
+
+    def passport(
+        self,
+        sub: str = "researcher-1",
+        *,
+        bona_fide: bool = False,
+        grants: tuple[str, ...] = (),
+        key: SigningKey | None = None,
+        **kwargs,
+    ) -> str:
+        key = key or self.broker
+        visas = broker.bona_fide_visas(key, sub) if bona_fide else []
+        visas += [
+            broker.visa(self.dac, sub, "ControlledAccessGrants", self.grant(d), by="dac")
+            for d in grants
+        ]
+        return broker.passport(key, sub, visas, **kwargs)
+
+
+def build_governed_node(
+    root: Path,
+    *,
+    budget: int | None = None,
+    exchange_url: str | None = None,
+    differencing_k: int = 5,
+) -> GovernedNode:
+    node = make_node(root / "node", "governed", governed=True)
+    broker_key = broker.create_key(root / "broker.json", BROKER)
+    rogue = broker.create_key(root / "rogue.json", BROKER)
+    config = load_config(node.config_path)
+    trusted = TrustedIssuer(issuer=BROKER, jwks=broker_key.jwks(), token_exchange_url=exchange_url)
+    config.trust.brokers = [trusted]
+    config.trust.visa_issuers = [trusted.model_copy(update={"token_exchange_url": None})]
+    config.disclosure.query_budget = budget
+    config.disclosure.differencing_k = differencing_k
+    save_config(config, node.config_path)
+    for dataset, tier in TIERS.items():
+        ingest_vcf(
+            node,
+            dataset,
+            SMALL_VCF,
+            assembly="GRCh38",
+            individuals=SMALL_CLINICAL,
+            settings=DatasetSettings(granularity="record", tier=tier),  # type: ignore[arg-type]
+        )
+    dac = node_signing_key(node.root, config)
+    return GovernedNode(node, broker_key, rogue, dac)
+
+
+__all__ = ["BONA_FIDE", "GovernedNode", "build_governed_node", "TIERS"]
