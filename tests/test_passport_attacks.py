@@ -95,7 +95,8 @@ def pp(gov: GovernedNode, visas: list[str], key: SigningKey | None = None, **cha
 
 
 def alg_none(gov: GovernedNode) -> str:
-    return f"{b64({'alg': 'none', 'typ': 'vnd.ga4gh.passport+jwt'})}.{b64(passport_claims(gov, [grant(gov)]))}."
+    header = b64({"alg": "none", "typ": "vnd.ga4gh.passport+jwt"})
+    return f"{header}.{b64(passport_claims(gov, [grant(gov)]))}."
 
 
 def hs256_with_public_key(gov: GovernedNode) -> str:
