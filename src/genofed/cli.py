@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from genofed._exceptions import GenofedError
-from genofed.cli_governance import audit_app, node_trust, passport_app
+from genofed.cli_governance import audit_app, dac_app, node_trust, passport_app
 from genofed.config import Granularity, Tier, default_config, save_config
 from genofed.store.node_dir import NodeDir
 
@@ -24,6 +24,7 @@ node_app = typer.Typer(
 app.add_typer(node_app, name="node")
 app.add_typer(passport_app, name="passport")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dac_app, name="dac")
 node_app.command("trust")(node_trust)
 console = Console(stderr=True)
 

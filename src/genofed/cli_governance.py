@@ -188,3 +188,98 @@ def audit_head(directory: Annotated[Path, typer.Argument(help="The node director
 
     seq, digest = AuditLog(directory / "audit" / "audit.log").head()
     typer.echo(f"{seq}:{digest}")
+
+
+dac_app = typer.Typer(
+    help="The node's Data Access Committee: consent codes, applications, decisions.",
+    no_args_is_help=True,
+)
+NodeDirArg = Annotated[Path, typer.Argument(help="The node directory")]
+
+
+def _dac(directory: Path):
+    from genofed.node.runtime import NodeRuntime
+
+    return NodeRuntime(directory).gate.dac
+
+
+@dac_app.command("consent")
+def dac_consent(
+    directory: NodeDirArg,
+    dataset: Annotated[str, typer.Argument(help="Dataset id")],
+    duo: Annotated[list[str], typer.Option(help="DUO code, e.g. DUO:0000007 (repeatable)")],
+    disease: Annotated[
+        list[str] | None, typer.Option(help="Disease term of a DS code (repeatable)")
+    ] = None,
+) -> None:
+    """Record a dataset's DUO consent codes (in node.yaml), used to match applications."""
+    from genofed.config import DatasetPolicy
+
+    path = directory / "node.yaml"
+    try:
+        config = load_config(path)
+    except GenofedError as err:
+        raise _fail(err) from None
+    policy = config.datasets.get(dataset) or DatasetPolicy()
+    config.datasets[dataset] = policy.model_copy(
+        update={"duo": list(duo), "duo_diseases": list(disease or [])}
+    )
+    save_config(config, path)
+    console.print(f"Dataset {dataset}: consent {', '.join(duo)}")
+
+
+@dac_app.command("list")
+def dac_list(directory: NodeDirArg) -> None:
+    """Every application with its status."""
+    from rich.table import Table
+
+    table = Table("id", "dataset", "applicant", "status", "title")
+    for app in _dac(directory).list():
+        table.add_row(
+            app["id"], app["dataset_id"], app["applicant_sub"], app["status"], app["title"]
+        )
+    Console().print(table)
+
+
+@dac_app.command("show")
+def dac_show(
+    directory: NodeDirArg, application: Annotated[str, typer.Argument(help="Application id")]
+) -> None:
+    """One application: purpose, DUO match explanation and history, as JSON."""
+    dac = _dac(directory)
+    try:
+        app = dac.get(application)
+    except GenofedError as err:
+        raise _fail(err) from None
+    typer.echo(json.dumps({**app, "events": dac.events(application)}, indent=2, default=str))
+
+
+@dac_app.command("decide")
+def dac_decide(
+    directory: NodeDirArg,
+    application: Annotated[str, typer.Argument(help="Application id")],
+    decision: Annotated[str, typer.Option(help="approve, reject or return (for changes)")],
+    reviewer: Annotated[str, typer.Option(help="Your name, recorded with the decision")],
+    note: Annotated[str | None, typer.Option(help="Why; shown to the applicant")] = None,
+) -> None:
+    """Decide an application that the DUO matcher left to humans."""
+    try:
+        app = _dac(directory).decide(application, reviewer, decision, note)
+    except GenofedError as err:
+        raise _fail(err) from None
+    console.print(f"Application {application}: {app['status']}")
+
+
+@dac_app.command("revoke")
+def dac_revoke(
+    directory: NodeDirArg,
+    application: Annotated[str, typer.Argument(help="Application id")],
+    reviewer: Annotated[str, typer.Option(help="Your name, recorded with the revocation")],
+    note: Annotated[str | None, typer.Option(help="Why")] = None,
+) -> None:
+    """Withdraw an approval; its visa stops working at this node at once."""
+    try:
+        app = _dac(directory).revoke(application, reviewer, note)
+    except GenofedError as err:
+        raise _fail(err) from None
+    console.print(f"Application {application}: {app['status']}")

@@ -151,6 +151,11 @@ class NodeConfig(BaseModel):
         default_factory=dict, description="Per-dataset tier, DUO codes and grant values"
     )
     disclosure: Disclosure = Field(default_factory=Disclosure)
+    dac_reviewers: list[str] = Field(
+        default_factory=list,
+        description="Passport `sub`s allowed to decide DAC applications through the API",
+    )
+    dac_grant_days: float = Field(365, gt=0, description="Lifetime of the visas the DAC signs")
 
     @property
     def issuer(self) -> str:

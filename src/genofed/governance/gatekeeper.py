@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -11,9 +12,10 @@ from genofed.config import NodeConfig
 from genofed.governance.access import AccessPolicy, CredentialResolver
 from genofed.governance.audit import AuditLog
 from genofed.governance.broker import SigningKey, create_key, load_key
+from genofed.governance.dac import Dac
 from genofed.governance.disclosure import DifferencingGuard, QueryBudget
 from genofed.governance.keys import KeyRing, parse_key_set
-from genofed.governance.passports import Clearinghouse, Visa
+from genofed.governance.passports import Clearinghouse
 
 
 def node_signing_key(root: Path, config: NodeConfig) -> SigningKey:
@@ -29,7 +31,13 @@ def node_signing_key(root: Path, config: NodeConfig) -> SigningKey:
 
 
 class Gatekeeper:
-    def __init__(self, root: Path, config: NodeConfig, config_bytes: bytes):
+    def __init__(
+        self,
+        root: Path,
+        config: NodeConfig,
+        config_bytes: bytes,
+        descendants: Callable[[str], frozenset[str]],
+    ):
         self.config = config
         self.policy_version = hashlib.sha256(config_bytes).hexdigest()[:12]
         self.http = httpx.Client()
@@ -44,11 +52,8 @@ class Gatekeeper:
             leeway=config.trust.leeway_seconds,
         )
         self.credentials = CredentialResolver(self.clearinghouse, self.http)
-        self.revoked_visas: set[str] = set()
-        self.access = AccessPolicy(config, revoked=self.is_revoked)
+        self.dac = Dac(root / "dac" / "dac.sqlite", config, self.signing_key, descendants)
+        self.access = AccessPolicy(config, revoked=self.dac.is_revoked)
         self.budget = QueryBudget(root / "state" / "budgets.sqlite", config.disclosure.query_budget)
         self.differencing = DifferencingGuard(config.disclosure.differencing_k)
         self.audit = AuditLog(root / "audit" / "audit.log")
-
-    def is_revoked(self, visa: Visa) -> bool:
-        return visa.jti is not None and visa.jti in self.revoked_visas

@@ -17,6 +17,7 @@ from genofed._exceptions import BudgetExhaustedError, CredentialError, GenofedEr
 from genofed.node.audit_middleware import AuditMiddleware
 from genofed.node.beacon.routes import build_router
 from genofed.node.beacon.service import BeaconService
+from genofed.node.dac_routes import build_dac_router
 from genofed.node.json_response import JSONResponse
 from genofed.node.runtime import NodeRuntime
 from genofed.store.ontology import OntologyIndex
@@ -47,6 +48,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     )
     app.state.runtime = runtime
     app.include_router(build_router(service))
+    app.include_router(build_dac_router(runtime))
 
     def beacon_error(status: int, message: str) -> JSONResponse:
         return JSONResponse(service.error(None, status, message), status_code=status)

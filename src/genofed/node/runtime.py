@@ -37,10 +37,15 @@ class NodeRuntime:
         self.node = NodeDir(root)
         self.node.check()
         self.config: NodeConfig = load_config(self.node.config_path)
-        self.gate = Gatekeeper(self.node.root, self.config, self.node.config_path.read_bytes())
         obo_files = [self.node.root / f for f in self.config.ontology_files]
         obo_files += sorted(self.node.ontologies_dir.glob("*.obo"))
         self.ontology = ontology or OntologyIndex(obo_files)
+        self.gate = Gatekeeper(
+            self.node.root,
+            self.config,
+            self.node.config_path.read_bytes(),
+            self.ontology.descendants,
+        )
         self._lock = threading.Lock()
         self._live: LiveDatasets | None = None
 
