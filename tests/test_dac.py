@@ -85,13 +85,16 @@ def consent(gov: GovernedNode, codes: list[str], diseases: list[str]) -> None:
     save_config(config, gov.node.config_path)
 
 
-def apply(client: TestClient, gov: GovernedNode, sub: str, **wanted: Any) -> dict[str, Any]:
-    body = {
+def app_body(**wanted: Any) -> dict[str, Any]:
+    return {
         "dataset_id": "ctrl",
         "title": "Seizure genetics",
         "purpose": purpose(**wanted).model_dump(),
     }
-    response = client.post("/dac/applications", json=body, headers=auth(gov, sub))
+
+
+def apply(client: TestClient, gov: GovernedNode, sub: str, **wanted: Any) -> dict[str, Any]:
+    response = client.post("/dac/applications", json=app_body(**wanted), headers=auth(gov, sub))
     assert response.status_code == 201, response.text
     return response.json()
 
