@@ -111,7 +111,10 @@ def _lines(path: Path) -> Iterator[bytes]:
 def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verification:
     """Check the whole chain; every break is named by line and sequence number."""
     problems: list[Problem] = []
-    prev, expected_seq, count = GENESIS, 1, 0
+    jumps: list[tuple[int, int, int]] = []  # (line, seq, expected seq)
+    seen: set[int] = set()
+    repeated: set[int] = set()
+    prev, last_seq, count = GENESIS, 0, 0
     last = (0, GENESIS)
     anchored: str | None = None
     for number, raw in enumerate(_lines(path) if path.exists() else [], start=1):
@@ -122,22 +125,30 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             problems.append(Problem(number, None, "not a valid audit entry (edited by hand?)"))
             continue
-        if seq != expected_seq:
-            if seq > expected_seq:
-                what = f"entries {expected_seq}..{seq - 1} are missing (deleted)"
-            else:
-                what = f"out of order or inserted: seq {seq} where {expected_seq} was expected"
-            problems.append(Problem(number, seq, what))
-        elif linked != prev:
-            problems.append(
-                Problem(number, seq, "does not follow the entry before it (inserted or reordered)")
-            )
         if entry_hash(linked, entry) != stored:
             problems.append(Problem(number, seq, "modified: its contents do not match its hash"))
+        if seq in seen:
+            repeated.add(seq)
+            problems.append(Problem(number, seq, f"inserted: seq {seq} appears a second time"))
+        elif seq != last_seq + 1:
+            jumps.append((number, seq, last_seq + 1))
+        elif linked != prev:
+            problems.append(
+                Problem(number, seq, "does not follow the entry before it (inserted or replaced)")
+            )
+        seen.add(seq)
         if expect_head is not None and seq == expect_head[0]:
             anchored = stored
-        prev, expected_seq = stored, seq + 1
+        prev, last_seq = stored, seq
         last = (seq, stored)
+    for number, seq, expected in jumps:
+        absent = [s for s in range(min(seq, expected), max(seq, expected)) if s not in seen]
+        if seq > expected and len(absent) == seq - expected:
+            what = f"entries {expected}..{seq - 1} are missing (deleted)"
+        else:
+            what = f"out of order: seq {seq} where {expected} was expected (reordered)"
+        problems.append(Problem(number, seq, what))
+    problems.sort(key=lambda p: p.line)
     if expect_head is not None and anchored != expect_head[1]:
         seq, digest = expect_head
         what = (

@@ -1,0 +1,129 @@
+"""The audit log: every request is recorded, and any tampering is found and named."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from genofed.governance.audit import AuditLog, verify
+from genofed.node.app import create_app
+from tests.governance import GovernedNode, build_governed_node
+
+GENOFED = str(Path(sys.executable).with_name("genofed"))
+
+
+@pytest.fixture
+def audited(tmp_path) -> tuple[GovernedNode, Path]:
+    gov = build_governed_node(tmp_path, differencing_k=1)
+    with TestClient(create_app(gov.node.root)) as client:
+        client.get("/beacon/v2/individuals", params={"datasets": "open"})
+        headers = {"Authorization": f"Bearer {gov.passport('ann', grants=('ctrl',))}"}
+        client.get(
+            "/beacon/v2/individuals",
+            params={"datasets": "ctrl", "requestedGranularity": "record"},
+            headers=headers,
+        )
+        client.get("/beacon/v2/individuals", params={"datasets": "ctrl"})  # denied
+        client.get("/beacon/v2/info")
+        client.get("/beacon/v2/g_variants", headers={"Authorization": "Bearer junk"})
+    return gov, gov.node.root / "audit" / "audit.log"
+
+
+def entries(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_every_request_is_recorded_with_who_what_and_the_decision(audited) -> None:
+    _gov, path = audited
+    log = entries(path)
+    assert [e["seq"] for e in log] == [1, 2, 3, 4, 5]
+    anonymous, granted, denied, info, bad = log
+    assert anonymous["caller"] == {"client": "testclient"} and anonymous["datasets"] == ["open"]
+    assert (
+        anonymous["decision"] == "allowed" and anonymous["endpoint"] == "GET /beacon/v2/individuals"
+    )
+    assert granted["caller"]["sub"] == "ann" and granted["datasets"] == ["ctrl"]
+    assert granted["results"] == 6  # record access: the exact number of individuals
+    assert denied["decision"] == "denied" and denied["status"] == 403
+    assert info["decision"] == "allowed"
+    assert bad["decision"] == "denied" and bad["status"] == 401
+    assert len({e["policy"] for e in log}) == 1 and len(log[0]["policy"]) == 12
+    assert verify(path).ok
+
+
+def rewrite(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def cli_verify(gov: GovernedNode, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GENOFED, "audit", "verify", str(gov.node.root), *extra], capture_output=True, text=True
+    )
+
+
+def test_cli_verify_passes_an_intact_log(audited) -> None:
+    gov, _ = audited
+    result = cli_verify(gov)
+    assert result.returncode == 0 and "intact: 5 entries" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("attack", ["modify", "delete", "insert", "reorder", "truncate"])
+def test_tampering_is_detected_and_named(audited, attack: str) -> None:
+    gov, path = audited
+    head = subprocess.run(
+        [GENOFED, "audit", "head", str(gov.node.root)], capture_output=True, text=True
+    ).stdout.strip()
+    lines = path.read_bytes().splitlines()
+    if attack == "modify":
+        entry = orjson.loads(lines[1])
+        entry["results"] = 0  # hide what ann saw
+        lines[1] = orjson.dumps(entry)
+        expected = "line 2 (seq 2): modified"
+    elif attack == "delete":
+        del lines[2]
+        expected = "line 3 (seq 4): entries 3..3 are missing"
+    elif attack == "insert":
+        forged = orjson.loads(lines[1])
+        forged["caller"] = {"sub": "someone-else"}
+        lines.insert(2, orjson.dumps(forged))
+        expected = "line 3 (seq 2): modified"
+    elif attack == "reorder":
+        lines[1], lines[2] = lines[2], lines[1]
+        expected = "line 2 (seq 3): out of order: seq 3 where 2 was expected"
+    else:
+        lines = lines[:-2]
+        expected = "entries were removed from the end"
+    rewrite(path, lines)
+    result = cli_verify(gov, "--expect-head", head)
+    assert result.returncode == 1
+    assert expected in " ".join(result.stderr.split()), result.stderr
+
+
+def test_audit_fails_closed(tmp_path) -> None:
+    gov = build_governed_node(tmp_path)
+    log = gov.node.root / "audit" / "audit.log"
+    with TestClient(create_app(gov.node.root)) as client:
+        assert client.get("/beacon/v2/info").status_code == 200
+        log.unlink()
+        log.mkdir()  # the log can no longer be appended to
+        refused = client.get("/beacon/v2/individuals")
+        assert refused.status_code == 503
+        assert "audit log" in refused.json()["error"]["errorMessage"]
+        shutil.rmtree(log)
+        assert client.get("/beacon/v2/info").status_code == 200
+
+
+def test_appends_from_two_logs_on_one_file_stay_one_chain(tmp_path) -> None:
+    """Two server workers hold two AuditLog objects on the same file."""
+    path = tmp_path / "audit.log"
+    first, second = AuditLog(path), AuditLog(path)
+    for i in range(50):
+        (first if i % 3 else second).append({"n": i})
+    result = verify(path)
+    assert result.ok and result.entries == 50

@@ -1,0 +1,136 @@
+"""Disclosure control with the node's defaults: safe counts, the public allele floor,
+query budgets and the differencing guard, through the real app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from genofed.config import Disclosure, load_config, save_config
+from genofed.governance.disclosure import DifferencingGuard, safe_count
+from genofed.node.app import create_app
+from tests.governance import GovernedNode, build_governed_node
+
+FEMALE = "NCIT:C16576"
+
+
+@pytest.mark.parametrize(
+    ("n", "value", "precision"),
+    [
+        (0, 0, "exact"),
+        (1, 5, "imprecise"),
+        (4, 5, "imprecise"),
+        (5, 5, "rounded"),
+        (7, 5, "rounded"),
+        (8, 10, "rounded"),
+        (12, 10, "rounded"),
+        (13, 15, "rounded"),
+    ],
+)
+def test_safe_counts(n: int, value: int, precision: str) -> None:
+    count = safe_count(n, Disclosure())
+    assert (count.value, count.precision) == (value, precision)
+
+
+def test_differencing_guard_on_sets() -> None:
+    guard = DifferencingGuard(k=3)
+    everyone = [f"P{i}" for i in range(20)]
+    assert guard.allows("eve", "d", everyone, 20)
+    assert not guard.allows("eve", "d", everyone[:-1], 20)  # complement of one person
+    assert guard.allows("eve", "d", everyone[:10], 20)
+    assert not guard.allows("eve", "d", everyone[:12], 20)  # differs from [:10] by two
+    assert guard.allows("eve", "d", everyone[:13], 20)  # three apart from [:10]: allowed
+    assert guard.allows("bob", "d", everyone[:12], 20)  # another caller's history is theirs
+
+
+def passport_header(gov: GovernedNode, sub: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {gov.passport(sub, bona_fide=True)}"}
+
+
+def individuals(client: TestClient, headers: dict[str, str], filters: list[Any]) -> dict[str, Any]:
+    body = {
+        "query": {
+            "requestedGranularity": "count",
+            "filters": filters,
+            "requestParameters": {"datasets": {"datasetIds": ["open"]}},
+        }
+    }
+    response = client.post("/beacon/v2/individuals", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture
+def gov(tmp_path) -> GovernedNode:
+    return build_governed_node(tmp_path, differencing_k=2)
+
+
+@pytest.fixture
+def client(gov: GovernedNode) -> Iterator[TestClient]:
+    with TestClient(create_app(gov.node.root)) as test_client:
+        yield test_client
+
+
+def test_small_counts_are_never_exact_and_always_the_same(gov, client) -> None:
+    headers = passport_header(gov, "reg-1")
+    seizure = [{"id": "HP:0001250"}]  # exactly one person (S3)
+    first = individuals(client, headers, seizure)
+    assert first["meta"]["returnedGranularity"] == "count"
+    assert first["responseSummary"]["numTotalResults"] == 5
+    assert first["responseSummary"]["countPrecision"] == "imprecise"
+    result_set = first["response"]["resultSets"][0]
+    assert result_set["resultsCount"] == 5 and result_set["countPrecision"] == "imprecise"
+    for _ in range(3):
+        assert individuals(client, headers, seizure)["responseSummary"] == first["responseSummary"]
+
+
+def test_differencing_with_overlapping_filters_is_refused(gov, client) -> None:
+    headers = passport_header(gov, "reg-2")
+    female = individuals(client, headers, [{"id": FEMALE}])  # S1 S3 S5
+    assert "numTotalResults" in female["responseSummary"]
+    older = [{"id": FEMALE}, {"id": "age", "operator": ">=", "value": "P70Y"}]  # S1 S5
+    withheld = individuals(client, headers, older)
+    assert withheld["meta"]["returnedGranularity"] == "boolean"
+    assert "numTotalResults" not in withheld["responseSummary"]
+    assert "count withheld" in " ".join(withheld["info"]["warnings"])
+    # The complement route: everyone but one person.
+    over_40 = individuals(client, headers, [{"id": "age", "operator": ">", "value": "P40Y"}])
+    assert "numTotalResults" not in over_40["responseSummary"]  # 5 of 6: complement is S4
+    # Another researcher asking the second query first gets it.
+    fresh = individuals(client, passport_header(gov, "reg-3"), older)
+    assert "numTotalResults" in fresh["responseSummary"]
+
+
+def test_public_allele_queries_hide_rare_alleles(gov, client) -> None:
+    params = {"referenceName": "22", "start": 16050074, "alternateBases": "G", "datasets": "open"}
+    anonymous = client.get("/beacon/v2/g_variants", params=params).json()
+    assert anonymous["responseSummary"]["exists"] is False  # AC 4 < the floor of 5
+    registered = client.get(
+        "/beacon/v2/g_variants", params=params, headers=passport_header(gov, "reg-4")
+    ).json()
+    assert registered["responseSummary"]["exists"] is True
+    config = load_config(gov.node.config_path)
+    config.disclosure.public_min_allele_count = 1
+    save_config(config, gov.node.config_path)
+    with TestClient(create_app(gov.node.root)) as relaxed:
+        assert relaxed.get("/beacon/v2/g_variants", params=params).json()["responseSummary"][
+            "exists"
+        ]
+
+
+def test_budget_runs_out_per_caller(tmp_path) -> None:
+    gov = build_governed_node(tmp_path, budget=3)
+    with TestClient(create_app(gov.node.root)) as client:
+        codes = [client.get("/beacon/v2/individuals").status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        refused = client.get("/beacon/v2/individuals")
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "budget of 3 queries" in refused.json()["error"]["errorMessage"]
+        headers = passport_header(gov, "someone-else")
+        assert client.get("/beacon/v2/individuals", headers=headers).status_code == 200
+    # The ledger is on disk: a restarted node (or another worker) keeps counting.
+    with TestClient(create_app(gov.node.root)) as restarted:
+        assert restarted.get("/beacon/v2/individuals").status_code == 429
