@@ -251,6 +251,20 @@ def live_database(node_dir: Path) -> Path:
     return node_dir / catalog["datasets"][DATASET_ID]["path"] / "dataset.duckdb"
 
 
+def open_for_bench(node: Path) -> None:
+    """Serve the dataset to anonymous callers at count granularity with disclosure control
+    off, so HTTP answers equal the DuckDB counts. The audit log stays on (it always is)."""
+    from genofed.config import DatasetPolicy, Disclosure, load_config, save_config
+
+    config = load_config(node / "node.yaml")
+    config.datasets[DATASET_ID] = DatasetPolicy(tier="public")
+    config.tiers["public"].anonymous = "count"
+    config.disclosure = Disclosure(
+        min_count=1, round_to=1, public_min_allele_count=0, query_budget=None, differencing_k=1
+    )
+    save_config(config, node / "node.yaml")
+
+
 def _cache_key(n_variants: int, n_samples: int, seed: int) -> str:
     """Size, seed, and a hash of the VCF generator and of the store's code.
 
@@ -283,6 +297,7 @@ def build_node(cache_dir: Path, n_variants: int, n_samples: int, seed: int) -> d
     marker = target / "done.json"
     if marker.is_file():
         info = json.loads(marker.read_text())
+        open_for_bench(target / "node")
         info.update(cached=True, node=str(target / "node"))
         info["live_version_files"] = _live_version_files(target / "node")
         return info
@@ -320,6 +335,7 @@ def build_node(cache_dir: Path, n_variants: int, n_samples: int, seed: int) -> d
                 tmp / "ingest.log",
             )
         vcf.unlink()
+        open_for_bench(node)
         db = live_database(node)
         con = duckdb.connect(str(db), read_only=True)
         try:

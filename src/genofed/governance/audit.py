@@ -1,7 +1,8 @@
 """A tamper-evident, append-only audit log: one JSON line per request, hash-chained.
 
 Each entry carries its sequence number and the hash of the entry before it; its own hash is
-SHA-256 over the previous hash and the entry's canonical JSON. Changing, deleting,
+SHA-256 over the previous hash and the entry's JSON (sorted keys, no ``hash``), and is
+written as the line's last member, so checking a line hashes its own bytes. Changing, deleting,
 inserting or reordering any entry breaks the chain at that point, and ``verify`` names it.
 Removing entries from the end leaves a shorter valid chain, so ``head`` gives the latest
 ``seq:hash`` to record elsewhere (a ticket, another node) and ``verify --expect-head`` checks
@@ -29,11 +30,18 @@ GENESIS = "0" * 64
 _TAIL = 8192
 
 
-def entry_hash(prev: str, entry: dict[str, Any]) -> str:
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(
-        prev.encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+_HASH_MEMBER = b',"hash":"'
+
+
+def entry_hash(prev: str, body: bytes) -> str:
+    """The hash of an entry whose JSON without ``hash`` is ``body``."""
+    return hashlib.sha256(prev.encode() + body).hexdigest()
+
+
+def _line(record: dict[str, Any]) -> tuple[bytes, str]:
+    body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    digest = entry_hash(record["prev"], body)
+    return body[:-1] + _HASH_MEMBER + digest.encode() + b'"}\n', digest
 
 
 class AuditLog:
@@ -54,8 +62,7 @@ class AuditLog:
                 else:
                     seq, prev = _last(handle, size)
                 record = {"seq": seq + 1, "time": round(time.time(), 6), **entry, "prev": prev}
-                record["hash"] = entry_hash(prev, record)
-                line = orjson.dumps(record) + b"\n"
+                line, record["hash"] = _line(record)
                 handle.write(line)
                 handle.flush()
                 self._known = (size + len(line), record["seq"], record["hash"])
@@ -125,7 +132,8 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             problems.append(Problem(number, None, "not a valid audit entry (edited by hand?)"))
             continue
-        if entry_hash(linked, entry) != stored:
+        cut = raw.rfind(_HASH_MEMBER)
+        if cut < 0 or entry_hash(linked, raw[:cut] + b"}") != stored:
             problems.append(Problem(number, seq, "modified: its contents do not match its hash"))
         if seq in seen:
             repeated.add(seq)
