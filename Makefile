@@ -21,10 +21,14 @@ test: $(STAMP)  ## the test suite (tests needing ../shared skip with a reason wh
 bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against baselines
 	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
 	$(BIN)/python bench/bench_beacon.py --out bench/results/beacon.json
+	$(BIN)/python bench/bench_governance.py --out bench/results/governance.json
+	$(BIN)/python bench/bench_membership.py --out bench/results/membership.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --quick
 	$(BIN)/python bench/bench_beacon.py --quick
+	$(BIN)/python bench/bench_governance.py --quick
+	$(BIN)/python bench/bench_membership.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

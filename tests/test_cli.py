@@ -152,9 +152,9 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 if httpx.get(f"{base}/-/health", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.1)
         params = {
             "referenceName": "chr22",
             "start": 16050074,
@@ -205,4 +205,9 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     out = " ".join(result.stdout.split())
     assert "Example Beacon v2 queries" in out
     assert "Does anyone carry the planted variant?" in out
+    # Three callers, three answers: the node enforces its tiers.
+    assert "Same question, three callers" in out
+    for caller, granularity in (("anonymous", "boolean"), ("researcher", "count")):
+        assert f"{caller} │ {granularity}" in out, out
+    assert "grant │ record" in out
     assert (tmp_path / "demo" / "node" / "catalog.json").exists()

@@ -20,12 +20,14 @@ from rich.console import Console
 from rich.table import Table
 
 from genofed._exceptions import GenofedError
-from genofed.config import default_config, save_config
+from genofed.config import DatasetPolicy, TrustedIssuer, default_config, save_config
+from genofed.governance import broker
 from genofed.node.app import create_app
 from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 
+DEMO_BROKER = "https://broker.demo.genofed.invalid"
 DEMO_DATASET = "demo-cohort"
 
 
@@ -66,7 +68,15 @@ def build_demo_node(workdir: Path, *, samples: int, console: Console) -> tuple[P
     )
     node_dir = workdir / "node"
     node_dir.mkdir()
-    save_config(default_config("genofed demo hospital"), node_dir / "node.yaml")
+    # Secure defaults, plus: trust the demo's own development broker, consent for general
+    # research use (so the DAC approves applications by itself) and one named reviewer.
+    key = broker.create_key(workdir / "broker.json", DEMO_BROKER)
+    config = default_config("genofed demo hospital")
+    trusted = TrustedIssuer(issuer=DEMO_BROKER, jwks=key.jwks())
+    config.trust.brokers, config.trust.visa_issuers = [trusted], [trusted]
+    config.datasets[DEMO_DATASET] = DatasetPolicy(duo=["DUO:0000042"])
+    config.dac_reviewers = ["demo-reviewer"]
+    save_config(config, node_dir / "node.yaml")
     for sub in ("datasets", "genes", "ontologies"):
         (node_dir / sub).mkdir()
     console.print(f"[bold]2/3[/] Ingesting {cohort.n_sites:,} sites into a node …")
@@ -81,6 +91,7 @@ def build_demo_node(workdir: Path, *, samples: int, console: Console) -> tuple[P
             granularity="record",
             description="msprime-simulated genotypes with a synthetic "
             "clinical table (sex, age, HPO phenotypes, ICD-10)",
+            tier="public",
         ),
         progress=True,
     )
@@ -168,17 +179,76 @@ def example_queries(planted: str) -> list[DemoQuery]:
     ]
 
 
-def run_queries(base_url: str, queries: list[DemoQuery], console: Console) -> list[dict]:
-    table = Table(title="Example Beacon v2 queries", show_lines=False)
+def demo_callers(node_url: str, workdir: Path) -> dict[str, dict[str, str]]:
+    """Headers of three callers: anonymous, a registered researcher, and that researcher
+    after the node's DAC approved their application (through the real ``/dac`` API)."""
+    key = broker.load_key(workdir / "broker.json")
+    sub = "demo-researcher"
+    bona_fide = broker.bona_fide_visas(key, sub)
+    registered = {"Authorization": f"Bearer {broker.passport(key, sub, bona_fide)}"}
+    application = {
+        "dataset_id": DEMO_DATASET,
+        "title": "Genetics of seizures",
+        "purpose": {"category": "disease", "diseases": ["HP:0001250"]},
+    }
+    with httpx.Client(base_url=node_url, headers=registered, timeout=30) as client:
+        created = client.post("/dac/applications", json=application)
+        created.raise_for_status()
+        app_id = created.json()["id"]
+        client.post(f"/dac/applications/{app_id}/submit").raise_for_status()
+        visa = client.get(f"/dac/applications/{app_id}/visa").json()["visa"]
+    controlled = {"Authorization": f"Bearer {broker.passport(key, sub, [*bona_fide, visa])}"}
+    return {"anonymous": {}, "registered researcher": registered, "with a DAC grant": controlled}
+
+
+def compare_callers(
+    base_url: str, callers: dict[str, dict[str, str]], queries: list[DemoQuery], console: Console
+) -> list[dict]:
+    """The same questions, asked by each caller: the node decides what each may see."""
+    table = Table(title="Same question, three callers (tiered access, enforced at the node)")
+    for column in ("question", "caller", "granularity", "exists", "count", "records"):
+        table.add_column(column)
+    answers = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for query in queries:
+            for name, headers in callers.items():
+                params = {**query.params, "requestedGranularity": "record"}
+                body = client.get(f"/{query.path}", params=params, headers=headers).json()
+                summary = body.get("responseSummary", {})
+                shown = sum(
+                    len(r["results"]) for r in body.get("response", {}).get("resultSets", [])
+                )
+                count = summary.get("numTotalResults", "—")
+                if summary.get("countPrecision"):
+                    count = f"{count} ({summary['countPrecision']})"
+                table.add_row(
+                    query.title if name == "anonymous" else "",
+                    name,
+                    body["meta"]["returnedGranularity"],
+                    "yes" if summary.get("exists") else "no",
+                    str(count),
+                    str(shown),
+                )
+                answers.append(body)
+    console.print(table)
+    return answers
+
+
+def run_queries(
+    base_url: str, queries: list[DemoQuery], console: Console, headers: dict[str, str]
+) -> list[dict]:
+    table = Table(title="Example Beacon v2 queries (researcher with a DAC grant)")
     table.add_column("question")
     table.add_column("exists", justify="center")
     table.add_column("count", justify="right")
     table.add_column("ms", justify="right")
     answers = []
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
         for query in queries:
             started = time.perf_counter()
-            response = client.get(f"/{query.path}", params=query.params)
+            # Record granularity: this caller may see records, so counts are exact.
+            params = {**query.params, "requestedGranularity": "record"}
+            response = client.get(f"/{query.path}", params=params)
             elapsed = (time.perf_counter() - started) * 1000
             body = response.json()
             summary = body.get("responseSummary", {})
@@ -210,7 +280,10 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500
     base_url = f"http://127.0.0.1:{port}/beacon/v2"
     try:
         console.print(f"[bold]3/3[/] Asking the node's Beacon at {base_url}")
-        run_queries(base_url, example_queries(planted), console)
+        callers = demo_callers(f"http://127.0.0.1:{port}", workdir)
+        queries = example_queries(planted)
+        compare_callers(base_url, callers, [queries[0], queries[-1]], console)
+        run_queries(base_url, queries, console, callers["with a DAC grant"])
         if serve:
             console.print(
                 f"\nServing the demo node at [bold]{base_url}[/] — try "
