@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,11 @@ def visa_claims(gov: GovernedNode, **changes: Any) -> dict[str, Any]:
         "sub": "mallory",
         "iat": now,
         "exp": now + 600,
+        "jti": uuid.uuid4().hex,  # the node's own visas must be revocable, so need a jti
         "ga4gh_visa_v1": body,
     }
     payload.update(changes)
-    return payload
+    return {k: v for k, v in payload.items() if v is not None}
 
 
 def pp(gov: GovernedNode, visas: list[str], key: SigningKey | None = None, **changes: Any) -> str:
@@ -210,6 +212,9 @@ CASES: dict[str, Callable[[GovernedNode], dict[str, Any]]] = {
         "bearer": pp(
             g, [with_conditions(g, [[{"type": "AffiliationAndRole", "conditions": "const:x"}]])]
         )
+    },
+    "node's own visa without a jti (cannot be revoked)": lambda g: {
+        "bearer": pp(g, [signed(g.dac, visa_claims(g, jti=None))])
     },
     "custom visa type": lambda g: {
         "bearer": pp(g, [signed(g.dac, visa_claims(g, visa={"type": "controlledaccessgrants"}))])
