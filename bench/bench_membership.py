@@ -94,11 +94,19 @@ def write_vcf(path: Path, genotypes: np.ndarray, positions: np.ndarray) -> None:
             out.write(f"22\t{pos}\t.\tA\tG\t.\tPASS\t.\tGT\t{gts}\n")
 
 
-def build_node(root: Path, vcf: Path, defences: bool) -> BeaconService:
+def build_node(
+    root: Path, vcf: Path, defences: bool, overrides: dict[str, float | int | None]
+) -> BeaconService:
     config = default_config("membership")
-    if not defences:
+    if defences:
+        config.disclosure = config.disclosure.model_copy(update=overrides)
+    else:
         config.disclosure = Disclosure(
-            public_min_allele_count=0, query_budget=None, min_count=1, round_to=1
+            public_min_allele_count=0,
+            public_individual_guard=False,
+            query_budget=None,
+            min_count=1,
+            round_to=1,
         )
     root.mkdir(parents=True)
     save_config(config, root / "node.yaml")
@@ -132,11 +140,15 @@ def attack(
     n_beacon: int,
     max_queries: int,
     progress: Progress,
+    answered_counts: list[int],
 ) -> list[np.ndarray]:
     """Cumulative LRT after each query, per target."""
     entry = BY_PATH["g_variants"]
     budget = service.runtime.gate.budget
     yes, no = lrt_terms(freq, n_beacon)
+    # Answers are reused across targets only when the node keeps no state that changes
+    # them (the individual guard does: it excludes carriers as queries come in).
+    stateless = not service.runtime.config.disclosure.public_individual_guard
     answers: dict[int, bool] = {}
     curves = []
     task = progress.add_task(f"attacking ({label})", total=len(targets))
@@ -145,13 +157,15 @@ def attack(
         order = carried[np.argsort(freq[carried], kind="stable")][:max_queries]
         caller = Caller(client=f"attacker-{label}-{t}")
         contributions = np.zeros(len(order))
+        answered = 0
         for i, site in enumerate(order):
             try:
                 budget.charge(caller.identity)
             except BudgetExhaustedError:
                 break  # refused: the remaining queries tell the attacker nothing
+            answered += 1
             site = int(site)
-            if site not in answers:
+            if site not in answers or not stateless:
                 request = from_query_string(
                     [
                         ("referenceName", "22"),
@@ -165,6 +179,7 @@ def attack(
                 )
             contributions[i] = yes[site] if answers[site] else no[site]
         curves.append(np.cumsum(contributions))
+        answered_counts.append(answered)
         progress.advance(task)
     return curves
 
@@ -191,7 +206,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    parser.add_argument(
+        "--min-ac", type=int, help="override public_min_allele_count (defended node)"
+    )
+    parser.add_argument("--min-af", type=float, help="override public_min_allele_frequency")
+    parser.add_argument("--budget", type=int, help="override query_budget")
     args = parser.parse_args()
+    overrides = {
+        name: value
+        for name, value in (
+            ("public_min_allele_count", args.min_ac),
+            ("public_min_allele_frequency", args.min_af),
+            ("query_budget", args.budget),
+        )
+        if value is not None
+    }
     if args.quick:
         args.beacon, args.targets, args.length, args.max_queries = 100, 10, 4e6, 1000
     out = args.out or Path(
@@ -213,36 +242,30 @@ def main() -> int:
         write_vcf(vcf, beacon, positions)
         with Progress(console=console) as progress:
             for label, defences in (("defences off", False), ("defaults on", True)):
-                service = build_node(Path(tmp) / label.replace(" ", "-"), vcf, defences)
-                member_curves = attack(
+                service = build_node(Path(tmp) / label.replace(" ", "-"), vcf, defences, overrides)
+                answered: list[int] = []
+                # Members and others alternate, so both meet the same evolving node state.
+                mixed = [t for pair in zip(members, others, strict=True) for t in pair]
+                curves = attack(
                     service,
-                    f"{label}, members",
-                    members,
+                    label,
+                    mixed,
                     positions,
                     freq,
                     n,
                     args.max_queries,
                     progress,
+                    answered,
                 )
-                other_curves = attack(
-                    service,
-                    f"{label}, others",
-                    others,
-                    positions,
-                    freq,
-                    n,
-                    args.max_queries,
-                    progress,
-                )
+                member_curves, other_curves = curves[0::2], curves[1::2]
                 results[label] = {
                     "power_at_5pct_fpr": {
                         str(k): power_at(member_curves, other_curves, k)
                         for k in CHECKPOINTS
                         if k <= args.max_queries
                     },
-                    "answered_queries_per_target": int(
-                        np.median([len(c) for c in member_curves + other_curves])
-                    ),
+                    "answered_queries_per_target": int(np.median(answered)),
+                    "disclosure": service.runtime.config.disclosure.model_dump(),
                 }
     table = Table("queries", *results)
     for k in CHECKPOINTS:

@@ -38,6 +38,7 @@ def open_config(name: str) -> NodeConfig:
         min_count=1,
         round_to=1,
         public_min_allele_count=0,
+        public_individual_guard=False,
         query_budget=None,
         differencing_k=1,
     )

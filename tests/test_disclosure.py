@@ -134,3 +134,31 @@ def test_budget_runs_out_per_caller(tmp_path) -> None:
     # The ledger is on disk: a restarted node (or another worker) keeps counting.
     with TestClient(create_app(gov.node.root)) as restarted:
         assert restarted.get("/beacon/v2/individuals").status_code == 429
+
+
+def test_no_single_carrier_decides_a_public_allele_answer(gov, client) -> None:
+    """chr22:16050075 A>G: S1 0|1, S3 1|1, S6 0|1 (AC 4). With a floor of 3, S3 alone
+    lifts it over (without S3: AC 2), so S3 is left out and the allele is not shown."""
+    config = load_config(gov.node.config_path)
+    config.disclosure.public_min_allele_count = 3
+    save_config(config, gov.node.config_path)
+    params = {"referenceName": "22", "start": 16050074, "alternateBases": "G", "datasets": "open"}
+    with TestClient(create_app(gov.node.root)) as guarded:
+        assert (
+            guarded.get("/beacon/v2/g_variants", params=params).json()["responseSummary"]["exists"]
+            is False
+        )
+        excluded = guarded.app.state.runtime.gate.individuals.excluded("open")  # type: ignore[attr-defined]
+        assert excluded == {"S3"}
+        # Researchers who may see counts are not affected.
+        registered = guarded.get(
+            "/beacon/v2/g_variants", params=params, headers=passport_header(gov, "reg-5")
+        ).json()
+        assert registered["responseSummary"]["exists"] is True
+    config.disclosure.public_min_allele_count = 2  # without S3: AC 2, no one else pivotal
+    save_config(config, gov.node.config_path)
+    with TestClient(create_app(gov.node.root)) as relaxed:
+        assert (
+            relaxed.get("/beacon/v2/g_variants", params=params).json()["responseSummary"]["exists"]
+            is False
+        )  # S1 and S6 each hold it at 2: each is pivotal in turn

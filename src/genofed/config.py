@@ -118,6 +118,11 @@ class Disclosure(BaseModel):
     public_min_allele_frequency: float = Field(
         0.0, ge=0, le=1, description="... nor alleles below this AF"
     )
+    public_individual_guard: bool = Field(
+        True,
+        description="No single carrier may decide a public allele answer: one who would is "
+        "left out of public allele answers from then on",
+    )
     query_budget: int | None = Field(
         1000, ge=1, description="Queries per caller per day (anonymous: per client address)"
     )

@@ -5,6 +5,8 @@
   always gets the same answer, so repeating it averages nothing away.
 * Each caller (an identity, or an anonymous client address) has a daily query budget,
   kept in SQLite so every worker process of the node charges the same ledger.
+* Public allele answers: alleles below a floor are hidden, and ``IndividualGuard`` makes
+  sure no single carrier is ever what lifts an allele over it.
 * The differencing guard remembers, per caller, the sets of individuals behind recent
   count answers. A count whose set differs from an earlier one (or from the whole
   dataset) by fewer than ``k`` individuals is withheld: subtracting the two would single
@@ -18,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,3 +128,84 @@ class DifferencingGuard:
                     return False
             history.append(current)
             return True
+
+
+class IndividualGuard:
+    """No single individual ever decides a public allele answer (after Raisaro et al. 2017,
+    with a budget of zero pivotal answers per individual).
+
+    An allele shown to public callers must reach the floor ``T`` without any one carrier:
+    if removing a carrier would drop it below ``T``, that carrier is excluded from public
+    allele answers from then on (recorded in SQLite, for every caller and worker), and
+    the allele is counted without them. Every answer is then the same whether or not a
+    given person is in the dataset, which is what a membership attack needs to differ.
+    Registered callers and grant holders are not affected.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS excluded "
+                "(dataset TEXT, sample TEXT, since REAL, PRIMARY KEY (dataset, sample))"
+            )
+            self._local.con = con
+        return con
+
+    def excluded(self, dataset: str) -> set[str]:
+        rows = self._con().execute("SELECT sample FROM excluded WHERE dataset = ?", [dataset])
+        return {r[0] for r in rows.fetchall()}
+
+    def exclude(self, dataset: str, samples: Iterable[str]) -> None:
+        now = time.time()
+        self._con().executemany(
+            "INSERT OR IGNORE INTO excluded VALUES (?, ?, ?)", [(dataset, s, now) for s in samples]
+        )
+
+    def kept(
+        self,
+        dataset: str,
+        sample_ids: list[str],
+        candidates: np.ndarray,
+        allele_counts: np.ndarray,
+        genotypes: Callable[[np.ndarray], np.ndarray],
+        floor: int,
+    ) -> np.ndarray:
+        """The candidate variants that stay above ``floor`` with no pivotal carrier.
+
+        ``genotypes(rows)`` gives the copies of the allele per sample for candidate rows
+        (``(len(rows), samples)``); it is only called for alleles close to the floor.
+        """
+        excluded = self.excluded(dataset)
+        out = np.array([s in excluded for s in sample_ids], dtype=bool)
+        # Far enough above the floor, no carrier (at most two copies each) can matter.
+        margin = floor + 2 + 2 * int(out.sum())
+        keep = allele_counts >= margin
+        near = np.flatnonzero(~keep & (allele_counts >= floor))
+        newly: set[str] = set()
+        if len(near):
+            copies = genotypes(near)
+            for row, i in enumerate(near):
+                c = copies[row].astype(np.int64)
+                c[out] = 0
+                while True:
+                    total = int(c.sum())
+                    if total < floor:
+                        break
+                    pivotal = np.flatnonzero((c > 0) & (total - c < floor))
+                    if len(pivotal) == 0:
+                        keep[i] = True
+                        break
+                    out[pivotal] = True
+                    c[pivotal] = 0
+                    newly.update(sample_ids[p] for p in pivotal)
+        if newly:
+            self.exclude(dataset, newly)
+        return candidates[keep]

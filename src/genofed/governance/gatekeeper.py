@@ -13,7 +13,7 @@ from genofed.governance.access import AccessPolicy, CredentialResolver
 from genofed.governance.audit import AuditLog
 from genofed.governance.broker import SigningKey, create_key, load_key
 from genofed.governance.dac import Dac
-from genofed.governance.disclosure import DifferencingGuard, QueryBudget
+from genofed.governance.disclosure import DifferencingGuard, IndividualGuard, QueryBudget
 from genofed.governance.keys import KeyRing, parse_key_set
 from genofed.governance.passports import Clearinghouse
 
@@ -56,4 +56,5 @@ class Gatekeeper:
         self.access = AccessPolicy(config, revoked=self.dac.is_revoked)
         self.budget = QueryBudget(root / "state" / "budgets.sqlite", config.disclosure.query_budget)
         self.differencing = DifferencingGuard(config.disclosure.differencing_k)
+        self.individuals = IndividualGuard(root / "state" / "public-exclusions.sqlite")
         self.audit = AuditLog(root / "audit" / "audit.log")

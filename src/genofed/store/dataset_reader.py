@@ -130,6 +130,25 @@ class DatasetReader:
             np.asarray(rows["allele_idx"], dtype=np.int64),
         )
 
+    def allele_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(site_idx, allele_idx, ac)`` of the given variants, in the order given."""
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT variant_idx, site_idx, allele_idx, ac FROM variants "
+                "WHERE variant_idx IN (SELECT unnest(?))",
+                [np.asarray(indices, dtype=np.int64).tolist()],
+            )
+            .fetchnumpy()
+        )
+        order = {int(v): i for i, v in enumerate(rows["variant_idx"])}
+        pick = np.array([order[int(v)] for v in indices], dtype=np.int64)
+        return (
+            np.asarray(rows["site_idx"], dtype=np.int64)[pick],
+            np.asarray(rows["allele_idx"], dtype=np.int64)[pick],
+            np.asarray(rows["ac"], dtype=np.int64)[pick],
+        )
+
     def variants_by_index(self, indices: list[int]) -> list[dict[str, Any]]:
         rows = (
             self.cursor()

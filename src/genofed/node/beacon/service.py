@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from genofed._exceptions import AccessDeniedError, QueryError
 from genofed.config import GRANULARITY_ORDER, Granularity
 from genofed.governance.access import Caller
@@ -16,6 +18,8 @@ from genofed.node.runtime import LiveDatasets, NodeRuntime
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.selection import VARIANT, Context, Selection, carriers, select
 from genofed.store.variant_query import VariantQuery
+
+_PUBLIC_CANDIDATES = 5000  # variants examined per dataset by the public individual guard
 
 
 def lower_granularity(a: Granularity, b: Granularity) -> Granularity:
@@ -100,6 +104,7 @@ class BeaconService:
         rules = self.runtime.config.disclosure
         for reader, allowed in plan.readers:
             query = None
+            public = False
             if plan.variant_query is not None:
                 query = VariantQuery(**vars(plan.variant_query))
                 if query.gene_id:  # the operator's gene table, in this dataset's assembly
@@ -109,6 +114,7 @@ class BeaconService:
                     # Public allele queries never reveal rare alleles.
                     query.min_allele_count = rules.public_min_allele_count
                     query.min_allele_frequency = rules.public_min_allele_frequency
+                    public = True
             selection = select(
                 reader,
                 target,
@@ -117,6 +123,8 @@ class BeaconService:
                 filter_context=live.filter_context,
                 variant_query=query,
             )
+            if public and target == VARIANT and query is not None and rules.public_individual_guard:
+                selection = self._guard_individuals(reader, query, selection)
             granularity = lower_granularity(request.granularity, allowed)  # type: ignore[arg-type]
             answer = _DatasetAnswer(reader, selection, granularity, query)
             if granularity == "count" and target != VARIANT and not entry.collection:
@@ -129,6 +137,35 @@ class BeaconService:
         if outcome is not None:
             outcome["results"] = doc.get("responseSummary", {}).get("numTotalResults")
         return doc
+
+    def _guard_individuals(
+        self, reader: DatasetReader, query: VariantQuery, selection: Selection
+    ) -> Selection:
+        """Public allele answers without any allele that one carrier alone lifts over the
+        floor (``IndividualGuard``); looks at the first ``_PUBLIC_CANDIDATES`` matches."""
+        if selection.variant_idx is not None:
+            candidates = selection.variant_idx[:_PUBLIC_CANDIDATES]
+        elif selection.count == 0:
+            return selection
+        else:
+            candidates = reader.variant_sites(query, _PUBLIC_CANDIDATES)[0][:_PUBLIC_CANDIDATES]
+        if len(candidates) == 0:
+            return selection
+        sites, alleles, counts = reader.allele_rows(candidates)
+
+        def copies(rows: np.ndarray) -> np.ndarray:
+            genotypes = reader.genotype_rows(sites[rows])
+            return (genotypes == alleles[rows, None, None]).sum(axis=2)
+
+        kept = self.runtime.gate.individuals.kept(
+            reader.dataset_id,
+            [biosample for biosample, _ in reader.samples],
+            candidates,
+            counts,
+            copies,
+            max(self.runtime.config.disclosure.public_min_allele_count, 1),
+        )
+        return Selection(variant_idx=kept)
 
     def _guard_differencing(self, answer: _DatasetAnswer, caller: Caller, entity: str) -> None:
         """Withhold a count that, set against an earlier one, isolates < k individuals."""
