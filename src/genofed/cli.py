@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from genofed._exceptions import GenofedError
 from genofed.cli_governance import audit_app, dac_app, node_trust, passport_app
+from genofed.cli_output import console, fail
 from genofed.config import Granularity, Tier, default_config, save_config
 from genofed.store.node_dir import NodeDir
 
@@ -26,7 +26,6 @@ app.add_typer(passport_app, name="passport")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dac_app, name="dac")
 node_app.command("trust")(node_trust)
-console = Console(stderr=True)
 
 NodePath = Annotated[Path, typer.Argument(help="The node directory")]
 TierOption = Annotated[
@@ -38,11 +37,6 @@ TierOption = Annotated[
 ]
 
 
-def _fail(err: GenofedError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {err}")
-    return typer.Exit(code=1)
-
-
 @node_app.command("init")
 def node_init(
     directory: NodePath,
@@ -51,7 +45,7 @@ def node_init(
     """Create a node directory with a node.yaml you can edit."""
     node = NodeDir(directory)
     if node.config_path.exists():
-        raise _fail(GenofedError(f"{node.config_path} already exists; not overwriting it"))
+        raise fail(GenofedError(f"{node.config_path} already exists; not overwriting it"))
     directory.mkdir(parents=True, exist_ok=True)
     save_config(default_config(name), node.config_path)
     for sub in ("datasets", "genes", "ontologies"):
@@ -106,7 +100,7 @@ def node_ingest(
             progress=True,
         )
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     rate = summary.n_samples * summary.n_sites / max(summary.seconds, 1e-9)
     console.print(
         f"Dataset [bold]{summary.dataset_id}[/] ({summary.assembly}): "
@@ -143,7 +137,7 @@ def node_import_bff(
             settings=DatasetSettings(granularity=granularity, test_data=test_data, tier=tier),
         )
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     console.print(
         f"Dataset [bold]{summary.dataset_id}[/] ({summary.assembly}): "
         f"{summary.n_variants:,} variants, {summary.n_samples:,} biosamples with genotypes"
@@ -170,7 +164,7 @@ def node_genes(
             raise GenofedError(f"unknown assembly {assembly!r}; use GRCh37 or GRCh38")
         genes = read_gene_file(file)
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     save_genes(genes, node.genes_dir / f"{canonical}.parquet")
     console.print(f"Loaded {len(genes):,} gene regions for {canonical}")
 
@@ -190,7 +184,7 @@ def node_serve(
         NodeDir(directory).check()
         app = create_app(directory)  # fail here, readably, if the node cannot be opened
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     console.print(f"Serving node at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
     serve_node(directory, app, host=host, port=port, workers=workers)
 

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 
 from genofed._exceptions import GenofedError, NodeConfigError
+from genofed.cli_output import console, fail
 from genofed.config import TrustedIssuer, load_config, save_config
 
-console = Console(stderr=True)
 passport_app = typer.Typer(
     help="A development Passport broker and visa issuer (for demos and tests; a node "
     "trusts it only when told to with `genofed node trust`).",
@@ -24,11 +24,6 @@ audit_app = typer.Typer(
 )
 
 KeyPath = Annotated[Path, typer.Argument(help="Key file (JSON: issuer + private JWK)")]
-
-
-def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {err}")
-    return typer.Exit(code=1)
 
 
 @passport_app.command("keygen")
@@ -42,7 +37,7 @@ def keygen(
     try:
         key = create_key(key_file, issuer)
     except FileExistsError:
-        raise _fail(GenofedError(f"{key_file} exists; not overwriting a key")) from None
+        raise fail(GenofedError(f"{key_file} exists; not overwriting a key")) from None
     console.print(f"Created key {key.kid} for {issuer} in {key_file}")
 
 
@@ -140,7 +135,7 @@ def node_trust(
             issuer=issuer, jwks=pinned, jwks_url=jwks_url, token_exchange_url=token_exchange_url
         )
     except (GenofedError, OSError, ValueError) as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     if broker:
         config.trust.brokers = [b for b in config.trust.brokers if b.issuer != issuer] + [entry]
     if visas:
@@ -169,7 +164,7 @@ def audit_verify(
     if expect_head:
         seq, _, digest = expect_head.partition(":")
         if not seq.isdigit() or len(digest) != 64:
-            raise _fail(GenofedError("--expect-head must be SEQ:HASH as printed by `audit head`"))
+            raise fail(GenofedError("--expect-head must be SEQ:HASH as printed by `audit head`"))
         anchor = (int(seq), digest)
     result = verify(directory / "audit" / "audit.log", anchor)
     for problem in result.problems:
@@ -219,7 +214,7 @@ def dac_consent(
     try:
         config = load_config(path)
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     policy = config.datasets.get(dataset) or DatasetPolicy()
     config.datasets[dataset] = policy.model_copy(
         update={"duo": list(duo), "duo_diseases": list(disease or [])}
@@ -250,7 +245,7 @@ def dac_show(
     try:
         app = dac.get(application)
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     typer.echo(json.dumps({**app, "events": dac.events(application)}, indent=2, default=str))
 
 
@@ -266,7 +261,7 @@ def dac_decide(
     try:
         app = _dac(directory).decide(application, reviewer, decision, note)
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     console.print(f"Application {application}: {app['status']}")
 
 
@@ -281,5 +276,5 @@ def dac_revoke(
     try:
         app = _dac(directory).revoke(application, reviewer, note)
     except GenofedError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     console.print(f"Application {application}: {app['status']}")

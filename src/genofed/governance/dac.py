@@ -14,8 +14,6 @@ All state is in SQLite, so the CLI and every server worker see the same applicat
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from genofed.governance.access import grant_value
 from genofed.governance.broker import SigningKey
 from genofed.governance.duo import ResearchPurpose, match
 from genofed.governance.passports import Visa
+from genofed.governance.sqlite_state import SqliteState
 
 MATCHER = "duo-matcher"
 _SCHEMA = """
@@ -52,22 +51,10 @@ class Dac:
         key: SigningKey,
         descendants: Callable[[str], frozenset[str]],
     ):
-        self.path = path
         self.config = config
         self.key = key
         self.descendants = descendants
-        self._local = threading.local()
-
-    def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
-            self._local.con = con
-        return con
+        self._con = SqliteState(path, _SCHEMA, rows_as_dicts=True)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
@@ -28,6 +27,7 @@ import numpy as np
 
 from genofed._exceptions import BudgetExhaustedError
 from genofed.config import Disclosure
+from genofed.governance.sqlite_state import SqliteState
 
 _DAY = 86400
 _HISTORY = 256  # count answers remembered per caller and dataset
@@ -55,21 +55,11 @@ class QueryBudget:
 
     def __init__(self, path: Path, per_day: int | None):
         self.per_day = per_day
-        self.path = path
-        self._local = threading.local()
-
-    def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS budget "
-                "(caller TEXT, day INTEGER, used INTEGER, PRIMARY KEY (caller, day))"
-            )
-            self._local.con = con
-        return con
+        self._con = SqliteState(
+            path,
+            "CREATE TABLE IF NOT EXISTS budget "
+            "(caller TEXT, day INTEGER, used INTEGER, PRIMARY KEY (caller, day));",
+        )
 
     def charge(self, caller: str) -> int:
         """Queries used today including this one."""
@@ -143,21 +133,11 @@ class IndividualGuard:
     """
 
     def __init__(self, path: Path):
-        self.path = path
-        self._local = threading.local()
-
-    def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS excluded "
-                "(dataset TEXT, sample TEXT, since REAL, PRIMARY KEY (dataset, sample))"
-            )
-            self._local.con = con
-        return con
+        self._con = SqliteState(
+            path,
+            "CREATE TABLE IF NOT EXISTS excluded "
+            "(dataset TEXT, sample TEXT, since REAL, PRIMARY KEY (dataset, sample));",
+        )
 
     def excluded(self, dataset: str) -> set[str]:
         rows = self._con().execute("SELECT sample FROM excluded WHERE dataset = ?", [dataset])

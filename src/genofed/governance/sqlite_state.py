@@ -1,0 +1,30 @@
+"""Node state shared by the CLI and every server worker: small SQLite files in WAL mode."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+
+class SqliteState:
+    """One connection per thread to ``path``, created with ``schema`` on first use."""
+
+    def __init__(self, path: Path, schema: str, *, rows_as_dicts: bool = False):
+        self.path = path
+        self.schema = schema
+        self.rows_as_dicts = rows_as_dicts
+        self._local = threading.local()
+
+    def __call__(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: each statement is its own transaction, and a busy file is waited on.
+            con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            if self.rows_as_dicts:
+                con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(self.schema)
+            self._local.con = con
+        return con
