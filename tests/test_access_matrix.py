@@ -195,6 +195,16 @@ def _check_granularity(doc: dict[str, Any], expected: str, where: str) -> None:
 def test_anonymous_listing_shows_only_public_datasets(client: TestClient) -> None:
     ids = [c["id"] for c in client.get("/beacon/v2/datasets").json()["response"]["collections"]]
     assert ids == ["open"]
+    for path in (
+        "/-/health",
+        "/beacon/v2/info",
+        "/beacon/v2/configuration",
+        "/beacon/v2/map",
+        "/beacon/v2/filtering_terms",
+        "/beacon/v2/service-info",
+    ):
+        text = client.get(path).text
+        assert '"reg"' not in text and '"ctrl"' not in text, path
 
 
 def test_a_dataset_without_a_tier_is_served_to_no_one(tmp_path: Path) -> None:
