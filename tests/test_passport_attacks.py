@@ -143,7 +143,22 @@ def with_conditions(gov: GovernedNode, conditions: Any) -> str:
     return signed(gov.dac, visa_claims(gov, visa={"conditions": conditions}))
 
 
+def revoked_grant(gov: GovernedNode) -> str:
+    """A real DAC approval, then revoked: the Passport that worked before is replayed."""
+    from genofed.governance.duo import ResearchPurpose
+    from genofed.node.runtime import NodeRuntime
+
+    dac = NodeRuntime(gov.node.root).gate.dac
+    app = dac.create("mallory", BROKER, "ctrl", "Replay", ResearchPurpose(category="general"))
+    dac.submit(app["id"], "mallory")  # no consent codes recorded: a reviewer decides
+    dac.decide(app["id"], "reviewer", "approve", None)
+    passport = pp(gov, [dac.visa(app["id"], "mallory")])
+    dac.revoke(app["id"], "reviewer", "replay test")
+    return passport
+
+
 CASES: dict[str, Callable[[GovernedNode], dict[str, Any]]] = {
+    "replay after revocation": lambda g: {"bearer": revoked_grant(g)},
     "alg none": lambda g: {"bearer": alg_none(g)},
     "HS256 signed with the public key": lambda g: {"bearer": hs256_with_public_key(g)},
     "expired Passport": lambda g: {
