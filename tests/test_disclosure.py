@@ -35,8 +35,8 @@ def test_safe_counts(n: int, value: int, precision: str) -> None:
     assert (count.value, count.precision) == (value, precision)
 
 
-def test_differencing_guard_on_sets() -> None:
-    guard = DifferencingGuard(k=3)
+def test_differencing_guard_on_sets(tmp_path) -> None:
+    guard = DifferencingGuard(tmp_path / "differencing.sqlite", k=3)
     everyone = [f"P{i}" for i in range(20)]
     assert guard.allows("eve", "d", everyone, 20)
     assert not guard.allows("eve", "d", everyone[:-1], 20)  # complement of one person
@@ -44,6 +44,9 @@ def test_differencing_guard_on_sets() -> None:
     assert not guard.allows("eve", "d", everyone[:12], 20)  # differs from [:10] by two
     assert guard.allows("eve", "d", everyone[:13], 20)  # three apart from [:10]: allowed
     assert guard.allows("bob", "d", everyone[:12], 20)  # another caller's history is theirs
+    # A second worker process on the same node shares the history.
+    other_worker = DifferencingGuard(tmp_path / "differencing.sqlite", k=3)
+    assert not other_worker.allows("eve", "d", everyone[:11], 20)
 
 
 def passport_header(gov: GovernedNode, sub: str) -> dict[str, str]:

@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,13 +83,20 @@ class QueryBudget:
 
 
 class DifferencingGuard:
-    """Per caller and dataset: which individual sets were answered with a count."""
+    """Per caller and dataset: which individual sets were answered with a count.
 
-    def __init__(self, k: int, max_callers: int = 10_000):
+    Kept in SQLite, so a caller cannot spread a differencing attack over several server
+    workers; each check and its record happen in one write transaction.
+    """
+
+    def __init__(self, path: Path, k: int):
         self.k = k
-        self._seen: OrderedDict[tuple[str, str], deque[np.ndarray]] = OrderedDict()
-        self._max_callers = max_callers
-        self._lock = threading.Lock()
+        self._con = SqliteState(
+            path,
+            "CREATE TABLE IF NOT EXISTS answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "caller TEXT, dataset TEXT, ids BLOB);"
+            "CREATE INDEX IF NOT EXISTS answered_key ON answered (caller, dataset, seq);",
+        )
 
     @staticmethod
     def _ids(ids: Iterable[str]) -> np.ndarray:
@@ -104,20 +109,32 @@ class DifferencingGuard:
         n = len(current)
         if 0 < population - n < self.k:
             return False  # the complement (everyone minus this set) would be tiny
-        key = (caller, dataset)
-        with self._lock:
-            history = self._seen.get(key)
-            if history is None:
-                history = self._seen[key] = deque(maxlen=_HISTORY)
-                if len(self._seen) > self._max_callers:
-                    self._seen.popitem(last=False)
-            for earlier in history:
+        if self.k <= 1:
+            return True  # nothing to compare: the guard is off
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            rows = con.execute(
+                "SELECT ids FROM answered WHERE caller = ? AND dataset = ? "
+                "ORDER BY seq DESC LIMIT ?",
+                [caller, dataset, _HISTORY],
+            ).fetchall()
+            for (blob,) in rows:
+                earlier = np.frombuffer(blob, dtype=np.uint64)
                 # Individuals in exactly one of the two sets: what subtracting reveals.
                 common = len(np.intersect1d(current, earlier, assume_unique=True))
                 if 0 < (n - common) + (len(earlier) - common) < self.k:
+                    con.execute("COMMIT")
                     return False
-            history.append(current)
+            con.execute(
+                "INSERT INTO answered (caller, dataset, ids) VALUES (?, ?, ?)",
+                [caller, dataset, current.tobytes()],
+            )
+            con.execute("COMMIT")
             return True
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
 
 class IndividualGuard:

@@ -55,6 +55,8 @@ class Gatekeeper:
         self.dac = Dac(root / "dac" / "dac.sqlite", config, self.signing_key, descendants)
         self.access = AccessPolicy(config, revoked=self.dac.is_revoked)
         self.budget = QueryBudget(root / "state" / "budgets.sqlite", config.disclosure.query_budget)
-        self.differencing = DifferencingGuard(config.disclosure.differencing_k)
+        self.differencing = DifferencingGuard(
+            root / "state" / "differencing.sqlite", config.disclosure.differencing_k
+        )
         self.individuals = IndividualGuard(root / "state" / "public-exclusions.sqlite")
         self.audit = AuditLog(root / "audit" / "audit.log")
