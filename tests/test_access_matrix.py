@@ -227,3 +227,41 @@ def test_a_dataset_without_a_tier_is_served_to_no_one(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {token}"},
         )
     assert response.status_code == 403
+
+
+def test_access_token_resolved_through_userinfo(
+    governed: tuple[GovernedNode, str], tmp_path: Path
+) -> None:
+    """A broker without token exchange: the node asks its userinfo endpoint instead."""
+    from genofed.config import load_config, save_config
+
+    gov, exchange = governed
+    config = load_config(gov.node.config_path)
+    config.trust.brokers = [
+        b.model_copy(
+            update={
+                "token_exchange_url": None,
+                "userinfo_url": exchange.replace("/token", "/userinfo"),
+            }
+        )
+        for b in config.trust.brokers
+    ]
+    other = tmp_path / "node"
+    import shutil
+
+    shutil.copytree(gov.node.root, other)
+    save_config(config, other / "node.yaml")
+    token = broker.access_token(gov.broker, "u-info", broker.bona_fide_visas(gov.broker, "u-info"))
+    with TestClient(create_app(other)) as client:
+        answer = client.get(
+            "/beacon/v2/individuals",
+            params={"datasets": "reg", "requestedGranularity": "record"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["meta"]["returnedGranularity"] == "count"
+        forged = broker.access_token(gov.rogue, "u-info", [])
+        refused = client.get(
+            "/beacon/v2/individuals", headers={"Authorization": f"Bearer {forged}"}
+        )
+        assert refused.status_code == 401

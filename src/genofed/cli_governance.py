@@ -123,6 +123,9 @@ def node_trust(
     token_exchange_url: Annotated[
         str | None, typer.Option(help="Its RFC 8693 endpoint, to resolve access tokens")
     ] = None,
+    userinfo_url: Annotated[
+        str | None, typer.Option(help="Its OIDC userinfo endpoint (used without token exchange)")
+    ] = None,
 ) -> None:
     """Trust an issuer of Passports and/or visas (adds it to node.yaml)."""
     path = directory / "node.yaml"
@@ -132,7 +135,11 @@ def node_trust(
             raise NodeConfigError("give exactly one of --jwks-file and --jwks-url")
         pinned = json.loads(jwks_file.read_text()) if jwks_file else None
         entry = TrustedIssuer(
-            issuer=issuer, jwks=pinned, jwks_url=jwks_url, token_exchange_url=token_exchange_url
+            issuer=issuer,
+            jwks=pinned,
+            jwks_url=jwks_url,
+            token_exchange_url=token_exchange_url,
+            userinfo_url=userinfo_url,
         )
     except (GenofedError, OSError, ValueError) as err:
         raise fail(err) from None
@@ -140,7 +147,7 @@ def node_trust(
         config.trust.brokers = [b for b in config.trust.brokers if b.issuer != issuer] + [entry]
     if visas:
         config.trust.visa_issuers = [v for v in config.trust.visa_issuers if v.issuer != issuer] + [
-            entry.model_copy(update={"token_exchange_url": None})
+            entry.model_copy(update={"token_exchange_url": None, "userinfo_url": None})
         ]
     save_config(config, path)
     roles = " and ".join(r for r, on in (("Passports", broker), ("visas", visas)) if on)

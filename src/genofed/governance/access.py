@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from genofed._exceptions import CredentialError
-from genofed.config import BONA_FIDE, GRANULARITY_ORDER, Granularity, NodeConfig
+from genofed.config import BONA_FIDE, GRANULARITY_ORDER, Granularity, NodeConfig, TrustedIssuer
 from genofed.governance.passports import Clearinghouse, Passport, Visa, peek
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -151,54 +151,75 @@ class CredentialResolver:
     def __init__(self, clearinghouse: Clearinghouse, client: httpx.Client):
         self.clearinghouse = clearinghouse
         self.client = client
-        self._resolved: dict[bytes, tuple[float, str]] = {}
+        self._resolved: dict[bytes, tuple[float, Passport]] = {}
         self._lock = threading.Lock()
 
     def caller(
         self, authorization: str | None, body_passports: object, client_address: str
     ) -> Caller:
-        tokens: list[str] = []
+        passports: list[Passport] = []
         if authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise CredentialError("the Authorization header must be 'Bearer <token>'")
-            tokens.append(self._as_passport(token.strip()))
+            passports.append(self._bearer(token.strip()))
         if body_passports is not None:
             if not isinstance(body_passports, list) or not all(
                 isinstance(p, str) for p in body_passports
             ):
                 raise CredentialError("'passports' must be a list of Passport JWTs")
-            tokens.extend(body_passports)
-        passports = [self.clearinghouse.passport(t) for t in tokens]
+            passports.extend(self.clearinghouse.passport(t) for t in body_passports)
         return caller_from_passports(passports, client_address)
 
-    def _as_passport(self, token: str) -> str:
-        """The token itself if it is a Passport, else the Passport a broker exchanges it for."""
+    def _bearer(self, token: str) -> Passport:
+        """The Passport itself, or the one a trusted broker resolves an access token to."""
         header, claims = _peek_or_opaque(token)
         if header.get("typ") == "vnd.ga4gh.passport+jwt" or "ga4gh_passport_v1" in claims:
-            return token
+            return self.clearinghouse.passport(token)
         digest = hashlib.sha256(token.encode()).digest()
         hit = self._resolved.get(digest)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        passport = self._exchange(token, claims.get("iss"))
+        issuer = claims.get("iss")
+        brokers = [
+            b
+            for b in self.clearinghouse.brokers.issuers()
+            if (b.token_exchange_url or b.userinfo_url) and (issuer is None or b.issuer == issuer)
+        ]
+        if not brokers:
+            raise CredentialError(
+                "the bearer token is not a Passport and no trusted broker can resolve it"
+            )
+        broker = brokers[0]
+        if broker.token_exchange_url:
+            passport = self.clearinghouse.passport(self._exchange(token, broker))
+        else:
+            passport = self._userinfo(token, broker)
         with self._lock:
             if len(self._resolved) > 4096:
                 self._resolved.clear()
             self._resolved[digest] = (time.monotonic() + _RESOLVED_TTL, passport)
         return passport
 
-    def _exchange(self, token: str, issuer: object) -> str:
-        brokers = [
-            b
-            for b in self.clearinghouse.brokers.issuers()
-            if b.token_exchange_url and (issuer is None or b.issuer == issuer)
-        ]
-        if not brokers:
-            raise CredentialError(
-                "the bearer token is not a Passport and no trusted broker can exchange it"
+    def _userinfo(self, token: str, broker: TrustedIssuer) -> Passport:
+        """The broker's userinfo answer for the token: its ``sub`` and visa JWTs."""
+        try:
+            response = self.client.get(
+                broker.userinfo_url,  # type: ignore[arg-type]
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5.0,
             )
-        broker = brokers[0]
+        except httpx.HTTPError as exc:
+            raise CredentialError("the broker could not be reached to resolve the token") from exc
+        if response.status_code != 200:
+            raise CredentialError("the broker did not accept the access token")
+        try:
+            info = response.json()
+        except ValueError as exc:
+            raise CredentialError("the broker's userinfo answer is not JSON") from exc
+        return self.clearinghouse.from_userinfo(broker.issuer, info, _RESOLVED_TTL)
+
+    def _exchange(self, token: str, broker: TrustedIssuer) -> str:
         try:
             response = self.client.post(
                 broker.token_exchange_url,  # type: ignore[arg-type]

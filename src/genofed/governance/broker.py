@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Form, HTTPException
+from fastapi import FastAPI, Form, Header, HTTPException
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
@@ -145,12 +145,28 @@ def access_token(key: SigningKey, sub: str, visas: list[str], *, hours: float = 
 
 
 def broker_app(key: SigningKey) -> FastAPI:
-    """``/.well-known/jwks.json`` and an RFC 8693 ``/token`` endpoint for this key."""
+    """``/.well-known/jwks.json``, an RFC 8693 ``/token`` endpoint and OIDC ``/userinfo``
+    for access tokens signed with this key."""
     app = FastAPI(title=f"genofed development broker {key.issuer}")
 
     @app.get("/.well-known/jwks.json")
     def jwks() -> dict[str, Any]:
         return key.jwks()
+
+    def holder(token: str) -> dict[str, Any]:
+        try:
+            claims = jwt.decode(token, key.key, algorithms=["ES256"]).claims
+        except (JoseError, ValueError) as exc:
+            raise HTTPException(401, {"error": "invalid_token"}) from exc
+        if claims.get("iss") != key.issuer or claims.get("exp", 0) < time.time():
+            raise HTTPException(401, {"error": "invalid_token"})
+        return claims
+
+    @app.get("/userinfo")
+    def userinfo(authorization: str = Header("")) -> dict[str, Any]:
+        """OIDC userinfo with the ``ga4gh_passport_v1`` claim (the visas as JWTs)."""
+        claims = holder(authorization.removeprefix("Bearer ").strip())
+        return {"sub": claims["sub"], "ga4gh_passport_v1": list(claims.get("genofed_visas", []))}
 
     @app.post("/token")
     def token(
@@ -164,11 +180,9 @@ def broker_app(key: SigningKey) -> FastAPI:
         if requested_token_type != PASSPORT_TOKEN_TYPE:
             raise HTTPException(400, {"error": "invalid_request"})
         try:
-            claims = jwt.decode(subject_token, key.key, algorithms=["ES256"]).claims
-        except (JoseError, ValueError) as exc:
+            claims = holder(subject_token)
+        except HTTPException as exc:
             raise HTTPException(400, {"error": "invalid_grant"}) from exc
-        if claims.get("iss") != key.issuer or claims.get("exp", 0) < time.time():
-            raise HTTPException(400, {"error": "invalid_grant"})
         issued = passport(key, claims["sub"], list(claims.get("genofed_visas", [])))
         return {
             "access_token": issued,

@@ -193,6 +193,23 @@ class Clearinghouse:
             self._cache[digest] = passport
         return passport
 
+    def from_userinfo(self, broker: str, info: object, ttl: float) -> Passport:
+        """A Passport from a trusted broker's userinfo answer (fetched from the URL the
+        operator configured, so it is the broker's word; its visas are checked as usual)."""
+        if not isinstance(info, dict) or not isinstance(info.get("sub"), str) or not info["sub"]:
+            raise CredentialError("the broker's userinfo answer has no sub")
+        raw_visas = info.get("ga4gh_passport_v1", [])
+        if not isinstance(raw_visas, list) or not all(isinstance(v, str) for v in raw_visas):
+            raise CredentialError("ga4gh_passport_v1 must be a list of visa JWTs")
+        visas = [v for v in (self._visa(t) for t in raw_visas) if v is not None]
+        sub = info["sub"]
+        return Passport(
+            iss=broker,
+            sub=sub,
+            exp=int(time.time() + ttl),
+            visas=tuple(usable_visas(sub, broker, visas)),
+        )
+
     def _visa(self, token: str) -> Visa | None:
         """A visa that passes every check, or ``None`` (ignored, as the spec says)."""
         digest = hashlib.sha256(token.encode()).digest()
