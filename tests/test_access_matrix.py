@@ -265,3 +265,29 @@ def test_access_token_resolved_through_userinfo(
             "/beacon/v2/individuals", headers={"Authorization": f"Bearer {forged}"}
         )
         assert refused.status_code == 401
+
+
+def test_filter_warnings_say_nothing_about_closed_datasets(tmp_path: Path) -> None:
+    """A filter only a controlled dataset can answer gets the same warning as one nobody can."""
+    from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+    from tests.conftest import SMALL_VCF
+
+    gov = build_governed_node(tmp_path, differencing_k=1)
+    clinical = tmp_path / "secret.csv"
+    clinical.write_text("sample_id,sex,trial_arm\nS1,female,placebo\nS2,male,drug\n")
+    settings = DatasetSettings(granularity="record", tier="controlled")
+    ingest_vcf(
+        gov.node, "secret", SMALL_VCF, assembly="GRCh38", individuals=clinical, settings=settings
+    )
+
+    def warnings(term: str, headers: dict[str, str]) -> str:
+        body = {"query": {"filters": [{"id": term}], "requestedGranularity": "boolean"}}
+        doc = client.post("/beacon/v2/individuals", json=body, headers=headers).json()
+        return " ".join(doc.get("info", {}).get("warnings", [])).replace(term, "TERM")
+
+    with TestClient(create_app(gov.node.root)) as client:
+        arm, nobody = "trial_arm:placebo", "no_such_field:placebo"  # only 'secret' has the first
+        assert warnings(arm, {}) == warnings(nobody, {}) != ""
+        granted = {"Authorization": f"Bearer {gov.passport('ann', grants=('secret',))}"}
+        assert warnings(arm, granted) == ""
+        assert warnings(nobody, granted) != ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from genofed.config import NodeConfig, load_config
@@ -27,9 +27,20 @@ _CUSTOM_FILTER_MAX_VALUES = 12
 @dataclass
 class LiveDatasets:
     readers: dict[str, DatasetReader]
-    filter_context: FilterContext
     genes: dict[str, dict[str, list[tuple[str, int, int]]]]
     catalog_mtime: float
+    ontology: OntologyIndex
+    _contexts: dict[frozenset[str], FilterContext] = field(default_factory=dict)
+
+    def filter_context(self, dataset_ids: Iterable[str]) -> FilterContext:
+        """Which terms and fields exist, in the datasets a caller may see (so a warning
+        about an unknown term says nothing about datasets closed to them)."""
+        key = frozenset(dataset_ids)
+        context = self._contexts.get(key)
+        if context is None:
+            readers = [self.readers[i] for i in sorted(key)]
+            context = self._contexts[key] = _filter_context(self.ontology, readers)
+        return context
 
 
 class NodeRuntime:
@@ -76,18 +87,18 @@ class NodeRuntime:
                 readers[version.dataset_id] = DatasetReader(version)
         genes_dir = self.node.genes_dir
         genes = load_gene_index(genes_dir) if genes_dir.is_dir() else {}
-        return LiveDatasets(readers, self._filter_context(readers), genes, mtime)
+        return LiveDatasets(readers, genes, mtime, self.ontology)
 
-    def _filter_context(self, readers: dict[str, DatasetReader]) -> FilterContext:
-        term_scopes: dict[str, set[str]] = {}
-        path_scopes: dict[str, set[str]] = {}
-        for reader in readers.values():
-            for entity, term, _label in reader.term_index():
-                term_scopes.setdefault(term, set()).add(entity)
-            for entity, path, _n, _numeric in reader.value_paths():
-                path_scopes.setdefault(path, set()).add(entity)
-        custom = custom_terms(readers.values())
-        return FilterContext(self.ontology, term_scopes, path_scopes, custom)
+
+def _filter_context(ontology: OntologyIndex, readers: list[DatasetReader]) -> FilterContext:
+    term_scopes: dict[str, set[str]] = {}
+    path_scopes: dict[str, set[str]] = {}
+    for reader in readers:
+        for entity, term, _label in reader.term_index():
+            term_scopes.setdefault(term, set()).add(entity)
+        for entity, path, _n, _numeric in reader.value_paths():
+            path_scopes.setdefault(path, set()).add(entity)
+    return FilterContext(ontology, term_scopes, path_scopes, custom_terms(readers))
 
 
 def custom_terms(readers: Iterable[DatasetReader]) -> dict[str, tuple[str, str, set[str]]]:

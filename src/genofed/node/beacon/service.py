@@ -88,12 +88,14 @@ class BeaconService:
         """Answer one entry query for ``caller``; ``outcome`` receives what the audit log
         records (datasets touched, results returned)."""
         live = self.runtime.live()
-        plan = self._plan(entry, request, live, single_id, caller)
+        visible = self.visible(live, caller)
+        plan = self._plan(entry, request, live, single_id, visible)
         if outcome is not None:
             outcome["datasets"] = [reader.dataset_id for reader, _ in plan.readers]
-        filters = [live.filter_context.classify(f) for f in request.filters]
+        filter_context = live.filter_context(visible)
+        filters = [filter_context.classify(f) for f in request.filters]
         for flt in filters:
-            warning = live.filter_context.warning(flt)
+            warning = filter_context.warning(flt)
             if warning:
                 plan.warnings.append(warning)
         target = entry.entity
@@ -120,7 +122,7 @@ class BeaconService:
                 target,
                 filters=filters,
                 context=context,
-                filter_context=live.filter_context,
+                filter_context=filter_context,
                 variant_query=query,
             )
             if public and target == VARIANT and query is not None and rules.public_individual_guard:
@@ -187,7 +189,7 @@ class BeaconService:
         request: BeaconRequest,
         live: LiveDatasets,
         single_id: str | None,
-        caller: Caller,
+        visible: dict[str, tuple[DatasetReader, Granularity]],
     ) -> _Plan:
         plan = _Plan(readers=[])
         assembly = None
@@ -202,7 +204,6 @@ class BeaconService:
                 f"requestParameters {sorted(request.parameters)} apply to g_variants only; "
                 f"use filters to select {entry.path}"
             )
-        visible = self.visible(live, caller)
         wanted = set(request.datasets) if request.datasets else None
         if wanted:
             missing = wanted - set(visible)
