@@ -285,10 +285,15 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
         if serve:
+            # The granted researcher's Passport, for trying the node by hand.
+            passport = workdir / "passport.jwt"
+            passport.write_text(callers["with a DAC grant"]["Authorization"].split()[1])
+            url = f"{base_url}/individuals?filters=HP:0001250&requestedGranularity=count"
             console.print(
-                f"\nServing the demo node at [bold]{base_url}[/] — try "
-                f"{base_url}/g_variants?referenceName=22&start=0&end=100000"
-                "&requestedGranularity=count\nPress Ctrl-C to stop."
+                f"\nServing the demo node at [bold]{base_url}[/]. Try, anonymously and then "
+                f"as the researcher with a DAC grant:\n  curl '{url}'\n"
+                f"  curl -H \"Authorization: Bearer $(cat {passport})\" '{url}'\n"
+                "Press Ctrl-C to stop."
             )
             while thread.is_alive():
                 thread.join(0.5)
