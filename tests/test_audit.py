@@ -127,3 +127,22 @@ def test_appends_from_two_logs_on_one_file_stay_one_chain(tmp_path) -> None:
         (first if i % 3 else second).append({"n": i})
     result = verify(path)
     assert result.ok and result.entries == 50
+
+
+def test_an_unexpected_error_is_audited_too(tmp_path) -> None:
+    gov = build_governed_node(tmp_path, differencing_k=1)
+    version = next(v for v in gov.node.datasets() if v.dataset_id == "ctrl")
+    shutil.rmtree(version.genotypes)  # damage the store under a running node
+    headers = {"Authorization": f"Bearer {gov.passport('ann', grants=('ctrl',))}"}
+    with TestClient(create_app(gov.node.root), raise_server_exceptions=False) as client:
+        broken = client.get(
+            "/beacon/v2/g_variants/22-16050075-A-G/individuals",
+            params={"datasets": "ctrl", "requestedGranularity": "record"},
+            headers=headers,
+        )
+    assert broken.status_code == 500
+    assert "S1" not in broken.text  # the error says where to look, not what is stored
+    last = entries(gov.node.root / "audit" / "audit.log")[-1]
+    assert last["status"] == 500 and last["decision"] == "error"
+    assert last["caller"]["sub"] == "ann" and last["datasets"] == ["ctrl"]
+    assert verify(gov.node.root / "audit" / "audit.log").ok

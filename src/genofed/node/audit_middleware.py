@@ -35,6 +35,7 @@ class AuditMiddleware:
 
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start":
+                state["audit_started"] = True
                 try:
                     self._record(scope, state, message["status"])
                 except Exception:  # noqa: BLE001 - any failure to audit refuses the answer
@@ -62,7 +63,13 @@ class AuditMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, receive, audited_send)
+        try:
+            await self.app(scope, receive, audited_send)
+        except Exception:
+            # An unexpected error answered by the outermost handler (500) is audited too.
+            if not state.get("audit_started"):
+                self._record(scope, state, 500)
+            raise
 
     def _record(self, scope: Scope, state: dict[str, Any], status: int) -> None:
         caller = state.get("caller")
