@@ -57,6 +57,7 @@ class QueryBudget:
             path,
             "CREATE TABLE IF NOT EXISTS budget "
             "(caller TEXT, day INTEGER, used INTEGER, PRIMARY KEY (caller, day));",
+            durable=False,
         )
 
     def charge(self, caller: str) -> int:
@@ -96,6 +97,7 @@ class DifferencingGuard:
             "CREATE TABLE IF NOT EXISTS answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "caller TEXT, dataset TEXT, ids BLOB);"
             "CREATE INDEX IF NOT EXISTS answered_key ON answered (caller, dataset, seq);",
+            durable=False,
         )
 
     @staticmethod

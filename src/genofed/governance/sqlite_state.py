@@ -10,10 +10,13 @@ from pathlib import Path
 class SqliteState:
     """One connection per thread to ``path``, created with ``schema`` on first use."""
 
-    def __init__(self, path: Path, schema: str, *, rows_as_dicts: bool = False):
+    def __init__(
+        self, path: Path, schema: str, *, rows_as_dicts: bool = False, durable: bool = True
+    ):
         self.path = path
         self.schema = schema
         self.rows_as_dicts = rows_as_dicts
+        self.durable = durable
         self._local = threading.local()
 
     def __call__(self) -> sqlite3.Connection:
@@ -25,6 +28,10 @@ class SqliteState:
             if self.rows_as_dicts:
                 con.row_factory = sqlite3.Row
             con.execute("PRAGMA journal_mode=WAL")
+            if not self.durable:
+                # Per-request counters: no fsync per write (a power cut may lose the last
+                # few increments, never corrupt the file).
+                con.execute("PRAGMA synchronous=NORMAL")
             con.executescript(self.schema)
             self._local.con = con
         return con
