@@ -26,7 +26,7 @@ from genofed.governance import broker
 from genofed.governance.access import grant_value
 from genofed.governance.broker import SigningKey
 from genofed.governance.duo import ResearchPurpose, match
-from genofed.governance.passports import Visa
+from genofed.governance.passports import Visa, peek
 from genofed.governance.sqlite_state import SqliteState
 
 MATCHER = "duo-matcher"
@@ -214,7 +214,7 @@ class Dac:
             by="dac",
             hours=hours,
         )
-        claims = json.loads(_b64(token.split(".")[1]))
+        _, claims = peek(token)
         self._con().execute(
             "UPDATE applications SET visa = ?, visa_jti = ?, visa_exp = ? WHERE id = ?",
             [token, claims["jti"], claims["exp"], app["id"]],
@@ -245,9 +245,3 @@ class Dac:
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
             [app_id, time.time(), actor, action, before, after, note],
         )
-
-
-def _b64(part: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
