@@ -42,23 +42,9 @@ class Caller:
     grants: tuple[Visa, ...] = field(default_factory=tuple)  # ControlledAccessGrants, by dac
 
     @property
-    def anonymous(self) -> bool:
-        return self.sub is None
-
-    @property
     def identity(self) -> str:
         """Who is charged for budgets and named in the audit log."""
         return self.client if self.sub is None else f"{self.sub} ({self.iss})"
-
-    @property
-    def kind(self) -> str:
-        if self.grants:
-            return "controlled"
-        return (
-            "registered"
-            if self.registered
-            else ("anonymous" if self.anonymous else "authenticated")
-        )
 
 
 def caller_from_passports(passports: list[Passport], client: str) -> Caller:
