@@ -28,7 +28,7 @@ Steps:
    server answers these queries from it without SQL, and the HTTP / DuckDB ratio then
    compares the whole server with the SQL it no longer runs.
 4. For each ``--workers`` value: start ``genofed node serve`` on a free loopback port, wait
-   for ``/-/health``, check that the HTTP answers (``numTotalResults``) equal the DuckDB
+   until its workers list the dataset at ``/beacon/v2/datasets``, check that the HTTP answers (``numTotalResults``) equal the DuckDB
    counts for a sample of the queries, then for {sequence, range} x ``--clients``: an
    untimed warm-up, then exactly ``--requests`` requests with that many concurrent
    keep-alive clients (closed loop: each client sends its next request when the previous
@@ -586,7 +586,8 @@ def start_server(node: Path, workers: int, log_dir: Path, timeout: float = 90.0)
 
 
 def wait_healthy(server: Server, timeout: float) -> None:
-    """Poll ``/-/health`` with fresh connections until enough answers come back."""
+    """Poll the dataset listing with fresh connections until enough workers serve the
+    bench dataset (``/-/health`` only says a worker is up, not which datasets it has)."""
     deadline = time.monotonic() + timeout
     good = 0
     needed = 4 * server.workers  # fresh connections reach the workers in turn
@@ -596,8 +597,9 @@ def wait_healthy(server: Server, timeout: float) -> None:
                 f"server exited with {server.proc.returncode}:\n{_log_tail(server.log)}"
             )
         try:
-            r = httpx.get(server.base_url + "/-/health", timeout=5.0)
-            if r.status_code == 200 and DATASET_ID in r.json().get("datasets", []):
+            r = httpx.get(server.base_url + "/beacon/v2/datasets", timeout=5.0)
+            collections = r.json().get("response", {}).get("collections", [])
+            if r.status_code == 200 and DATASET_ID in {c.get("id") for c in collections}:
                 good += 1
                 if good >= needed:
                     return
