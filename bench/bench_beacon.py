@@ -28,7 +28,8 @@ Steps:
    server answers these queries from it without SQL, and the HTTP / DuckDB ratio then
    compares the whole server with the SQL it no longer runs.
 4. For each ``--workers`` value: start ``genofed node serve`` on a free loopback port, wait
-   until its workers list the dataset at ``/beacon/v2/datasets``, check that the HTTP answers (``numTotalResults``) equal the DuckDB
+   until its workers list the dataset at ``/beacon/v2/datasets``, check that the HTTP
+   answers (``numTotalResults``) equal the DuckDB
    counts for a sample of the queries, then for {sequence, range} x ``--clients``: an
    untimed warm-up, then exactly ``--requests`` requests with that many concurrent
    keep-alive clients (closed loop: each client sends its next request when the previous
