@@ -260,14 +260,7 @@ def open_for_bench(node: Path) -> None:
     config = load_config(node / "node.yaml")
     config.datasets[DATASET_ID] = DatasetPolicy(tier="public")
     config.tiers["public"].anonymous = "count"
-    config.disclosure = Disclosure(
-        min_count=1,
-        round_to=1,
-        public_min_allele_count=0,
-        public_individual_guard=False,
-        query_budget=None,
-        differencing_k=1,
-    )
+    config.disclosure = Disclosure.off()
     save_config(config, node / "node.yaml")
 
 

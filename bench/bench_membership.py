@@ -44,7 +44,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genofed._exceptions import BudgetExhaustedError  # noqa: E402
-from genofed.config import Disclosure, default_config, save_config  # noqa: E402
+from genofed.config import Disclosure, default_config  # noqa: E402
 from genofed.governance.access import Caller  # noqa: E402
 from genofed.node.beacon.model import BY_PATH  # noqa: E402
 from genofed.node.beacon.request import from_query_string  # noqa: E402
@@ -101,19 +101,9 @@ def build_node(
     if defences:
         config.disclosure = config.disclosure.model_copy(update=overrides)
     else:
-        config.disclosure = Disclosure(
-            public_min_allele_count=0,
-            public_individual_guard=False,
-            query_budget=None,
-            min_count=1,
-            round_to=1,
-        )
-    root.mkdir(parents=True)
-    save_config(config, root / "node.yaml")
-    for sub in ("datasets", "genes", "ontologies"):
-        (root / sub).mkdir()
+        config.disclosure = Disclosure.off()
     ingest_vcf(
-        NodeDir(root),
+        NodeDir.create(root, config),
         "beacon",
         vcf,
         assembly="GRCh38",

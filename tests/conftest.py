@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed.config import Disclosure, NodeConfig, TierGrants, default_config, save_config
+from genofed.config import Disclosure, NodeConfig, TierGrants, default_config
 from genofed.node.app import create_app
 from genofed.store.bff_import import import_bff
 from genofed.store.genes import read_gene_file, save_genes
@@ -34,25 +34,13 @@ def open_config(name: str) -> NodeConfig:
     still need a tier (``public``) to be served."""
     config = default_config(name)
     config.tiers["public"] = TierGrants(anonymous="record", registered="record")
-    config.disclosure = Disclosure(
-        min_count=1,
-        round_to=1,
-        public_min_allele_count=0,
-        public_individual_guard=False,
-        query_budget=None,
-        differencing_k=1,
-    )
+    config.disclosure = Disclosure.off()
     return config
 
 
 def make_node(root: Path, name: str = "test node", *, governed: bool = False) -> NodeDir:
     """A node directory; ``governed`` keeps the secure defaults, else ``open_config``."""
-    root.mkdir(parents=True, exist_ok=True)
-    config = default_config(name) if governed else open_config(name)
-    save_config(config, root / "node.yaml")
-    for sub in ("datasets", "genes", "ontologies"):
-        (root / sub).mkdir(exist_ok=True)
-    return NodeDir(root)
+    return NodeDir.create(root, default_config(name) if governed else open_config(name))
 
 
 @pytest.fixture

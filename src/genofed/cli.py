@@ -10,7 +10,7 @@ import typer
 from genofed._exceptions import GenofedError
 from genofed.cli_governance import audit_app, dac_app, node_trust, passport_app
 from genofed.cli_output import console, fail
-from genofed.config import Granularity, Tier, default_config, save_config
+from genofed.config import Granularity, Tier, default_config
 from genofed.store.node_dir import NodeDir
 
 app = typer.Typer(
@@ -46,10 +46,7 @@ def node_init(
     node = NodeDir(directory)
     if node.config_path.exists():
         raise fail(GenofedError(f"{node.config_path} already exists; not overwriting it"))
-    directory.mkdir(parents=True, exist_ok=True)
-    save_config(default_config(name), node.config_path)
-    for sub in ("datasets", "genes", "ontologies"):
-        (directory / sub).mkdir(exist_ok=True)
+    NodeDir.create(directory, default_config(name))
     console.print(f"Created node [bold]{name}[/] in {directory}")
 
 

@@ -130,6 +130,19 @@ class Disclosure(BaseModel):
         5, ge=1, description="Two count queries may not differ by fewer than k individuals"
     )
 
+    @classmethod
+    def off(cls) -> Disclosure:
+        """No disclosure control at all: exact counts, every allele, no budget, no guards.
+        For tests of other features and for benchmarks' baselines, never a default."""
+        return cls(
+            min_count=1,
+            round_to=1,
+            public_min_allele_count=0,
+            public_individual_guard=False,
+            query_budget=None,
+            differencing_k=1,
+        )
+
 
 class NodeConfig(BaseModel):
     """Settings of one node; written by ``genofed node init``, edited by the operator."""

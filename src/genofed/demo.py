@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genofed._exceptions import GenofedError
-from genofed.config import DatasetPolicy, TrustedIssuer, default_config, save_config
+from genofed.config import DatasetPolicy, TrustedIssuer, default_config
 from genofed.governance import broker
 from genofed.node.app import create_app
 from genofed.simulate import simulate_cohort
@@ -76,9 +76,7 @@ def build_demo_node(workdir: Path, *, samples: int, console: Console) -> tuple[P
     config.trust.brokers, config.trust.visa_issuers = [trusted], [trusted]
     config.datasets[DEMO_DATASET] = DatasetPolicy(duo=["DUO:0000042"])
     config.dac_reviewers = ["demo-reviewer"]
-    save_config(config, node_dir / "node.yaml")
-    for sub in ("datasets", "genes", "ontologies"):
-        (node_dir / sub).mkdir()
+    NodeDir.create(node_dir, config)
     console.print(f"[bold]2/3[/] Ingesting {cohort.n_sites:,} sites into a node …")
     summary = ingest_vcf(
         NodeDir(node_dir),

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genofed._exceptions import NodeConfigError, NotFoundError
+from genofed.config import NodeConfig, save_config
 
 CATALOG_FORMAT = 1
 # Versions kept besides the live one, so a server still reading the previous one survives.
@@ -53,6 +54,16 @@ class NodeDir:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    @classmethod
+    def create(cls, root: Path, config: NodeConfig) -> NodeDir:
+        """Write ``node.yaml`` and the empty stores of a new node under ``root``."""
+        node = cls(root)
+        node.root.mkdir(parents=True, exist_ok=True)
+        save_config(config, node.config_path)
+        for sub in ("datasets", "genes", "ontologies"):
+            (node.root / sub).mkdir(exist_ok=True)
+        return node
 
     @property
     def config_path(self) -> Path:
