@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,7 +171,7 @@ class IndividualGuard:
     def kept(
         self,
         dataset: str,
-        sample_ids: list[str],
+        sample_ids: Sequence[str],
         candidates: np.ndarray,
         allele_counts: np.ndarray,
         genotypes: Callable[[np.ndarray], np.ndarray],
@@ -183,13 +183,14 @@ class IndividualGuard:
         (``(len(rows), samples)``); it is only called for alleles close to the floor.
         """
         excluded = self.excluded(dataset)
-        out = np.array([s in excluded for s in sample_ids], dtype=bool)
-        # Far enough above the floor, no carrier (at most two copies each) can matter.
-        margin = floor + 2 + 2 * int(out.sum())
+        # Far enough above the floor, no carrier (at most two copies each) can matter,
+        # even after the excluded ones are taken away.
+        margin = floor + 2 + 2 * len(excluded)
         keep = allele_counts >= margin
         near = np.flatnonzero(~keep & (allele_counts >= floor))
         newly: set[str] = set()
         if len(near):
+            out = np.array([s in excluded for s in sample_ids], dtype=bool)
             copies = genotypes(near)
             for row, i in enumerate(near):
                 c = copies[row].astype(np.int64)

@@ -177,6 +177,11 @@ class DatasetReader:
         )
         return [(r[0], r[1]) for r in rows]
 
+    @cached_property
+    def biosample_ids(self) -> list[str]:
+        """Biosample id per genotype-matrix column."""
+        return [biosample for biosample, _ in self.samples]
+
     def genotype_rows(self, site_indices: np.ndarray) -> np.ndarray:
         """Genotypes of the given sites: ``(len(site_indices), samples, 2)``."""
         if len(site_indices) == 0 or not self.samples:

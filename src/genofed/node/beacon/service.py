@@ -161,7 +161,7 @@ class BeaconService:
 
         kept = self.runtime.gate.individuals.kept(
             reader.dataset_id,
-            [biosample for biosample, _ in reader.samples],
+            reader.biosample_ids,
             candidates,
             counts,
             copies,
