@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -189,45 +190,44 @@ class CredentialResolver:
 
     def _userinfo(self, token: str, broker: TrustedIssuer) -> Passport:
         """The broker's userinfo answer for the token: its ``sub`` and visa JWTs."""
-        try:
-            response = self.client.get(
-                broker.userinfo_url,  # type: ignore[arg-type]
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=5.0,
-            )
-        except httpx.HTTPError as exc:
-            raise CredentialError("the broker could not be reached to resolve the token") from exc
-        if response.status_code != 200:
-            raise CredentialError("the broker did not accept the access token")
-        try:
-            info = response.json()
-        except ValueError as exc:
-            raise CredentialError("the broker's userinfo answer is not JSON") from exc
+        info = self._ask_broker(
+            "GET",
+            broker.userinfo_url,  # type: ignore[arg-type]
+            "resolve",
+            headers={"Authorization": f"Bearer {token}"},
+        )
         return self.clearinghouse.from_userinfo(broker.issuer, info, _RESOLVED_TTL)
 
     def _exchange(self, token: str, broker: TrustedIssuer) -> str:
-        try:
-            response = self.client.post(
-                broker.token_exchange_url,  # type: ignore[arg-type]
-                data={
-                    "grant_type": TOKEN_EXCHANGE,
-                    "subject_token": token,
-                    "subject_token_type": ACCESS_TOKEN_TYPE,
-                    "requested_token_type": PASSPORT_TOKEN_TYPE,
-                },
-                timeout=5.0,
-            )
-        except httpx.HTTPError as exc:
-            raise CredentialError("the broker could not be reached to exchange the token") from exc
-        if response.status_code != 200:
-            raise CredentialError("the broker refused to exchange the access token")
-        try:
-            passport = response.json()["access_token"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CredentialError("the broker's token exchange answer is not valid") from exc
+        """The Passport an RFC 8693 token exchange at the broker returns."""
+        answer = self._ask_broker(
+            "POST",
+            broker.token_exchange_url,  # type: ignore[arg-type]
+            "exchange",
+            data={
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "requested_token_type": PASSPORT_TOKEN_TYPE,
+            },
+        )
+        passport = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(passport, str):
             raise CredentialError("the broker's token exchange answer is not valid")
         return passport
+
+    def _ask_broker(self, method: str, url: str, what: str, **kwargs: Any) -> object:
+        """The JSON a trusted broker answers, or ``CredentialError`` saying what failed."""
+        try:
+            response = self.client.request(method, url, timeout=5.0, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CredentialError(f"the broker could not be reached to {what} the token") from exc
+        if response.status_code != 200:
+            raise CredentialError(f"the broker refused to {what} the access token")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise CredentialError(f"the broker's answer to {what} the token is not JSON") from exc
 
 
 def _peek_or_opaque(token: str) -> tuple[dict, dict]:

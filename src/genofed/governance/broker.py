@@ -61,6 +61,18 @@ def load_key(path: Path) -> SigningKey:
     return SigningKey(data["issuer"], ECKey.import_key(data["jwk"]))
 
 
+def _claims(key: SigningKey, sub: str, hours: float) -> dict[str, Any]:
+    """What every token this key signs carries: issuer, subject, lifetime, a unique id."""
+    now = int(time.time())
+    return {
+        "iss": key.issuer,
+        "sub": sub,
+        "iat": now,
+        "exp": now + int(hours * 3600),
+        "jti": uuid.uuid4().hex,
+    }
+
+
 def visa(
     key: SigningKey,
     sub: str,
@@ -71,13 +83,12 @@ def visa(
     by: str | None = None,
     hours: float = 1.0,
     conditions: list[list[dict[str, str]]] | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> str:
     """One signed visa JWT."""
-    now = int(time.time())
+    claims = _claims(key, sub, hours)
     body: dict[str, Any] = {
         "type": visa_type,
-        "asserted": now,
+        "asserted": claims["iat"],
         "value": value,
         "source": source or key.issuer,
     }
@@ -85,16 +96,7 @@ def visa(
         body["by"] = by
     if conditions is not None:
         body["conditions"] = conditions
-    claims = {
-        "iss": key.issuer,
-        "sub": sub,
-        "iat": now,
-        "exp": now + int(hours * 3600),
-        "jti": uuid.uuid4().hex,
-        "ga4gh_visa_v1": body,
-        **(extra or {}),
-    }
-    return key.sign(claims)
+    return key.sign({**claims, "ga4gh_visa_v1": body})
 
 
 def bona_fide_visas(key: SigningKey, sub: str, hours: float = 1.0) -> list[str]:
@@ -112,19 +114,9 @@ def passport(
     *,
     hours: float = 1.0,
     audience: str | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> str:
     """A signed Passport carrying ``visas``."""
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": key.issuer,
-        "sub": sub,
-        "iat": now,
-        "exp": now + int(hours * 3600),
-        "jti": uuid.uuid4().hex,
-        "ga4gh_passport_v1": visas,
-        **(extra or {}),
-    }
+    claims = {**_claims(key, sub, hours), "ga4gh_passport_v1": visas}
     if audience is not None:
         claims["aud"] = audience
     return key.sign(claims, typ=PASSPORT_TYP)
@@ -132,12 +124,8 @@ def passport(
 
 def access_token(key: SigningKey, sub: str, visas: list[str], *, hours: float = 1.0) -> str:
     """An access token this broker will exchange for a Passport carrying ``visas``."""
-    now = int(time.time())
     claims = {
-        "iss": key.issuer,
-        "sub": sub,
-        "iat": now,
-        "exp": now + int(hours * 3600),
+        **_claims(key, sub, hours),
         "scope": "openid ga4gh_passport_v1",
         "genofed_visas": visas,
     }
