@@ -122,13 +122,19 @@ def _endpoints(gov: GovernedNode) -> list[str]:
 
 
 def _request(
-    client: TestClient, path: str, dataset: str, kind: str, form: str, gov: GovernedNode
+    client: TestClient,
+    path: str,
+    dataset: str,
+    kind: str,
+    form: str,
+    gov: GovernedNode,
+    tokens: dict[str, list[str]],
 ) -> httpx.Response:
     url = f"/beacon/v2{path}"
     params = {"datasets": dataset, "requestedGranularity": "record"}
     if kind == "anonymous":
         return client.get(url, params=params)
-    visas = _TOKENS[kind]
+    visas = tokens[kind]
     sub = {"authenticated": "u-auth", "registered": "u-reg", "controlled": "u-ctrl"}[kind]
     if form == "bearer-access-token":
         token = broker.access_token(gov.broker, sub, visas)
@@ -147,21 +153,18 @@ def _request(
     return client.post(url, json=body)
 
 
-_TOKENS: dict[str, list[str]] = {}
-
-
 def test_every_endpoint_tier_and_caller_gets_the_policy_granularity(
     client: TestClient, governed: tuple[GovernedNode, str]
 ) -> None:
     gov, _ = governed
-    _TOKENS.update(_tokens(gov))
+    tokens = _tokens(gov)
     checked = 0
     for path in _endpoints(gov):
         collection = path.split("/")[1] in ("datasets", "cohorts") and path.count("/") <= 2
         for dataset, tier in TIERS.items():
             for kind in KINDS:
                 for form in FORMS if kind != "anonymous" else ("none",):
-                    response = _request(client, path, dataset, kind, form, gov)
+                    response = _request(client, path, dataset, kind, form, gov, tokens)
                     expected = POLICY[tier][kind]
                     where = f"{path} {dataset}({tier}) {kind} {form}"
                     if expected is None:
@@ -179,6 +182,32 @@ def test_every_endpoint_tier_and_caller_gets_the_policy_granularity(
                         _check_granularity(doc, expected, where)
                     checked += 1
     assert checked > 700
+
+
+def test_filtering_terms_endpoints_follow_the_policy(
+    client: TestClient, governed: tuple[GovernedNode, str]
+) -> None:
+    """Terms of one individual describe that individual: only for callers who may see its
+    record. Terms of the whole Beacon come only from datasets the caller may see."""
+    gov, _ = governed
+    tokens = _tokens(gov)
+    subs = {"authenticated": "u-auth", "registered": "u-reg", "controlled": "u-ctrl"}
+    for kind in KINDS:
+        headers = {}
+        if kind != "anonymous":
+            passport = broker.passport(gov.broker, subs[kind], tokens[kind])
+            headers = {"Authorization": f"Bearer {passport}"}
+        one = client.get("/beacon/v2/individuals/S1/filtering_terms", headers=headers)
+        may_see_records = any(POLICY[tier][kind] == "record" for tier in TIERS.values())
+        assert one.status_code == (200 if may_see_records else 404), kind
+        visible = {d for d, tier in TIERS.items() if POLICY[tier][kind] is not None}
+        for dataset in TIERS:
+            terms = client.get(f"/beacon/v2/datasets/{dataset}/filtering_terms", headers=headers)
+            assert terms.status_code == (200 if dataset in visible else 404), (kind, dataset)
+        everything = client.get("/beacon/v2/filtering_terms", headers=headers)
+        assert everything.status_code == 200
+        has_terms = bool(everything.json()["response"].get("filteringTerms"))
+        assert has_terms == bool(visible), kind
 
 
 def _check_granularity(doc: dict[str, Any], expected: str, where: str) -> None:
