@@ -67,12 +67,19 @@ def as_number(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return duration_years(value)
+    if isinstance(value, str) and value:
+        # Test the first character before trying: most strings (ids, labels) are not
+        # numbers, and a failed float() costs an exception each.
+        if value[0] in _NUMBER_START:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+        return duration_years(value)
     return None
+
+
+_NUMBER_START = frozenset("0123456789+-.")
 
 
 def flatten(doc: dict[str, Any]) -> FlatDocument:
