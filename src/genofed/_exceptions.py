@@ -8,7 +8,8 @@
     ├── CredentialError      credentials were presented and refused (401)
     ├── AccessDeniedError    the caller may not see what they asked for (403)
     ├── BudgetExhaustedError the caller used up their query budget (429)
-    └── DacError             a Data Access Committee action is not allowed
+    ├── DacError             a Data Access Committee action is not allowed
+    └── QueryFailedError     a Data Connect query failed while running (bad SQL, timeout)
 
 Each error carries an HTTP status and a stable ``code`` so the API and the CLI can
 translate it at the edge without parsing the message.
@@ -77,3 +78,14 @@ class BudgetExhaustedError(GenofedError):
 class DacError(GenofedError):
     status = 409
     code = "dac_error"
+
+
+class QueryFailedError(GenofedError):
+    """A query the guard accepted failed in the engine; ``status`` says whose fault."""
+
+    code = "query_failed"
+
+    def __init__(self, status: int, title: str, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.title = title

@@ -144,6 +144,30 @@ class Disclosure(BaseModel):
         )
 
 
+class DataConnect(BaseModel):
+    """Limits of GA4GH Data Connect SQL at this node."""
+
+    model_config = ConfigDict(extra="forbid")
+    page_rows: int = Field(10_000, ge=1, le=1_000_000, description="Rows per result page")
+    statement_timeout_s: float = Field(
+        60, gt=0, description="A query still running after this is interrupted"
+    )
+    max_rows: int = Field(
+        10_000_000, ge=1, description="A result is cut after this many rows (with an error entry)"
+    )
+    first_page_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long POST /search waits for the first page before answering with an "
+        "empty page to poll",
+    )
+    memory_limit: str = Field("2GB", description="DuckDB memory_limit for queries")
+    threads: int = Field(2, ge=1, description="DuckDB threads for queries")
+    result_ttl_s: float = Field(
+        3600, gt=0, description="Unread result pages are deleted after this long"
+    )
+
+
 class NodeConfig(BaseModel):
     """Settings of one node; written by ``genofed node init``, edited by the operator."""
 
@@ -174,6 +198,7 @@ class NodeConfig(BaseModel):
         description="Passport `sub`s allowed to decide DAC applications through the API",
     )
     dac_grant_days: float = Field(365, gt=0, description="Lifetime of the visas the DAC signs")
+    data_connect: DataConnect = Field(default_factory=DataConnect)
 
     @property
     def issuer(self) -> str:

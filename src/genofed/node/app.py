@@ -13,11 +13,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genofed import __version__
-from genofed._exceptions import BudgetExhaustedError, CredentialError, GenofedError
+from genofed._exceptions import (
+    BudgetExhaustedError,
+    CredentialError,
+    GenofedError,
+    QueryFailedError,
+)
 from genofed.node.audit_middleware import AuditMiddleware
 from genofed.node.beacon.routes import build_router
 from genofed.node.beacon.service import BeaconService
 from genofed.node.dac_routes import build_dac_router
+from genofed.node.data_connect.routes import PREFIX as DATA_CONNECT
+from genofed.node.data_connect.routes import build_data_connect_router, error_body
+from genofed.node.data_connect.service import DataConnectService
 from genofed.node.json_response import JSONResponse
 from genofed.node.runtime import NodeRuntime
 from genofed.store.ontology import OntologyIndex
@@ -42,20 +50,28 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     app = FastAPI(
         title=f"genofed node {runtime.config.name}",
         version=__version__,
-        description="GA4GH Beacon v2 over this node's datasets.",
+        description="GA4GH Beacon v2 and Data Connect over this node's datasets.",
         default_response_class=JSONResponse,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.include_router(build_router(service))
     app.include_router(build_dac_router(runtime))
+    app.include_router(build_data_connect_router(DataConnectService(runtime)))
 
-    def beacon_error(status: int, message: str) -> JSONResponse:
+    def api_error(
+        request: Request, status: int, message: str, title: str | None = None
+    ) -> JSONResponse:
+        """Each API's own error shape: Data Connect's ErrorResponse, else the Beacon's."""
+        if request.url.path.startswith(DATA_CONNECT):
+            title = title or _TITLES.get(status, "Error")
+            return JSONResponse(error_body(title, message), status_code=status)
         return JSONResponse(service.error(None, status, message), status_code=status)
 
     @app.exception_handler(GenofedError)
-    async def genofed_error(_request: Request, exc: GenofedError) -> JSONResponse:
-        response = beacon_error(exc.status, str(exc))
+    async def genofed_error(request: Request, exc: GenofedError) -> JSONResponse:
+        title = exc.title if isinstance(exc, QueryFailedError) else None
+        response = api_error(request, exc.status, str(exc), title)
         if isinstance(exc, CredentialError):
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         if isinstance(exc, BudgetExhaustedError):
@@ -63,19 +79,19 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return beacon_error(400, f"{where}: {first.get('msg')}")
+        return api_error(request, 400, f"{where}: {first.get('msg')}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return beacon_error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return api_error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return beacon_error(500, "internal error; the node operator can find it in the logs")
+        return api_error(request, 500, "internal error; the node operator can find it in the logs")
 
     @app.get("/.well-known/jwks.json", tags=["governance"], response_model=None)
     def jwks() -> dict[str, object]:
@@ -92,6 +108,17 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         return {"status": "ok"}
 
     return app
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    408: "Query timed out",
+    429: "Too many requests",
+    500: "Internal error",
+}
 
 
 def _warm_up(runtime: NodeRuntime) -> None:

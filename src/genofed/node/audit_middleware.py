@@ -75,19 +75,20 @@ class AuditMiddleware:
         caller = state.get("caller")
         outcome = state.get("outcome") or {}
         client = scope.get("client")
-        self.runtime.gate.audit.append(
-            {
-                "caller": (
-                    {"sub": caller.sub, "iss": caller.iss}
-                    if caller is not None and caller.sub is not None
-                    else {"client": client[0] if client else None}
-                ),
-                "endpoint": f"{scope['method']} {scope['path']}",
-                "query": scope.get("query_string", b"").decode("latin-1")[:512] or None,
-                "datasets": outcome.get("datasets", []),
-                "decision": _decision(status),
-                "status": status,
-                "policy": self.runtime.gate.policy_version,
-                "results": outcome.get("results"),
-            }
-        )
+        entry = {
+            "caller": (
+                {"sub": caller.sub, "iss": caller.iss}
+                if caller is not None and caller.sub is not None
+                else {"client": client[0] if client else None}
+            ),
+            "endpoint": f"{scope['method']} {scope['path']}",
+            "query": scope.get("query_string", b"").decode("latin-1")[:512] or None,
+            "datasets": outcome.get("datasets", []),
+            "decision": _decision(status),
+            "status": status,
+            "policy": self.runtime.gate.policy_version,
+            "results": outcome.get("results"),
+        }
+        if outcome.get("statement"):
+            entry["statement"] = outcome["statement"]  # Data Connect SQL, from the POST body
+        self.runtime.gate.audit.append(entry)

@@ -40,17 +40,25 @@ def info(config: NodeConfig, base_url: str) -> dict[str, Any]:
     }
 
 
-def service_info(config: NodeConfig, base_url: str) -> dict[str, Any]:
-    """GA4GH service-info 1.0 for the Beacon (type org.ga4gh:beacon:2.0.0)."""
+def service_info(
+    config: NodeConfig,
+    base_url: str,
+    *,
+    artifact: str = "beacon",
+    version: str = API_VERSION,
+    documentation: str = "https://docs.genomebeacons.org",
+) -> dict[str, Any]:
+    """GA4GH service-info 1.0 for one of the node's services (by default the Beacon,
+    type org.ga4gh:beacon:2.0.0); each service gets its own id under the Beacon's."""
     org = config.organization
     return {
-        "id": config.beacon_id,
-        "name": config.name,
-        "type": {"group": "org.ga4gh", "artifact": "beacon", "version": API_VERSION},
+        "id": config.beacon_id if artifact == "beacon" else f"{config.beacon_id}.{artifact}",
+        "name": config.name if artifact == "beacon" else f"{config.name} {artifact}",
+        "type": {"group": "org.ga4gh", "artifact": artifact, "version": version},
         "description": config.description,
         "organization": {"name": org.name, "url": org.welcome_url or base_url},
         "contactUrl": org.contact_url or "mailto:admin@example.org",
-        "documentationUrl": "https://docs.genomebeacons.org",
+        "documentationUrl": documentation,
         "environment": config.environment,
         "version": config.version,
     }

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from genofed._exceptions import NotFoundError, QueryError
-from genofed.governance.access import Caller
 from genofed.node.beacon import framework
 from genofed.node.beacon.filtering_terms import filtering_terms
 from genofed.node.beacon.model import BY_PATH, ENTRY_TYPES, EntryType
 from genofed.node.beacon.request import BeaconRequest, from_body, from_query_string
 from genofed.node.beacon.service import BeaconService
+from genofed.node.callers import authorize
 from genofed.node.json_response import JSONResponse
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.selection import Context
@@ -39,24 +39,12 @@ async def parse_request(request: Request) -> tuple[BeaconRequest, object]:
     return from_query_string(list(request.query_params.multi_items())), None
 
 
-async def authorize(service: BeaconService, request: Request, passports: object) -> Caller:
-    """The caller behind the request's credentials, charged one query of their budget."""
-    gate = service.runtime.gate
-    client = f"address {request.client.host}" if request.client else "address unknown"
-    caller = await run_in_threadpool(
-        gate.credentials.caller, request.headers.get("authorization"), passports, client
-    )
-    request.state.caller = caller
-    await run_in_threadpool(gate.budget.charge, caller.identity)
-    return caller
-
-
 async def answer(
     service: BeaconService, request: Request, entry: EntryType, **kwargs: Any
 ) -> dict[str, Any]:
     """Parse, authorise, run (in the thread pool) and note what the audit log records."""
     beacon_request, passports = await parse_request(request)
-    caller = await authorize(service, request, passports)
+    caller = await authorize(service.runtime.gate, request, passports)
     outcome: dict[str, Any] = {}
     request.state.outcome = outcome
     return await run_in_threadpool(
@@ -108,7 +96,7 @@ async def _visible_readers(
     passports = None
     if request.method == "POST":
         _, passports = await parse_request(request)
-    caller = await authorize(service, request, passports)
+    caller = await authorize(service.runtime.gate, request, passports)
     visible = service.visible(service.runtime.live(), caller)
     return [
         reader

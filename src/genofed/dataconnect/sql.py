@@ -1,0 +1,292 @@
+"""The SQL guard: Data Connect's Trino SQL in, checked DuckDB SQL out.
+
+A query is parsed with sqlglot (Trino dialect, the one the Data Connect grammar is built
+on) and refused unless it is one SELECT (or UNION/INTERSECT/EXCEPT of SELECTs) made only
+of allow-listed syntax and functions, over tables the caller may see. Table names are
+resolved here, so a table that does not exist and one the caller may not see get the
+same answer. Anything not on the lists (table functions, file readers, settings, system
+catalogs, DDL/DML, PRAGMA, several statements) never reaches the engine.
+
+For callers who may see only aggregates of a table, the query must be an aggregate over
+that one table (``count``, ``sum``, ``avg`` grouped by columns); the guard adds hidden
+columns with the number of distinct records behind each group and their ids, which the
+node's disclosure rules use to suppress small groups and differencing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from genofed._exceptions import QueryError
+from genofed.dataconnect.catalog import ROW_ID, TableSource
+
+MAX_QUERY_CHARS = 100_000
+HIDDEN_COUNT = "__genofed_n"
+HIDDEN_IDS = "__genofed_ids"
+
+_ALLOWED_NAMES = """
+Select Union Intersect Except Subquery With CTE From Join Where Group Having Order Ordered
+Limit Offset Fetch Distinct Alias TableAlias Table Column Identifier Star Literal Boolean
+Null Paren Neg Not And Or Xor EQ NEQ GT GTE LT LTE Is In Between Like ILike Escape
+NullSafeEQ NullSafeNEQ SimilarTo Add Sub Mul Div IntDiv Mod DPipe Case If Coalesce Nullif
+Cast TryCast DataType DataTypeParam Placeholder Unnest Extract Var CurrentDate CurrentTime
+CurrentTimestamp Count Sum Min Max Avg Stddev StddevPop StddevSamp Variance VariancePop
+CountIf ApproxDistinct Median Quantile ApproxQuantile ArrayAgg GroupConcat AnyValue
+Substring Lower Upper Length Trim Replace StrPosition Concat ConcatWs Left Right Lpad Rpad
+Reverse Split Abs Round Floor Ceil Sqrt Pow Ln Log Exp Sign Greatest Least
+JSONExtract JSONExtractScalar JSONPath JSONPathKey JSONPathRoot JSONPathSubscript
+JSONPathWildcard ParseJSON JSONFormat
+Interval Array Tuple Dot Bracket Exists Any All Window WindowSpec PartitionedBy RowNumber
+Rank DenseRank Lag Lead FirstValue LastValue Values Struct PropertyEQ Slice
+RegexpLike RegexpExtract RegexpReplace StartsWith DateAdd DateSub DateDiff DateTrunc
+TimestampTrunc Date StrToDate TsOrDsToDate Year Month Day DayOfWeek DayOfYear ToChar
+ArraySize ArrayContains ArrayJoin ArrayToString ElementAt Filter Lambda Cardinality
+Semicolon
+"""
+ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset(
+    getattr(exp, name) for name in _ALLOWED_NAMES.split() if hasattr(exp, name)
+)
+# Functions sqlglot does not model (it parses them as Anonymous), allowed by name.
+ALLOWED_FUNCTION_NAMES = frozenset(
+    {
+        "ga4gh_type",
+        "json_extract_string",
+        "json_array_length",
+        "contains",
+        "strpos",
+        "regexp_matches",
+        "list_contains",
+        "array_length",
+        "len",
+        "nullif",
+        "typeof",
+    }
+)
+# What aggregate-only callers may compute: totals and means of groups. min, max and the
+# list-building aggregates would hand out single records' values.
+AGGREGATE_ONLY_FUNCTIONS: tuple[type[exp.Expression], ...] = (exp.Count, exp.Sum, exp.Avg)
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    """How to make an aggregate-only answer safe: which output columns are counts."""
+
+    table: TableSource
+    count_columns: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    sql: str  # DuckDB SQL, parameters as $1, $2, ...
+    tables: tuple[str, ...]  # the tables the query reads
+    parameters: int
+    refs: dict[str, str] = field(default_factory=dict)  # output column -> ga4gh_type $ref
+    aggregate: AggregatePlan | None = None
+
+
+def plan_query(
+    query: str,
+    visible: Mapping[str, TableSource],
+    aggregate_only: frozenset[str] = frozenset(),
+) -> Plan:
+    """Check ``query`` and translate it; raises ``QueryError`` saying what is wrong.
+
+    ``visible`` are the tables the caller may query; ``aggregate_only`` those of them
+    they may see only aggregates of.
+    """
+    tree = _parse(query)
+    _check_nodes(tree)
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    tables = _resolve_tables(tree, visible, ctes)
+    refs = _strip_ga4gh_types(tree)
+    parameters = _number_placeholders(tree)
+    aggregate = None
+    guarded = sorted(set(tables) & aggregate_only)
+    if guarded:
+        aggregate = _make_aggregate_only(tree, visible[guarded[0]], len(tables))
+    sql = tree.sql(dialect="duckdb", comments=False)
+    return Plan(sql, tuple(tables), parameters, refs, aggregate)
+
+
+def _parse(query: str) -> exp.Expression:
+    if not query.strip():
+        raise QueryError("the query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is longer than {MAX_QUERY_CHARS:,} characters")
+    try:
+        statements = [s for s in sqlglot.parse(query, read="trino") if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        where = (
+            f" at line {first.get('line')}, column {first.get('col')}" if first.get("line") else ""
+        )
+        description = str(first.get("description") or exc).splitlines()[0]
+        raise QueryError(f"syntax error{where}: {description}") from None
+    except TokenError as exc:
+        raise QueryError(f"syntax error: {exc}") from None
+    if len(statements) != 1:
+        raise QueryError(f"send one SELECT statement; this has {len(statements)}")
+    tree = statements[0]
+    if isinstance(tree, exp.Subquery):
+        tree = tree.unnest()
+    if not isinstance(tree, exp.Query):
+        raise QueryError(
+            f"only SELECT queries are allowed, not {tree.key.upper()}; Data Connect is read-only"
+        )
+    return tree
+
+
+def _check_nodes(tree: exp.Expression) -> None:
+    for node in tree.walk():
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            if name not in ALLOWED_FUNCTION_NAMES:
+                raise QueryError(f"function {node.name}() is not allowed here")
+            continue
+        if type(node) not in ALLOWED_NODES:
+            if isinstance(node, exp.Func):
+                raise QueryError(f"function {node.sql_name()}() is not allowed here")
+            raise QueryError(f"{node.key.upper()} is not allowed in a Data Connect query")
+        if isinstance(node, exp.Join) and not isinstance(node.this, exp.Unnest):
+            if not (node.args.get("on") or node.args.get("using")):
+                raise QueryError(
+                    "joins need a condition: write JOIN ... ON (cross joins of tables are not "
+                    "allowed)"
+                )
+
+
+def _table_name(table: exp.Table) -> str:
+    return ".".join(part.name for part in table.parts)
+
+
+def _resolve_tables(
+    tree: exp.Expression, visible: Mapping[str, TableSource], ctes: set[str]
+) -> list[str]:
+    used: list[str] = []
+    for table in list(tree.find_all(exp.Table)):
+        if not isinstance(table.this, exp.Identifier):
+            raise QueryError("table functions are not allowed; name a table instead")
+        name = _table_name(table)
+        if len(table.parts) == 1 and name in ctes:
+            continue
+        source = visible.get(name)
+        if source is None:
+            raise QueryError(
+                f"unknown table {name!r}; GET /data-connect/tables lists the tables you may query"
+            )
+        if name not in used:
+            used.append(name)
+        alias = table.alias or table.name  # keep `individuals.id` working, as in Trino
+        table.replace(
+            exp.Table(
+                this=exp.to_identifier(source.name, quoted=True),
+                alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+            )
+        )
+    if not used:
+        raise QueryError("the query reads no table; name one from GET /data-connect/tables")
+    return used
+
+
+def _strip_ga4gh_types(tree: exp.Expression) -> dict[str, str]:
+    """``ga4gh_type(x, '$ref:URL')`` in the select list: keep ``x``, note the $ref."""
+    refs: dict[str, str] = {}
+    outer = tree if isinstance(tree, exp.Select) else None
+    for call in list(tree.find_all(exp.Anonymous)):
+        if call.name.lower() != "ga4gh_type":
+            continue
+        parent = call.parent
+        item = parent if isinstance(parent, exp.Alias) else call
+        if outer is None or item.parent is not outer or item not in outer.expressions:
+            raise QueryError("ga4gh_type() may only wrap a column of the outermost select list")
+        args = call.expressions
+        if len(args) != 2 or not (isinstance(args[1], exp.Literal) and args[1].is_string):
+            raise QueryError("ga4gh_type() takes a value and a string '$ref:<JSON Schema URL>'")
+        kind = args[1].this
+        if not kind.startswith("$ref:"):
+            raise QueryError("the second argument of ga4gh_type() must start with '$ref:'")
+        value = args[0]
+        name = parent.alias if isinstance(parent, exp.Alias) else value.output_name
+        refs[name] = kind.removeprefix("$ref:")
+        call.replace(value)
+    return refs
+
+
+def _number_placeholders(tree: exp.Expression) -> int:
+    """``?`` becomes ``$1``, ``$2``... in the order written, whatever the translation does."""
+    count = 0
+    for node in list(tree.walk(bfs=False)):
+        if isinstance(node, exp.Placeholder):
+            if node.this:
+                raise QueryError("use ? for parameters, not named or numbered placeholders")
+            count += 1
+            node.replace(exp.Placeholder(this=str(count)))
+    return count
+
+
+def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: int) -> AggregatePlan:
+    name = source.name
+    hint = f"you may see only aggregates of {name!r}: "
+    if not isinstance(tree, exp.Select) or tree.args.get("with"):
+        raise QueryError(hint + "send one SELECT with count, sum or avg over that table")
+    if n_tables > 1:
+        raise QueryError(hint + "it cannot be joined with other tables")
+    for node in tree.walk():
+        if node is not tree and isinstance(node, exp.Query | exp.Subquery):
+            raise QueryError(hint + "subqueries are not allowed")
+        if isinstance(node, exp.Window):
+            raise QueryError(hint + "window functions are not allowed")
+        if isinstance(node, exp.AggFunc) and not isinstance(node, AGGREGATE_ONLY_FUNCTIONS):
+            raise QueryError(hint + f"{node.key.upper()}() is not allowed, only count, sum, avg")
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            raise QueryError(hint + "name the grouping columns instead of *")
+    for join in tree.args.get("joins") or []:
+        if not isinstance(join.this, exp.Unnest):
+            raise QueryError(hint + "it can only be joined with UNNEST of its own columns")
+
+    group = tree.args.get("group")
+    keys = list(group.expressions) if group else []
+    items = list(tree.expressions)
+    key_sql: set[str] = set()
+    for key in keys:
+        if isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(items):
+            key_sql.add(_unaliased(items[int(key.this) - 1]).sql())
+        else:
+            key_sql.add(key.sql())
+    aggregates = 0
+    count_columns = []
+    for position, item in enumerate(items):
+        value = _unaliased(item)
+        if value.find(exp.AggFunc) is not None:
+            loose = [c for c in value.find_all(exp.Column) if c.find_ancestor(exp.AggFunc) is None]
+            if loose:
+                raise QueryError(hint + f"{loose[0].sql()} must be inside an aggregate")
+            aggregates += 1
+            if isinstance(value, exp.Count):
+                count_columns.append(position)
+        elif value.sql() not in key_sql and value.find(exp.Column) is not None:
+            raise QueryError(hint + f"{value.sql()} must be in GROUP BY or inside an aggregate")
+    if not aggregates:
+        raise QueryError(hint + "use count, sum or avg (grouped by columns if you like)")
+
+    base = tree.args["from_"].this
+    alias = base.alias
+    base.set("this", exp.to_identifier(source.internal, quoted=True))
+    row = exp.column(ROW_ID, table=exp.to_identifier(alias, quoted=True))
+    tree.select(
+        exp.alias_(exp.Count(this=exp.Distinct(expressions=[row])), HIDDEN_COUNT),
+        copy=False,
+    )
+    if source.person_level:
+        ids = exp.ArrayAgg(this=exp.Distinct(expressions=[row.copy()]))
+        tree.select(exp.alias_(ids, HIDDEN_IDS), copy=False)
+    return AggregatePlan(source, tuple(count_columns))
+
+
+def _unaliased(item: exp.Expression) -> exp.Expression:
+    return item.this if isinstance(item, exp.Alias) else item

@@ -1,0 +1,23 @@
+"""Who is asking: the caller behind a request's credentials, shared by every API."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from genofed.governance.access import Caller
+from genofed.governance.gatekeeper import Gatekeeper
+
+
+async def authorize(gate: Gatekeeper, request: Request, passports: object = None) -> Caller:
+    """The caller behind the request's credentials, charged one query of their budget.
+
+    The audit log names the caller from ``request.state.caller``.
+    """
+    client = f"address {request.client.host}" if request.client else "address unknown"
+    caller = await run_in_threadpool(
+        gate.credentials.caller, request.headers.get("authorization"), passports, client
+    )
+    request.state.caller = caller
+    await run_in_threadpool(gate.budget.charge, caller.identity)
+    return caller

@@ -1,0 +1,1 @@
+"""GA4GH Data Connect routes and service of a node."""

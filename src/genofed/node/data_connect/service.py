@@ -1,0 +1,252 @@
+"""Data Connect at one node: which tables a caller sees, and their queries run safely.
+
+Governance is the Beacon's: a table's tier (its dataset's, or the one given when it was
+registered) and the caller's Passport decide what they get. ``record`` callers may run
+any allowed SELECT; ``count`` callers only aggregates, whose groups must stand for at
+least ``disclosure.min_count`` records, whose counts are rounded, and which may not
+differ from an earlier answer by fewer than ``differencing_k`` people; anyone else does
+not see the table at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError
+from genofed.config import Disclosure
+from genofed.dataconnect.catalog import (
+    QueryEngine,
+    TableSource,
+    dataset_tables,
+    quote,
+    registered_table_source,
+    row_count,
+)
+from genofed.dataconnect.jobs import Page, QueryJobs
+from genofed.dataconnect.results import data_model
+from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, plan_query
+from genofed.governance.access import Caller
+from genofed.governance.disclosure import DifferencingGuard, safe_count
+from genofed.node.runtime import NodeRuntime
+from genofed.store.registered_tables import registered_tables, tables_dir
+
+RESULT_DESCRIPTION = "Rows of a Data Connect query result"
+
+
+@dataclass(frozen=True)
+class Visible:
+    """The tables one caller may query, and those they may see only aggregates of."""
+
+    tables: dict[str, TableSource]
+    aggregate_only: frozenset[str]
+
+
+class DataConnectService:
+    def __init__(self, runtime: NodeRuntime):
+        self.runtime = runtime
+        self.settings = runtime.config.data_connect
+        self.jobs = QueryJobs(runtime.node.root, self.settings)
+        self._lock = threading.Lock()
+        self._engine: tuple[tuple[float, float], QueryEngine] | None = None
+        self._populations: dict[str, int] = {}
+
+    # -- the catalogue -------------------------------------------------------------------
+
+    def engine(self) -> QueryEngine:
+        """The engine over the live datasets and registered tables, rebuilt when either
+        changes (an ingest or a registration while the server runs)."""
+        live = self.runtime.live()
+        directory = tables_dir(self.runtime.node)
+        key = (live.catalog_mtime, directory.stat().st_mtime if directory.is_dir() else 0.0)
+        current = self._engine
+        if current is not None and current[0] == key:
+            return current[1]
+        with self._lock:
+            if self._engine is None or self._engine[0] != key:
+                sources = [t for r in live.readers.values() for t in dataset_tables(r)]
+                registered = registered_tables(self.runtime.node)
+                sources += [registered_table_source(t) for t in registered]
+                self._engine = (key, QueryEngine(sources, self.settings))
+                self._populations = {}
+            return self._engine[1]
+
+    def visible(self, caller: Caller) -> Visible:
+        access = self.runtime.gate.access
+        tables: dict[str, TableSource] = {}
+        aggregate_only = set()
+        for name, source in self.engine().sources.items():
+            level = access.granularity(caller, source.owner, source.tier, source.ceiling)
+            if level == "record":
+                tables[name] = source
+            elif level == "count":
+                tables[name] = source
+                aggregate_only.add(name)
+        return Visible(tables, frozenset(aggregate_only))
+
+    def _source(self, caller: Caller, name: str) -> tuple[TableSource, bool]:
+        visible = self.visible(caller)
+        source = visible.tables.get(name)
+        if source is None:
+            # the same answer for a table that does not exist and one closed to the caller
+            raise NotFoundError(f"no table {name!r}; GET /data-connect/tables lists yours")
+        return source, name in visible.aggregate_only
+
+    def describe(self, source: TableSource) -> dict[str, Any]:
+        columns = self.engine().columns(source.name)
+        return {
+            "name": source.name,
+            "description": source.description,
+            "data_model": data_model(
+                columns, descriptions=source.columns, description=source.description
+            ),
+        }
+
+    def list_tables(self, caller: Caller) -> dict[str, Any]:
+        visible = self.visible(caller)
+        return {"tables": [self.describe(visible.tables[n]) for n in sorted(visible.tables)]}
+
+    def table_info(self, caller: Caller, name: str) -> dict[str, Any]:
+        return self.describe(self._source(caller, name)[0])
+
+    # -- queries -------------------------------------------------------------------------
+
+    def search(self, caller: Caller, query: str, parameters: list[Any] | None) -> tuple[Plan, Page]:
+        visible = self.visible(caller)
+        plan = plan_query(query, visible.tables, visible.aggregate_only)
+        values = bind_parameters(plan.parameters, parameters)
+        return plan, self._run(caller, plan, values)
+
+    def table_data(self, caller: Caller, name: str) -> tuple[Plan, Page]:
+        source, aggregate_only = self._source(caller, name)
+        if aggregate_only:
+            raise AccessDeniedError(
+                f"you may see only aggregates of {name!r}: POST /data-connect/search with "
+                "count, sum or avg grouped by columns"
+            )
+        plan = plan_query(f"SELECT * FROM {quote(name)}", {name: source})
+        return plan, self._run(caller, plan, [])
+
+    def page(self, caller: Caller, job_id: str, index: int) -> Page:
+        try:
+            return self.jobs.page(job_id, index, caller.identity)
+        except LookupError as exc:
+            raise NotFoundError(str(exc)) from None
+
+    def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Page:
+        engine = self.engine()
+        transform = None
+        if plan.aggregate is not None:
+            table = plan.aggregate.table
+            transform = DisclosedAggregates(
+                plan,
+                self.runtime.config.disclosure,
+                self.runtime.gate.differencing,
+                caller.identity,
+                self._population(engine, table.name) if table.person_level else 0,
+            )
+
+        def model(names: list[str], types: list[str]) -> dict[str, Any]:
+            return data_model(
+                list(zip(names, types, strict=True)),
+                refs=plan.refs,
+                description=RESULT_DESCRIPTION,
+            )
+
+        return self.jobs.start(
+            engine.cursor(),
+            plan.sql,
+            values,
+            owner=caller.identity,
+            model=model,
+            transform=transform,
+        )
+
+    def _population(self, engine: QueryEngine, name: str) -> int:
+        known = self._populations.get(name)
+        if known is None:
+            known = self._populations[name] = row_count(engine, name)
+        return known
+
+
+@dataclass
+class DisclosedAggregates:
+    """Makes a page of aggregate rows safe for a caller who may see only aggregates:
+    groups behind fewer than ``min_count`` records are dropped, so are groups that differ
+    from one of the caller's earlier answers by fewer than ``k`` people, and counts are
+    rounded as the Beacon rounds them."""
+
+    plan: Plan
+    rules: Disclosure
+    differencing: DifferencingGuard
+    caller: str
+    population: int
+    withheld: int = 0
+    notes: list[dict[str, str]] = field(default_factory=list)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        assert self.plan.aggregate is not None
+        source = self.plan.aggregate.table
+        records = table.column(HIDDEN_COUNT).to_numpy(zero_copy_only=False)
+        keep = records >= self.rules.min_count
+        if source.person_level and table.num_rows:
+            ids = table.column(HIDDEN_IDS).to_pylist()
+            for i in np.flatnonzero(keep):
+                if not self.differencing.allows(
+                    self.caller,
+                    f"data-connect:{source.name}",
+                    (str(x) for x in ids[i]),
+                    self.population,
+                ):
+                    keep[i] = False
+        self.withheld += int((~keep).sum())
+        table = table.filter(pa.array(keep, type=pa.bool_()))
+        for position in self.plan.aggregate.count_columns:
+            name = table.column_names[position]
+            counts = table.column(name).to_pylist()
+            rounded = [None if c is None else safe_count(int(c), self.rules).value for c in counts]
+            table = table.set_column(position, name, pa.array(rounded, type=pa.int64()))
+        hidden = [n for n in (HIDDEN_COUNT, HIDDEN_IDS) if n in table.column_names]
+        table = table.drop_columns(hidden)
+        if self.withheld:
+            self.notes = [
+                {
+                    "title": "Rows withheld",
+                    "detail": f"{self.withheld} group(s) were withheld by this node's disclosure "
+                    f"rules (fewer than {self.rules.min_count} records, or too close to an "
+                    "earlier answer); counts are rounded",
+                }
+            ]
+        return table
+
+
+def bind_parameters(expected: int, parameters: list[Any] | None) -> list[Any]:
+    """The JSON parameters as SQL values: boolean, number (double), string, array, object."""
+    parameters = [] if parameters is None else parameters
+    if not isinstance(parameters, list):
+        raise QueryError("parameters must be a JSON array")
+    if len(parameters) != expected:
+        raise QueryError(
+            f"the query has {expected} ? placeholder(s) but {len(parameters)} parameter(s) "
+            "were sent"
+        )
+    return [_sql_value(v, i) for i, v in enumerate(parameters, start=1)]
+
+
+def _sql_value(value: Any, position: int) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)  # JSON numbers are doubles, as the specification says
+    if isinstance(value, list):
+        kinds = {type(_sql_value(v, position)) for v in value if v is not None}
+        if len(kinds) > 1:
+            raise QueryError(f"parameter {position}: all elements of an array must be one type")
+        return [_sql_value(v, position) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _sql_value(v, position) for k, v in value.items()}
+    raise QueryError(f"parameter {position} is not a JSON value")
