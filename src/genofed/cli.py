@@ -142,6 +142,46 @@ def node_import_bff(
     )
 
 
+@node_app.command("table")
+def node_table(
+    directory: NodePath,
+    name: Annotated[
+        str, typer.Option(help="Table name for Data Connect, e.g. cohort.visits (. and : allowed)")
+    ],
+    file: Annotated[Path, typer.Option(help="CSV, TSV (optionally .gz) or Parquet file")],
+    description: Annotated[str | None, typer.Option(help="What the table holds")] = None,
+    describe: Annotated[
+        list[str] | None,
+        typer.Option(help="COLUMN=TEXT: a column's description (repeat for several)"),
+    ] = None,
+    tier: TierOption = None,
+) -> None:
+    """Register a CSV or Parquet file as a Data Connect table (copied into the node).
+
+    Registering a name again replaces that table. Rows count as records of people: callers
+    who may see only aggregates get counts, sums and means under the disclosure rules.
+
+    Example: genofed node table ./node --name cohort.visits --file visits.csv
+    --describe "visit_date=Date of the clinic visit" --tier registered
+    """
+    from genofed.store.registered_tables import register_table
+
+    columns: dict[str, str] = {}
+    for item in describe or []:
+        column, sep, text = item.partition("=")
+        if not sep or not column.strip():
+            raise fail(GenofedError(f"--describe {item!r}: write COLUMN=TEXT"))
+        columns[column.strip()] = text.strip()
+    try:
+        table = register_table(
+            NodeDir(directory), name, file, description=description, tier=tier, columns=columns
+        )
+    except GenofedError as err:
+        raise fail(err) from None
+    shown = f"tier {tier}" if tier else "no tier yet: served to no one until node.yaml gives one"
+    console.print(f"Table [bold]{table.name}[/] registered ({shown})")
+
+
 @node_app.command("genes")
 def node_genes(
     directory: NodePath,

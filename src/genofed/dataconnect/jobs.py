@@ -14,6 +14,7 @@ cut at ``max_rows`` (with an error entry saying so), and unread pages are delete
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -42,6 +43,7 @@ class Transform(Protocol):
 
 
 _JOB_ID_BYTES = 18
+_ERRORS = b"genofed.errors"
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Job:
         self.owner = owner
         self._lock = threading.Lock()
         self._first_ready = threading.Event()
-        self._first: tuple[pa.Table, bool] | None = None
+        self._first: tuple[pa.Table, bool, list[dict[str, str]]] | None = None
         self._first_abandoned = False
 
     def run(
@@ -117,9 +119,10 @@ class Job:
                     break
             if transform is not None:
                 errors.extend(transform.notes)
-            _write_json(self.dir / "done.json", {"errors": errors})
             assert previous is not None  # _pages yields at least one (maybe empty) page
-            self._publish(index, previous, last=True)
+            self._publish(index, previous, last=True, errors=errors)
+            with contextlib.suppress(FileNotFoundError):  # gone if its only page was read
+                _write_json(self.dir / "done.json", {"pages": index + 1})
         except duckdb.InterruptException:
             self._fail(
                 408,
@@ -136,13 +139,20 @@ class Job:
             cursor.close()
             self._first_ready.set()
 
-    def _publish(self, index: int, table: pa.Table, *, last: bool) -> None:
+    def _publish(
+        self, index: int, table: pa.Table, *, last: bool, errors: list[dict[str, str]] = ()
+    ) -> None:
+        """Hand a page over: the first to the waiting request if it still waits, every
+        other one to the spool. The last page carries the result's errors."""
         if index == 0:
             with self._lock:
                 if not self._first_abandoned:
-                    self._first = (table, last)
+                    self._first = (table, last, list(errors))
                     self._first_ready.set()
                     return
+        if errors:
+            metadata = {_ERRORS: json.dumps(list(errors)).encode()}
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
         _write_arrow(self.dir / _page_name(index, last), table)
 
     def _fail(self, status: int, title: str, detail: str) -> None:
@@ -151,7 +161,7 @@ class Job:
             {"failed": {"status": status, "title": title, "detail": detail}},
         )
 
-    def first_page(self, wait: float) -> tuple[pa.Table, bool] | None:
+    def first_page(self, wait: float) -> tuple[pa.Table, bool, list[dict[str, str]]] | None:
         """The first page if it is ready within ``wait`` seconds; otherwise it is left to
         the spool, to be polled."""
         self._first_ready.wait(wait)
@@ -201,8 +211,8 @@ class QueryJobs:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise QueryFailedError(failed["status"], failed["title"], failed["detail"])
             return Page(None, job.id, 0, last=False)
-        first, last = ready
-        return self._page(directory, 0, first, last)
+        first, last, errors = ready
+        return self._page(directory, 0, first, last, errors)
 
     def page(self, job_id: str, index: int, owner: str) -> Page:
         """Page ``index`` of a job, for its owner; raises ``LookupError`` if there is none."""
@@ -220,7 +230,9 @@ class QueryJobs:
                 with pa.memory_map(str(path)) as source:
                     table = pa.ipc.open_file(source).read_all()
                 path.unlink()
-                return self._page(directory, index, table, last)
+                stored = (table.schema.metadata or {}).get(_ERRORS)
+                errors = json.loads(stored) if stored else []
+                return self._page(directory, index, table.replace_schema_metadata(), last, errors)
         done = _read_json(directory / "done.json")
         if done is None:
             if time.time() - directory.stat().st_mtime > self.settings.statement_timeout_s + 60:
@@ -233,10 +245,15 @@ class QueryJobs:
             raise QueryFailedError(failed["status"], failed["title"], failed["detail"])
         raise LookupError("no such page (each page can be read once)")
 
-    def _page(self, directory: Path, index: int, table: pa.Table, last: bool) -> Page:
+    def _page(
+        self,
+        directory: Path,
+        index: int,
+        table: pa.Table,
+        last: bool,
+        errors: list[dict[str, str]],
+    ) -> Page:
         stored = _read_json(directory / "model.json") or {}
-        done = _read_json(directory / "done.json") if last else None
-        errors = done.get("errors", []) if done else []
         if last:
             shutil.rmtree(directory, ignore_errors=True)
         return Page(

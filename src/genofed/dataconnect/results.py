@@ -141,6 +141,8 @@ def _converter(kind: pa.DataType) -> Callable[[Any], Any]:
         return lambda v: {str(k): None if x is None else value(x) for k, x in v}
     if pa.types.is_interval(kind):
         return iso_duration
+    if pa.types.is_int64(kind) or pa.types.is_uint64(kind) or pa.types.is_decimal(kind):
+        return str
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return lambda v: v.hex()
     return _scalar

@@ -152,6 +152,8 @@ def _check_nodes(tree: exp.Expression) -> None:
             if isinstance(node, exp.Func):
                 raise QueryError(f"function {node.sql_name()}() is not allowed here")
             raise QueryError(f"{node.key.upper()} is not allowed in a Data Connect query")
+        if isinstance(node, exp.Identifier) and not node.quoted and node.name.startswith("$"):
+            raise QueryError("use ? for parameters, not named or numbered placeholders")
         if isinstance(node, exp.Join) and not isinstance(node.this, exp.Unnest):
             if not (node.args.get("on") or node.args.get("using")):
                 raise QueryError(
@@ -232,7 +234,7 @@ def _number_placeholders(tree: exp.Expression) -> int:
 def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: int) -> AggregatePlan:
     name = source.name
     hint = f"you may see only aggregates of {name!r}: "
-    if not isinstance(tree, exp.Select) or tree.args.get("with"):
+    if not isinstance(tree, exp.Select) or tree.find(exp.CTE) is not None:
         raise QueryError(hint + "send one SELECT with count, sum or avg over that table")
     if n_tables > 1:
         raise QueryError(hint + "it cannot be joined with other tables")
