@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -66,10 +67,29 @@ class Job:
         self.id = directory.name
         self.dir = directory
         self.owner = owner
+        self.failure: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
         self._first_ready = threading.Event()
         self._first: tuple[pa.Table, bool, list[dict[str, str]]] | None = None
         self._first_abandoned = False
+        self._model: dict[str, Any] | None = None
+        self._spooled = self._model_written = False
+
+    @property
+    def model(self) -> dict[str, Any] | None:
+        return self._model
+
+    def _spool(self) -> None:
+        """Create the spool directory on first need: a result whose only page goes back
+        with the request never touches the disk."""
+        with self._lock:
+            if not self._spooled:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                (self.dir / "owner").write_text(self.owner)
+                self._spooled = True
+            if self._model is not None and not self._model_written:
+                _write_json(self.dir / "model.json", self._model)
+                self._model_written = True
 
     def run(
         self,
@@ -97,8 +117,9 @@ class Job:
                 if previous is None and index == 0:
                     kept = set(table.column_names)
                     types = [t for n, t in zip(names, sql_types, strict=True) if n in kept]
-                    model_doc = {"model": model(table.column_names, types), "types": types}
-                    _write_json(self.dir / "model.json", model_doc)
+                    self._model = {"model": model(table.column_names, types), "types": types}
+                    if self._spooled:
+                        self._spool()
                 if rows + table.num_rows > settings.max_rows:
                     table = table.slice(0, settings.max_rows - rows)
                     errors.append(
@@ -121,8 +142,9 @@ class Job:
                 errors.extend(transform.notes)
             assert previous is not None  # _pages yields at least one (maybe empty) page
             self._publish(index, previous, last=True, errors=errors)
-            with contextlib.suppress(FileNotFoundError):  # gone if its only page was read
-                _write_json(self.dir / "done.json", {"pages": index + 1})
+            if self._spooled:
+                with contextlib.suppress(FileNotFoundError):  # gone once its last page is read
+                    _write_json(self.dir / "done.json", {"pages": index + 1})
         except duckdb.InterruptException:
             self._fail(
                 408,
@@ -150,12 +172,18 @@ class Job:
                     self._first = (table, last, list(errors))
                     self._first_ready.set()
                     return
+        self._spool()
         if errors:
             metadata = {_ERRORS: json.dumps(list(errors)).encode()}
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
         _write_arrow(self.dir / _page_name(index, last), table)
 
     def _fail(self, status: int, title: str, detail: str) -> None:
+        self.failure = (status, title, detail)
+        with self._lock:
+            if not self._first_abandoned:
+                return  # the waiting request reports it
+        self._spool()
         _write_json(
             self.dir / "done.json",
             {"failed": {"status": status, "title": title, "detail": detail}},
@@ -167,9 +195,11 @@ class Job:
         self._first_ready.wait(wait)
         with self._lock:
             first, self._first = self._first, None
-            if first is None:
+            if first is None and self.failure is None:
                 self._first_abandoned = True
-            return first
+        if (first is None and self.failure is None) or (first is not None and not first[1]):
+            self._spool()  # the caller will ask for more: the directory and owner must exist
+        return first
 
 
 class QueryJobs:
@@ -178,6 +208,7 @@ class QueryJobs:
     def __init__(self, root: Path, settings: DataConnect):
         self.root = root / "state" / "data-connect"
         self.settings = settings
+        self._cleaned = -math.inf
 
     def start(
         self,
@@ -192,8 +223,6 @@ class QueryJobs:
         """Run a query; returns its first page, or an empty one to poll."""
         self._clean_up()
         directory = self.root / secrets.token_urlsafe(_JOB_ID_BYTES)
-        directory.mkdir(parents=True)
-        (directory / "owner").write_text(owner)
         job = Job(directory, owner)
         thread = threading.Thread(
             target=job.run,
@@ -205,14 +234,11 @@ class QueryJobs:
         thread.start()
         ready = job.first_page(self.settings.first_page_wait_s)
         if ready is None:
-            done = _read_json(directory / "done.json")
-            if done and "failed" in done:
-                failed = done["failed"]
-                shutil.rmtree(directory, ignore_errors=True)
-                raise QueryFailedError(failed["status"], failed["title"], failed["detail"])
+            if job.failure is not None:
+                raise QueryFailedError(*job.failure)
             return Page(None, job.id, 0, last=False)
         first, last, errors = ready
-        return self._page(directory, 0, first, last, errors)
+        return self._page(directory, 0, first, last, errors, job.model)
 
     def page(self, job_id: str, index: int, owner: str) -> Page:
         """Page ``index`` of a job, for its owner; raises ``LookupError`` if there is none."""
@@ -252,8 +278,9 @@ class QueryJobs:
         table: pa.Table,
         last: bool,
         errors: list[dict[str, str]],
+        stored: dict[str, Any] | None = None,
     ) -> Page:
-        stored = _read_json(directory / "model.json") or {}
+        stored = stored or _read_json(directory / "model.json") or {}
         if last:
             shutil.rmtree(directory, ignore_errors=True)
         return Page(
@@ -261,9 +288,11 @@ class QueryJobs:
         )
 
     def _clean_up(self) -> None:
-        """Delete results nobody came back for."""
-        if not self.root.is_dir():
+        """Delete results nobody came back for (looked at once a minute at most)."""
+        now = time.monotonic()
+        if now - self._cleaned < 60 or not self.root.is_dir():
             return
+        self._cleaned = now
         cutoff = time.time() - self.settings.result_ttl_s
         for directory in self.root.iterdir():
             try:

@@ -36,6 +36,7 @@ from genofed.node.runtime import NodeRuntime
 from genofed.store.registered_tables import registered_tables, tables_dir
 
 RESULT_DESCRIPTION = "Rows of a Data Connect query result"
+_PLAN_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class DataConnectService:
         self._lock = threading.Lock()
         self._engine: tuple[tuple[float, float], QueryEngine] | None = None
         self._populations: dict[str, int] = {}
+        self._plans: dict[tuple[str, frozenset[str], frozenset[str]], Plan] = {}
 
     # -- the catalogue -------------------------------------------------------------------
 
@@ -73,6 +75,7 @@ class DataConnectService:
                 sources += [registered_table_source(t) for t in registered]
                 self._engine = (key, QueryEngine(sources, self.settings))
                 self._populations = {}
+                self._plans = {}
             return self._engine[1]
 
     def visible(self, caller: Caller) -> Visible:
@@ -116,10 +119,21 @@ class DataConnectService:
     # -- queries -------------------------------------------------------------------------
 
     def search(self, caller: Caller, query: str, parameters: list[Any] | None) -> tuple[Plan, Page]:
-        visible = self.visible(caller)
-        plan = plan_query(query, visible.tables, visible.aggregate_only)
+        plan = self._plan(query, self.visible(caller))
         values = bind_parameters(plan.parameters, parameters)
         return plan, self._run(caller, plan, values)
+
+    def _plan(self, query: str, visible: Visible) -> Plan:
+        """Checked and translated once per query text and set of visible tables: the same
+        query with new parameters (a point look-up) skips parsing."""
+        key = (query, frozenset(visible.tables), visible.aggregate_only)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_query(query, visible.tables, visible.aggregate_only)
+            if len(self._plans) >= _PLAN_CACHE:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def table_data(self, caller: Caller, name: str) -> tuple[Plan, Page]:
         source, aggregate_only = self._source(caller, name)
