@@ -20,7 +20,7 @@ from tests.conftest import SMALL_CLINICAL, SMALL_VCF, make_node
 
 
 def _source(name: str, person_level: bool) -> TableSource:
-    return TableSource(name, "test", name, "public", "record", person_level, Path("x"), "")
+    return TableSource(name, "test", name, "public", "record", person_level, Path("x"), "*", "")
 
 
 VISIBLE = {

@@ -163,6 +163,9 @@ class DataConnect(BaseModel):
     )
     memory_limit: str = Field("2GB", description="DuckDB memory_limit for queries")
     threads: int = Field(2, ge=1, description="DuckDB threads for queries")
+    concurrent_queries: int = Field(
+        16, ge=1, description="Queries running at once per server worker (more wait their turn)"
+    )
     result_ttl_s: float = Field(
         3600, gt=0, description="Unread result pages are deleted after this long"
     )

@@ -55,15 +55,12 @@ INDIVIDUAL_COLUMNS = {
     "info": "The operator's own clinical columns, as JSON",
     "doc": "The whole Beacon v2 individual document, as JSON",
 }
-_VARIANTS_SQL = (
-    "SELECT rowid AS {row}, " + ", ".join(f'"{c}"' for c in VARIANT_COLUMNS) + " FROM {db}.variants"
-)
-_INDIVIDUALS_SQL = (
-    "SELECT rowid AS {row}, id, doc->>'$.sex.label' AS sex, doc->>'$.sex.id' AS sex_id, "
+_VARIANTS_COLUMNS_SQL = ", ".join(f'"{c}"' for c in VARIANT_COLUMNS)
+_INDIVIDUALS_COLUMNS_SQL = (
+    "id, doc->>'$.sex.label' AS sex, doc->>'$.sex.id' AS sex_id, "
     "CAST(json_extract_string(doc, '$.diseases[*].diseaseCode.id') AS VARCHAR[]) AS diseases, "
     "CAST(json_extract_string(doc, '$.phenotypicFeatures[*].featureType.id') AS VARCHAR[]) "
-    "AS phenotypic_features, CAST(doc->'$.info' AS JSON) AS info, CAST(doc AS JSON) AS doc "
-    "FROM {db}.entries WHERE entity = 'individual'"
+    "AS phenotypic_features, CAST(doc->'$.info' AS JSON) AS info, CAST(doc AS JSON) AS doc"
 )
 
 
@@ -78,7 +75,8 @@ class TableSource:
     ceiling: Granularity  # the most this table ever gives anyone
     person_level: bool  # rows are people: aggregate answers are guarded against differencing
     database: Path
-    select: str  # SELECT producing ROW_ID and the public columns, from {db}
+    select: str  # the public columns, as a select list
+    source: str  # FROM (and WHERE) over the attached database {db}
     columns: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -98,7 +96,8 @@ def dataset_tables(reader: DatasetReader) -> list[TableSource]:
             "allele, counts recomputed from the genotypes",
             person_level=False,
             database=reader.version.database,
-            select=_VARIANTS_SQL,
+            select=_VARIANTS_COLUMNS_SQL,
+            source="{db}.variants",
             columns=VARIANT_COLUMNS,
             **common,
         ),
@@ -107,7 +106,8 @@ def dataset_tables(reader: DatasetReader) -> list[TableSource]:
             description=f"Individuals of dataset {dataset}, with their clinical data",
             person_level=True,
             database=reader.version.database,
-            select=_INDIVIDUALS_SQL,
+            select=_INDIVIDUALS_COLUMNS_SQL,
+            source="{db}.entries WHERE entity = 'individual'",
             columns=INDIVIDUAL_COLUMNS,
             **common,
         ),
@@ -123,7 +123,8 @@ def registered_table_source(table: RegisteredTable) -> TableSource:
         ceiling="record",
         person_level=True,
         database=table.path,
-        select="SELECT rowid AS {row}, * FROM {db}.data",
+        select="*",
+        source="{db}.data",
         columns=table.columns,
     )
 
@@ -154,11 +155,14 @@ class QueryEngine:
             if db is None:
                 db = attached[source.database] = f"src{len(attached)}"
                 self._con.execute(f"ATTACH '{_sql_string(source.database)}' AS {db} (READ_ONLY)")
-            select = source.select.format(db=db, row=ROW_ID)
-            self._con.execute(f"CREATE VIEW {quote(source.internal)} AS {select}")
+            origin = source.source.format(db=db)
+            # two views over the same rows: the one callers name, and one with row ids
             self._con.execute(
-                f"CREATE VIEW {quote(source.name)} AS "
-                f"SELECT * EXCLUDE ({ROW_ID}) FROM {quote(source.internal)}"
+                f"CREATE VIEW {quote(source.name)} AS SELECT {source.select} FROM {origin}"
+            )
+            self._con.execute(
+                f"CREATE VIEW {quote(source.internal)} AS "
+                f"SELECT rowid AS {ROW_ID}, {source.select} FROM {origin}"
             )
         for statement in _LOCKDOWN:
             self._con.execute(statement)

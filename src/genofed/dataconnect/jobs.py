@@ -1,20 +1,23 @@
 """Running Data Connect queries and handing out their results a page at a time.
 
-A query runs in a thread of the server worker that received it and streams from DuckDB in
-Arrow batches, so memory stays flat whatever the result size. The first page is handed to
-the waiting request in memory when it is ready in time; every other page is written to
-the node's spool (``state/data-connect/<job>/page-<k>.arrow``), where any server worker
-can serve it to the caller who ran the query, once: a page is deleted when read. A query
-that has no page ready answers with an empty page and ``Retry-After``, which clients poll.
+A query runs in a thread of the server worker that received it. DuckDB writes each row as
+JSON itself (``results.json_rows_sql``) and the thread fetches a page of rows at a time,
+so memory stays flat whatever the result size. The first page goes to the waiting request
+in memory when it is ready in time; every other page is written to the node's spool
+(``state/data-connect/<job>/page-<k>.json``), where any server worker can serve it to the
+caller who ran the query, once: a page is deleted when read. A query with no page ready
+yet answers with an empty page and ``Retry-After``, which clients poll.
 
-Limits: a query still running after ``statement_timeout_s`` is interrupted, a result is
-cut at ``max_rows`` (with an error entry saying so), and unread pages are deleted after
-``result_ttl_s``.
+Limits: a query still running after ``statement_timeout_s`` is interrupted (one watchdog
+thread for all queries), a result is cut at ``max_rows`` with an error entry saying so,
+and unread pages are deleted after ``result_ttl_s``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import math
 import os
@@ -22,74 +25,102 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
-import pyarrow as pa
 
 from genofed._exceptions import QueryFailedError
 from genofed.config import DataConnect
 
-
-class Transform(Protocol):
-    """Rewrites each page before it is kept (disclosure control); ``notes`` are added to
-    the last page's errors."""
-
-    notes: list[dict[str, str]]
-
-    def __call__(self, table: pa.Table) -> pa.Table: ...
-
-
 _JOB_ID_BYTES = 18
-_ERRORS = b"genofed.errors"
+_SPOOL_AHEAD = 8  # unread pages a query may have on disk before it waits for its reader
+_ABANDONED_S = 600.0  # a reader silent this long has gone: the query stops
+
+
+class _AbandonedError(Exception):
+    """Nobody is reading the result any more."""
 
 
 @dataclass
 class Page:
     """One page of a result, or news that it is not ready yet."""
 
-    table: pa.Table | None  # None: not ready (poll again)
+    data: bytes | None  # a JSON array of rows; None: not ready (poll again)
     job_id: str
     index: int
     last: bool
-    model: dict[str, Any] | None = None
-    sql_types: list[str] = field(default_factory=list)
+    model: bytes | None = None  # the data_model, as JSON
     errors: list[dict[str, str]] = field(default_factory=list)
+    rows: int = 0
+
+
+class Transform(Protocol):
+    """Makes fetched rows ``(json, *hidden)`` safe to send (disclosure control) and returns
+    their JSON; ``notes`` are added to the last page's errors."""
+
+    notes: list[dict[str, str]]
+
+    def __call__(self, rows: list[tuple[Any, ...]]) -> list[str]: ...
+
+
+class Watchdog:
+    """Interrupts queries that outlive their deadline; one thread for all of them."""
+
+    def __init__(self) -> None:
+        self._deadlines: list[tuple[float, int, duckdb.DuckDBPyConnection]] = []
+        self._done: set[int] = set()
+        self._counter = itertools.count()
+        self._wake = threading.Condition()
+        threading.Thread(target=self._run, name="data-connect-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def watching(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[None]:
+        ticket = next(self._counter)
+        with self._wake:
+            heapq.heappush(self._deadlines, (time.monotonic() + seconds, ticket, cursor))
+            self._wake.notify()
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._done.add(ticket)
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                while self._deadlines and self._deadlines[0][1] in self._done:
+                    self._done.discard(heapq.heappop(self._deadlines)[1])
+                if not self._deadlines:
+                    self._wake.wait()
+                    continue
+                deadline, ticket, cursor = self._deadlines[0]
+                now = time.monotonic()
+                if deadline > now:
+                    self._wake.wait(deadline - now)
+                    continue
+                heapq.heappop(self._deadlines)
+                with contextlib.suppress(duckdb.Error):
+                    cursor.interrupt()
 
 
 class Job:
     """One query: its thread, its first page (in memory) and its spool directory."""
 
-    def __init__(self, directory: Path, owner: str):
+    def __init__(self, directory: Path, owner: str, model: bytes):
         self.id = directory.name
         self.dir = directory
         self.owner = owner
+        self.model = model
         self.failure: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
         self._first_ready = threading.Event()
-        self._first: tuple[pa.Table, bool, list[dict[str, str]]] | None = None
+        self._first: tuple[bytes, bool, list[dict[str, str]], int] | None = None
         self._first_abandoned = False
-        self._model: dict[str, Any] | None = None
-        self._spooled = self._model_written = False
-
-    @property
-    def model(self) -> dict[str, Any] | None:
-        return self._model
-
-    def _spool(self) -> None:
-        """Create the spool directory on first need: a result whose only page goes back
-        with the request never touches the disk."""
-        with self._lock:
-            if not self._spooled:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                (self.dir / "owner").write_text(self.owner)
-                self._spooled = True
-            if self._model is not None and not self._model_written:
-                _write_json(self.dir / "model.json", self._model)
-                self._model_written = True
+        self._spooled = False
 
     def run(
         self,
@@ -98,30 +129,24 @@ class Job:
         parameters: list[Any],
         *,
         settings: DataConnect,
-        model: Callable[[list[str], list[str]], dict[str, Any]],
+        watchdog: Watchdog,
         transform: Transform | None,
     ) -> None:
-        timer = threading.Timer(settings.statement_timeout_s, cursor.interrupt)
-        timer.daemon = True
-        timer.start()
         errors: list[dict[str, str]] = []
+        limit = settings.statement_timeout_s
         try:
-            relation = cursor.sql(sql, params=parameters or None)
-            names, sql_types = list(relation.columns), [str(t) for t in relation.types]
-            reader = relation.to_arrow_reader(min(settings.page_rows, 100_000))
-            previous: pa.Table | None = None
+            # The time limit applies to each step, executing and fetching a page: time spent
+            # waiting for a slow reader to catch up does not count.
+            with watchdog.watching(cursor, limit):
+                cursor.execute(sql, parameters)
+            previous: list[str] | None = None
             index = rows = 0
-            for table in _pages(reader, settings.page_rows):
-                if transform is not None:
-                    table = transform(table)
-                if previous is None and index == 0:
-                    kept = set(table.column_names)
-                    types = [t for n, t in zip(names, sql_types, strict=True) if n in kept]
-                    self._model = {"model": model(table.column_names, types), "types": types}
-                    if self._spooled:
-                        self._spool()
-                if rows + table.num_rows > settings.max_rows:
-                    table = table.slice(0, settings.max_rows - rows)
+            while True:
+                with watchdog.watching(cursor, limit):
+                    fetched = cursor.fetchmany(settings.page_rows)
+                texts = transform(fetched) if transform else [row[0] for row in fetched]
+                if rows + len(texts) > settings.max_rows:
+                    texts = texts[: settings.max_rows - rows]
                     errors.append(
                         {
                             "title": "Result truncated",
@@ -129,22 +154,22 @@ class Job:
                             "node's limit; narrow the query or aggregate",
                         }
                     )
-                rows += table.num_rows
-                if previous is not None:
-                    if table.num_rows == 0:
-                        continue
+                rows += len(texts)
+                if previous is not None and texts:
                     self._publish(index, previous, last=False)
                     index += 1
-                previous = table
-                if errors:
+                if texts or previous is None:
+                    previous = texts
+                if not fetched or len(fetched) < settings.page_rows or errors:
                     break
             if transform is not None:
                 errors.extend(transform.notes)
-            assert previous is not None  # _pages yields at least one (maybe empty) page
-            self._publish(index, previous, last=True, errors=errors)
+            self._publish(index, previous or [], last=True, errors=errors)
             if self._spooled:
                 with contextlib.suppress(FileNotFoundError):  # gone once its last page is read
-                    _write_json(self.dir / "done.json", {"pages": index + 1})
+                    _write(self.dir / "done.json", json.dumps({"pages": index + 1}).encode())
+        except _AbandonedError:
+            shutil.rmtree(self.dir, ignore_errors=True)
         except duckdb.InterruptException:
             self._fail(
                 408,
@@ -153,30 +178,53 @@ class Job:
                 "limit; narrow it or aggregate",
             )
         except duckdb.Error as exc:
-            self._fail(400, "Invalid query", _engine_message(exc))
-        except Exception as exc:  # noqa: BLE001 - recorded for the client; details in the log
+            self._fail(400, "Invalid query", engine_message(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded for the client
             self._fail(500, "Internal error", f"the query failed ({type(exc).__name__})")
         finally:
-            timer.cancel()
             cursor.close()
             self._first_ready.set()
 
+    def _spool(self) -> None:
+        """Create the spool directory on first need: a result whose only page goes back
+        with the request never touches the disk."""
+        with self._lock:
+            if not self._spooled:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                (self.dir / "model.json").write_bytes(self.model)
+                (self.dir / "owner").write_text(self.owner)
+                self._spooled = True
+
     def _publish(
-        self, index: int, table: pa.Table, *, last: bool, errors: list[dict[str, str]] = ()
+        self, index: int, texts: list[str], *, last: bool, errors: list[dict[str, str]] = ()
     ) -> None:
         """Hand a page over: the first to the waiting request if it still waits, every
         other one to the spool. The last page carries the result's errors."""
+        data = ("[" + ",".join(texts) + "]").encode()
         if index == 0:
             with self._lock:
                 if not self._first_abandoned:
-                    self._first = (table, last, list(errors))
+                    self._first = (data, last, list(errors), len(texts))
                     self._first_ready.set()
                     return
         self._spool()
-        if errors:
-            metadata = {_ERRORS: json.dumps(list(errors)).encode()}
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-        _write_arrow(self.dir / _page_name(index, last), table)
+        self._wait_for_reader(index)
+        # first line: the page's errors and row count; then its rows
+        head = json.dumps({"errors": list(errors), "rows": len(texts)}).encode()
+        _write(self.dir / _page_name(index, last), head + b"\n" + data)
+
+    def _wait_for_reader(self, index: int) -> None:
+        """Keep at most ``_SPOOL_AHEAD`` unread pages on disk, so a slow or vanished reader
+        cannot fill it; give up once nobody has read a page for ``_ABANDONED_S``."""
+        waited_since = time.monotonic()
+        while index - self._oldest_unread() >= _SPOOL_AHEAD:
+            if time.monotonic() - waited_since > _ABANDONED_S:
+                raise _AbandonedError
+            time.sleep(0.02)
+
+    def _oldest_unread(self) -> int:
+        indices = [int(p.stem.split("-")[1]) for p in self.dir.glob("page-*.json")]
+        return min(indices, default=1 << 62)
 
     def _fail(self, status: int, title: str, detail: str) -> None:
         self.failure = (status, title, detail)
@@ -184,12 +232,10 @@ class Job:
             if not self._first_abandoned:
                 return  # the waiting request reports it
         self._spool()
-        _write_json(
-            self.dir / "done.json",
-            {"failed": {"status": status, "title": title, "detail": detail}},
-        )
+        failed = {"failed": {"status": status, "title": title, "detail": detail}}
+        _write(self.dir / "done.json", json.dumps(failed).encode())
 
-    def first_page(self, wait: float) -> tuple[pa.Table, bool, list[dict[str, str]]] | None:
+    def first_page(self, wait: float) -> tuple[bytes, bool, list[dict[str, str]], int] | None:
         """The first page if it is ready within ``wait`` seconds; otherwise it is left to
         the spool, to be polled."""
         self._first_ready.wait(wait)
@@ -209,6 +255,13 @@ class QueryJobs:
         self.root = root / "state" / "data-connect"
         self.settings = settings
         self._cleaned = -math.inf
+        self._watchdog: Watchdog | None = None
+        # Query threads are reused: starting one per query cost 0.4 ms. Their number caps
+        # the queries running at once; a query waiting for a thread is polled like any
+        # slow one.
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.concurrent_queries, thread_name_prefix="data-connect"
+        )
 
     def start(
         self,
@@ -217,28 +270,30 @@ class QueryJobs:
         parameters: list[Any],
         *,
         owner: str,
-        model: Callable[[list[str], list[str]], dict[str, Any]],
+        model: bytes,
         transform: Transform | None = None,
     ) -> Page:
         """Run a query; returns its first page, or an empty one to poll."""
         self._clean_up()
-        directory = self.root / secrets.token_urlsafe(_JOB_ID_BYTES)
-        job = Job(directory, owner)
-        thread = threading.Thread(
-            target=job.run,
-            args=(cursor, sql, parameters),
-            kwargs={"settings": self.settings, "model": model, "transform": transform},
-            name=f"data-connect-{job.id[:8]}",
-            daemon=True,
+        if self._watchdog is None:
+            self._watchdog = Watchdog()
+        job = Job(self.root / secrets.token_urlsafe(_JOB_ID_BYTES), owner, model)
+        self._threads.submit(
+            job.run,
+            cursor,
+            sql,
+            parameters,
+            settings=self.settings,
+            watchdog=self._watchdog,
+            transform=transform,
         )
-        thread.start()
         ready = job.first_page(self.settings.first_page_wait_s)
         if ready is None:
             if job.failure is not None:
                 raise QueryFailedError(*job.failure)
             return Page(None, job.id, 0, last=False)
-        first, last, errors = ready
-        return self._page(directory, 0, first, last, errors, job.model)
+        data, last, errors, rows = ready
+        return Page(data, job.id, 0, last, model, errors, rows)
 
     def page(self, job_id: str, index: int, owner: str) -> Page:
         """Page ``index`` of a job, for its owner; raises ``LookupError`` if there is none."""
@@ -252,40 +307,29 @@ class QueryJobs:
             raise LookupError("no such page") from None
         for last in (False, True):
             path = directory / _page_name(index, last)
-            if path.exists():
-                with pa.memory_map(str(path)) as source:
-                    table = pa.ipc.open_file(source).read_all()
-                path.unlink()
-                stored = (table.schema.metadata or {}).get(_ERRORS)
-                errors = json.loads(stored) if stored else []
-                return self._page(directory, index, table.replace_schema_metadata(), last, errors)
-        done = _read_json(directory / "done.json")
-        if done is None:
+            try:
+                content = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            path.unlink()
+            model = (directory / "model.json").read_bytes()
+            if last:
+                shutil.rmtree(directory, ignore_errors=True)
+            head, _, data = content.partition(b"\n")
+            facts = json.loads(head)
+            return Page(data, job_id, index, last, model, facts["errors"], facts["rows"])
+        try:
+            done = json.loads((directory / "done.json").read_bytes())
+        except FileNotFoundError:
             if time.time() - directory.stat().st_mtime > self.settings.statement_timeout_s + 60:
                 raise QueryFailedError(
                     500, "Query lost", "the node restarted while running it; send it again"
-                )
+                ) from None
             return Page(None, job_id, index, last=False)
         if "failed" in done:
-            failed = done["failed"]
-            raise QueryFailedError(failed["status"], failed["title"], failed["detail"])
-        raise LookupError("no such page (each page can be read once)")
-
-    def _page(
-        self,
-        directory: Path,
-        index: int,
-        table: pa.Table,
-        last: bool,
-        errors: list[dict[str, str]],
-        stored: dict[str, Any] | None = None,
-    ) -> Page:
-        stored = stored or _read_json(directory / "model.json") or {}
-        if last:
             shutil.rmtree(directory, ignore_errors=True)
-        return Page(
-            table, directory.name, index, last, stored.get("model"), stored.get("types", []), errors
-        )
+            raise QueryFailedError(*done["failed"].values())
+        raise LookupError("no such page (each page can be read once)")
 
     def _clean_up(self) -> None:
         """Delete results nobody came back for (looked at once a minute at most)."""
@@ -302,50 +346,18 @@ class QueryJobs:
                 continue
 
 
-def _pages(reader: pa.RecordBatchReader, page_rows: int) -> Iterator[pa.Table]:
-    """Re-cut Arrow batches into pages of ``page_rows`` rows (the last may be shorter)."""
-    pending: list[pa.RecordBatch] = []
-    size = 0
-    emitted = False
-    for batch in reader:
-        pending.append(batch)
-        size += batch.num_rows
-        while size >= page_rows:
-            table = pa.Table.from_batches(pending, schema=reader.schema)
-            yield table.slice(0, page_rows)
-            emitted = True
-            rest = table.slice(page_rows)
-            pending, size = rest.to_batches(), rest.num_rows
-    if size or not emitted:
-        yield pa.Table.from_batches(pending, schema=reader.schema)
-
-
 def _page_name(index: int, last: bool) -> str:
     # The last page says so in its name: a poller must know without waiting for done.json.
-    return f"page-{index}{'-last' if last else ''}.arrow"
+    return f"page-{index}{'-last' if last else ''}.json"
 
 
-def _write_arrow(path: Path, table: pa.Table) -> None:
+def _write(path: Path, content: bytes) -> None:
     temporary = path.with_suffix(".tmp")
-    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    temporary.write_bytes(content)
     os.replace(temporary, path)
 
 
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(value))
-    os.replace(temporary, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def _engine_message(exc: duckdb.Error) -> str:
+def engine_message(exc: duckdb.Error) -> str:
     """The engine's first line, which names the column or type at fault."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text.replace("__genofed_rows:", "")[:500]

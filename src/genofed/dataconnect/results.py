@@ -8,14 +8,7 @@ objects; JSON columns are the JSON value itself.
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
-
-import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 _NUMBER_FORMATS = {
@@ -101,79 +94,64 @@ def data_model(
     }
 
 
-def rows_as_json(table: pa.Table, sql_types: list[str]) -> list[dict[str, Any]]:
-    """The rows of ``table`` as JSON-ready dicts (column lists first: faster than per row)."""
-    names = table.column_names
-    columns = [_column_values(table.column(i), sql_types[i]) for i in range(table.num_columns)]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+def json_rows_sql(sql: str, columns: list[tuple[str, Any]], extra: tuple[str, ...] = ()) -> str:
+    """``sql`` wrapped so DuckDB returns each row as one JSON object in the specification's
+    mapping (bigint and decimal as strings, ISO 8601 times and durations), built in C++
+    rather than value by value in Python. ``columns`` are ``(name, DuckDBPyType)`` of
+    ``sql``'s result; ``extra`` columns are returned next to the JSON, as SQL values."""
+    fields = ", ".join(
+        f"{_quote(name)} := {_json_value(f'__q.{_quote(name)}', kind)}"
+        for name, kind in columns
+        if name not in extra
+    )
+    hidden = "".join(f", __q.{_quote(name)}" for name in extra)
+    return f"SELECT to_json(struct_pack({fields})){hidden} FROM ({sql}) AS __q"
 
 
-def _column_values(column: pa.ChunkedArray, sql_type: str) -> list[Any]:
-    kind = column.type
-    upper = sql_type.upper()
-    if pa.types.is_int64(kind) or pa.types.is_uint64(kind) or pa.types.is_decimal(kind):
-        return pc.cast(column, pa.string()).to_pylist()  # bigint and decimal: strings
-    if upper == "JSON":
-        return [None if v is None else orjson.loads(v) for v in column.to_pylist()]
-    if (
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_string(kind)
-        or pa.types.is_boolean(kind)
-    ):
-        return column.to_pylist()
-    convert = _converter(kind)
-    return [None if v is None else convert(v) for v in column.to_pylist()]
+def _json_value(x: str, kind: Any) -> str:
+    """An SQL expression turning ``x`` of type ``kind`` into what ``to_json`` must see."""
+    name = kind.id
+    if name in ("bigint", "hugeint", "ubigint", "uhugeint", "decimal", "uuid"):
+        return f"CAST({x} AS VARCHAR)"
+    if name.startswith("timestamp"):
+        return f"replace(CAST({x} AS VARCHAR), ' ', 'T')"
+    if name == "interval":
+        return _iso_interval(x)
+    if name == "blob":
+        return f"hex({x})"
+    if name in ("list", "array"):
+        child = dict(kind.children)["child"]
+        inner = _json_value("e", child)
+        return x if inner == "e" else f"list_transform({x}, lambda e: {inner})"
+    if name == "struct":
+        parts = [(k, _json_value(f"{x}.{_quote(k)}", t)) for k, t in kind.children]
+        if all(v == f"{x}.{_quote(k)}" for k, v in parts):
+            return x
+        packed = ", ".join(f"{_quote(k)} := {v}" for k, v in parts)
+        return f"CASE WHEN {x} IS NULL THEN NULL ELSE struct_pack({packed}) END"
+    return x
 
 
-def _converter(kind: pa.DataType) -> Callable[[Any], Any]:
-    """Python value of an Arrow type -> JSON-ready value (for nested and temporal types)."""
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        item = _converter(kind.value_type)
-        return lambda v: [None if x is None else item(x) for x in v]
-    if pa.types.is_struct(kind):
-        fields = {
-            f.name: _converter(f.type) for f in (kind.field(i) for i in range(kind.num_fields))
-        }
-        return lambda v: {k: None if x is None else fields[k](x) for k, x in v.items()}
-    if pa.types.is_map(kind):
-        value = _converter(kind.item_type)
-        return lambda v: {str(k): None if x is None else value(x) for k, x in v}
-    if pa.types.is_interval(kind):
-        return iso_duration
-    if pa.types.is_int64(kind) or pa.types.is_uint64(kind) or pa.types.is_decimal(kind):
-        return str
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return lambda v: v.hex()
-    return _scalar
+def _iso_interval(x: str) -> str:
+    """ISO 8601 duration of an interval: P1Y2M3DT4H5M6.5S, or PT0S."""
+
+    def part(unit: str) -> str:
+        return f"date_part('{unit}', {x})"
+
+    date = "".join(
+        f"if({part(u)} <> 0, {part(u)} || '{s}', '')" + ("" if i == 2 else " || ")
+        for i, (u, s) in enumerate((("year", "Y"), ("month", "M"), ("day", "D")))
+    )
+    seconds = f"({part('microseconds')} / 1000000)"
+    time = (
+        f"if({part('hour')} <> 0, {part('hour')} || 'H', '') || "
+        f"if({part('minute')} <> 0, {part('minute')} || 'M', '') || "
+        f"if({part('microseconds')} <> 0, "
+        f"regexp_replace(printf('%.6f', {seconds}), '\\.?0+$', '') || 'S', '')"
+    )
+    text = f"'P' || {date} || if(({time}) <> '', 'T' || {time}, '')"
+    return f"CASE WHEN {x} IS NULL THEN NULL ELSE if(({text}) = 'P', 'PT0S', {text}) END"
 
 
-def _scalar(value: Any) -> Any:
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, int) and abs(value) > 2**53:
-        return str(value)
-    return value
-
-
-def iso_duration(value: Any) -> str:
-    """Arrow month-day-nano interval -> ISO 8601 (``P1Y2M``, ``P3DT4H``, ``PT0S``)."""
-    months, days, nanos = value.months, value.days, value.nanoseconds
-    date = ""
-    if months:
-        years, months = divmod(months, 12)
-        date += (f"{years}Y" if years else "") + (f"{months}M" if months else "")
-    if days:
-        date += f"{days}D"
-    seconds, fraction = divmod(nanos, 1_000_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if seconds or fraction:
-        text = f"{seconds}.{fraction:09d}".rstrip("0").rstrip(".") if fraction else f"{seconds}"
-        time += f"{text}S"
-    if not date and not time:
-        return "PT0S"
-    return "P" + date + (f"T{time}" if time else "")
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -15,9 +15,12 @@ async def authorize(gate: Gatekeeper, request: Request, passports: object = None
     The audit log names the caller from ``request.state.caller``.
     """
     client = f"address {request.client.host}" if request.client else "address unknown"
-    caller = await run_in_threadpool(
-        gate.credentials.caller, request.headers.get("authorization"), passports, client
-    )
+    authorization = request.headers.get("authorization")
+    if authorization is None and passports is None:
+        caller = Caller(client=client)  # anonymous: nothing to validate, no thread needed
+    else:
+        caller = await run_in_threadpool(gate.credentials.caller, authorization, passports, client)
     request.state.caller = caller
-    await run_in_threadpool(gate.budget.charge, caller.identity)
+    if gate.budget.per_day is not None:
+        await run_in_threadpool(gate.budget.charge, caller.identity)
     return caller

@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
+import duckdb
+import orjson
 
-from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError
+from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError, QueryFailedError
 from genofed.config import Disclosure
 from genofed.dataconnect.catalog import (
     QueryEngine,
@@ -27,8 +27,8 @@ from genofed.dataconnect.catalog import (
     registered_table_source,
     row_count,
 )
-from genofed.dataconnect.jobs import Page, QueryJobs
-from genofed.dataconnect.results import data_model
+from genofed.dataconnect.jobs import Page, QueryJobs, engine_message
+from genofed.dataconnect.results import data_model, json_rows_sql
 from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, plan_query
 from genofed.governance.access import Caller
 from genofed.governance.disclosure import DifferencingGuard, safe_count
@@ -56,6 +56,7 @@ class DataConnectService:
         self._engine: tuple[tuple[float, float], QueryEngine] | None = None
         self._populations: dict[str, int] = {}
         self._plans: dict[tuple[str, frozenset[str], frozenset[str]], Plan] = {}
+        self._columns: dict[tuple[str, tuple[str, ...]], list[tuple[str, Any]]] = {}
 
     # -- the catalogue -------------------------------------------------------------------
 
@@ -76,6 +77,7 @@ class DataConnectService:
                 self._engine = (key, QueryEngine(sources, self.settings))
                 self._populations = {}
                 self._plans = {}
+                self._columns = {}
             return self._engine[1]
 
     def visible(self, caller: Caller) -> Visible:
@@ -153,32 +155,50 @@ class DataConnectService:
 
     def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Page:
         engine = self.engine()
+        columns = self._result_columns(engine, plan, values)
+        hidden = tuple(n for n, _ in columns if n in (HIDDEN_COUNT, HIDDEN_IDS))
+        public = [(n, str(t)) for n, t in columns if n not in hidden]
         transform = None
         if plan.aggregate is not None:
             table = plan.aggregate.table
             transform = DisclosedAggregates(
-                plan,
+                [public[i][0] for i in plan.aggregate.count_columns],
+                table,
                 self.runtime.config.disclosure,
                 self.runtime.gate.differencing,
                 caller.identity,
                 self._population(engine, table.name) if table.person_level else 0,
             )
-
-        def model(names: list[str], types: list[str]) -> dict[str, Any]:
-            return data_model(
-                list(zip(names, types, strict=True)),
-                refs=plan.refs,
-                description=RESULT_DESCRIPTION,
-            )
-
+        model = data_model(public, refs=plan.refs, description=RESULT_DESCRIPTION)
         return self.jobs.start(
             engine.cursor(),
-            plan.sql,
+            json_rows_sql(plan.sql, columns, hidden),
             values,
             owner=caller.identity,
-            model=model,
+            model=orjson.dumps(model),
             transform=transform,
         )
+
+    def _result_columns(
+        self, engine: QueryEngine, plan: Plan, values: list[Any]
+    ) -> list[tuple[str, Any]]:
+        """Names and types of a plan's result (bound, not run), once per plan and
+        parameter types: the types of ``?`` can change a result's types."""
+        key = (plan.sql, tuple(type(v).__name__ for v in values))
+        known = self._columns.get(key)
+        if known is None:
+            cursor = engine.cursor()
+            try:
+                relation = cursor.sql(f"SELECT * FROM ({plan.sql}) AS __q", params=values or None)
+                known = list(zip(relation.columns, relation.types, strict=True))
+            except duckdb.Error as exc:
+                raise QueryFailedError(400, "Invalid query", engine_message(exc)) from None
+            finally:
+                cursor.close()
+            if len(self._columns) >= _PLAN_CACHE:
+                self._columns.clear()
+            self._columns[key] = known
+        return known
 
     def _population(self, engine: QueryEngine, name: str) -> int:
         known = self._populations.get(name)
@@ -189,12 +209,13 @@ class DataConnectService:
 
 @dataclass
 class DisclosedAggregates:
-    """Makes a page of aggregate rows safe for a caller who may see only aggregates:
-    groups behind fewer than ``min_count`` records are dropped, so are groups that differ
-    from one of the caller's earlier answers by fewer than ``k`` people, and counts are
-    rounded as the Beacon rounds them."""
+    """Makes aggregate rows safe for a caller who may see only aggregates: groups behind
+    fewer than ``min_count`` records are dropped, so are groups that differ from one of
+    the caller's earlier answers by fewer than ``k`` people, and counts are rounded as the
+    Beacon rounds them. Rows arrive as ``(json, records[, record ids])``."""
 
-    plan: Plan
+    count_columns: list[str]
+    table: TableSource
     rules: Disclosure
     differencing: DifferencingGuard
     caller: str
@@ -202,30 +223,28 @@ class DisclosedAggregates:
     withheld: int = 0
     notes: list[dict[str, str]] = field(default_factory=list)
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        assert self.plan.aggregate is not None
-        source = self.plan.aggregate.table
-        records = table.column(HIDDEN_COUNT).to_numpy(zero_copy_only=False)
-        keep = records >= self.rules.min_count
-        if source.person_level and table.num_rows:
-            ids = table.column(HIDDEN_IDS).to_pylist()
-            for i in np.flatnonzero(keep):
-                if not self.differencing.allows(
+    def __call__(self, rows: list[tuple[Any, ...]]) -> list[str]:
+        kept = []
+        for row in rows:
+            if row[1] < self.rules.min_count or (
+                self.table.person_level
+                and not self.differencing.allows(
                     self.caller,
-                    f"data-connect:{source.name}",
-                    (str(x) for x in ids[i]),
+                    f"data-connect:{self.table.name}",
+                    (str(x) for x in row[2]),
                     self.population,
-                ):
-                    keep[i] = False
-        self.withheld += int((~keep).sum())
-        table = table.filter(pa.array(keep, type=pa.bool_()))
-        for position in self.plan.aggregate.count_columns:
-            name = table.column_names[position]
-            counts = table.column(name).to_pylist()
-            rounded = [None if c is None else safe_count(int(c), self.rules).value for c in counts]
-            table = table.set_column(position, name, pa.array(rounded, type=pa.int64()))
-        hidden = [n for n in (HIDDEN_COUNT, HIDDEN_IDS) if n in table.column_names]
-        table = table.drop_columns(hidden)
+                )
+            ):
+                self.withheld += 1
+                continue
+            if not self.count_columns:
+                kept.append(row[0])
+                continue
+            values = orjson.loads(row[0])
+            for name in self.count_columns:
+                if values.get(name) is not None:
+                    values[name] = str(safe_count(int(values[name]), self.rules).value)
+            kept.append(orjson.dumps(values).decode())
         if self.withheld:
             self.notes = [
                 {
@@ -235,7 +254,7 @@ class DisclosedAggregates:
                     "earlier answer); counts are rounded",
                 }
             ]
-        return table
+        return kept
 
 
 def bind_parameters(expected: int, parameters: list[Any] | None) -> list[Any]:
