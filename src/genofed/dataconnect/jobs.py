@@ -15,8 +15,8 @@ and unread pages are deleted after ``result_ttl_s``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import heapq
 import itertools
 import json
 import math
@@ -25,7 +25,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,41 +68,34 @@ class Transform(Protocol):
 
 
 class Watchdog:
-    """Interrupts queries that outlive their deadline; one thread for all of them."""
+    """Interrupts queries that outlive their deadline. One thread looks every 50 ms, so
+    starting and ending a query costs a dictionary update, not a thread wake-up."""
 
     def __init__(self) -> None:
-        self._deadlines: list[tuple[float, int, duckdb.DuckDBPyConnection]] = []
-        self._done: set[int] = set()
+        self._running: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
         self._counter = itertools.count()
-        self._wake = threading.Condition()
+        self._lock = threading.Lock()
         threading.Thread(target=self._run, name="data-connect-watchdog", daemon=True).start()
 
     @contextlib.contextmanager
     def watching(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[None]:
         ticket = next(self._counter)
-        with self._wake:
-            heapq.heappush(self._deadlines, (time.monotonic() + seconds, ticket, cursor))
-            self._wake.notify()
+        with self._lock:
+            self._running[ticket] = (time.monotonic() + seconds, cursor)
         try:
             yield
         finally:
-            with self._wake:
-                self._done.add(ticket)
+            with self._lock:
+                self._running.pop(ticket, None)
 
     def _run(self) -> None:
-        with self._wake:
-            while True:
-                while self._deadlines and self._deadlines[0][1] in self._done:
-                    self._done.discard(heapq.heappop(self._deadlines)[1])
-                if not self._deadlines:
-                    self._wake.wait()
-                    continue
-                deadline, ticket, cursor = self._deadlines[0]
-                now = time.monotonic()
-                if deadline > now:
-                    self._wake.wait(deadline - now)
-                    continue
-                heapq.heappop(self._deadlines)
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                late = [t for t, (deadline, _) in self._running.items() if deadline <= now]
+                cursors = [self._running.pop(t)[1] for t in late]
+            for cursor in cursors:
                 with contextlib.suppress(duckdb.Error):
                     cursor.interrupt()
 
@@ -121,6 +114,7 @@ class Job:
         self._first: tuple[bytes, bool, list[dict[str, str]], int] | None = None
         self._first_abandoned = False
         self._spooled = False
+        self._listeners: list[Callable[[], None]] = []
 
     def run(
         self,
@@ -183,7 +177,33 @@ class Job:
             self._fail(500, "Internal error", f"the query failed ({type(exc).__name__})")
         finally:
             cursor.close()
+            with self._lock:
+                self._ready()
+
+    def _ready(self) -> None:
+        """The first page (or the failure) is there: wake whoever waits (lock held)."""
+        if not self._first_ready.is_set():
             self._first_ready.set()
+            for listener in self._listeners:
+                listener()
+
+    async def first_page(self, wait: float) -> tuple[bytes, bool, list[dict[str, str]], int] | None:
+        """The first page if it is ready within ``wait`` seconds; otherwise it is left to
+        the spool, to be polled. Waits in the event loop: no thread is held meanwhile."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(lambda: ready.done() or ready.set_result(None))
+
+        with self._lock:
+            if self._first_ready.is_set():
+                ready.set_result(None)
+            else:
+                self._listeners.append(wake)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready, wait)
+        return self._take_first()
 
     def _spool(self) -> None:
         """Create the spool directory on first need: a result whose only page goes back
@@ -205,7 +225,7 @@ class Job:
             with self._lock:
                 if not self._first_abandoned:
                     self._first = (data, last, list(errors), len(texts))
-                    self._first_ready.set()
+                    self._ready()
                     return
         self._spool()
         self._wait_for_reader(index)
@@ -235,10 +255,7 @@ class Job:
         failed = {"failed": {"status": status, "title": title, "detail": detail}}
         _write(self.dir / "done.json", json.dumps(failed).encode())
 
-    def first_page(self, wait: float) -> tuple[bytes, bool, list[dict[str, str]], int] | None:
-        """The first page if it is ready within ``wait`` seconds; otherwise it is left to
-        the spool, to be polled."""
-        self._first_ready.wait(wait)
+    def _take_first(self) -> tuple[bytes, bool, list[dict[str, str]], int] | None:
         with self._lock:
             first, self._first = self._first, None
             if first is None and self.failure is None:
@@ -263,7 +280,7 @@ class QueryJobs:
             max_workers=settings.concurrent_queries, thread_name_prefix="data-connect"
         )
 
-    def start(
+    def launch(
         self,
         cursor: duckdb.DuckDBPyConnection,
         sql: str,
@@ -272,8 +289,8 @@ class QueryJobs:
         owner: str,
         model: bytes,
         transform: Transform | None = None,
-    ) -> Page:
-        """Run a query; returns its first page, or an empty one to poll."""
+    ) -> Job:
+        """Start running a query in a query thread."""
         self._clean_up()
         if self._watchdog is None:
             self._watchdog = Watchdog()
@@ -287,13 +304,18 @@ class QueryJobs:
             watchdog=self._watchdog,
             transform=transform,
         )
-        ready = job.first_page(self.settings.first_page_wait_s)
+        return job
+
+    async def first_page(self, job: Job) -> Page:
+        """A launched query's first page, or an empty one to poll if it is not ready within
+        ``first_page_wait_s``; raises ``QueryFailedError`` if the query failed by then."""
+        ready = await job.first_page(self.settings.first_page_wait_s)
         if ready is None:
             if job.failure is not None:
                 raise QueryFailedError(*job.failure)
             return Page(None, job.id, 0, last=False)
         data, last, errors, rows = ready
-        return Page(data, job.id, 0, last, model, errors, rows)
+        return Page(data, job.id, 0, last, job.model, errors, rows)
 
     def page(self, job_id: str, index: int, owner: str) -> Page:
         """Page ``index`` of a job, for its owner; raises ``LookupError`` if there is none."""

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """h11 with TCP_NODELAY on every connection.
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """httptools (the C HTTP parser: a request costs a third of h11's) with TCP_NODELAY
+    on every connection.
 
     asyncio sets it on sockets it accepts itself, but not on those inherited by uvicorn's
     worker processes; there Nagle's algorithm meets delayed ACKs and each keep-alive
@@ -29,7 +30,13 @@ class NoDelayH11Protocol(H11Protocol):
 
 def serve_node(directory: Path, app: FastAPI, *, host: str, port: int, workers: int) -> None:
     """Serve until interrupted; with several workers each process builds its own app."""
-    options = {"host": host, "port": port, "log_level": "warning", "http": NoDelayH11Protocol}
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "http": NoDelayHttpToolsProtocol,
+        "loop": "uvloop",
+    }
     if workers > 1:
         os.environ["GENOFED_NODE_DIR"] = str(directory.resolve())
         uvicorn.run(

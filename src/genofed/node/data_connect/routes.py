@@ -78,8 +78,10 @@ def build_data_connect_router(service: DataConnectService) -> APIRouter:
     async def table_data(table_name: str, request: Request) -> Response:
         caller = await authorize(gate, request)
         request.state.outcome = {"datasets": [table_name]}
-        plan, page = await run_in_threadpool(service.table_data, caller, table_name)
-        return _page_response(page, plan, request)
+        # Planning is quick (cached after the first time) and runs here; the query runs in
+        # a query thread, and the first page is awaited without holding a thread.
+        plan, job = service.table_data(caller, table_name)
+        return _page_response(await service.jobs.first_page(job), plan, request)
 
     @router.post("/search", summary="Run an SQL query", response_model=None)
     async def search(request: Request) -> Response:
@@ -87,8 +89,8 @@ def build_data_connect_router(service: DataConnectService) -> APIRouter:
         request.state.outcome = {}
         query, parameters = _search_body(await request.body())
         request.state.outcome["statement"] = query[:2000]
-        plan, page = await run_in_threadpool(service.search, caller, query, parameters)
-        return _page_response(page, plan, request)
+        plan, job = service.search(caller, query, parameters)
+        return _page_response(await service.jobs.first_page(job), plan, request)
 
     @router.get("/search/{job_id}/{index}", summary="A page of a query result", response_model=None)
     async def search_page(job_id: str, index: int, request: Request) -> Response:

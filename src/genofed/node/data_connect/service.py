@@ -27,7 +27,7 @@ from genofed.dataconnect.catalog import (
     registered_table_source,
     row_count,
 )
-from genofed.dataconnect.jobs import Page, QueryJobs, engine_message
+from genofed.dataconnect.jobs import Job, Page, QueryJobs, engine_message
 from genofed.dataconnect.results import data_model, json_rows_sql
 from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, plan_query
 from genofed.governance.access import Caller
@@ -37,6 +37,8 @@ from genofed.store.registered_tables import registered_tables, tables_dir
 
 RESULT_DESCRIPTION = "Rows of a Data Connect query result"
 _PLAN_CACHE = 1024
+# a result's (columns with types, hidden names, public (name, type), data model as JSON)
+_Shape = tuple[list[tuple[str, Any]], tuple[str, ...], list[tuple[str, str]], bytes]
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class DataConnectService:
         self._engine: tuple[tuple[float, float], QueryEngine] | None = None
         self._populations: dict[str, int] = {}
         self._plans: dict[tuple[str, frozenset[str], frozenset[str]], Plan] = {}
-        self._columns: dict[tuple[str, tuple[str, ...]], list[tuple[str, Any]]] = {}
+        self._columns: dict[tuple[str, tuple[str, ...]], _Shape] = {}
 
     # -- the catalogue -------------------------------------------------------------------
 
@@ -120,7 +122,7 @@ class DataConnectService:
 
     # -- queries -------------------------------------------------------------------------
 
-    def search(self, caller: Caller, query: str, parameters: list[Any] | None) -> tuple[Plan, Page]:
+    def search(self, caller: Caller, query: str, parameters: list[Any] | None) -> tuple[Plan, Job]:
         plan = self._plan(query, self.visible(caller))
         values = bind_parameters(plan.parameters, parameters)
         return plan, self._run(caller, plan, values)
@@ -137,7 +139,7 @@ class DataConnectService:
             self._plans[key] = plan
         return plan
 
-    def table_data(self, caller: Caller, name: str) -> tuple[Plan, Page]:
+    def table_data(self, caller: Caller, name: str) -> tuple[Plan, Job]:
         source, aggregate_only = self._source(caller, name)
         if aggregate_only:
             raise AccessDeniedError(
@@ -153,11 +155,9 @@ class DataConnectService:
         except LookupError as exc:
             raise NotFoundError(str(exc)) from None
 
-    def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Page:
+    def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Job:
         engine = self.engine()
-        columns = self._result_columns(engine, plan, values)
-        hidden = tuple(n for n, _ in columns if n in (HIDDEN_COUNT, HIDDEN_IDS))
-        public = [(n, str(t)) for n, t in columns if n not in hidden]
+        columns, hidden, public, model = self._result_columns(engine, plan, values)
         transform = None
         if plan.aggregate is not None:
             table = plan.aggregate.table
@@ -169,32 +169,34 @@ class DataConnectService:
                 caller.identity,
                 self._population(engine, table.name) if table.person_level else 0,
             )
-        model = data_model(public, refs=plan.refs, description=RESULT_DESCRIPTION)
-        return self.jobs.start(
+        return self.jobs.launch(
             engine.cursor(),
             json_rows_sql(plan.sql, columns, hidden),
             values,
             owner=caller.identity,
-            model=orjson.dumps(model),
+            model=model,
             transform=transform,
         )
 
-    def _result_columns(
-        self, engine: QueryEngine, plan: Plan, values: list[Any]
-    ) -> list[tuple[str, Any]]:
-        """Names and types of a plan's result (bound, not run), once per plan and
-        parameter types: the types of ``?`` can change a result's types."""
+    def _result_columns(self, engine: QueryEngine, plan: Plan, values: list[Any]) -> _Shape:
+        """Names and types of a plan's result (bound, not run), which of them are hidden,
+        and the data model of the others, once per plan and parameter types: the types of
+        ``?`` can change a result's types."""
         key = (plan.sql, tuple(type(v).__name__ for v in values))
         known = self._columns.get(key)
         if known is None:
             cursor = engine.cursor()
             try:
                 relation = cursor.sql(f"SELECT * FROM ({plan.sql}) AS __q", params=values or None)
-                known = list(zip(relation.columns, relation.types, strict=True))
+                columns = list(zip(relation.columns, relation.types, strict=True))
             except duckdb.Error as exc:
                 raise QueryFailedError(400, "Invalid query", engine_message(exc)) from None
             finally:
                 cursor.close()
+            hidden = tuple(n for n, _ in columns if n in (HIDDEN_COUNT, HIDDEN_IDS))
+            public = [(n, str(t)) for n, t in columns if n not in hidden]
+            model = data_model(public, refs=plan.refs, description=RESULT_DESCRIPTION)
+            known = (columns, hidden, public, orjson.dumps(model))
             if len(self._columns) >= _PLAN_CACHE:
                 self._columns.clear()
             self._columns[key] = known
