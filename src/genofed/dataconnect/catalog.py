@@ -149,6 +149,7 @@ class QueryEngine:
             config={"threads": settings.threads, "memory_limit": settings.memory_limit},
         )
         self._lock = threading.Lock()
+        self._local = threading.local()
         attached: dict[Path, str] = {}
         for source in sources:
             db = attached.get(source.database)
@@ -171,6 +172,15 @@ class QueryEngine:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             return self._con.cursor()
+
+    def thread_cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's own connection, kept for its next query: opening one costs
+        0.5 ms, a third of a point query. A caller that leaves a result unfinished must
+        ``abort()`` it."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self.cursor()
+        return cursor
 
     def columns(self, name: str) -> list[tuple[str, str]]:
         """``(column, DuckDB type)`` of a table's public view."""

@@ -35,6 +35,7 @@ import duckdb
 
 from genofed._exceptions import QueryFailedError
 from genofed.config import DataConnect
+from genofed.dataconnect.catalog import QueryEngine
 
 _JOB_ID_BYTES = 18
 _SPOOL_AHEAD = 8  # unread pages a query may have on disk before it waits for its reader
@@ -92,12 +93,11 @@ class Watchdog:
         while True:
             time.sleep(0.05)
             now = time.monotonic()
-            with self._lock:
+            with self._lock:  # held while interrupting: the step cannot end and reuse it
                 late = [t for t, (deadline, _) in self._running.items() if deadline <= now]
-                cursors = [self._running.pop(t)[1] for t in late]
-            for cursor in cursors:
-                with contextlib.suppress(duckdb.Error):
-                    cursor.interrupt()
+                for ticket in late:
+                    with contextlib.suppress(duckdb.Error):
+                        self._running.pop(ticket)[1].interrupt()
 
 
 class Job:
@@ -118,7 +118,7 @@ class Job:
 
     def run(
         self,
-        cursor: duckdb.DuckDBPyConnection,
+        engine: QueryEngine,
         sql: str,
         parameters: list[Any],
         *,
@@ -128,6 +128,7 @@ class Job:
     ) -> None:
         errors: list[dict[str, str]] = []
         limit = settings.statement_timeout_s
+        cursor = engine.thread_cursor()
         try:
             # The time limit applies to each step, executing and fetching a page: time spent
             # waiting for a slow reader to catch up does not count.
@@ -176,7 +177,8 @@ class Job:
         except Exception as exc:  # noqa: BLE001 - recorded for the client
             self._fail(500, "Internal error", f"the query failed ({type(exc).__name__})")
         finally:
-            cursor.close()
+            with contextlib.suppress(duckdb.Error):
+                cursor.abort()  # a result cut short or failed must not block its next query
             with self._lock:
                 self._ready()
 
@@ -282,7 +284,7 @@ class QueryJobs:
 
     def launch(
         self,
-        cursor: duckdb.DuckDBPyConnection,
+        engine: QueryEngine,
         sql: str,
         parameters: list[Any],
         *,
@@ -297,7 +299,7 @@ class QueryJobs:
         job = Job(self.root / secrets.token_urlsafe(_JOB_ID_BYTES), owner, model)
         self._threads.submit(
             job.run,
-            cursor,
+            engine,
             sql,
             parameters,
             settings=self.settings,

@@ -170,7 +170,7 @@ class DataConnectService:
                 self._population(engine, table.name) if table.person_level else 0,
             )
         return self.jobs.launch(
-            engine.cursor(),
+            engine,
             json_rows_sql(plan.sql, columns, hidden),
             values,
             owner=caller.identity,
