@@ -24,12 +24,14 @@ bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against b
 	$(BIN)/python bench/bench_beacon.py --out bench/results/beacon.json
 	$(BIN)/python bench/bench_governance.py --out bench/results/governance.json
 	$(BIN)/python bench/bench_membership.py --out bench/results/membership.json
+	$(BIN)/python bench/bench_data_connect.py --out bench/results/data-connect.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --quick
 	$(BIN)/python bench/bench_beacon.py --quick
 	$(BIN)/python bench/bench_governance.py --quick
 	$(BIN)/python bench/bench_membership.py --quick
+	$(BIN)/python bench/bench_data_connect.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -210,4 +210,7 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     for caller, granularity in (("anonymous", "boolean"), ("researcher", "count")):
         assert f"{caller} │ {granularity}" in out, out
     assert "grant │ record" in out
+    # Data Connect: no table for the anonymous caller, aggregates, then rows.
+    assert "anonymous caller sees 0" in out
+    assert "icd10_letter" in out and "variant_id" in out
     assert (tmp_path / "demo" / "node" / "catalog.json").exists()

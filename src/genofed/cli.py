@@ -234,7 +234,8 @@ def demo(
     port: Annotated[int, typer.Option(help="Port (the next free one if taken)")] = 8701,
     samples: Annotated[int, typer.Option(help="Number of simulated genomes")] = 500,
 ) -> None:
-    """Simulate a cohort, build a node, print example Beacon answers, then serve."""
+    """Simulate a cohort, build a node, print example Beacon and Data Connect answers, then
+    serve."""
     from genofed.demo import run_demo
 
     run_demo(workdir, serve=serve, port=port, samples=samples)

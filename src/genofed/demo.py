@@ -261,6 +261,57 @@ def run_queries(
     return answers
 
 
+DATA_CONNECT_QUERIES = [
+    (
+        "registered researcher",
+        "Individuals per ICD-10 chapter (aggregates only: small groups withheld, counts rounded)",
+        f"SELECT substring(d, 7, 1) AS icd10_letter, count(*) AS individuals FROM "
+        f'"{DEMO_DATASET}.individuals", UNNEST(diseases) AS u(d) WHERE d LIKE ? '
+        "GROUP BY 1 ORDER BY 1",
+        ["ICD10:%"],
+    ),
+    (
+        "with a DAC grant",
+        "The five commonest variants (rows: this caller holds a grant)",
+        f'SELECT variant_id, ac, an, round(af, 3) AS af FROM "{DEMO_DATASET}.variants" '
+        "WHERE af < ? ORDER BY af DESC, variant_id LIMIT 5",
+        [0.5],
+    ),
+]
+
+
+def run_data_connect(
+    node_url: str, callers: dict[str, dict[str, str]], console: Console
+) -> list[dict]:
+    """GA4GH Data Connect SQL, as the caller each question suits; the anonymous caller
+    sees no table at all (the dataset gives anonymous callers yes/no answers only)."""
+    answers = []
+    with httpx.Client(base_url=f"{node_url}/data-connect", timeout=60) as client:
+        anonymous = client.get("/tables").json()["tables"]
+        granted = client.get("/tables", headers=callers["with a DAC grant"]).json()["tables"]
+        console.print(
+            f"Data Connect tables: anonymous caller sees {len(anonymous)}, the researcher with "
+            f"a DAC grant sees {len(granted)} ({', '.join(t['name'] for t in granted)})"
+        )
+        for caller, title, query, parameters in DATA_CONNECT_QUERIES:
+            body = client.post(
+                "/search",
+                json={"query": query, "parameters": parameters},
+                headers=callers[caller],
+            ).json()
+            answers.append(body)
+            rows = body.get("data", [])
+            table = Table(title=f"{title}\n[dim]{caller}: POST /data-connect/search[/]")
+            for column in rows[0] if rows else {"(no rows)": None}:
+                table.add_column(column, justify="right")
+            for row in rows:
+                table.add_row(*(str(v) for v in row.values()))
+            console.print(table)
+            for error in body.get("errors", []):
+                console.print(f"  [yellow]{error['title']}[/]: {error['detail']}")
+    return answers
+
+
 def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500) -> None:
     console = Console()
     node_dir, planted = build_demo_node(workdir, samples=samples, console=console)
@@ -282,6 +333,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500
         queries = example_queries(planted)
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
+        run_data_connect(f"http://127.0.0.1:{port}", callers, console)
         if serve:
             # The granted researcher's Passport, for trying the node by hand.
             passport = workdir / "passport.jwt"
@@ -291,6 +343,11 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500
                 f"\nServing the demo node at [bold]{base_url}[/]. Try, anonymously and then "
                 f"as the researcher with a DAC grant:\n  curl '{url}'\n"
                 f"  curl -H \"Authorization: Bearer $(cat {passport})\" '{url}'\n"
+                "and SQL through GA4GH Data Connect:\n"
+                f'  curl -H "Authorization: Bearer $(cat {passport})" '
+                f"-H 'Content-Type: application/json' -d "
+                f'\'{{"query": "SELECT count(*) AS n FROM \\"{DEMO_DATASET}.variants\\""}}\' '
+                f"http://127.0.0.1:{port}/data-connect/search\n"
                 "Press Ctrl-C to stop."
             )
             while thread.is_alive():
