@@ -6,7 +6,6 @@ Access tokens are exchanged for Passports at a real development broker process."
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from genofed.node.app import create_app
 from genofed.node.beacon.model import ENTRY_TYPES
 from genofed.store.dataset_reader import DatasetReader
 from tests.governance import TIERS, GovernedNode, build_governed_node
-from tests.test_cli import free_port
+from tests.live_server import GENOFED, free_port
 
 # The policy as the issue states it, written out independently of the code.
 POLICY: dict[str, dict[str, str | None]] = {
@@ -46,7 +45,6 @@ POLICY: dict[str, dict[str, str | None]] = {
 }
 KINDS = ("anonymous", "authenticated", "registered", "controlled")
 FORMS = ("bearer-passport", "body-passports", "bearer-access-token")
-GENOFED = str(Path(sys.executable).with_name("genofed"))
 
 
 @pytest.fixture(scope="module")

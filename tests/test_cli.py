@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import BFF_FIXTURES, DATA, SMALL_CLINICAL, SMALL_VCF
-
-GENOFED = str(Path(sys.executable).with_name("genofed"))
+from tests.live_server import GENOFED, free_port, start_node_server
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -29,12 +25,6 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check:
         assert result.returncode == 0, result.stderr
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_help_explains_every_command() -> None:
@@ -137,24 +127,10 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         "--tier",
         "public",
     )
-    port = free_port()
-    server = subprocess.Popen(
-        [GENOFED, "node", "serve", str(node), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    server, base = start_node_server(
+        node, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/-/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
         params = {
             "referenceName": "chr22",
             "start": 16050074,

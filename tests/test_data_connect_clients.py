@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,10 @@ import yaml
 from genofed.store.registered_tables import register_table
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.conftest import SMALL_CLINICAL, SMALL_VCF, make_node
+from tests.live_server import start_node_server
 from tests.shared_data import SHARED, needs_shared
-from tests.test_cli import free_port
 from tests.test_data_connect_api import write_clinical
 
-GENOFED = str(Path(sys.executable).with_name("genofed"))
 SCHEMATHESIS = str(Path(sys.executable).with_name("st"))
 SPEC = SHARED / "specs" / "data-connect" / "api.yaml"
 SERVICE_INFO = SHARED / "specs" / "service-info" / "service-info.yaml"
@@ -49,23 +47,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     )
     write_clinical(root / "clinical.csv")
     register_table(node, "cohort:2024.clinical", root / "clinical.csv", tier="public")
-    port = free_port()
-    server = subprocess.Popen(
-        [GENOFED, "node", "serve", str(node.root), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server, base = start_node_server(
+        node.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/-/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
         yield base, root
     finally:
         server.terminate()

@@ -1,0 +1,41 @@
+"""Real node servers for tests: ``genofed node serve`` on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+GENOFED = str(Path(sys.executable).with_name("genofed"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_node_server(node: Path, **popen: object) -> tuple[subprocess.Popen, str]:
+    """Start serving ``node`` and wait until ``/-/health`` answers; returns the process
+    (the caller stops it) and the base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [GENOFED, "node", "serve", str(node), "--port", str(port)],
+        **popen,  # type: ignore[call-overload]
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/-/health", timeout=1).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise AssertionError("the node server did not start")
+        time.sleep(0.1)
