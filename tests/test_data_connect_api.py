@@ -411,3 +411,21 @@ def test_grant_holders_get_records(governed: tuple[GovernedNode, TestClient]) ->
     assert [r["id"] for r in rows] == ["S1", "S2", "S3", "S4", "S5", "S6"]
     open_rows = search(client, "SELECT id FROM open.individuals", headers=headers)
     assert open_rows.status_code == 400  # no grant for 'open': aggregates at most
+
+
+def test_reading_pages_costs_no_budget(tmp_path: Path) -> None:
+    """A query is charged once, however many pages its result has."""
+    node = make_node(tmp_path / "node")
+    config = load_config(node.config_path)
+    config.disclosure.query_budget = 2
+    config.data_connect.page_rows = 10
+    save_config(config, node.config_path)
+    write_clinical(tmp_path / "t.csv", n=100)
+    register_table(node, "t", tmp_path / "t.csv", tier="public")
+    with TestClient(create_app(node.root)) as client:
+        rows, _, pages = collect(client, search(client, "SELECT id FROM t"))
+        assert len(rows) == 100 and len(pages) == 10
+        assert search(client, "SELECT count(*) AS n FROM t").status_code == 200
+        spent = search(client, "SELECT count(*) AS n FROM t")
+        assert spent.status_code == 429 and spent.headers["retry-after"]
+        assert spent.json()["errors"][0]["title"] == "Too many requests"

@@ -9,8 +9,11 @@ from genofed.governance.access import Caller
 from genofed.governance.gatekeeper import Gatekeeper
 
 
-async def authorize(gate: Gatekeeper, request: Request, passports: object = None) -> Caller:
-    """The caller behind the request's credentials, charged one query of their budget.
+async def authorize(
+    gate: Gatekeeper, request: Request, passports: object = None, *, charge: bool = True
+) -> Caller:
+    """The caller behind the request's credentials, charged one query of their budget
+    (unless ``charge`` is false: the next page of a result already paid for).
 
     The audit log names the caller from ``request.state.caller``.
     """
@@ -21,6 +24,6 @@ async def authorize(gate: Gatekeeper, request: Request, passports: object = None
     else:
         caller = await run_in_threadpool(gate.credentials.caller, authorization, passports, client)
     request.state.caller = caller
-    if gate.budget.per_day is not None:
+    if charge and gate.budget.per_day is not None:
         await run_in_threadpool(gate.budget.charge, caller.identity)
     return caller

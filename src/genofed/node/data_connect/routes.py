@@ -94,7 +94,7 @@ def build_data_connect_router(service: DataConnectService) -> APIRouter:
 
     @router.get("/search/{job_id}/{index}", summary="A page of a query result", response_model=None)
     async def search_page(job_id: str, index: int, request: Request) -> Response:
-        caller = await authorize(gate, request)
+        caller = await authorize(gate, request, charge=False)  # the query was charged
         request.state.outcome = {}
         page = await run_in_threadpool(service.page, caller, job_id, index)
         return _page_response(page, None, request)
