@@ -19,7 +19,7 @@ BONA_FIDE = "https://doi.org/10.1038/s41431-018-0219-y"
 
 
 class Organization(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     id: str = Field(description="Unique id of the institution running the node")
     name: str = Field(description="Human-readable name of the institution")
     description: str | None = None
@@ -31,7 +31,7 @@ class TrustedIssuer(BaseModel):
     """An issuer whose signed tokens the node accepts. Keys come from exactly one of
     ``jwks_url``, ``jwks`` (pinned JWK Set) or ``jwks_file`` (relative to the node dir)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     issuer: str = Field(description="The exact `iss` claim (compared as a string)")
     jwks_url: str | None = Field(None, description="Where the issuer publishes its JWK Set")
     jwks: dict | None = Field(None, description="Pinned public keys, a JWK Set")
@@ -60,7 +60,7 @@ class TrustedIssuer(BaseModel):
 class Trust(BaseModel):
     """Whom the node believes: Passport brokers and visa issuers (none by default)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     audience: str | None = Field(
         None, description="If set, a Passport with an `aud` claim must name this audience"
     )
@@ -74,7 +74,7 @@ class Trust(BaseModel):
 class TierGrants(BaseModel):
     """The most each kind of caller gets from a dataset of one tier (null: nothing)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     anonymous: Granularity | None = None
     registered: Granularity | None = None
     controlled: Granularity | None = "record"
@@ -91,7 +91,7 @@ def _default_tiers() -> dict[str, TierGrants]:
 class DatasetPolicy(BaseModel):
     """The operator's word on one dataset, overriding what was set at ingest."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     tier: Tier | None = None
     duo: list[str] = Field(
         default_factory=list, description="DUO codes, e.g. DUO:0000007 (DS) with disease terms"
@@ -109,7 +109,7 @@ class DatasetPolicy(BaseModel):
 class Disclosure(BaseModel):
     """What may leave the node (on by default)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     min_count: int = Field(5, ge=1, description="Counts 1..min_count-1 are never exact")
     round_to: int = Field(5, ge=1, description="Counts at or above min_count are rounded to this")
     public_min_allele_count: int = Field(
@@ -147,7 +147,7 @@ class Disclosure(BaseModel):
 class DataConnect(BaseModel):
     """Limits of GA4GH Data Connect SQL at this node."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     page_rows: int = Field(10_000, ge=1, le=1_000_000, description="Rows per result page")
     statement_timeout_s: float = Field(
         60, gt=0, description="A query still running after this is interrupted"
@@ -179,7 +179,7 @@ class DataConnect(BaseModel):
 class NodeConfig(BaseModel):
     """Settings of one node; written by ``genofed node init``, edited by the operator."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str = Field(description="Short name of the node, used in ids and the portal")
     beacon_id: str = Field(description="Reverse-domain id of the Beacon, e.g. org.example.node")
     description: str = "A genofed node"
