@@ -19,12 +19,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_node_server(node: Path, **popen: object) -> tuple[subprocess.Popen, str]:
+def start_node_server(
+    node: Path, *, workers: int = 1, **popen: object
+) -> tuple[subprocess.Popen, str]:
     """Start serving ``node`` and wait until ``/-/health`` answers; returns the process
     (the caller stops it) and the base URL."""
     port = free_port()
     server = subprocess.Popen(
-        [GENOFED, "node", "serve", str(node), "--port", str(port)],
+        [GENOFED, "node", "serve", str(node), "--port", str(port), "--workers", str(workers)],
         **popen,  # type: ignore[call-overload]
     )
     base = f"http://127.0.0.1:{port}"

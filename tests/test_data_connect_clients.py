@@ -164,3 +164,36 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_pages_are_served_by_any_worker(tmp_path: Path) -> None:
+    """With two server workers, the pages of one result are fetched over fresh
+    connections, which the kernel hands to either worker: a worker must serve pages that
+    the other's query thread wrote to the spool."""
+    from genofed.config import load_config, save_config
+
+    node = make_node(tmp_path / "node")
+    config = load_config(node.config_path)
+    config.data_connect.page_rows = 7
+    save_config(config, node.config_path)
+    write_clinical(tmp_path / "t.csv", n=300)
+    register_table(node, "t", tmp_path / "t.csv", tier="public")
+    server, base = start_node_server(
+        node.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, workers=2
+    )
+    try:
+        for _ in range(3):
+            ids: list[str] = []
+            page = httpx.post(
+                f"{base}/data-connect/search", json={"query": "SELECT id FROM t ORDER BY id"}
+            ).json()
+            while True:
+                ids += [row["id"] for row in page["data"]]
+                url = page["pagination"].get("next_page_url")
+                if not url:
+                    break
+                page = httpx.get(base + url).json()  # a new connection each time
+            assert ids == [f"P{i:04d}" for i in range(300)]
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
