@@ -213,6 +213,9 @@ class VariantWriter:
         self.con.register("_schema", VARIANT_SCHEMA.empty_table())
         self.con.execute("CREATE TABLE variants AS SELECT * FROM _schema")
         self.con.unregister("_schema")
+        # One transaction for the whole dataset: committing each block cost a WAL flush,
+        # a quarter of a second per 100,000 variants. Nothing reads the staging copy.
+        self.con.execute("BEGIN TRANSACTION")
 
     def write(self, columns: dict[str, Any]) -> None:
         table = pa.Table.from_pydict(columns, schema=VARIANT_SCHEMA)
@@ -260,6 +263,7 @@ def build_database(
         [json.dumps({**meta, "format_version": FORMAT_VERSION})],
     )
     write_position_index(con, stage / POSITIONS_FILE)
+    con.execute("COMMIT")
     con.execute("CHECKPOINT")
 
 
