@@ -372,7 +372,7 @@ class _SiteConverter:
             block.genotypes, max(len(r.alts) for r in records)
         )
         chroms, pos = self._check(records, stats)
-        refs = [r.ref.upper() for r in records]
+        refs = _upper([r.ref for r in records])
         if all(len(r.alts) == 1 and r.alts[0] not in _SKIP_ALTS for r in records):
             site = list(range(len(records)))
             allele = [1] * len(records)
@@ -387,7 +387,12 @@ class _SiteConverter:
             site = [p[0] for p in pairs]
             allele = [p[1] for p in pairs]
             alts = [p[2] for p in pairs]
-        alts = [a if a.startswith("<") else a.upper() for a in alts]
+        joined = "".join(alts)
+        alts = (
+            _upper(alts)
+            if "<" not in joined
+            else [a if a.startswith("<") else a.upper() for a in alts]
+        )
         rows = np.array(site, dtype=np.int64)
         alleles = np.array(allele, dtype=np.int64)
         ref = [refs[i] for i in site]
@@ -397,7 +402,7 @@ class _SiteConverter:
         ref_len = np.fromiter(map(len, ref), dtype=np.int64, count=len(ref))
         ends = starts + ref_len
         vtypes = _variant_types(ref, alts, ref_len)
-        symbolic = [i for i, a in enumerate(alts) if a.startswith("<")]
+        symbolic = [i for i, a in enumerate(alts) if a.startswith("<")] if "<" in joined else []
         for i in symbolic:
             if info_end := info_value(records[site[i]].info, "END"):
                 ends[i] = int(info_end)
@@ -455,7 +460,14 @@ def _variant_types(refs: list[str], alts: list[str], ref_len: np.ndarray) -> lis
         np.where(ref_len == 1, "SNP", "MNP"),
         np.where(alt_len < ref_len, "DEL", "INS"),
     ).tolist()
-    for i, alt in enumerate(alts):
-        if alt.startswith("<") or "[" in alt or "]" in alt:
-            kinds[i] = variant_type(refs[i], alt)
+    joined = "".join(alts)
+    if "<" in joined or "[" in joined or "]" in joined:  # rare: look at each
+        for i, alt in enumerate(alts):
+            if alt.startswith("<") or "[" in alt or "]" in alt:
+                kinds[i] = variant_type(refs[i], alt)
     return kinds
+
+
+def _upper(alleles: list[str]) -> list[str]:
+    """Alleles in upper case; most already are, which one test over the block tells."""
+    return alleles if "".join(alleles).isupper() else [a.upper() for a in alleles]
