@@ -19,8 +19,8 @@ test: $(STAMP)  ## the test suite (tests needing ../shared skip with a reason wh
 	$(BIN)/pytest -q
 
 bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against baselines
-	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
-	$(BIN)/python bench/bench_ingest.py --sites 300000 --out bench/results/ingest-300k.json
+	$(BIN)/python bench/bench_ingest.py --repeats 3 --out bench/results/ingest.json
+	$(BIN)/python bench/bench_ingest.py --sites 300000 --repeats 3 --out bench/results/ingest-300k.json
 	$(BIN)/python bench/bench_beacon.py --out bench/results/beacon.json
 	$(BIN)/python bench/bench_governance.py --out bench/results/governance.json
 	$(BIN)/python bench/bench_membership.py --out bench/results/membership.json
