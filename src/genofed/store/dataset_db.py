@@ -27,7 +27,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import orjson
-import pyarrow as pa
 import zarr
 from numcodecs import blosc
 from zarr.codecs import BloscCodec
@@ -37,32 +36,33 @@ from genofed.store.position_index import FILE_NAME as POSITIONS_FILE
 from genofed.store.position_index import write_position_index
 
 FORMAT_VERSION = 1
-VARIANT_SCHEMA = pa.schema(
-    [
-        ("variant_idx", pa.int64()),
-        ("site_idx", pa.int64()),
-        ("allele_idx", pa.int8()),
-        ("variant_id", pa.string()),
-        ("chrom", pa.string()),
-        ("pos", pa.int64()),
-        ("start", pa.int64()),
-        ("end", pa.int64()),
-        ("ref", pa.string()),
-        ("alt", pa.string()),
-        ("vtype", pa.string()),
-        ("vcf_id", pa.string()),
-        ("ac", pa.int32()),
-        ("an", pa.int32()),
-        ("af", pa.float64()),
-        ("n_het", pa.int32()),
-        ("n_homalt", pa.int32()),
-        ("genes", pa.list_(pa.string())),
-        ("aa_changes", pa.list_(pa.string())),
-        ("hgvs", pa.list_(pa.string())),
-        ("effects", pa.list_(pa.string())),
-        ("doc", pa.string()),
-    ]
-)
+# The variants table. Rows arrive as NumPy columns, which DuckDB scans directly: making
+# Arrow arrays from Python values would make pyarrow import pandas (0.4 s) wherever it is
+# installed, for nothing.
+VARIANT_COLUMNS = {
+    "variant_idx": "BIGINT",
+    "site_idx": "BIGINT",
+    "allele_idx": "TINYINT",
+    "variant_id": "VARCHAR",
+    "chrom": "VARCHAR",
+    "pos": "BIGINT",
+    "start": "BIGINT",
+    "end": "BIGINT",
+    "ref": "VARCHAR",
+    "alt": "VARCHAR",
+    "vtype": "VARCHAR",
+    "vcf_id": "VARCHAR",
+    "ac": "INTEGER",
+    "an": "INTEGER",
+    "af": "DOUBLE",
+    "n_het": "INTEGER",
+    "n_homalt": "INTEGER",
+    "genes": "VARCHAR[]",
+    "aa_changes": "VARCHAR[]",
+    "hgvs": "VARCHAR[]",
+    "effects": "VARCHAR[]",
+    "doc": "VARCHAR",
+}
 SITES_PER_CHUNK = 4096
 SAMPLES_PER_CHUNK = 1024
 ENTITIES = ("individual", "biosample", "run", "analysis", "cohort", "dataset")
@@ -210,18 +210,24 @@ class VariantWriter:
     def __init__(self, stage: Path):
         self.stage = stage
         self.con = duckdb.connect(str(stage / "dataset.duckdb"))
-        self.con.register("_schema", VARIANT_SCHEMA.empty_table())
-        self.con.execute("CREATE TABLE variants AS SELECT * FROM _schema")
-        self.con.unregister("_schema")
+        columns = ", ".join(f'"{name}" {kind}' for name, kind in VARIANT_COLUMNS.items())
+        self.con.execute(f"CREATE TABLE variants ({columns})")
         # One transaction for the whole dataset: committing each block cost a WAL flush,
         # a quarter of a second per 100,000 variants. Nothing reads the staging copy.
         self.con.execute("BEGIN TRANSACTION")
 
     def write(self, columns: dict[str, Any]) -> None:
-        table = pa.Table.from_pydict(columns, schema=VARIANT_SCHEMA)
-        self.con.register("_incoming", table)
-        self.con.execute("INSERT INTO variants SELECT * FROM _incoming")
-        self.con.unregister("_incoming")
+        """Insert rows given as columns (NumPy arrays or lists; absent columns are NULL;
+        a NaN ``af`` is NULL)."""
+        unknown = set(columns) - set(VARIANT_COLUMNS)
+        if unknown:
+            raise ValueError(f"not columns of the variants table: {sorted(unknown)}")
+        _insert(
+            self.con,
+            "variants",
+            columns,
+            "SELECT * REPLACE (nullif(af, 'NaN'::DOUBLE) AS af)" if "af" in columns else None,
+        )
 
     def __enter__(self) -> VariantWriter:
         return self
@@ -246,16 +252,15 @@ def build_database(
         "CREATE TABLE samples (sample_idx INTEGER, biosample_id VARCHAR, individual_id VARCHAR)"
     )
     if samples:
-        incoming = pa.table(
+        _insert(
+            con,
+            "samples",
             {
-                "sample_idx": pa.array(range(len(samples)), pa.int32()),
+                "sample_idx": np.arange(len(samples), dtype=np.int32),
                 "biosample_id": [bs for bs, _ in samples],
                 "individual_id": [ind for _, ind in samples],
-            }
+            },
         )
-        con.register("_incoming", incoming)
-        con.execute("INSERT INTO samples SELECT * FROM _incoming")
-        con.unregister("_incoming")
     _write_entries(con, entries)
     con.execute("CREATE TABLE meta (doc VARCHAR)")
     con.execute(
@@ -302,10 +307,30 @@ def _write_entries(con: duckdb.DuckDBPyConnection, entries: Iterable[tuple[str, 
     for table, data in (("entries", rows), ("entry_terms", terms), ("entry_values", values)):
         if data:
             columns = zip(*data, strict=True)
-            arrow = pa.table(dict(zip(_COLUMNS[table], map(list, columns), strict=True)))
-            con.register("_incoming", arrow)
-            con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
-            con.unregister("_incoming")
+            _insert(con, table, dict(zip(_COLUMNS[table], map(list, columns), strict=True)))
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: dict[str, Any],
+    select: str | None = None,
+) -> None:
+    """Insert ``columns`` into ``table`` by name, through DuckDB's scan of NumPy arrays
+    (lists become object arrays, which DuckDB reads value by value)."""
+    arrays = {name: _numpy(values) for name, values in columns.items()}
+    con.register("_incoming", arrays)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME {select or 'SELECT *'} FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+
+
+def _numpy(values: Any) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values
+    # fromiter keeps each value whole (a list stays one list, never a row of a 2-D array)
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 _COLUMNS = {

@@ -29,30 +29,16 @@ _MAX_ALLELE_CHECKS = 5_000
 
 
 def write_position_index(con: duckdb.DuckDBPyConnection, target: Path) -> None:
-    table = con.sql(
-        'SELECT chrom, start, "end", ref, alt, (ac > 0 OR an = 0) AS present '
-        "FROM variants ORDER BY variant_idx"
+    # Chromosomes as their index in reference.CHROMOSOMES, computed by DuckDB: converting
+    # through NumPy would make pyarrow import pandas (see dataset_db).
+    names = ", ".join(f"'{c}'" for c in reference.CHROMOSOMES)
+    out = con.sql(
+        f"SELECT CAST(list_position([{names}], chrom) - 1 AS TINYINT) AS chrom, "
+        'CAST(start AS BIGINT) AS start, CAST("end" AS BIGINT) AS "end", ref, alt, '
+        "(ac > 0 OR an = 0) AS present FROM variants ORDER BY variant_idx"
     ).to_arrow_table()
-    # Few distinct chromosomes: map the dictionary, not every row.
-    encoded = table.column("chrom").combine_chunks().dictionary_encode()
-    mapping = np.array(
-        [reference.CHROMOSOMES.index(c) for c in encoded.dictionary.to_pylist()], dtype=np.int8
-    )
-    codes = (
-        mapping[encoded.indices.to_numpy(zero_copy_only=False)]
-        if len(mapping)
-        else np.zeros(0, dtype=np.int8)
-    )
-    out = pa.table(
-        {
-            "chrom": pa.array(codes, pa.int8()),
-            "start": table.column("start").cast(pa.int64()),
-            "end": table.column("end").cast(pa.int64()),
-            "ref": table.column("ref").cast(pa.large_string()),
-            "alt": table.column("alt").cast(pa.large_string()),
-            "present": table.column("present"),
-        }
-    )
+    out = out.set_column(3, "ref", out.column("ref").cast(pa.large_string()))
+    out = out.set_column(4, "alt", out.column("alt").cast(pa.large_string()))
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, out.schema) as writer:
         writer.write_table(out)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
-import pyarrow as pa
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genofed._exceptions import IngestError
@@ -436,17 +435,13 @@ class _SiteConverter:
             "vcf_id": [records[i].vcf_id for i in site],
             "ac": ac.astype(np.int32),
             "an": an.astype(np.int32),
-            "af": pa.array(ac / np.maximum(an, 1), mask=an == 0),
+            "af": np.where(an == 0, np.nan, ac / np.maximum(an, 1)),  # NaN is stored as NULL
             "n_het": stats.n_het[alleles - 1, rows].astype(np.int32),
             "n_homalt": stats.n_homalt[alleles - 1, rows].astype(np.int32),
-            "doc": pa.nulls(n, pa.string()),
         }
-        for name in ("genes", "aa_changes", "hgvs", "effects"):
-            columns[name] = (
-                [sorted(getattr(note, name)) if note else None for note in notes]
-                if self.annotation
-                else pa.nulls(n, pa.list_(pa.string()))
-            )
+        if self.annotation:  # without, these columns stay NULL
+            for name in ("genes", "aa_changes", "hgvs", "effects"):
+                columns[name] = [sorted(getattr(note, name)) if note else None for note in notes]
         self.n_variants += n
         self.n_sites += len(records)
         return columns
