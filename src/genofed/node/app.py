@@ -55,9 +55,10 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Data Connect first: routes are tried in order, and the Beacon has many.
+    app.include_router(build_data_connect_router(DataConnectService(runtime)))
     app.include_router(build_router(service))
     app.include_router(build_dac_router(runtime))
-    app.include_router(build_data_connect_router(DataConnectService(runtime)))
 
     def api_error(
         request: Request, status: int, message: str, title: str | None = None
