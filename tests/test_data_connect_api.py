@@ -70,6 +70,22 @@ def write_typed_parquet(path: Path) -> None:
     pq.write_table(table, path)
 
 
+def node_with_table(
+    root: Path, table: str, rows: int, *, budget: int | None = None, **limits: Any
+) -> NodeDir:
+    """A node with one registered clinical table of ``rows`` rows and the given
+    ``data_connect`` limits."""
+    node = make_node(root / "node")
+    config = load_config(node.config_path)
+    for name, value in limits.items():
+        setattr(config.data_connect, name, value)
+    config.disclosure.query_budget = budget
+    save_config(config, node.config_path)
+    write_clinical(root / f"{table}.csv", n=rows)
+    register_table(node, table, root / f"{table}.csv", tier="public")
+    return node
+
+
 @pytest.fixture(scope="module")
 def dc_node(tmp_path_factory: pytest.TempPathFactory) -> NodeDir:
     root = tmp_path_factory.mktemp("dc-api")
@@ -293,15 +309,8 @@ def test_searches_are_audited_with_their_sql(client: TestClient, dc_node: NodeDi
 
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[TestClient]:
-    """A node whose limits are tiny: a 0 s first-page wait, a short timeout, a row cap."""
-    node = make_node(tmp_path / "node")
-    config = load_config(node.config_path)
-    config.data_connect.first_page_wait_s = 0
-    config.data_connect.max_rows = 7
-    config.data_connect.page_rows = 5
-    save_config(config, node.config_path)
-    write_clinical(tmp_path / "big.csv", n=3000)
-    register_table(node, "big", tmp_path / "big.csv", tier="public")
+    """A node whose limits are tiny: a 0 s first-page wait, a row cap, small pages."""
+    node = node_with_table(tmp_path, "big", 3000, first_page_wait_s=0, max_rows=7, page_rows=5)
     with TestClient(create_app(node.root)) as test_client:
         yield test_client
 
@@ -324,12 +333,7 @@ def test_slow_queries_are_polled_then_cut(limited: TestClient) -> None:
 
 
 def test_statement_timeout(tmp_path: Path) -> None:
-    node = make_node(tmp_path / "node")
-    config = load_config(node.config_path)
-    config.data_connect.statement_timeout_s = 0.05
-    save_config(config, node.config_path)
-    write_clinical(tmp_path / "big.csv", n=3000)
-    register_table(node, "big", tmp_path / "big.csv", tier="public")
+    node = node_with_table(tmp_path, "big", 3000, statement_timeout_s=0.05)
     with TestClient(create_app(node.root)) as client:
         response = search(client, SLOWER.replace("count(*)", "sum(a.bmi * b.bmi * c.bmi)"))
         assert response.status_code == 408, response.text
@@ -415,13 +419,7 @@ def test_grant_holders_get_records(governed: tuple[GovernedNode, TestClient]) ->
 
 def test_reading_pages_costs_no_budget(tmp_path: Path) -> None:
     """A query is charged once, however many pages its result has."""
-    node = make_node(tmp_path / "node")
-    config = load_config(node.config_path)
-    config.disclosure.query_budget = 2
-    config.data_connect.page_rows = 10
-    save_config(config, node.config_path)
-    write_clinical(tmp_path / "t.csv", n=100)
-    register_table(node, "t", tmp_path / "t.csv", tier="public")
+    node = node_with_table(tmp_path, "t", 100, budget=2, page_rows=10)
     with TestClient(create_app(node.root)) as client:
         rows, _, pages = collect(client, search(client, "SELECT id FROM t"))
         assert len(rows) == 100 and len(pages) == 10

@@ -21,7 +21,7 @@ from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.conftest import SMALL_CLINICAL, SMALL_VCF, make_node
 from tests.live_server import start_node_server
 from tests.shared_data import SHARED, needs_shared
-from tests.test_data_connect_api import write_clinical
+from tests.test_data_connect_api import node_with_table, write_clinical
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("st"))
 SPEC = SHARED / "specs" / "data-connect" / "api.yaml"
@@ -170,14 +170,7 @@ def test_pages_are_served_by_any_worker(tmp_path: Path) -> None:
     """With two server workers, the pages of one result are fetched over fresh
     connections, which the kernel hands to either worker: a worker must serve pages that
     the other's query thread wrote to the spool."""
-    from genofed.config import load_config, save_config
-
-    node = make_node(tmp_path / "node")
-    config = load_config(node.config_path)
-    config.data_connect.page_rows = 7
-    save_config(config, node.config_path)
-    write_clinical(tmp_path / "t.csv", n=300)
-    register_table(node, "t", tmp_path / "t.csv", tier="public")
+    node = node_with_table(tmp_path, "t", 300, page_rows=7)
     server, base = start_node_server(
         node.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, workers=2
     )
