@@ -78,6 +78,7 @@ class TableSource:
     select: str  # the public columns, as a select list
     source: str  # FROM (and WHERE) over the attached database {db}
     columns: dict[str, str] = field(default_factory=dict)
+    dataset: str | None = None  # a variants table: its dataset, whose position index pins rows
 
     @property
     def internal(self) -> str:
@@ -98,6 +99,7 @@ def dataset_tables(reader: DatasetReader) -> list[TableSource]:
             database=reader.version.database,
             select=_VARIANTS_COLUMNS_SQL,
             source="{db}.variants",
+            dataset=dataset,
             columns=VARIANT_COLUMNS,
             **common,
         ),

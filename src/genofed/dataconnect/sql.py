@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -81,12 +82,25 @@ class AggregatePlan:
 
 
 @dataclass(frozen=True)
+class PointLookup:
+    """A query pinned to one position of a variants table (``chrom = ? AND pos = ?``):
+    only rows the dataset's position index gives for that position can match, so the
+    plan also restricts the scan to them. Each value is ``("value", v)`` or
+    ``("parameter", i)``, the i-th (0-based) of the caller's parameters."""
+
+    table: TableSource
+    chrom: tuple[str, Any]
+    pos: tuple[str, Any]
+
+
+@dataclass(frozen=True)
 class Plan:
     sql: str  # DuckDB SQL, parameters as $1, $2, ...
     tables: tuple[str, ...]  # the tables the query reads
     parameters: int
     refs: dict[str, str] = field(default_factory=dict)  # output column -> ga4gh_type $ref
     aggregate: AggregatePlan | None = None
+    point: PointLookup | None = None  # two more parameters: the first and last row to scan
 
 
 def plan_query(
@@ -106,11 +120,14 @@ def plan_query(
     refs = _strip_ga4gh_types(tree)
     parameters = _number_placeholders(tree)
     aggregate = None
+    point = None
     guarded = sorted(set(tables) & aggregate_only)
     if guarded:
         aggregate = _make_aggregate_only(tree, visible[guarded[0]], len(tables))
+    else:
+        point = _pin_to_position(tree, visible, parameters)
     sql = tree.sql(dialect="duckdb", comments=False)
-    return Plan(sql, tuple(tables), parameters, refs, aggregate)
+    return Plan(sql, tuple(tables), parameters, refs, aggregate, point)
 
 
 def _parse(query: str) -> exp.Expression:
@@ -288,6 +305,56 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
         ids = exp.ArrayAgg(this=exp.Distinct(expressions=[row.copy()]))
         tree.select(exp.alias_(ids, HIDDEN_IDS), copy=False)
     return AggregatePlan(source, tuple(count_columns))
+
+
+def _pin_to_position(
+    tree: exp.Expression, visible: Mapping[str, TableSource], parameters: int
+) -> PointLookup | None:
+    """For one SELECT over one variants table whose WHERE requires ``chrom = <value>``
+    and ``pos = <value>``, restrict the scan to the rows of that position."""
+    if not isinstance(tree, exp.Select) or tree.args.get("joins"):
+        return None
+    base = tree.args.get("from_")
+    table = base.this if base is not None else None
+    if not isinstance(table, exp.Table):
+        return None
+    source = visible.get(table.name)
+    where = tree.args.get("where")
+    if source is None or source.dataset is None or where is None:
+        return None
+    alias = table.alias
+    found: dict[str, tuple[str, Any]] = {}
+    for condition in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        if not isinstance(condition, exp.EQ):
+            continue
+        sides = (condition.this, condition.expression)
+        for column, value in (sides, sides[::-1]):
+            if (
+                isinstance(column, exp.Column)
+                and column.name in ("chrom", "pos")
+                and column.table in ("", alias)
+                and (ref := _value_of(value)) is not None
+            ):
+                found.setdefault(column.name, ref)
+    if set(found) != {"chrom", "pos"}:
+        return None
+    table.set("this", exp.to_identifier(source.internal, quoted=True))
+    row = exp.column(ROW_ID, table=exp.to_identifier(alias, quoted=True))
+    pinned = exp.Between(
+        this=row,
+        low=exp.Placeholder(this=str(parameters + 1)),
+        high=exp.Placeholder(this=str(parameters + 2)),
+    )
+    where.set("this", exp.and_(where.this, pinned))
+    return PointLookup(source, found["chrom"], found["pos"])
+
+
+def _value_of(node: exp.Expression) -> tuple[str, Any] | None:
+    if isinstance(node, exp.Placeholder) and node.this:
+        return ("parameter", int(node.this) - 1)
+    if isinstance(node, exp.Literal):
+        return ("value", node.this if node.is_string else float(node.this))
+    return None
 
 
 def _unaliased(item: exp.Expression) -> exp.Expression:

@@ -29,7 +29,7 @@ from genofed.dataconnect.catalog import (
 )
 from genofed.dataconnect.jobs import Job, Page, QueryJobs, engine_message
 from genofed.dataconnect.results import data_model, json_rows_sql
-from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, plan_query
+from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, PointLookup, plan_query
 from genofed.governance.access import Caller
 from genofed.governance.disclosure import DifferencingGuard, safe_count
 from genofed.node.runtime import NodeRuntime
@@ -157,6 +157,8 @@ class DataConnectService:
 
     def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Job:
         engine = self.engine()
+        if plan.point is not None:
+            values = [*values, *self._pinned_rows(plan.point, values)]
         columns, hidden, public, model = self._result_columns(engine, plan, values)
         transform = None
         if plan.aggregate is not None:
@@ -201,6 +203,28 @@ class DataConnectService:
                 self._columns.clear()
             self._columns[key] = known
         return known
+
+    def _pinned_rows(self, point: PointLookup, values: list[Any]) -> tuple[int, int]:
+        """The rows a point query may match, from the dataset's position index; all rows
+        when the values are not a chromosome name and a whole position."""
+
+        def value(ref: tuple[str, Any]) -> Any:
+            kind, item = ref
+            return values[item] if kind == "parameter" else item
+
+        everything = (0, 1 << 62)
+        chrom, pos = value(point.chrom), value(point.pos)
+        if not isinstance(chrom, str) or isinstance(pos, bool):
+            return everything  # DuckDB may cast these: leave the match to it
+        try:
+            number = float(pos)
+        except (TypeError, ValueError):
+            return everything
+        if not number.is_integer():
+            return 1, 0  # no BIGINT position equals it
+        reader = self.runtime.live().readers.get(point.table.dataset or "")
+        rows = reader.position_rows(chrom, int(number)) if reader else None
+        return rows if rows is not None else everything
 
     def _population(self, engine: QueryEngine, name: str) -> int:
         known = self._populations.get(name)
