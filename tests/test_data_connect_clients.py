@@ -162,6 +162,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
