@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genofed.dataconnect.catalog import quote
+
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 _NUMBER_FORMATS = {
     "TINYINT": "tinyint",
@@ -100,11 +102,11 @@ def json_rows_sql(sql: str, columns: list[tuple[str, Any]], extra: tuple[str, ..
     rather than value by value in Python. ``columns`` are ``(name, DuckDBPyType)`` of
     ``sql``'s result; ``extra`` columns are returned next to the JSON, as SQL values."""
     fields = ", ".join(
-        f"{_quote(name)} := {_json_value(f'__q.{_quote(name)}', kind)}"
+        f"{quote(name)} := {_json_value(f'__q.{quote(name)}', kind)}"
         for name, kind in columns
         if name not in extra
     )
-    hidden = "".join(f", __q.{_quote(name)}" for name in extra)
+    hidden = "".join(f", __q.{quote(name)}" for name in extra)
     return f"SELECT to_json(struct_pack({fields})){hidden} FROM ({sql}) AS __q"
 
 
@@ -124,10 +126,10 @@ def _json_value(x: str, kind: Any) -> str:
         inner = _json_value("e", child)
         return x if inner == "e" else f"list_transform({x}, lambda e: {inner})"
     if name == "struct":
-        parts = [(k, _json_value(f"{x}.{_quote(k)}", t)) for k, t in kind.children]
-        if all(v == f"{x}.{_quote(k)}" for k, v in parts):
+        parts = [(k, _json_value(f"{x}.{quote(k)}", t)) for k, t in kind.children]
+        if all(v == f"{x}.{quote(k)}" for k, v in parts):
             return x
-        packed = ", ".join(f"{_quote(k)} := {v}" for k, v in parts)
+        packed = ", ".join(f"{quote(k)} := {v}" for k, v in parts)
         return f"CASE WHEN {x} IS NULL THEN NULL ELSE struct_pack({packed}) END"
     return x
 
@@ -151,7 +153,3 @@ def _iso_interval(x: str) -> str:
     )
     text = f"'P' || {date} || if(({time}) <> '', 'T' || {time}, '')"
     return f"CASE WHEN {x} IS NULL THEN NULL ELSE if(({text}) = 'P', 'PT0S', {text}) END"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

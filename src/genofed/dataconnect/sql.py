@@ -293,10 +293,7 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
     if not aggregates:
         raise QueryError(hint + "use count, sum or avg (grouped by columns if you like)")
 
-    base = tree.args["from_"].this
-    alias = base.alias
-    base.set("this", exp.to_identifier(source.internal, quoted=True))
-    row = exp.column(ROW_ID, table=exp.to_identifier(alias, quoted=True))
+    row = _read_internal_view(tree.args["from_"].this, source)
     tree.select(
         exp.alias_(exp.Count(this=exp.Distinct(expressions=[row])), HIDDEN_COUNT),
         copy=False,
@@ -338,8 +335,7 @@ def _pin_to_position(
                 found.setdefault(column.name, ref)
     if set(found) != {"chrom", "pos"}:
         return None
-    table.set("this", exp.to_identifier(source.internal, quoted=True))
-    row = exp.column(ROW_ID, table=exp.to_identifier(alias, quoted=True))
+    row = _read_internal_view(table, source)
     pinned = exp.Between(
         this=row,
         low=exp.Placeholder(this=str(parameters + 1)),
@@ -347,6 +343,12 @@ def _pin_to_position(
     )
     where.set("this", exp.and_(where.this, pinned))
     return PointLookup(source, found["chrom"], found["pos"])
+
+
+def _read_internal_view(table: exp.Table, source: TableSource) -> exp.Column:
+    """Read ``table`` from the view that also has row ids; returns its row-id column."""
+    table.set("this", exp.to_identifier(source.internal, quoted=True))
+    return exp.column(ROW_ID, table=exp.to_identifier(table.alias, quoted=True))
 
 
 def _value_of(node: exp.Expression) -> tuple[str, Any] | None:

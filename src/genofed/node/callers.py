@@ -20,7 +20,8 @@ async def authorize(
     client = f"address {request.client.host}" if request.client else "address unknown"
     authorization = request.headers.get("authorization")
     if authorization is None and passports is None:
-        caller = Caller(client=client)  # anonymous: nothing to validate, no thread needed
+        # nothing to validate or fetch: no thread needed
+        caller = gate.credentials.caller(None, None, client)
     else:
         caller = await run_in_threadpool(gate.credentials.caller, authorization, passports, client)
     request.state.caller = caller

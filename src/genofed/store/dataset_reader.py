@@ -85,16 +85,10 @@ class DatasetReader:
     def position_rows(self, chrom: str, pos: int) -> tuple[int, int] | None:
         """First and last row (``variant_idx``) of the variants at 1-based ``pos`` of
         ``chrom`` (first > last when there are none); ``None`` without a position index."""
-        index = self._positions
-        if index is None:
+        if self._positions is None:
             return None
-        contig = index.contigs.get(chrom)
-        if contig is None:
-            return 1, 0
-        starts = index.start[contig.lo : contig.hi]
-        lo = int(np.searchsorted(starts, pos - 1, "left"))
-        hi = int(np.searchsorted(starts, pos - 1, "right"))
-        return contig.lo + lo, contig.lo + hi - 1
+        lo, hi = self._positions.rows_at(chrom, pos - 1)
+        return lo, hi - 1
 
     def _indexed(self, query: VariantQuery) -> np.ndarray | None:
         if self._positions is None or not PositionIndex.covers(query):

@@ -104,9 +104,8 @@ class PositionIndex:
             rows = np.arange(lo, hi)
             rows = rows[ends[lo:hi] > s[0]]
         elif len(s) == 1 and not e:  # sequence
-            lo = np.searchsorted(starts, s[0], "left")
-            hi = np.searchsorted(starts, s[0], "right")
-            rows = np.arange(lo, hi)
+            lo, hi = self.rows_at(query.chrom or "", s[0])
+            rows = np.arange(lo, hi) - contig.lo
         else:
             return None
         rows = rows + contig.lo
@@ -118,6 +117,17 @@ class PositionIndex:
             if rows is None:
                 return None
         return rows.astype(np.int64)
+
+    def rows_at(self, chrom: str, start: int) -> tuple[int, int]:
+        """Rows (``lo``, ``hi``: half open, in ``variant_idx`` order) of the variants of
+        ``chrom`` that start at 0-based ``start``."""
+        contig = self.contigs.get(chrom)
+        if contig is None:
+            return 0, 0
+        starts = self.start[contig.lo : contig.hi]
+        lo = int(np.searchsorted(starts, start, "left"))
+        hi = int(np.searchsorted(starts, start, "right"))
+        return contig.lo + lo, contig.lo + hi
 
     def _alleles_match(self, rows: np.ndarray, query: VariantQuery) -> np.ndarray | None:
         ref = (query.reference_bases or "").upper()

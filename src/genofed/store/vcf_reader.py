@@ -357,13 +357,11 @@ class TextVcfReader:
         for number, (c, p, i, r, a, qual, _, info, fmt, gts) in enumerate(offsets, line_no + 1):
             try:
                 pos = int(chunk[p : i - 1])
+                bad = chunk[fmt : fmt + 2] != b"GT"
             except ValueError:
-                self._record(chunk[c : gts - 1].split(b"\t"), number, 1)  # raises, saying why
-                raise
-            if chunk[fmt : fmt + 2] != b"GT":
-                raise IngestError(
-                    "FORMAT does not start with GT", source=self.source, where=f"line {number}"
-                )
+                bad = True
+            if bad:  # the general path finds the fault and says what it is
+                self._record(chunk[c : gts - 1].split(b"\t"), number, 1)
             vcf_id = chunk[i : r - 1]
             records.append(
                 Record(

@@ -103,8 +103,8 @@ class DataConnectService:
             raise NotFoundError(f"no table {name!r}; GET /data-connect/tables lists yours")
         return source, name in visible.aggregate_only
 
-    def describe(self, source: TableSource) -> dict[str, Any]:
-        columns = self.engine().columns(source.name)
+    def describe(self, source: TableSource, engine: QueryEngine | None = None) -> dict[str, Any]:
+        columns = (engine or self.engine()).columns(source.name)
         return {
             "name": source.name,
             "description": source.description,
@@ -114,8 +114,10 @@ class DataConnectService:
         }
 
     def list_tables(self, caller: Caller) -> dict[str, Any]:
-        visible = self.visible(caller)
-        return {"tables": [self.describe(visible.tables[n]) for n in sorted(visible.tables)]}
+        visible, engine = self.visible(caller), self.engine()
+        return {
+            "tables": [self.describe(visible.tables[n], engine) for n in sorted(visible.tables)]
+        }
 
     def table_info(self, caller: Caller, name: str) -> dict[str, Any]:
         return self.describe(self._source(caller, name)[0])
