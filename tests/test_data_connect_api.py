@@ -443,6 +443,11 @@ def test_reading_pages_costs_no_budget(tmp_path: Path) -> None:
         ("SELECT variant_id FROM small.variants WHERE chrom = ? AND pos = ?", ["22", "16050115"]),
         ("SELECT variant_id FROM small.variants WHERE chrom = ? AND pos = ?", ["22", 16050115.5]),
         ("SELECT variant_id FROM small.variants WHERE pos = 16050115 AND chrom = '22'", []),
+        ("SELECT variant_id FROM small.variants WHERE ? = chrom AND ? = pos", ["22", 16050115]),
+        (
+            "SELECT variant_id FROM small.variants WHERE chrom = ? AND chrom = ? AND pos = ?",
+            ["22", "X", 16050115],
+        ),
         (
             "SELECT v.variant_id FROM small.variants v WHERE v.chrom = ? AND v.pos = ? "
             "AND v.alt = ?",

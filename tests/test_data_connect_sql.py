@@ -5,6 +5,7 @@ aggregate-only rules."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,37 @@ def test_translation_keeps_meaning_and_numbers_parameters() -> None:
     assert "$1" in plan.sql and "$4" in plan.sql and "?" not in plan.sql
     assert plan.tables == ("small.variants",)
     assert '"small.variants"' in plan.sql
+
+
+def test_point_queries_are_pinned_to_index_rows() -> None:
+    """chrom = ? AND pos = ? on a variants table: the plan adds the row range, and its
+    exact variant leaves the two conditions to the index (and only those two)."""
+    variants = replace(VISIBLE["small.variants"], dataset="small")
+    visible = {**VISIBLE, "small.variants": variants}
+    plan = plan_query(
+        "SELECT v.ref FROM small.variants v WHERE ? = v.chrom AND v.pos = ? AND v.alt = ?",
+        visible,
+    )
+    assert plan.point is not None
+    assert (plan.point.chrom, plan.point.pos) == (("parameter", 0), ("parameter", 1))
+    assert "__genofed_row BETWEEN $4 AND $5" in plan.sql and "$1 = v.chrom" in plan.sql
+    exact = plan.point.sql
+    assert "chrom" not in exact and "pos =" not in exact
+    assert "NOT $1 IS NULL" in exact and "NOT $2 IS NULL" in exact and "v.alt = $3" in exact
+    literal = plan_query(
+        "SELECT ref FROM small.variants WHERE chrom = '22' AND pos = 5", visible
+    ).point
+    assert literal is not None and literal.pos == ("value", 5.0)
+    assert "chrom" not in literal.sql and "TRUE" in literal.sql
+    # not pinned: another table, no dataset, or a condition that is not a conjunct
+    assert (
+        plan_query("SELECT ref FROM small.variants WHERE chrom = '22' OR pos = 5", visible).point
+        is None
+    )
+    assert (
+        plan_query("SELECT ref FROM small.variants WHERE chrom = '22' AND pos = 5", VISIBLE).point
+        is None
+    )
 
 
 def test_names_with_dots_and_colons_and_qualified_columns() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import orjson
@@ -37,8 +37,14 @@ from genofed.store.registered_tables import registered_tables, tables_dir
 
 RESULT_DESCRIPTION = "Rows of a Data Connect query result"
 _PLAN_CACHE = 1024
-# a result's (columns with types, hidden names, public (name, type), data model as JSON)
-_Shape = tuple[list[tuple[str, Any]], tuple[str, ...], list[tuple[str, str]], bytes]
+
+
+class _Shape(NamedTuple):
+    """What a query's result looks like, worked out once per query text."""
+
+    sql: str  # the query, wrapped to give each row as JSON (and the hidden columns)
+    public: list[tuple[str, str]]  # the columns callers see: (name, DuckDB type)
+    model: bytes  # their data model, as JSON
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class DataConnectService:
         self._engine: tuple[tuple[float, float], QueryEngine] | None = None
         self._populations: dict[str, int] = {}
         self._plans: dict[tuple[str, frozenset[str], frozenset[str]], Plan] = {}
-        self._columns: dict[tuple[str, tuple[str, ...]], _Shape] = {}
+        self._shapes: dict[tuple[str, tuple[str, ...]], _Shape] = {}
 
     # -- the catalogue -------------------------------------------------------------------
 
@@ -79,7 +85,7 @@ class DataConnectService:
                 self._engine = (key, QueryEngine(sources, self.settings))
                 self._populations = {}
                 self._plans = {}
-                self._columns = {}
+                self._shapes = {}
             return self._engine[1]
 
     def visible(self, caller: Caller) -> Visible:
@@ -159,14 +165,18 @@ class DataConnectService:
 
     def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Job:
         engine = self.engine()
+        sql = plan.sql
         if plan.point is not None:
-            values = [*values, *self._pinned_rows(plan.point, values)]
-        columns, hidden, public, model = self._result_columns(engine, plan, values)
+            rows, exact = self._pinned_rows(plan.point, values)
+            values = [*values, *rows]
+            if exact:
+                sql = plan.point.sql
+        shape = self._shape(engine, sql, plan.refs, values)
         transform = None
         if plan.aggregate is not None:
             table = plan.aggregate.table
             transform = DisclosedAggregates(
-                [public[i][0] for i in plan.aggregate.count_columns],
+                [shape.public[i][0] for i in plan.aggregate.count_columns],
                 table,
                 self.runtime.config.disclosure,
                 self.runtime.gate.differencing,
@@ -174,24 +184,21 @@ class DataConnectService:
                 self._population(engine, table.name) if table.person_level else 0,
             )
         return self.jobs.launch(
-            engine,
-            json_rows_sql(plan.sql, columns, hidden),
-            values,
-            owner=caller.identity,
-            model=model,
-            transform=transform,
+            engine, shape.sql, values, owner=caller.identity, model=shape.model, transform=transform
         )
 
-    def _result_columns(self, engine: QueryEngine, plan: Plan, values: list[Any]) -> _Shape:
-        """Names and types of a plan's result (bound, not run), which of them are hidden,
-        and the data model of the others, once per plan and parameter types: the types of
-        ``?`` can change a result's types."""
-        key = (plan.sql, tuple(type(v).__name__ for v in values))
-        known = self._columns.get(key)
+    def _shape(
+        self, engine: QueryEngine, sql: str, refs: dict[str, str], values: list[Any]
+    ) -> _Shape:
+        """Names and types of a query's result (bound, not run), which of them are hidden,
+        and the data model of the others, once per query and parameter types: the types
+        of ``?`` can change a result's types."""
+        key = (sql, tuple(type(v).__name__ for v in values))
+        known = self._shapes.get(key)
         if known is None:
             cursor = engine.cursor()
             try:
-                relation = cursor.sql(f"SELECT * FROM ({plan.sql}) AS __q", params=values or None)
+                relation = cursor.sql(f"SELECT * FROM ({sql}) AS __q", params=values or None)
                 columns = list(zip(relation.columns, relation.types, strict=True))
             except duckdb.Error as exc:
                 raise QueryFailedError(400, "Invalid query", engine_message(exc)) from None
@@ -199,22 +206,24 @@ class DataConnectService:
                 cursor.close()
             hidden = tuple(n for n, _ in columns if n in (HIDDEN_COUNT, HIDDEN_IDS))
             public = [(n, str(t)) for n, t in columns if n not in hidden]
-            model = data_model(public, refs=plan.refs, description=RESULT_DESCRIPTION)
-            known = (columns, hidden, public, orjson.dumps(model))
-            if len(self._columns) >= _PLAN_CACHE:
-                self._columns.clear()
-            self._columns[key] = known
+            model = data_model(public, refs=refs, description=RESULT_DESCRIPTION)
+            known = _Shape(json_rows_sql(sql, columns, hidden), public, orjson.dumps(model))
+            if len(self._shapes) >= _PLAN_CACHE:
+                self._shapes.clear()
+            self._shapes[key] = known
         return known
 
-    def _pinned_rows(self, point: PointLookup, values: list[Any]) -> tuple[int, int]:
-        """The rows a point query may match, from the dataset's position index; all rows
-        when the values are not a chromosome name and a whole position."""
+    def _pinned_rows(self, point: PointLookup, values: list[Any]) -> tuple[tuple[int, int], bool]:
+        """The rows a point query may match, from the dataset's position index (all rows
+        when the values are not a chromosome name and a position), and whether exactly
+        those rows match: the index holds the table's own chromosome names and
+        positions, so it is exact for a string and a whole number."""
 
         def value(ref: tuple[str, Any]) -> Any:
             kind, item = ref
             return values[item] if kind == "parameter" else item
 
-        everything = (0, 1 << 62)
+        everything = ((0, 1 << 62), False)
         chrom, pos = value(point.chrom), value(point.pos)
         if not isinstance(chrom, str) or isinstance(pos, bool):
             return everything  # DuckDB may cast these: leave the match to it
@@ -223,10 +232,13 @@ class DataConnectService:
         except (TypeError, ValueError):
             return everything
         if not number.is_integer():
-            return 1, 0  # no BIGINT position equals it
+            return (1, 0), False  # no BIGINT position equals it
         reader = self.runtime.live().readers.get(point.table.dataset or "")
         rows = reader.position_rows(chrom, int(number)) if reader else None
-        return rows if rows is not None else everything
+        if rows is None:
+            return everything
+        # a string position ('123', ' 123') is left to DuckDB's own cast rules
+        return rows, isinstance(pos, int | float)
 
     def _population(self, engine: QueryEngine, name: str) -> int:
         known = self._populations.get(name)
