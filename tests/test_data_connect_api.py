@@ -3,8 +3,10 @@ pagination, limits, registered tables and what each kind of caller gets."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import decimal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed.config import load_config, save_config
+from genofed.config import DataConnect, load_config, save_config
+from genofed.dataconnect.jobs import Job, QueryJobs
 from genofed.node.app import create_app
 from genofed.store.node_dir import NodeDir
 from genofed.store.registered_tables import register_table
@@ -196,6 +199,17 @@ def test_values_follow_the_sql_to_json_table(client: TestClient) -> None:
     assert formats["big"] == "bigint" and formats["dec"] == "decimal" and formats["row"] == "row"
 
 
+def test_nan_and_infinity_are_null_in_valid_json(client: TestClient) -> None:
+    response = search(
+        client,
+        "SELECT CAST('NaN' AS DOUBLE) AS nan, CAST('-Infinity' AS REAL) AS ninf, ratio, "
+        "[CAST('Infinity' AS DOUBLE), ratio] AS both FROM types ORDER BY big DESC",
+    )
+    assert response.status_code == 200, response.text
+    page = orjson.loads(response.content)  # strict JSON: no NaN or Infinity tokens
+    assert page["data"][0] == {"nan": None, "ninf": None, "ratio": 0.5, "both": [None, 0.5]}
+
+
 def test_search_with_parameters_and_ga4gh_type(client: TestClient) -> None:
     response = search(
         client,
@@ -313,7 +327,7 @@ def test_searches_are_audited_with_their_sql(client: TestClient, dc_node: NodeDi
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[TestClient]:
     """A node whose limits are tiny: a 0 s first-page wait, a row cap, small pages."""
-    node = node_with_table(tmp_path, "big", 3000, first_page_wait_s=0, max_rows=7, page_rows=5)
+    node = node_with_table(tmp_path, "big", 3000, page_wait_s=0, max_rows=7, page_rows=5)
     with TestClient(create_app(node.root)) as test_client:
         yield test_client
 
@@ -335,9 +349,28 @@ def test_slow_queries_are_polled_then_cut(limited: TestClient) -> None:
     assert pages[-1]["errors"][0]["title"] == "Result truncated"
 
 
+@pytest.mark.parametrize("wait", [0.0, 10.0])
+def test_a_page_not_yet_written_is_waited_for(tmp_path: Path, wait: float) -> None:
+    """A reader ahead of its query gets the page as soon as the query writes it (within
+    page_wait_s), not an empty page and a whole Retry-After."""
+    jobs = QueryJobs(tmp_path, DataConnect(page_wait_s=wait))
+    job = Job(jobs.root / "job1", "reader", b"{}")
+    job._spool()
+    writer = threading.Timer(0.3, lambda: job._publish(1, ['{"n": 1}'], last=True))
+    writer.start()
+    start = time.perf_counter()
+    page = asyncio.run(jobs.wait_for_page("job1", 1, "reader"))
+    waited = time.perf_counter() - start
+    writer.join()
+    if wait == 0:
+        assert page.data is None and waited < 0.3  # not ready: poll again
+    else:
+        assert page.data == b'[{"n": 1}]' and page.last and 0.3 <= waited < 1.5
+
+
 def test_statement_timeout(tmp_path: Path) -> None:
     # a long first-page wait, so the failure (not a page to poll) is what comes back
-    node = node_with_table(tmp_path, "big", 3000, statement_timeout_s=0.05, first_page_wait_s=30)
+    node = node_with_table(tmp_path, "big", 3000, statement_timeout_s=0.05, page_wait_s=30)
     with TestClient(create_app(node.root)) as client:
         response = search(client, SLOWER.replace("count(*)", "sum(a.bmi * b.bmi * c.bmi)"))
         assert response.status_code == 408, response.text

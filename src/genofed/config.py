@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from genofed._exceptions import NodeConfigError
 
@@ -155,11 +162,13 @@ class DataConnect(BaseModel):
     max_rows: int = Field(
         10_000_000, ge=1, description="A result is cut after this many rows (with an error entry)"
     )
-    first_page_wait_s: float = Field(
+    page_wait_s: float = Field(
         2.0,
         ge=0,
-        description="How long POST /search waits for the first page before answering with an "
-        "empty page to poll",
+        # the old name, from nodes made before later pages waited too
+        validation_alias=AliasChoices("page_wait_s", "first_page_wait_s"),
+        description="How long a request waits for its page of a running query before "
+        "answering with an empty page to poll",
     )
     memory_limit: str = Field("2GB", description="DuckDB memory_limit for queries")
     threads: int = Field(

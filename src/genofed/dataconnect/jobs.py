@@ -310,14 +310,30 @@ class QueryJobs:
 
     async def first_page(self, job: Job) -> Page:
         """A launched query's first page, or an empty one to poll if it is not ready within
-        ``first_page_wait_s``; raises ``QueryFailedError`` if the query failed by then."""
-        ready = await job.first_page(self.settings.first_page_wait_s)
+        ``page_wait_s``; raises ``QueryFailedError`` if the query failed by then."""
+        ready = await job.first_page(self.settings.page_wait_s)
         if ready is None:
             if job.failure is not None:
                 raise QueryFailedError(*job.failure)
             return Page(None, job.id, 0, last=False)
         data, last, errors, rows = ready
         return Page(data, job.id, 0, last, job.model, errors, rows)
+
+    async def wait_for_page(self, job_id: str, index: int, owner: str) -> Page:
+        """Page ``index`` of a job, waiting up to ``page_wait_s`` for the query to write
+        it: a client that reads faster than the query runs should get its page as soon
+        as it is there, not after a whole ``Retry-After``. The spool is looked at again
+        every few milliseconds (any server worker may be the one running the query),
+        without holding a thread in between."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self.settings.page_wait_s
+        delay = 0.002
+        while True:
+            page = await loop.run_in_executor(None, self.page, job_id, index, owner)
+            if page.data is not None or time.monotonic() >= deadline:
+                return page
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def page(self, job_id: str, index: int, owner: str) -> Page:
         """Page ``index`` of a job, for its owner; raises ``LookupError`` if there is none."""

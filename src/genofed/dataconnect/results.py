@@ -1,6 +1,7 @@
 """SQL values as Data Connect JSON, and the JSON Schema ``data_model`` that describes them.
 
-The mapping is the specification's: tinyint..integer, real and double are numbers; bigint
+The mapping is the specification's: tinyint..integer, real and double are numbers (NaN
+and infinities, which JSON cannot write, are null); bigint
 and decimal are strings (JSON numbers lose precision past 2^53); dates and times are ISO
 8601 strings; intervals are ISO 8601 durations; arrays, rows and maps are arrays and
 objects; JSON columns are the JSON value itself.
@@ -115,6 +116,8 @@ def _json_value(x: str, kind: Any) -> str:
     name = kind.id
     if name in ("bigint", "hugeint", "ubigint", "uhugeint", "decimal", "uuid"):
         return f"CAST({x} AS VARCHAR)"
+    if name in ("double", "float"):
+        return f"if(isfinite({x}), {x}, NULL)"  # JSON has no NaN or Infinity: null
     if name.startswith("timestamp"):
         return f"replace(CAST({x} AS VARCHAR), ' ', 'T')"
     if name == "interval":

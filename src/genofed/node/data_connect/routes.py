@@ -96,7 +96,7 @@ def build_data_connect_router(service: DataConnectService) -> APIRouter:
     async def search_page(job_id: str, index: int, request: Request) -> Response:
         caller = await authorize(gate, request, charge=False)  # the query was charged
         request.state.outcome = {}
-        page = await run_in_threadpool(service.page, caller, job_id, index)
+        page = await service.page(caller, job_id, index)
         return _page_response(page, None, request)
 
     return router

@@ -33,6 +33,7 @@ from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, PointLookup,
 from genofed.governance.access import Caller
 from genofed.governance.disclosure import DifferencingGuard, safe_count
 from genofed.node.runtime import NodeRuntime
+from genofed.store.dataset_reader import DatasetReader
 from genofed.store.registered_tables import registered_tables, tables_dir
 
 RESULT_DESCRIPTION = "Rows of a Data Connect query result"
@@ -55,44 +56,58 @@ class Visible:
     aggregate_only: frozenset[str]
 
 
+@dataclass(frozen=True)
+class _Catalog:
+    """The engine over one state of the node, and the datasets it reads."""
+
+    key: tuple[float, float]  # when the datasets and the registered tables last changed
+    engine: QueryEngine
+    readers: dict[str, DatasetReader]  # by dataset id: their position indexes pin rows
+
+
 class DataConnectService:
     def __init__(self, runtime: NodeRuntime):
         self.runtime = runtime
         self.settings = runtime.config.data_connect
         self.jobs = QueryJobs(runtime.node.root, self.settings)
         self._lock = threading.Lock()
-        self._engine: tuple[tuple[float, float], QueryEngine] | None = None
+        self._catalog: _Catalog | None = None
         self._populations: dict[str, int] = {}
         self._plans: dict[tuple[str, frozenset[str], frozenset[str]], Plan] = {}
         self._shapes: dict[tuple[str, tuple[str, ...]], _Shape] = {}
 
     # -- the catalogue -------------------------------------------------------------------
 
-    def engine(self) -> QueryEngine:
+    def catalog(self) -> _Catalog:
         """The engine over the live datasets and registered tables, rebuilt when either
-        changes (an ingest or a registration while the server runs)."""
+        changes (an ingest or a registration while the server runs). A request takes it
+        once: its tables and its position indexes are then of the same state."""
         live = self.runtime.live()
         directory = tables_dir(self.runtime.node)
         key = (live.catalog_mtime, directory.stat().st_mtime if directory.is_dir() else 0.0)
-        current = self._engine
-        if current is not None and current[0] == key:
-            return current[1]
+        current = self._catalog
+        if current is not None and current.key == key:
+            return current
         with self._lock:
-            if self._engine is None or self._engine[0] != key:
+            if self._catalog is None or self._catalog.key != key:
                 sources = [t for r in live.readers.values() for t in dataset_tables(r)]
                 registered = registered_tables(self.runtime.node)
                 sources += [registered_table_source(t) for t in registered]
-                self._engine = (key, QueryEngine(sources, self.settings))
+                engine = QueryEngine(sources, self.settings)
+                self._catalog = _Catalog(key, engine, dict(live.readers))
                 self._populations = {}
                 self._plans = {}
                 self._shapes = {}
-            return self._engine[1]
+            return self._catalog
 
-    def visible(self, caller: Caller) -> Visible:
+    def engine(self) -> QueryEngine:
+        return self.catalog().engine
+
+    def visible(self, caller: Caller, engine: QueryEngine | None = None) -> Visible:
         access = self.runtime.gate.access
         tables: dict[str, TableSource] = {}
         aggregate_only = set()
-        for name, source in self.engine().sources.items():
+        for name, source in (engine or self.engine()).sources.items():
             level = access.granularity(caller, source.owner, source.tier, source.ceiling)
             if level == "record":
                 tables[name] = source
@@ -101,8 +116,10 @@ class DataConnectService:
                 aggregate_only.add(name)
         return Visible(tables, frozenset(aggregate_only))
 
-    def _source(self, caller: Caller, name: str) -> tuple[TableSource, bool]:
-        visible = self.visible(caller)
+    def _source(
+        self, caller: Caller, name: str, engine: QueryEngine | None = None
+    ) -> tuple[TableSource, bool]:
+        visible = self.visible(caller, engine)
         source = visible.tables.get(name)
         if source is None:
             # the same answer for a table that does not exist and one closed to the caller
@@ -120,7 +137,8 @@ class DataConnectService:
         }
 
     def list_tables(self, caller: Caller) -> dict[str, Any]:
-        visible, engine = self.visible(caller), self.engine()
+        engine = self.engine()
+        visible = self.visible(caller, engine)
         return {
             "tables": [self.describe(visible.tables[n], engine) for n in sorted(visible.tables)]
         }
@@ -131,9 +149,10 @@ class DataConnectService:
     # -- queries -------------------------------------------------------------------------
 
     def search(self, caller: Caller, query: str, parameters: list[Any] | None) -> tuple[Plan, Job]:
-        plan = self._plan(query, self.visible(caller))
+        catalog = self.catalog()
+        plan = self._plan(query, self.visible(caller, catalog.engine))
         values = bind_parameters(plan.parameters, parameters)
-        return plan, self._run(caller, plan, values)
+        return plan, self._run(caller, catalog, plan, values)
 
     def _plan(self, query: str, visible: Visible) -> Plan:
         """Checked and translated once per query text and set of visible tables: the same
@@ -148,26 +167,27 @@ class DataConnectService:
         return plan
 
     def table_data(self, caller: Caller, name: str) -> tuple[Plan, Job]:
-        source, aggregate_only = self._source(caller, name)
+        catalog = self.catalog()
+        source, aggregate_only = self._source(caller, name, catalog.engine)
         if aggregate_only:
             raise AccessDeniedError(
                 f"you may see only aggregates of {name!r}: POST /data-connect/search with "
                 "count, sum or avg grouped by columns"
             )
         plan = plan_query(f"SELECT * FROM {quote(name)}", {name: source})
-        return plan, self._run(caller, plan, [])
+        return plan, self._run(caller, catalog, plan, [])
 
-    def page(self, caller: Caller, job_id: str, index: int) -> Page:
+    async def page(self, caller: Caller, job_id: str, index: int) -> Page:
         try:
-            return self.jobs.page(job_id, index, caller.identity)
+            return await self.jobs.wait_for_page(job_id, index, caller.identity)
         except LookupError as exc:
             raise NotFoundError(str(exc)) from None
 
-    def _run(self, caller: Caller, plan: Plan, values: list[Any]) -> Job:
-        engine = self.engine()
+    def _run(self, caller: Caller, catalog: _Catalog, plan: Plan, values: list[Any]) -> Job:
+        engine = catalog.engine
         sql = plan.sql
         if plan.point is not None:
-            rows, exact = self._pinned_rows(plan.point, values)
+            rows, exact = _pinned_rows(catalog, plan.point, values)
             values = [*values, *rows]
             if exact:
                 sql = plan.point.sql
@@ -212,33 +232,6 @@ class DataConnectService:
                 self._shapes.clear()
             self._shapes[key] = known
         return known
-
-    def _pinned_rows(self, point: PointLookup, values: list[Any]) -> tuple[tuple[int, int], bool]:
-        """The rows a point query may match, from the dataset's position index (all rows
-        when the values are not a chromosome name and a position), and whether exactly
-        those rows match: the index holds the table's own chromosome names and
-        positions, so it is exact for a string and a whole number."""
-
-        def value(ref: tuple[str, Any]) -> Any:
-            kind, item = ref
-            return values[item] if kind == "parameter" else item
-
-        everything = ((0, 1 << 62), False)
-        chrom, pos = value(point.chrom), value(point.pos)
-        if not isinstance(chrom, str) or isinstance(pos, bool):
-            return everything  # DuckDB may cast these: leave the match to it
-        try:
-            number = float(pos)
-        except (TypeError, ValueError):
-            return everything
-        if not number.is_integer():
-            return (1, 0), False  # no BIGINT position equals it
-        reader = self.runtime.live().readers.get(point.table.dataset or "")
-        rows = reader.position_rows(chrom, int(number)) if reader else None
-        if rows is None:
-            return everything
-        # a string position ('123', ' 123') is left to DuckDB's own cast rules
-        return rows, isinstance(pos, int | float)
 
     def _population(self, engine: QueryEngine, name: str) -> int:
         known = self._populations.get(name)
@@ -295,6 +288,36 @@ class DisclosedAggregates:
                 }
             ]
         return kept
+
+
+def _pinned_rows(
+    catalog: _Catalog, point: PointLookup, values: list[Any]
+) -> tuple[tuple[int, int], bool]:
+    """The rows a point query may match, from the dataset's position index (all rows when
+    the values are not a chromosome name and a position), and whether exactly those rows
+    match: the index holds the table's own chromosome names and positions, so it is exact
+    for a string and a whole number."""
+
+    def value(ref: tuple[str, Any]) -> Any:
+        kind, item = ref
+        return values[item] if kind == "parameter" else item
+
+    everything = ((0, 1 << 62), False)
+    chrom, pos = value(point.chrom), value(point.pos)
+    if not isinstance(chrom, str) or isinstance(pos, bool):
+        return everything  # DuckDB may cast these: leave the match to it
+    try:
+        number = float(pos)
+    except (TypeError, ValueError):
+        return everything
+    if not number.is_integer():
+        return (1, 0), False  # no BIGINT position equals it
+    reader = catalog.readers.get(point.table.dataset or "")
+    rows = reader.position_rows(chrom, int(number)) if reader else None
+    if rows is None:
+        return everything
+    # a string position ('123', ' 123') is left to DuckDB's own cast rules
+    return rows, isinstance(pos, int | float)
 
 
 def bind_parameters(expected: int, parameters: list[Any] | None) -> list[Any]:
