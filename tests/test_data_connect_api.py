@@ -22,8 +22,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from genofed.config import DataConnect, load_config, save_config
+from genofed.dataconnect.catalog import QueryEngine, dataset_tables
 from genofed.dataconnect.jobs import Job, QueryJobs
+from genofed.dataconnect.results import RowsAsJson
 from genofed.node.app import create_app
+from genofed.store.dataset_reader import DatasetReader
 from genofed.store.node_dir import NodeDir
 from genofed.store.registered_tables import register_table
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
@@ -505,3 +508,57 @@ def test_point_queries_pinned_by_the_position_index_answer_as_a_scan(
     assert [tuple(str(v) for v in r.values()) for r in rows] == [
         tuple(str(v) for v in e) for e in expected
     ]
+
+
+def test_point_query_rows_written_in_python_equal_duckdbs_json(
+    client: TestClient, dc_node: NodeDir
+) -> None:
+    """An exact point query's few rows are written as JSON in Python (RowsAsJson); any
+    other query's by DuckDB. Both must give the same values, for every variants column."""
+    reader = DatasetReader(dc_node.dataset("small"))
+    engine = QueryEngine(dataset_tables(reader), DataConnect())
+    relation = engine.cursor().sql('SELECT * FROM "small.variants"')
+    assert RowsAsJson.for_columns(list(zip(relation.columns, relation.types, strict=True)))
+    positions = duckdb.connect(str(dc_node.dataset("small").database), read_only=True).execute(
+        "SELECT DISTINCT chrom, pos FROM variants ORDER BY pos LIMIT 40"
+    )
+    for chrom, pos in positions.fetchall():
+        pinned, _, _ = collect(
+            client,
+            search(
+                client, "SELECT * FROM small.variants WHERE chrom = ? AND pos = ?", [chrom, pos]
+            ),
+        )
+        scanned, _, _ = collect(  # pos + 0 is not a column: not pinned, DuckDB writes JSON
+            client,
+            search(
+                client,
+                "SELECT * FROM small.variants WHERE chrom = ? AND pos + 0 = ? ORDER BY alt",
+                [chrom, pos],
+            ),
+        )
+        assert pinned and sorted(pinned, key=lambda r: r["alt"]) == scanned
+
+
+def test_rows_as_json_maps_values_as_the_specification_says() -> None:
+    con = duckdb.connect()
+    relation = con.sql(
+        "SELECT CAST(4611686018427387904 AS BIGINT) AS big, CAST('NaN' AS DOUBLE) AS nan, "
+        "0.25::REAL AS r, NULL::BIGINT AS none, ['a', NULL] AS tags, true AS flag, 'x' AS s"
+    )
+    columns = list(zip(relation.columns, relation.types, strict=True))
+    encode = RowsAsJson.for_columns(columns)
+    assert encode is not None
+    [text] = encode(relation.fetchall())
+    assert orjson.loads(text) == {
+        "big": str(2**62),
+        "nan": None,
+        "r": 0.25,
+        "none": None,
+        "tags": ["a", None],
+        "flag": True,
+        "s": "x",
+    }
+    for sql in ("SELECT 1.5::DECIMAL(4, 2)", "SELECT DATE '2020-01-01'", "SELECT {'k': 1}"):
+        other = con.sql(sql)
+        assert RowsAsJson.for_columns(list(zip(other.columns, other.types, strict=True))) is None

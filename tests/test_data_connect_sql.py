@@ -32,6 +32,9 @@ VISIBLE = {
 
 # Each is refused by the guard; the HTTP test below also sends each to a live node.
 ABUSE = [
+    # the node's internal row ids and views
+    "SELECT __genofed_row, count(*) FROM small.variants GROUP BY 1",
+    'SELECT * FROM "__genofed_rows:small.variants"',
     # files, through table functions, replacement scans and plain strings
     "SELECT * FROM read_csv('/etc/passwd')",
     "SELECT * FROM read_csv_auto('/etc/passwd')",
@@ -215,6 +218,11 @@ def test_point_queries_are_pinned_to_index_rows() -> None:
     ).point
     assert literal is not None and literal.pos == ("value", 5.0)
     assert "chrom" not in literal.sql and "TRUE" in literal.sql
+    # `*` leaves out the row id of the view read; the table as a row value is not pinned
+    star = plan_query("SELECT * FROM small.variants WHERE chrom = '1' AND pos = 5", visible)
+    assert "* EXCLUDE (__genofed_row)" in star.sql and star.point is not None
+    as_row = "SELECT variants FROM small.variants WHERE chrom = '1' AND pos = 5"
+    assert plan_query(as_row, visible).point is None
     # not pinned: another table, no dataset, or a condition that is not a conjunct
     assert (
         plan_query("SELECT ref FROM small.variants WHERE chrom = '22' OR pos = 5", visible).point

@@ -9,7 +9,11 @@ objects; JSON columns are the JSON value itself.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from genofed.dataconnect.catalog import quote
 
@@ -156,3 +160,67 @@ def _iso_interval(x: str) -> str:
     )
     text = f"'P' || {date} || if(({time}) <> '', 'T' || {time}, '')"
     return f"CASE WHEN {x} IS NULL THEN NULL ELSE if(({text}) = 'P', 'PT0S', {text}) END"
+
+
+# Types whose Python values orjson writes in the specification's mapping as they are, and
+# those that need a conversion first.
+_AS_IS = {
+    "boolean",
+    "tinyint",
+    "smallint",
+    "integer",
+    "utinyint",
+    "usmallint",
+    "uinteger",
+    "varchar",
+}
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+_CONVERTED: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(("bigint", "ubigint", "hugeint", "uhugeint"), str),
+    "double": _finite,
+    "float": _finite,
+}
+
+
+class RowsAsJson:
+    """Rows of plain SQL values written as JSON objects in Python, in the same mapping as
+    ``json_rows_sql``. For results of a few rows only (a point query): DuckDB's JSON
+    functions cost half a millisecond a query, which is most of such a query, while
+    Python takes microseconds a row; for large results DuckDB is three times faster."""
+
+    def __init__(self, columns: list[tuple[str, Callable[[Any], Any] | None]]):
+        self.columns = columns
+        self.notes: list[dict[str, str]] = []  # nothing to report, ever
+
+    @classmethod
+    def for_columns(cls, columns: list[tuple[str, Any]]) -> RowsAsJson | None:
+        """An encoder for ``columns`` ``(name, DuckDBPyType)``, or None when a type needs
+        DuckDB's conversion (decimals, times, intervals, nested types, ...)."""
+        converters: list[tuple[str, Callable[[Any], Any] | None]] = []
+        for name, kind in columns:
+            if kind.id in _AS_IS or (
+                kind.id == "list" and dict(kind.children)["child"].id in _AS_IS
+            ):
+                converters.append((name, None))
+            elif kind.id in _CONVERTED:
+                converters.append((name, _CONVERTED[kind.id]))
+            else:
+                return None
+        return cls(converters)
+
+    def __call__(self, rows: list[tuple[Any, ...]]) -> list[str]:
+        columns = self.columns
+        return [
+            orjson.dumps(
+                {
+                    name: value if convert is None or value is None else convert(value)
+                    for (name, convert), value in zip(columns, row, strict=True)
+                }
+            ).decode()
+            for row in rows
+        ]

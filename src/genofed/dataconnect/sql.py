@@ -190,6 +190,9 @@ def _check_nodes(tree: exp.Expression) -> None:
             raise QueryError(f"{node.key.upper()} is not allowed in a Data Connect query")
         if isinstance(node, exp.Identifier) and not node.quoted and node.name.startswith("$"):
             raise QueryError("use ? for parameters, not named or numbered placeholders")
+        if isinstance(node, exp.Identifier) and node.name.lower().startswith("__genofed"):
+            # the node's own columns and views (row ids, hidden counts)
+            raise QueryError(f"names starting with __genofed are reserved: {node.name}")
         if isinstance(node, exp.Join) and not isinstance(node.this, exp.Unnest):
             if not (node.args.get("on") or node.args.get("using")):
                 raise QueryError(
@@ -355,7 +358,7 @@ def _pin_to_position(
             ):
                 found.setdefault(column.name, ref)
                 values.setdefault(column.name, (condition, value))
-    if set(found) != {"chrom", "pos"}:
+    if set(found) != {"chrom", "pos"} or not _hides_row_ids(tree, table):
         return None
     row = _read_internal_view(table, source)
     pinned = exp.Between(
@@ -365,6 +368,27 @@ def _pin_to_position(
     )
     where.set("this", exp.and_(where.this, pinned, copy=False))
     return PointLookup(source, found["chrom"], found["pos"]), list(values.values())
+
+
+def _hides_row_ids(tree: exp.Select, table: exp.Table) -> bool:
+    """Make the select list's ``*`` leave out the row id of the internal view; False if
+    the row id could still show: a ``*`` elsewhere (but in ``count(*)``), or the table's
+    name used as a value (DuckDB gives the whole row as a struct)."""
+    for node in tree.walk():
+        if (
+            isinstance(node, exp.Column)
+            and not node.table
+            and node.name in (table.alias, table.name)
+        ):
+            return False
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            item = node.parent if isinstance(node.parent, exp.Column) else node
+            if item.parent is not tree:
+                return False
+    for star in tree.find_all(exp.Star):
+        if not isinstance(star.parent, exp.Count):
+            star.set("except_", [exp.column(ROW_ID)])
+    return True
 
 
 def _read_internal_view(table: exp.Table, source: TableSource) -> exp.Column:

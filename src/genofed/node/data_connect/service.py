@@ -27,8 +27,8 @@ from genofed.dataconnect.catalog import (
     registered_table_source,
     row_count,
 )
-from genofed.dataconnect.jobs import Job, Page, QueryJobs, engine_message
-from genofed.dataconnect.results import data_model, json_rows_sql
+from genofed.dataconnect.jobs import Job, Page, QueryJobs, Transform, engine_message
+from genofed.dataconnect.results import RowsAsJson, data_model, json_rows_sql
 from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, PointLookup, plan_query
 from genofed.governance.access import Caller
 from genofed.governance.disclosure import DifferencingGuard, safe_count
@@ -46,6 +46,7 @@ class _Shape(NamedTuple):
     sql: str  # the query, wrapped to give each row as JSON (and the hidden columns)
     public: list[tuple[str, str]]  # the columns callers see: (name, DuckDB type)
     model: bytes  # their data model, as JSON
+    encode: RowsAsJson | None  # when set, ``sql`` gives plain rows and this writes them
 
 
 @dataclass(frozen=True)
@@ -185,14 +186,14 @@ class DataConnectService:
 
     def _run(self, caller: Caller, catalog: _Catalog, plan: Plan, values: list[Any]) -> Job:
         engine = catalog.engine
-        sql = plan.sql
+        sql, few_rows = plan.sql, False
         if plan.point is not None:
             rows, exact = _pinned_rows(catalog, plan.point, values)
             values = [*values, *rows]
-            if exact:
-                sql = plan.point.sql
-        shape = self._shape(engine, sql, plan.refs, values)
-        transform = None
+            if exact:  # at most the variants at one position
+                sql, few_rows = plan.point.sql, True
+        shape = self._shape(engine, sql, plan.refs, values, few_rows=few_rows)
+        transform: Transform | None = shape.encode
         if plan.aggregate is not None:
             table = plan.aggregate.table
             transform = DisclosedAggregates(
@@ -208,11 +209,18 @@ class DataConnectService:
         )
 
     def _shape(
-        self, engine: QueryEngine, sql: str, refs: dict[str, str], values: list[Any]
+        self,
+        engine: QueryEngine,
+        sql: str,
+        refs: dict[str, str],
+        values: list[Any],
+        *,
+        few_rows: bool = False,
     ) -> _Shape:
         """Names and types of a query's result (bound, not run), which of them are hidden,
         and the data model of the others, once per query and parameter types: the types
-        of ``?`` can change a result's types."""
+        of ``?`` can change a result's types. A result of ``few_rows`` of plain types is
+        written as JSON in Python (``RowsAsJson``), any other by DuckDB."""
         key = (sql, tuple(type(v).__name__ for v in values))
         known = self._shapes.get(key)
         if known is None:
@@ -227,7 +235,9 @@ class DataConnectService:
             hidden = tuple(n for n, _ in columns if n in (HIDDEN_COUNT, HIDDEN_IDS))
             public = [(n, str(t)) for n, t in columns if n not in hidden]
             model = data_model(public, refs=refs, description=RESULT_DESCRIPTION)
-            known = _Shape(json_rows_sql(sql, columns, hidden), public, orjson.dumps(model))
+            encode = RowsAsJson.for_columns(columns) if few_rows and not hidden else None
+            wrapped = sql if encode is not None else json_rows_sql(sql, columns, hidden)
+            known = _Shape(wrapped, public, orjson.dumps(model), encode)
             if len(self._shapes) >= _PLAN_CACHE:
                 self._shapes.clear()
             self._shapes[key] = known
