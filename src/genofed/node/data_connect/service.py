@@ -75,7 +75,7 @@ class DataConnectService:
         self._catalog: _Catalog | None = None
         self._populations: dict[str, int] = {}
         self._plans: dict[tuple[str, frozenset[str], frozenset[str]], Plan] = {}
-        self._shapes: dict[tuple[str, tuple[str, ...]], _Shape] = {}
+        self._shapes: dict[tuple[str, tuple[str, ...], bool], _Shape] = {}
 
     # -- the catalogue -------------------------------------------------------------------
 
@@ -221,7 +221,7 @@ class DataConnectService:
         and the data model of the others, once per query and parameter types: the types
         of ``?`` can change a result's types. A result of ``few_rows`` of plain types is
         written as JSON in Python (``RowsAsJson``), any other by DuckDB."""
-        key = (sql, tuple(type(v).__name__ for v in values))
+        key = (sql, tuple(type(v).__name__ for v in values), few_rows)
         known = self._shapes.get(key)
         if known is None:
             cursor = engine.cursor()
