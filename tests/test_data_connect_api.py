@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from genofed.config import DataConnect, load_config, save_config
 from genofed.dataconnect.catalog import QueryEngine, dataset_tables
-from genofed.dataconnect.jobs import Job, QueryJobs
+from genofed.dataconnect.jobs import Job, QueryJobs, Watchdog
 from genofed.dataconnect.results import RowsAsJson
 from genofed.node.app import create_app
 from genofed.store.dataset_reader import DatasetReader
@@ -369,6 +369,18 @@ def test_a_page_not_yet_written_is_waited_for(tmp_path: Path, wait: float) -> No
         assert page.data is None and waited < 0.3  # not ready: poll again
     else:
         assert page.data == b'[{"n": 1}]' and page.last and 0.3 <= waited < 1.5
+
+
+def test_the_watchdog_interrupts_a_step_late_before_it_started() -> None:
+    """DuckDB forgets an interrupt that arrives before a query starts executing, so a late
+    step is interrupted again at every look until it ends."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT range AS a FROM range(3000)")
+    cursor = con.cursor()
+    with Watchdog().watching(cursor, 0.0):
+        time.sleep(0.12)  # the watchdog has already interrupted twice: nothing ran then
+        with pytest.raises(duckdb.InterruptException):
+            cursor.execute("SELECT count(*) FROM t x, t y, t z WHERE x.a < y.a AND y.a < z.a")
 
 
 def test_statement_timeout(tmp_path: Path) -> None:

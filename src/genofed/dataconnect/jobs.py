@@ -94,10 +94,12 @@ class Watchdog:
             time.sleep(0.05)
             now = time.monotonic()
             with self._lock:  # held while interrupting: the step cannot end and reuse it
-                late = [t for t, (deadline, _) in self._running.items() if deadline <= now]
-                for ticket in late:
-                    with contextlib.suppress(duckdb.Error):
-                        self._running.pop(ticket)[1].interrupt()
+                # A late step is interrupted at every look until it ends: DuckDB forgets an
+                # interrupt that arrives before the query starts executing.
+                for deadline, cursor in self._running.values():
+                    if deadline <= now:
+                        with contextlib.suppress(duckdb.Error):
+                            cursor.interrupt()
 
 
 class Job:
