@@ -23,6 +23,10 @@ node_app = typer.Typer(
     help="Create, fill and serve a node (one institution).", no_args_is_help=True
 )
 app.add_typer(node_app, name="node")
+hub_app = typer.Typer(
+    help="Serve a hub: one Beacon over every node of a federation.", no_args_is_help=True
+)
+app.add_typer(hub_app, name="hub")
 app.add_typer(passport_app, name="passport")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dac_app, name="dac")
@@ -225,6 +229,41 @@ def node_serve(
         raise fail(err) from None
     console.print(f"Serving node at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
     serve_node(directory, app, host=host, port=port, workers=workers)
+
+
+@hub_app.command("serve")
+def hub_serve(
+    config: Annotated[
+        Path, typer.Option(help="hub.yaml: the nodes (name, url, audience) and fan-out settings")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8700,
+) -> None:
+    """Serve the federated Beacon at /beacon/v2 and node status at /hub/nodes until Ctrl-C.
+
+    Each request is asked of every node at once and answered within the deadline
+    (hub.yaml's deadline_s, or the request's Genofed-Deadline header), whatever the nodes
+    do; every answer says how each node fared.
+    """
+    import uvicorn
+
+    from genofed.config import load_hub_config
+    from genofed.hub.app import create_hub_app
+    from genofed.node.serve import NoDelayHttpToolsProtocol
+
+    try:
+        app_ = create_hub_app(load_hub_config(config))
+    except GenofedError as err:
+        raise fail(err) from None
+    console.print(f"Serving hub at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        log_level="warning",
+        http=NoDelayHttpToolsProtocol,
+        loop="uvloop",
+    )
 
 
 @app.command("demo")

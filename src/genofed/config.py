@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -233,15 +233,22 @@ def default_config(name: str) -> NodeConfig:
     )
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
 def load_config(path: Path) -> NodeConfig:
+    return _load(path, NodeConfig, "run `genofed node init`")
+
+
+def _load(path: Path, model: type[_Model], hint: str) -> _Model:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
-        raise NodeConfigError(f"{path} does not exist; run `genofed node init`") from exc
+        raise NodeConfigError(f"{path} does not exist; {hint}") from exc
     except yaml.YAMLError as exc:
         raise NodeConfigError(f"{path} is not valid YAML: {exc}") from exc
     try:
-        return NodeConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -251,4 +258,79 @@ def load_config(path: Path) -> NodeConfig:
 
 def save_config(config: NodeConfig, path: Path) -> None:
     # Nulls are written too: for budgets and tier grants, null means "none", not "default".
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+# -- the hub ---------------------------------------------------------------------------
+
+
+class HubNode(BaseModel):
+    """One node the hub asks."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Short name (lower case, digits, -): prefixes the node's datasets and tables",
+    )
+    url: str = Field(
+        pattern=r"^https?://", description="Base URL of the node, e.g. https://node.example.org"
+    )
+    audience: str | None = Field(
+        None,
+        description="The `aud` of the Passports the hub obtains for this node (the node's "
+        "trust.audience); default: its URL",
+    )
+
+    @property
+    def base(self) -> str:
+        return self.url.rstrip("/")
+
+    @property
+    def passport_audience(self) -> str:
+        return self.audience or self.base
+
+
+class HubConfig(BaseModel):
+    """Settings of a hub: the nodes it federates and how it asks them (``hub.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    name: str = Field("genofed hub", description="Shown in the portal and in Beacon info")
+    beacon_id: str = Field("org.genofed.hub", description="Reverse-domain id of the hub's Beacon")
+    nodes: list[HubNode] = Field(default_factory=list)
+    deadline_s: float = Field(
+        5.0, gt=0, le=120, description="Default overall deadline of one fanned-out request"
+    )
+    health_interval_s: float = Field(
+        10.0, gt=0, description="How often each node's health is checked in the background"
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        description="Consecutive failures after which a node is skipped until its health "
+        "check passes again",
+    )
+    token_exchange_url: str | None = Field(
+        None,
+        description="The broker's RFC 8693 token endpoint: the hub exchanges the caller's "
+        "token there for a Passport addressed to each node (never forwarding the caller's). "
+        "Without it, only anonymous requests are fanned out",
+    )
+    disclosure: Disclosure = Field(
+        default_factory=Disclosure,
+        description="Applied again to merged counts (min_count, round_to)",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> HubConfig:
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique: {names}")
+        return self
+
+
+def load_hub_config(path: Path) -> HubConfig:
+    return _load(path, HubConfig, "write one (see docs/hub.md)")
+
+
+def save_hub_config(config: HubConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

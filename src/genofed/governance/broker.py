@@ -26,6 +26,8 @@ from genofed.governance.access import ACCESS_TOKEN_TYPE, PASSPORT_TOKEN_TYPE, TO
 from genofed.governance.passports import PASSPORT_TYP
 
 ACCESS_TYP = "at+jwt"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+AUDIENCE_MINUTES = 10  # lifetime of a Passport addressed to one service (a hub's per node)
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,15 @@ def broker_app(key: SigningKey) -> FastAPI:
         subject_token: str = Form(...),
         subject_token_type: str = Form(...),
         requested_token_type: str = Form(PASSPORT_TOKEN_TYPE),
+        audience: str | None = Form(None),
     ) -> dict[str, Any]:
-        if grant_type != TOKEN_EXCHANGE or subject_token_type != ACCESS_TOKEN_TYPE:
+        """An access token, or one of this broker's Passports (a hub exchanging its
+        caller's), for a Passport; with ``audience``, one addressed to that service only
+        and valid for ``AUDIENCE_MINUTES``."""
+        if grant_type != TOKEN_EXCHANGE or subject_token_type not in (
+            ACCESS_TOKEN_TYPE,
+            JWT_TOKEN_TYPE,
+        ):
             raise HTTPException(400, {"error": "unsupported_grant_type"})
         if requested_token_type != PASSPORT_TOKEN_TYPE:
             raise HTTPException(400, {"error": "invalid_request"})
@@ -171,12 +180,21 @@ def broker_app(key: SigningKey) -> FastAPI:
             claims = holder(subject_token)
         except HTTPException as exc:
             raise HTTPException(400, {"error": "invalid_grant"}) from exc
-        issued = passport(key, claims["sub"], list(claims.get("genofed_visas", [])))
+        if subject_token_type == JWT_TOKEN_TYPE:
+            visas = claims.get("ga4gh_passport_v1")
+        else:
+            visas = claims.get("genofed_visas", [])
+        if not isinstance(visas, list):
+            raise HTTPException(400, {"error": "invalid_grant"})
+        hours = 1.0 if audience is None else AUDIENCE_MINUTES / 60
+        # never outliving the token it replaces
+        hours = min(hours, max(0.0, (claims["exp"] - time.time()) / 3600))
+        issued = passport(key, claims["sub"], list(visas), hours=hours, audience=audience)
         return {
             "access_token": issued,
             "issued_token_type": PASSPORT_TOKEN_TYPE,
             "token_type": "N_A",
-            "expires_in": 3600,
+            "expires_in": int(hours * 3600),
         }
 
     return app

@@ -1,0 +1,1 @@
+"""The hub: fans questions out to every node and merges what comes back."""

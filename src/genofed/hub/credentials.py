@@ -1,0 +1,97 @@
+"""What the hub sends each node in place of the caller's credentials.
+
+The hub never forwards the caller's token. For each node it asks the broker (RFC 8693
+token exchange at ``token_exchange_url``) for a short-lived Passport whose ``aud`` is that
+node, so a node only ever sees a Passport addressed to itself; it rejects Passports
+addressed to others. An anonymous caller is anonymous at every node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import httpx
+import orjson
+
+from genofed._exceptions import CredentialError
+from genofed.config import HubNode
+from genofed.governance.access import ACCESS_TOKEN_TYPE, PASSPORT_TOKEN_TYPE, TOKEN_EXCHANGE
+from genofed.governance.broker import JWT_TOKEN_TYPE
+from genofed.governance.passports import peek
+from genofed.hub.fanout import Credentials, NodeCredentialsError
+
+_RENEW_BEFORE_S = 30  # a cached Passport this close to expiry is exchanged again
+
+
+class TokenExchange:
+    """Per-node Passports from the broker, cached per caller token and node until shortly
+    before they expire."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str | None):
+        self.client = client
+        self.url = url
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def for_caller(self, authorization: str | None) -> Credentials | None:
+        """Credentials for the caller behind an ``Authorization`` header (None: anonymous).
+        Raises ``CredentialError`` if the header is unusable or the hub cannot exchange."""
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise CredentialError("send the Passport or access token as 'Authorization: Bearer'")
+        if self.url is None:
+            raise CredentialError(
+                "this hub does not exchange credentials (no token_exchange_url in hub.yaml); "
+                "ask without a token for anonymous answers"
+            )
+        _, claims = peek(token)  # routing only: the broker verifies it
+        kind = JWT_TOKEN_TYPE if "ga4gh_passport_v1" in claims else ACCESS_TOKEN_TYPE
+        digest = hashlib.sha256(token.encode()).hexdigest()
+
+        async def credentials(node: HubNode, end: float) -> dict[str, str]:
+            passport = await self._passport(token, kind, digest, node.passport_audience, end)
+            return {"authorization": f"Bearer {passport}"}
+
+        return credentials
+
+    async def _passport(self, token: str, kind: str, digest: str, audience: str, end: float) -> str:
+        key = (digest, audience)
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] - _RENEW_BEFORE_S > time.time():
+            return cached[0]
+        assert self.url is not None
+        try:
+            response = await self.client.post(
+                self.url,
+                data={
+                    "grant_type": TOKEN_EXCHANGE,
+                    "subject_token": token,
+                    "subject_token_type": kind,
+                    "requested_token_type": PASSPORT_TOKEN_TYPE,
+                    "audience": audience,
+                },
+                timeout=max(0.001, end - time.monotonic()),
+            )
+        except httpx.TimeoutException:
+            raise NodeCredentialsError("timeout", "no Passport from the broker in time") from None
+        except httpx.HTTPError as exc:
+            raise NodeCredentialsError(
+                "error", f"the broker could not be reached ({type(exc).__name__})"
+            ) from None
+        if response.status_code in (400, 401, 403):
+            raise NodeCredentialsError(
+                "unauthorised", "the broker refused to exchange your token for this node"
+            )
+        try:
+            answer = orjson.loads(response.content)
+            issued = str(answer["access_token"])
+            expires = time.time() + float(answer.get("expires_in", 60))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise NodeCredentialsError("error", "odd answer to the token exchange") from None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (issued, expires)
+        return issued

@@ -1,0 +1,168 @@
+"""One request asked of every node at once, under one overall deadline.
+
+Every node gets an outcome, whatever it does: ``ok`` (a JSON object came back),
+``unauthorised`` (it refused the credentials), ``error`` (it answered something else, or
+could not be reached), ``timeout`` (no answer before the deadline) or ``skipped`` (its
+circuit breaker is open). Nothing a node does makes the fan-out raise or run late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from genofed.config import HubNode
+from genofed.hub.nodes import Registry
+
+Status = Literal["ok", "timeout", "error", "unauthorised", "skipped"]
+# Credentials for one node: the headers to send it, or an outcome that says why none could
+# be obtained (the request is then not sent).
+Credentials = Callable[[HubNode, float], Awaitable[dict[str, str]]]
+
+
+class NodeCredentialsError(Exception):
+    """Raised by a credentials provider: this node cannot be asked (e.g. the broker
+    refused to issue a Passport for it). ``status`` is the node's outcome."""
+
+    def __init__(self, status: Status, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class Reply:
+    """How one node answered."""
+
+    node: str
+    status: Status
+    ms: float | None = None
+    http_status: int | None = None
+    detail: str | None = None
+    document: dict[str, Any] | None = None  # the JSON object, when ``ok``
+
+    def outcome(self) -> dict[str, Any]:
+        """What the response says about this node."""
+        out: dict[str, Any] = {"node": self.node, "status": self.status}
+        if self.ms is not None:
+            out["ms"] = round(self.ms, 1)
+        if self.http_status is not None:
+            out["httpStatus"] = self.http_status
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+async def fan_out(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    method: str,
+    path: str,
+    *,
+    deadline_s: float,
+    params: list[tuple[str, str]] | None = None,
+    body: Any = None,
+    credentials: Credentials | None = None,
+) -> list[Reply]:
+    """Send ``method path`` to every node whose breaker is closed; the replies in the
+    order of the hub's configuration, within ``deadline_s`` of the call."""
+    end = time.monotonic() + deadline_s
+    replies: dict[str, Reply] = {}
+    tasks: dict[asyncio.Task[Reply], HubNode] = {}
+    for node in registry.nodes:
+        state = registry.states[node.name]
+        if state.breaker_open:
+            replies[node.name] = Reply(
+                node.name,
+                "skipped",
+                detail=f"not answering ({state.last_error or 'health check failed'}); "
+                "checked again in the background",
+            )
+            continue
+        ask = _ask(client, node, method, path, end, params, body, credentials)
+        tasks[asyncio.create_task(ask)] = node
+    if tasks:
+        done, pending = await asyncio.wait(tasks, timeout=max(0.0, end - time.monotonic()))
+        for task in pending:
+            task.cancel()
+            node = tasks[task]
+            replies[node.name] = Reply(
+                node.name, "timeout", ms=deadline_s * 1000, detail="no answer before the deadline"
+            )
+        for task in done:
+            reply = task.result()  # _ask never raises
+            replies[reply.node] = reply
+    for reply in replies.values():
+        if reply.status in ("ok", "unauthorised"):
+            registry.record(reply.node, True)
+        elif reply.status in ("error", "timeout"):
+            registry.record(reply.node, False, reply.detail)
+    return [replies[n.name] for n in registry.nodes]
+
+
+async def _ask(
+    client: httpx.AsyncClient,
+    node: HubNode,
+    method: str,
+    path: str,
+    end: float,
+    params: list[tuple[str, str]] | None,
+    body: Any,
+    credentials: Credentials | None,
+) -> Reply:
+    start = time.perf_counter()
+
+    def reply(status: Status, detail: str | None = None, **kw: Any) -> Reply:
+        ms = (time.perf_counter() - start) * 1000
+        return Reply(node.name, status, ms=ms, detail=detail, **kw)
+
+    try:
+        headers = await credentials(node, end) if credentials else {}
+        response = await client.request(
+            method,
+            node.base + path,
+            params=params,
+            content=None if body is None else orjson.dumps(body),
+            headers={**headers, **({"content-type": "application/json"} if body else {})},
+            timeout=max(0.001, end - time.monotonic()),
+        )
+    except NodeCredentialsError as exc:
+        return reply(exc.status, exc.detail)
+    except httpx.TimeoutException:
+        return reply("timeout", "no answer before the deadline")
+    except httpx.HTTPError as exc:
+        return reply("error", f"could not be reached ({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
+        return reply("error", f"failed ({type(exc).__name__})")
+    try:
+        document = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        document = None
+    if response.status_code in (401, 403):
+        return reply("unauthorised", _error_message(document), http_status=response.status_code)
+    if response.status_code != 200:
+        message = _error_message(document) or "no error message"
+        return reply("error", message, http_status=response.status_code)
+    if not isinstance(document, dict):
+        return reply("error", "answered with malformed JSON", http_status=200)
+    return reply("ok", http_status=200, document=document)
+
+
+def _error_message(document: Any) -> str | None:
+    """The node's own error text: a Beacon ``error`` or a Data Connect ``errors``."""
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error")
+    if isinstance(error, dict) and isinstance(error.get("errorMessage"), str):
+        return error["errorMessage"][:300]
+    errors = document.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("detail") or errors[0].get("title"))[:300]
+    detail = document.get("detail")
+    return str(detail)[:300] if detail else None

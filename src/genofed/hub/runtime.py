@@ -1,0 +1,84 @@
+"""What a hub's requests share: its configuration, nodes, HTTP client and token exchange."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import Request
+
+from genofed._exceptions import QueryError
+from genofed.config import HubConfig
+from genofed.hub.credentials import TokenExchange
+from genofed.hub.fanout import Reply, fan_out
+from genofed.hub.nodes import Registry
+
+DEADLINE_HEADER = "genofed-deadline"
+DEADLINE_PARAM = "deadline_s"
+MAX_DEADLINE_S = 120.0
+
+
+@dataclass
+class HubRuntime:
+    config: HubConfig
+    registry: Registry = field(init=False)
+    client: httpx.AsyncClient = field(init=False)
+    exchange: TokenExchange = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = Registry(self.config)
+
+    def start(self) -> None:
+        """Open the HTTP client (in the server's event loop)."""
+        # Enough connections for every node at once, kept alive between requests.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        self.client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        self.exchange = TokenExchange(self.client, self.config.token_exchange_url)
+
+    @staticmethod
+    def of(request: Request) -> HubRuntime:
+        return request.app.state.hub  # type: ignore[no-any-return]
+
+    async def ask(
+        self,
+        request: Request,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        body: Any = None,
+    ) -> list[Reply]:
+        """``method path`` asked of every node for the caller of ``request``."""
+        credentials = self.exchange.for_caller(request.headers.get("authorization"))
+        return await fan_out(
+            self.client,
+            self.registry,
+            method,
+            path,
+            deadline_s=deadline_of(request, self.config.deadline_s),
+            params=params,
+            body=body,
+            credentials=credentials,
+        )
+
+
+def deadline_of(request: Request, default: float = 5.0) -> float:
+    """The request's own deadline (``Genofed-Deadline`` header or ``deadline_s`` parameter,
+    in seconds), or the hub's default."""
+    raw = request.headers.get(DEADLINE_HEADER) or request.query_params.get(DEADLINE_PARAM)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_DEADLINE_S:
+        raise QueryError(f"the deadline must be a number of seconds in (0, {MAX_DEADLINE_S:g}]")
+    return value
+
+
+def hub_params(request: Request) -> list[tuple[str, str]]:
+    """The request's query parameters less those meant for the hub."""
+    return [(k, v) for k, v in request.query_params.multi_items() if k != DEADLINE_PARAM]

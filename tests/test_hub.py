@@ -1,0 +1,356 @@
+"""The hub against real node processes: merged answers, misbehaving nodes, credentials.
+
+Three nodes (simulated cohorts of different sizes) serve as ``genofed node serve``
+processes; a development broker serves token exchange; misbehaving peers (slow, malformed
+JSON, a recorder of what it receives) are bare ASGI processes (``tests/stub_peer.py``);
+each hub is a ``genofed hub serve`` process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from genofed.config import (
+    Disclosure,
+    HubConfig,
+    HubNode,
+    TrustedIssuer,
+    default_config,
+    load_config,
+    save_config,
+    save_hub_config,
+)
+from genofed.governance import broker
+from genofed.governance.disclosure import safe_count
+from genofed.governance.passports import peek
+from genofed.simulate import simulate_cohort
+from genofed.store.node_dir import NodeDir
+from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+from tests.beacon_schemas import errors as schema_errors
+from tests.live_server import GENOFED, free_port, start_node_server
+from tests.shared_data import needs_shared
+
+ISSUER = "https://broker.genofed.test"
+NODES = {"alpha": (11, 40), "beta": (12, 70), "gamma": (13, 110)}  # name: (seed, samples)
+RANGE = {"referenceName": "22", "start": "0", "end": "100000000", "requestedGranularity": "record"}
+
+
+@dataclass
+class Federation:
+    root: Path
+    key: broker.SigningKey
+    broker_url: str
+    nodes: dict[str, str]  # name -> base URL
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def audience(self, name: str) -> str:
+        return f"urn:genofed:node:{name}"
+
+    def hub_node(self, name: str, url: str | None = None) -> HubNode:
+        return HubNode(name=name, url=url or self.nodes[name], audience=self.audience(name))
+
+    def access_token(self, sub: str = "researcher-1") -> str:
+        return broker.access_token(self.key, sub, broker.bona_fide_visas(self.key, sub))
+
+
+def _wait(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError(f"{url} did not come up")
+        time.sleep(0.1)
+
+
+def _build_node(root: Path, name: str, seed: int, samples: int, key: broker.SigningKey) -> Path:
+    """A governed node: anonymous callers get counts (made safe), registered ones records."""
+    node = NodeDir.create(root / name, default_config(name))
+    cohort = simulate_cohort(
+        root / f"{name}-data", n_samples=samples, n_sites=120, seed=seed, prefix=name.upper()
+    )
+    config = load_config(node.config_path)
+    trusted = TrustedIssuer(issuer=ISSUER, jwks=key.jwks())
+    config.trust.brokers = [trusted]
+    config.trust.visa_issuers = [trusted]
+    config.trust.audience = f"urn:genofed:node:{name}"
+    config.tiers["public"].anonymous = "count"
+    config.tiers["public"].registered = "record"
+    # The individual guard makes public answers depend on earlier ones (carriers who would
+    # decide an answer are left out from then on); the hub's tests compare answers.
+    config.disclosure.public_individual_guard = False
+    save_config(config, node.config_path)
+    ingest_vcf(
+        node,
+        f"{name}-cohort",
+        cohort.vcf,
+        assembly="GRCh38",
+        individuals=cohort.clinical,
+        settings=DatasetSettings(granularity="record", tier="public"),
+    )
+    return node.root
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("federation")
+    key = broker.create_key(root / "broker.json", ISSUER)
+    port = free_port()
+    broker_process = subprocess.Popen(
+        [GENOFED, "passport", "serve", str(root / "broker.json"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    fed = Federation(root, key, f"http://127.0.0.1:{port}", {})
+    fed.processes["broker"] = broker_process
+    try:
+        _wait(f"{fed.broker_url}/.well-known/jwks.json", broker_process)
+        for name, (seed, samples) in NODES.items():
+            process, base = start_node_server(_build_node(root, name, seed, samples, key))
+            fed.processes[name] = process
+            fed.nodes[name] = base
+        yield fed
+    finally:
+        for process in fed.processes.values():
+            process.kill()
+            process.wait()
+
+
+def start_stub(fed: Federation, mode: str) -> tuple[str, Path]:
+    port = free_port()
+    log = fed.root / f"{mode}-{port}.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.stub_peer", mode, str(port), str(log)],
+        cwd=Path(__file__).parent.parent,
+    )
+    fed.processes[f"{mode}-{port}"] = process
+    url = f"http://127.0.0.1:{port}"
+    _wait(f"{url}/-/health", process)
+    return url, log
+
+
+def start_hub(fed: Federation, nodes: list[HubNode], **settings: Any) -> str:
+    config = HubConfig(
+        nodes=nodes, token_exchange_url=f"{fed.broker_url}/token", health_interval_s=1, **settings
+    )
+    path = fed.root / f"hub-{len(fed.processes)}.yaml"
+    save_hub_config(config, path)
+    port = free_port()
+    process = subprocess.Popen(
+        [GENOFED, "hub", "serve", "--config", str(path), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    fed.processes[path.name] = process
+    url = f"http://127.0.0.1:{port}"
+    _wait(f"{url}/-/health", process)
+    return url
+
+
+@pytest.fixture(scope="module")
+def hub(federation: Federation) -> str:
+    return start_hub(federation, [federation.hub_node(n) for n in NODES])
+
+
+def statuses(document: dict[str, Any]) -> dict[str, str]:
+    return {n["node"]: n["status"] for n in document["info"]["nodes"]}
+
+
+def test_merged_counts_are_the_nodes_counts_summed_then_made_safe(
+    federation: Federation, hub: str
+) -> None:
+    direct = {
+        name: httpx.get(f"{url}/beacon/v2/g_variants", params=RANGE).json()
+        for name, url in federation.nodes.items()
+    }
+    merged = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
+    assert statuses(merged) == dict.fromkeys(NODES, "ok")
+    counts = [d["responseSummary"]["numTotalResults"] for d in direct.values()]
+    assert len(set(counts)) > 1  # the nodes differ: a sum, not a copy
+    # the nodes rounded their counts (anonymous callers get safe counts): the hub
+    # applies the same rules again to the sum
+    assert {d["responseSummary"].get("countPrecision") for d in direct.values()} != {None}
+    assert merged["responseSummary"]["numTotalResults"] == safe_count(sum(counts), _rules()).value
+    assert merged["responseSummary"]["countPrecision"] in ("rounded", "imprecise")
+    assert merged["meta"]["returnedGranularity"] == "count"
+    sets = {s["id"]: s for s in merged["response"]["resultSets"]}
+    assert set(sets) == {f"{n}:{n}-cohort" for n in NODES}
+    for name, document in direct.items():
+        [node_set] = document["response"]["resultSets"]
+        assert sets[f"{name}:{name}-cohort"]["resultsCount"] == node_set["resultsCount"]
+        assert sets[f"{name}:{name}-cohort"]["info"]["node"] == name
+
+
+def _rules() -> Disclosure:
+    return Disclosure()  # the hub's rules: hub.yaml leaves them at their defaults
+
+
+@needs_shared
+def test_merged_answers_follow_the_official_schemas(hub: str) -> None:
+    merged = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
+    assert not schema_errors(merged, "framework/json/responses/beaconResultsetsResponse.json")
+    info = httpx.get(f"{hub}/beacon/v2/info", timeout=10).json()
+    assert not schema_errors(info, "framework/json/responses/beaconInfoResponse.json")
+    terms = httpx.get(f"{hub}/beacon/v2/filtering_terms", timeout=10).json()
+    assert not schema_errors(terms, "framework/json/responses/beaconFilteringTermsResponse.json")
+    beacon_map = httpx.get(f"{hub}/beacon/v2/map", timeout=10).json()
+    assert not schema_errors(beacon_map, "framework/json/responses/beaconMapResponse.json")
+
+
+def test_framework_documents_are_the_union_of_the_nodes(federation: Federation, hub: str) -> None:
+    info = httpx.get(f"{hub}/beacon/v2/info", timeout=10).json()
+    members = {m["node"]: m for m in info["response"]["info"]["nodes"]}
+    assert {m["beaconId"] for m in members.values()} == {f"org.genofed.{n}" for n in NODES}
+    terms = httpx.get(f"{hub}/beacon/v2/filtering_terms", timeout=10).json()
+    ids = {t["id"] for t in terms["response"]["filteringTerms"]}
+    for url in federation.nodes.values():
+        node_terms = httpx.get(f"{url}/beacon/v2/filtering_terms").json()["response"]
+        assert {t["id"] for t in node_terms["filteringTerms"]} <= ids
+    endpoint_sets = httpx.get(f"{hub}/beacon/v2/map", timeout=10).json()["response"]
+    assert endpoint_sets["endpointSets"]["genomicVariantEndpoints"]["rootUrl"].startswith(hub)
+
+
+def test_a_registered_researcher_gets_records_through_per_node_passports(
+    federation: Federation, hub: str
+) -> None:
+    token = federation.access_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    merged = httpx.get(
+        f"{hub}/beacon/v2/g_variants", params=RANGE, headers=headers, timeout=10
+    ).json()
+    assert statuses(merged) == dict.fromkeys(NODES, "ok")
+    assert merged["meta"]["returnedGranularity"] == "record"
+    direct = 0
+    for name, url in federation.nodes.items():
+        # the same question asked of the node directly, with a Passport minted for it
+        exchanged = httpx.post(
+            f"{federation.broker_url}/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": token,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "audience": federation.audience(name),
+            },
+        ).json()["access_token"]
+        answer = httpx.get(
+            f"{url}/beacon/v2/g_variants",
+            params=RANGE,
+            headers={"Authorization": f"Bearer {exchanged}"},
+        ).json()
+        direct += answer["responseSummary"]["numTotalResults"]
+    assert merged["responseSummary"]["numTotalResults"] == direct  # exact: no re-rounding
+    assert "countPrecision" not in merged["responseSummary"]
+
+
+def test_the_callers_token_never_reaches_a_node(federation: Federation) -> None:
+    recorder, log = start_stub(federation, "recorder")
+    hub = start_hub(
+        federation,
+        [federation.hub_node("alpha"), HubNode(name="spy", url=recorder, audience="urn:spy")],
+    )
+    token = federation.access_token("researcher-2")
+    passport = broker.passport(
+        federation.key, "researcher-3", broker.bona_fide_visas(federation.key, "researcher-3")
+    )
+    for credential in (token, passport):
+        headers = {"Authorization": f"Bearer {credential}"}
+        httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, headers=headers, timeout=10)
+        httpx.post(
+            f"{hub}/beacon/v2/individuals",
+            json={"query": {"filters": []}},
+            headers=headers,
+            timeout=10,
+        )
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) == 4
+    for request in seen:
+        text = json.dumps(request)
+        assert token not in text and passport not in text
+        sent = request["headers"]["authorization"].removeprefix("Bearer ")
+        _, claims = peek(sent)
+        assert claims["aud"] == "urn:spy"  # a Passport for this node only
+    # that Passport is worthless at another node, which wants its own audience
+    refused = httpx.get(
+        f"{federation.nodes['alpha']}/beacon/v2/g_variants",
+        params=RANGE,
+        headers={"Authorization": f"Bearer {sent}"},
+    )
+    assert refused.status_code == 401
+    assert "another audience" in refused.json()["error"]["errorMessage"]
+
+
+def test_a_passport_in_the_body_is_refused_not_forwarded(hub: str) -> None:
+    response = httpx.post(f"{hub}/beacon/v2/individuals", json={"passports": ["x.y.z"]}, timeout=10)
+    assert response.status_code == 400
+    assert "Authorization" in response.json()["error"]["errorMessage"]
+
+
+def test_misbehaving_nodes_cost_no_more_than_the_deadline(federation: Federation) -> None:
+    slow, _ = start_stub(federation, "slow")
+    garbage, _ = start_stub(federation, "garbage")
+    doomed_root = _build_node(federation.root, "delta", 14, 50, federation.key)
+    doomed, doomed_url = start_node_server(doomed_root)
+    federation.processes["delta"] = doomed
+    nodes = [federation.hub_node(n) for n in NODES] + [
+        HubNode(name="slow", url=slow),
+        HubNode(name="garbage", url=garbage),
+        HubNode(name="delta", url=doomed_url, audience=federation.audience("delta")),
+        HubNode(name="nowhere", url=f"http://127.0.0.1:{free_port()}"),
+    ]
+    hub = start_hub(federation, nodes)
+    expected = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
+    doomed.kill()  # mid-federation: the hub has not noticed yet
+    doomed.wait()
+    deadline = 1.0
+    start = time.perf_counter()
+    response = httpx.get(
+        f"{hub}/beacon/v2/g_variants",
+        params=RANGE,
+        headers={"Genofed-Deadline": str(deadline)},
+        timeout=10,
+    )
+    elapsed = time.perf_counter() - start
+    assert response.status_code == 200
+    assert elapsed <= deadline + 0.1, elapsed
+    merged = response.json()
+    got = statuses(merged)
+    assert {n: got[n] for n in NODES} == dict.fromkeys(NODES, "ok")
+    assert got["slow"] == "timeout"
+    assert got["garbage"] == "error"
+    assert got["delta"] in ("error", "skipped")  # refused connection, or already seen down
+    assert got["nowhere"] == "skipped"  # down since the hub started: its breaker is open
+    healthy = [
+        httpx.get(f"{federation.nodes[n]}/beacon/v2/g_variants", params=RANGE).json() for n in NODES
+    ]
+    counts = [d["responseSummary"]["numTotalResults"] for d in healthy]
+    assert merged["responseSummary"]["numTotalResults"] == safe_count(sum(counts), _rules()).value
+    assert len(merged["response"]["resultSets"]) == len(expected["response"]["resultSets"]) - 1
+    # the hub's node status shows what it learnt
+    states = {s["name"]: s for s in httpx.get(f"{hub}/hub/nodes").json()["nodes"]}
+    assert states["nowhere"]["health"] == "down" and states["nowhere"]["breakerOpen"]
+    assert states["alpha"]["health"] == "up"
+
+
+def test_bad_deadlines_and_requests_are_refused_readably(hub: str) -> None:
+    for value in ("0", "-1", "soon", "1000"):
+        response = httpx.get(
+            f"{hub}/beacon/v2/g_variants", params=RANGE, headers={"Genofed-Deadline": value}
+        )
+        assert response.status_code == 400
+        assert "deadline" in response.json()["error"]["errorMessage"]
+    bad = httpx.get(f"{hub}/beacon/v2/g_variants", params={"requestedGranularity": "all"})
+    assert bad.status_code == 400
+    unusable = httpx.get(f"{hub}/beacon/v2/g_variants", headers={"Authorization": "Basic x"})
+    assert unusable.status_code == 401
