@@ -25,6 +25,7 @@ bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against b
 	$(BIN)/python bench/bench_governance.py --out bench/results/governance.json
 	$(BIN)/python bench/bench_membership.py --out bench/results/membership.json
 	$(BIN)/python bench/bench_data_connect.py --out bench/results/data-connect.json
+	$(BIN)/python bench/bench_hub.py --out bench/results/hub.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --quick
@@ -32,6 +33,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_governance.py --quick
 	$(BIN)/python bench/bench_membership.py --quick
 	$(BIN)/python bench/bench_data_connect.py --quick
+	$(BIN)/python bench/bench_hub.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
