@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 
@@ -93,6 +94,7 @@ def _build_node(root: Path, name: str, seed: int, samples: int, key: broker.Sign
     # The individual guard makes public answers depend on earlier ones (carriers who would
     # decide an answer are left out from then on); the hub's tests compare answers.
     config.disclosure.public_individual_guard = False
+    config.data_connect.page_rows = 25  # results of a few pages, read through the hub
     save_config(config, node.config_path)
     ingest_vcf(
         node,
@@ -354,3 +356,123 @@ def test_bad_deadlines_and_requests_are_refused_readably(hub: str) -> None:
     assert bad.status_code == 400
     unusable = httpx.get(f"{hub}/beacon/v2/g_variants", headers={"Authorization": "Basic x"})
     assert unusable.status_code == 401
+
+
+# -- Data Connect ----------------------------------------------------------------------
+
+
+def _bearer(federation: Federation) -> dict[str, str]:
+    return {"Authorization": f"Bearer {federation.access_token()}"}
+
+
+def _follow(base: str, response: httpx.Response, headers: dict[str, str]) -> list[dict]:
+    rows = []
+    while True:
+        assert response.status_code == 200, response.text
+        page = response.json()
+        rows += page["data"]
+        url = (page.get("pagination") or {}).get("next_page_url")
+        if not url:
+            return rows
+        assert url.startswith("/data-connect/nodes/")  # the next page comes through the hub
+        if not page["data"]:
+            time.sleep(float(response.headers.get("retry-after", "1")))
+        response = httpx.get(base + url, headers=headers, timeout=30)
+
+
+def test_the_hub_lists_every_nodes_tables_under_the_node(federation: Federation, hub: str) -> None:
+    listed = httpx.get(f"{hub}/data-connect/tables", headers=_bearer(federation), timeout=10)
+    names = {t["name"] for t in listed.json()["tables"]}
+    for node in NODES:
+        assert {f"{node}.{node}-cohort.variants", f"{node}.{node}-cohort.individuals"} <= names
+    info = httpx.get(
+        f"{hub}/data-connect/table/beta.beta-cohort.individuals/info",
+        headers=_bearer(federation),
+        timeout=10,
+    ).json()
+    assert (
+        info["name"] == "beta.beta-cohort.individuals" and "sex" in info["data_model"]["properties"]
+    )
+    missing = httpx.get(f"{hub}/data-connect/table/nowhere.x/info", timeout=10)
+    assert missing.status_code == 404 and missing.json()["errors"][0]["detail"]
+
+
+def test_a_query_of_one_nodes_tables_goes_to_that_node(federation: Federation, hub: str) -> None:
+    headers = _bearer(federation)
+    query = 'SELECT id, sex FROM "gamma.gamma-cohort.individuals" ORDER BY id'
+    through_hub = _follow(
+        hub,
+        httpx.post(f"{hub}/data-connect/search", json={"query": query}, headers=headers),
+        headers,
+    )
+    assert len(through_hub) == NODES["gamma"][1]  # every individual, over several pages
+    refused = httpx.post(
+        f"{hub}/data-connect/search",
+        json={"query": 'SELECT nope FROM "gamma.gamma-cohort.individuals"'},
+        headers=headers,
+    )
+    assert refused.status_code == 400 and "nope" in refused.json()["errors"][0]["detail"]
+    mixed = httpx.post(
+        f"{hub}/data-connect/search",
+        json={"query": 'SELECT a.id FROM "alpha.x" a JOIN "beta.y" b ON a.id = b.id'},
+    )
+    assert mixed.status_code == 400 and "one node" in mixed.json()["errors"][0]["detail"]
+
+
+AGGREGATE = (
+    "SELECT sex, count(*) AS n, avg(coalesce(len(phenotypic_features), 0)) AS mean_terms, "
+    "max(coalesce(len(phenotypic_features), 0)) AS most_terms, "
+    'sum(coalesce(len(phenotypic_features), 0)) AS terms FROM "*.individuals" '
+    "GROUP BY sex ORDER BY sex"
+)
+
+
+def test_an_aggregate_over_every_node_equals_the_pooled_computation(
+    federation: Federation, hub: str
+) -> None:
+    response = httpx.post(
+        f"{hub}/data-connect/search",
+        json={"query": AGGREGATE},
+        headers=_bearer(federation),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert "errors" not in page, page.get("errors")
+    csvs = [str(federation.root / f"{n}-data" / f"{n.upper()}.clinical.csv") for n in NODES]
+    terms = (
+        "CASE WHEN coalesce(phenotypes, '') = '' THEN 0 ELSE len(string_split(phenotypes, ';')) END"
+    )
+    pooled = duckdb.sql(
+        f"SELECT sex, count(*), avg({terms}), max({terms}), sum({terms}) "
+        "FROM read_csv(?, all_varchar = true) GROUP BY sex ORDER BY sex",
+        params=[csvs],
+    ).fetchall()
+    got = [
+        (r["sex"], int(r["n"]), r["mean_terms"], int(r["most_terms"]), int(r["terms"]))
+        for r in page["data"]
+    ]
+    assert [g[:2] for g in got] == [(p[0], p[1]) for p in pooled]
+    for mine, theirs in zip(got, pooled, strict=True):
+        assert mine[2] == pytest.approx(theirs[2])  # from sums and counts, not averages
+        assert (mine[3], mine[4]) == (theirs[3], theirs[4])
+    assert page["data_model"]["properties"]["n"]["format"] == "bigint"
+
+
+def test_federated_aggregates_report_nodes_that_cannot_answer(
+    federation: Federation, hub: str
+) -> None:
+    # anonymous callers may see only aggregates, and min/max are not among them at a node
+    response = httpx.post(
+        f"{hub}/data-connect/search",
+        json={"query": 'SELECT sex, max(len(diseases)) AS most FROM "*.individuals" GROUP BY sex'},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    errors = response.json()["errors"]
+    assert {e["source"] for e in errors} == set(NODES)
+    refused = httpx.post(
+        f"{hub}/data-connect/search",
+        json={"query": 'SELECT count(DISTINCT sex) AS n FROM "*.individuals"'},
+    )
+    assert refused.status_code == 400 and "distinct" in refused.json()["errors"][0]["detail"]

@@ -17,6 +17,8 @@ from genofed import __version__
 from genofed._exceptions import CredentialError, GenofedError
 from genofed.config import HubConfig
 from genofed.hub.beacon_routes import build_hub_beacon_router
+from genofed.hub.data_connect_routes import PREFIX as DATA_CONNECT
+from genofed.hub.data_connect_routes import build_hub_data_connect_router
 from genofed.hub.runtime import HubRuntime
 from genofed.node.beacon.model import API_VERSION
 from genofed.node.json_response import JSONResponse
@@ -46,36 +48,42 @@ def create_hub_app(config: HubConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hub = hub
+    app.include_router(build_hub_data_connect_router())
     app.include_router(build_hub_beacon_router())
 
-    def error(status: int, message: str) -> JSONResponse:
-        body = {
-            "meta": {"beaconId": config.beacon_id, "apiVersion": API_VERSION},
-            "error": {"errorCode": status, "errorMessage": message},
-        }
+    def error(request: Request, status: int, message: str) -> JSONResponse:
+        """Each API's own error shape: Data Connect's ErrorResponse, else the Beacon's."""
+        body: dict[str, Any]
+        if request.url.path.startswith(DATA_CONNECT):
+            body = {"errors": [{"title": _TITLES.get(status, "Error"), "detail": message}]}
+        else:
+            body = {
+                "meta": {"beaconId": config.beacon_id, "apiVersion": API_VERSION},
+                "error": {"errorCode": status, "errorMessage": message},
+            }
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(GenofedError)
-    async def genofed_error(_request: Request, exc: GenofedError) -> JSONResponse:
-        response = error(exc.status, str(exc))
+    async def genofed_error(request: Request, exc: GenofedError) -> JSONResponse:
+        response = error(request, exc.status, str(exc))
         if isinstance(exc, CredentialError):
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error(400, f"{where}: {first.get('msg')}")
+        return error(request, 400, f"{where}: {first.get('msg')}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return error(500, "internal error; the hub operator can find it in the logs")
+        return error(request, 500, "internal error; the hub operator can find it in the logs")
 
     @app.get("/hub/nodes", tags=["hub"], summary="The nodes and their health", response_model=None)
     def nodes() -> dict[str, Any]:
@@ -86,3 +94,6 @@ def create_hub_app(config: HubConfig) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found"}

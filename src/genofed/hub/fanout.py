@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
@@ -46,6 +46,7 @@ class Reply:
     http_status: int | None = None
     detail: str | None = None
     document: dict[str, Any] | None = None  # the JSON object, when ``ok``
+    headers: dict[str, str] = field(default_factory=dict)  # the node's response headers
 
     def outcome(self) -> dict[str, Any]:
         """What the response says about this node."""
@@ -57,6 +58,11 @@ class Reply:
         if self.detail:
             out["detail"] = self.detail
         return out
+
+
+# One node's part of a fan-out: given the node and the deadline (time.monotonic()), its
+# reply. It must not raise.
+Call = Callable[[HubNode, float], Awaitable[Reply]]
 
 
 async def fan_out(
@@ -72,6 +78,16 @@ async def fan_out(
 ) -> list[Reply]:
     """Send ``method path`` to every node whose breaker is closed; the replies in the
     order of the hub's configuration, within ``deadline_s`` of the call."""
+
+    async def call(node: HubNode, end: float) -> Reply:
+        return await send(client, node, method, path, end, params, body, credentials)
+
+    return await fan_out_calls(registry, call, deadline_s=deadline_s)
+
+
+async def fan_out_calls(registry: Registry, call: Call, *, deadline_s: float) -> list[Reply]:
+    """``call`` for every node whose breaker is closed, all at once; a node still busy at
+    the deadline is reported as a ``timeout``."""
     end = time.monotonic() + deadline_s
     replies: dict[str, Reply] = {}
     tasks: dict[asyncio.Task[Reply], HubNode] = {}
@@ -85,8 +101,7 @@ async def fan_out(
                 "checked again in the background",
             )
             continue
-        ask = _ask(client, node, method, path, end, params, body, credentials)
-        tasks[asyncio.create_task(ask)] = node
+        tasks[asyncio.create_task(call(node, end))] = node
     if tasks:
         done, pending = await asyncio.wait(tasks, timeout=max(0.0, end - time.monotonic()))
         for task in pending:
@@ -96,8 +111,11 @@ async def fan_out(
                 node.name, "timeout", ms=deadline_s * 1000, detail="no answer before the deadline"
             )
         for task in done:
-            reply = task.result()  # _ask never raises
-            replies[reply.node] = reply
+            node = tasks[task]
+            try:
+                replies[node.name] = task.result()
+            except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
+                replies[node.name] = Reply(node.name, "error", detail=f"failed ({exc!r:.200})")
     for reply in replies.values():
         if reply.status in ("ok", "unauthorised"):
             registry.record(reply.node, True)
@@ -106,16 +124,17 @@ async def fan_out(
     return [replies[n.name] for n in registry.nodes]
 
 
-async def _ask(
+async def send(
     client: httpx.AsyncClient,
     node: HubNode,
     method: str,
     path: str,
     end: float,
-    params: list[tuple[str, str]] | None,
-    body: Any,
-    credentials: Credentials | None,
+    params: list[tuple[str, str]] | None = None,
+    body: Any = None,
+    credentials: Credentials | None = None,
 ) -> Reply:
+    """One request to one node, classified; never raises."""
     start = time.perf_counter()
 
     def reply(status: Status, detail: str | None = None, **kw: Any) -> Reply:
@@ -151,7 +170,9 @@ async def _ask(
         return reply("error", message, http_status=response.status_code)
     if not isinstance(document, dict):
         return reply("error", "answered with malformed JSON", http_status=200)
-    return reply("ok", http_status=200, document=document)
+    reply_ = reply("ok", http_status=200, document=document)
+    reply_.headers = dict(response.headers)
+    return reply_
 
 
 def _error_message(document: Any) -> str | None:
