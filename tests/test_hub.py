@@ -476,3 +476,71 @@ def test_federated_aggregates_report_nodes_that_cannot_answer(
         json={"query": 'SELECT count(DISTINCT sex) AS n FROM "*.individuals"'},
     )
     assert refused.status_code == 400 and "distinct" in refused.json()["errors"][0]["detail"]
+
+
+# -- virtual cohorts -------------------------------------------------------------------
+
+COHORT = {"terms": ["ICD10:G40"], "sex": "female", "min_age": 50}
+
+
+def _pooled_cohort(federation: Federation, node: str) -> int:
+    csv = federation.root / f"{node}-data" / f"{node.upper()}.clinical.csv"
+    [row] = duckdb.sql(
+        "SELECT count(*) FROM read_csv(?, all_varchar = true) WHERE sex = 'female' "
+        "AND CAST(age AS INTEGER) >= 50 AND list_has_any(list_transform("
+        "string_split(coalesce(diseases, ''), ';'), lambda d: d[:9]), ['ICD10:G40'])",
+        params=[str(csv)],
+    ).fetchall()
+    return int(row[0])
+
+
+def test_a_cohort_is_counted_at_every_node_and_saved(federation: Federation, hub: str) -> None:
+    headers = _bearer(federation)  # registered: exact counts
+    counted = httpx.post(f"{hub}/hub/cohorts/count", json=COHORT, headers=headers, timeout=30)
+    assert counted.status_code == 200, counted.text
+    counts = counted.json()
+    expected = {n: _pooled_cohort(federation, n) for n in NODES}
+    assert sum(expected.values()) > 0
+    assert {n["node"]: n["count"] for n in counts["nodes"]} == expected
+    assert counts["total"] == sum(expected.values()) and counts["countPrecision"] == "exact"
+    for node in NODES:  # nobody's id leaves a node
+        assert f"{node.upper()}0" not in counted.text
+
+    saved = httpx.post(
+        f"{hub}/hub/cohorts",
+        json={"name": "Epileptic women over 50", "criteria": COHORT},
+        headers=headers,
+        timeout=30,
+    )
+    assert saved.status_code == 201, saved.text
+    cohort_id = saved.json()["id"]
+    listed = httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]
+    assert cohort_id in {c["id"] for c in listed}
+    again = httpx.get(f"{hub}/hub/cohorts/{cohort_id}", headers=headers, timeout=30).json()
+    assert again["criteria"]["terms"] == ["ICD10:G40"]
+    assert again["counts"]["total"] == counts["total"]
+
+    anonymous = httpx.post(f"{hub}/hub/cohorts/count", json=COHORT, timeout=30).json()
+    assert anonymous["countPrecision"] in ("rounded", "imprecise")  # small counts are not exact
+    only_alpha = httpx.post(
+        f"{hub}/hub/cohorts/count",
+        json={**COHORT, "datasets": ["alpha:alpha-cohort"]},
+        headers=headers,
+        timeout=30,
+    ).json()
+    statuses_ = {n["node"]: n["status"] for n in only_alpha["nodes"]}
+    assert statuses_ == {"alpha": "ok", "beta": "skipped", "gamma": "skipped"}
+    assert only_alpha["total"] == expected["alpha"]
+
+
+def test_bad_cohorts_are_refused_readably(hub: str) -> None:
+    for criteria, needle in (
+        ({"terms": ["epilepsy"]}, "CURIE"),
+        ({"min_age": 70, "max_age": 20}, "min_age"),
+        ({"sex": "other"}, "sex"),
+        ({"datasets": ["alpha-cohort"]}, "<node>:<dataset>"),
+    ):
+        response = httpx.post(f"{hub}/hub/cohorts/count", json=criteria, timeout=10)
+        assert response.status_code == 400, response.text
+        assert needle in response.json()["error"]["errorMessage"]
+    assert httpx.get(f"{hub}/hub/cohorts/cohort-000000000000", timeout=10).status_code == 404

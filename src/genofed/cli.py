@@ -252,7 +252,8 @@ def hub_serve(
     from genofed.node.serve import NoDelayHttpToolsProtocol
 
     try:
-        app_ = create_hub_app(load_hub_config(config))
+        settings = load_hub_config(config)
+        app_ = create_hub_app(settings, config.parent / settings.state_dir)
     except GenofedError as err:
         raise fail(err) from None
     console.print(f"Serving hub at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")

@@ -319,6 +319,9 @@ class HubConfig(BaseModel):
         default_factory=Disclosure,
         description="Applied again to merged counts (min_count, round_to)",
     )
+    state_dir: str = Field(
+        "hub-state", description="Saved cohorts and other state (relative to hub.yaml)"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> HubConfig:

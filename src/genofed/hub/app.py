@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,8 @@ from genofed import __version__
 from genofed._exceptions import CredentialError, GenofedError
 from genofed.config import HubConfig
 from genofed.hub.beacon_routes import build_hub_beacon_router
+from genofed.hub.cohort_routes import build_cohort_router
+from genofed.hub.cohorts import CohortStore
 from genofed.hub.data_connect_routes import PREFIX as DATA_CONNECT
 from genofed.hub.data_connect_routes import build_hub_data_connect_router
 from genofed.hub.runtime import HubRuntime
@@ -26,7 +29,8 @@ from genofed.node.json_response import JSONResponse
 log = logging.getLogger(__name__)
 
 
-def create_hub_app(config: HubConfig) -> FastAPI:
+def create_hub_app(config: HubConfig, state_dir: Path) -> FastAPI:
+    """The hub's app; saved cohorts go under ``state_dir``."""
     hub = HubRuntime(config)
 
     @asynccontextmanager
@@ -49,6 +53,7 @@ def create_hub_app(config: HubConfig) -> FastAPI:
     )
     app.state.hub = hub
     app.include_router(build_hub_data_connect_router())
+    app.include_router(build_cohort_router(CohortStore(state_dir / "cohorts")))
     app.include_router(build_hub_beacon_router())
 
     def error(request: Request, status: int, message: str) -> JSONResponse:

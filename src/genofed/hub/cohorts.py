@@ -1,0 +1,156 @@
+"""Virtual cohorts: criteria evaluated at every node, counted there, saved at the hub.
+
+A cohort is a definition, not a list of people: phenotype or disease terms (with their
+descendants), sex, an age range, carriers of a variant, and optionally the datasets to
+look in. Each node counts its individuals matching all of them under its own disclosure
+rules (a Beacon ``/individuals`` count query); the hub shows each node's count and the
+total, made safe again. Who the individuals are never leaves the nodes. A saved cohort
+keeps its definition under an id that later analyses can target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from genofed._exceptions import NotFoundError, QueryError
+
+
+class VariantCriterion(BaseModel):
+    """Carriers of one allele (Beacon sequence query: 0-based ``start``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    referenceName: str = Field(min_length=1, max_length=10)  # noqa: N815 - Beacon's name
+    start: int = Field(ge=0)
+    referenceBases: str = Field(pattern=r"^[ACGTN]+$", max_length=1000)  # noqa: N815
+    alternateBases: str = Field(pattern=r"^[ACGTN]+$", max_length=1000)  # noqa: N815
+
+
+class CohortCriteria(BaseModel):
+    """Who belongs to a cohort; every criterion given must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    terms: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Phenotype or disease CURIEs (HP:0001250, ICD10:G40); descendants count",
+    )
+    sex: Literal["female", "male"] | None = None
+    min_age: float | None = Field(None, ge=0, le=150, description="Years, inclusive")
+    max_age: float | None = Field(None, ge=0, le=150, description="Years, inclusive")
+    variant: VariantCriterion | None = None
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="Only these datasets, as <node>:<dataset>; nodes with none listed are "
+        "not asked",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CohortCriteria:
+        for term in self.terms:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*:[^\s,]+", term):
+                raise ValueError(f"terms are CURIEs such as HP:0001250, not {term!r}")
+        for dataset in self.datasets:
+            if ":" not in dataset:
+                raise ValueError(f"datasets are <node>:<dataset>, not {dataset!r}")
+        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
+            raise ValueError("min_age is above max_age")
+        return self
+
+    def nodes(self) -> set[str] | None:
+        """The nodes to ask (None: all)."""
+        return {d.split(":", 1)[0] for d in self.datasets} or None
+
+    def beacon_body(self, node: str) -> dict[str, Any]:
+        """The Beacon ``/individuals`` count request for ``node``."""
+        filters: list[dict[str, Any]] = [
+            {"id": term, "includeDescendantTerms": True} for term in self.terms
+        ]
+        if self.sex is not None:
+            filters.append({"id": "sex.label", "operator": "=", "value": self.sex})
+        if self.min_age is not None:
+            filters.append({"id": "age", "operator": ">=", "value": _years(self.min_age)})
+        if self.max_age is not None:
+            filters.append({"id": "age", "operator": "<=", "value": _years(self.max_age)})
+        parameters: dict[str, Any] = {}
+        if self.variant is not None:
+            parameters.update(self.variant.model_dump())
+        datasets = [d.split(":", 1)[1] for d in self.datasets if d.split(":", 1)[0] == node]
+        if datasets:
+            parameters["datasets"] = datasets
+        # The most the caller may have (an exact count for record-level callers, a safe one
+        # for the others), and no result sets: no record leaves the node.
+        query: dict[str, Any] = {
+            "filters": filters,
+            "requestedGranularity": "record",
+            "includeResultsetResponses": "NONE",
+        }
+        if parameters:
+            query["requestParameters"] = parameters
+        return {"meta": {"apiVersion": "v2.0.0"}, "query": query}
+
+
+def _years(value: float) -> str:
+    whole = int(value)
+    months = round((value - whole) * 12)
+    return f"P{whole}Y{months}M" if months else f"P{whole}Y"
+
+
+class CohortDefinition(BaseModel):
+    """What ``POST /hub/cohorts`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    criteria: CohortCriteria
+
+
+class CohortStore:
+    """Saved cohorts, one JSON file each under the hub's state directory."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def save(self, definition: CohortDefinition, owner: str | None) -> dict[str, Any]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cohort = {
+            "id": f"cohort-{secrets.token_hex(6)}",
+            "name": definition.name,
+            "description": definition.description,
+            "criteria": definition.criteria.model_dump(exclude_none=True),
+            "owner": owner,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        path = self.directory / f"{cohort['id']}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(cohort, indent=2))
+        os.replace(temporary, path)
+        return cohort
+
+    def get(self, cohort_id: str) -> dict[str, Any]:
+        if not re.fullmatch(r"cohort-[0-9a-f]{12}", cohort_id):
+            raise NotFoundError(f"no cohort {cohort_id!r}")
+        try:
+            return json.loads((self.directory / f"{cohort_id}.json").read_text())
+        except FileNotFoundError:
+            raise NotFoundError(f"no cohort {cohort_id!r}; GET /hub/cohorts lists them") from None
+
+    def all(self) -> list[dict[str, Any]]:
+        if not self.directory.is_dir():
+            return []
+        cohorts = [json.loads(p.read_text()) for p in sorted(self.directory.glob("*.json"))]
+        return sorted(cohorts, key=lambda c: c["created"], reverse=True)
+
+
+def criteria_of(cohort: dict[str, Any]) -> CohortCriteria:
+    try:
+        return CohortCriteria.model_validate(cohort["criteria"])
+    except (KeyError, ValueError) as exc:
+        raise QueryError(f"the saved cohort is unreadable: {exc}") from None
