@@ -544,3 +544,72 @@ def test_bad_cohorts_are_refused_readably(hub: str) -> None:
         assert response.status_code == 400, response.text
         assert needle in response.json()["error"]["errorMessage"]
     assert httpx.get(f"{hub}/hub/cohorts/cohort-000000000000", timeout=10).status_code == 404
+
+
+# -- the command-line client -----------------------------------------------------------
+
+
+def _cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": str(Path(GENOFED).parent), "COLUMNS": "200", "HOME": "/tmp"}
+    if token:
+        env["GENOFED_TOKEN"] = token
+    return subprocess.run([GENOFED, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_cli_asks_the_hub_and_prints_tables(federation: Federation, hub: str) -> None:
+    token = federation.access_token()
+    beacon = _cli(
+        "query",
+        "beacon",
+        "--hub",
+        hub,
+        "--chrom",
+        "22",
+        "--start",
+        "0",
+        "--end",
+        "100000000",
+        "--granularity",
+        "record",
+        token=token,
+    )
+    assert beacon.returncode == 0, beacon.stderr
+    merged = httpx.get(
+        f"{hub}/beacon/v2/g_variants", params=RANGE, headers=_bearer(federation), timeout=10
+    ).json()
+    assert f"total: {merged['responseSummary']['numTotalResults']}" in beacon.stdout
+    for node in NODES:
+        assert f"{node}:{node}-cohort" in beacon.stdout
+
+    sql = _cli("query", "sql", "--hub", hub, AGGREGATE, token=token)
+    assert sql.returncode == 0, sql.stderr
+    assert "2 row(s)" in sql.stdout and "female" in sql.stdout and "mean_terms" in sql.stdout
+
+    count = _cli(
+        "cohort",
+        "count",
+        "--hub",
+        hub,
+        "--term",
+        "ICD10:G40",
+        "--sex",
+        "female",
+        "--min-age",
+        "50",
+        token=token,
+    )
+    assert count.returncode == 0, count.stderr
+    expected = sum(_pooled_cohort(federation, n) for n in NODES)
+    assert f"total: {expected}" in count.stdout
+
+    created = _cli(
+        "cohort", "create", "--hub", hub, "--name", "cli cohort", "--sex", "male", token=token
+    )
+    assert created.returncode == 0, created.stderr
+    cohort_id = created.stdout.split("saved as ")[1].split()[0]
+    assert cohort_id in _cli("cohort", "list", "--hub", hub).stdout
+
+    bad = _cli("cohort", "count", "--hub", hub, "--term", "epilepsy")
+    assert bad.returncode == 1 and "CURIE" in bad.stderr
+    down = _cli("query", "beacon", "--hub", f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 1 and "could not reach the hub" in down.stderr

@@ -11,6 +11,7 @@ import typer
 from genofed._exceptions import GenofedError
 from genofed.cli_governance import audit_app, dac_app, node_trust, passport_app
 from genofed.cli_output import console, fail
+from genofed.cli_query import cohort_app, query_app
 from genofed.config import Granularity, Tier, default_config
 from genofed.store.node_dir import NodeDir
 
@@ -27,6 +28,8 @@ hub_app = typer.Typer(
     help="Serve a hub: one Beacon over every node of a federation.", no_args_is_help=True
 )
 app.add_typer(hub_app, name="hub")
+app.add_typer(query_app, name="query")
+app.add_typer(cohort_app, name="cohort")
 app.add_typer(passport_app, name="passport")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dac_app, name="dac")
