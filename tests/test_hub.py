@@ -9,6 +9,7 @@ each hub is a ``genofed hub serve`` process.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -613,3 +614,77 @@ def test_the_cli_asks_the_hub_and_prints_tables(federation: Federation, hub: str
     assert bad.returncode == 1 and "CURIE" in bad.stderr
     down = _cli("query", "beacon", "--hub", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 1 and "could not reach the hub" in down.stderr
+
+
+# -- the portal, in a real browser -----------------------------------------------------
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_portal_builds_a_cohort_by_clicking(federation: Federation, hub: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with duckdb.connect(
+        str(NodeDir(federation.root / "alpha").dataset("alpha-cohort").database), read_only=True
+    ) as con:
+        [(chrom, pos, ref, alt)] = con.execute(
+            "SELECT chrom, pos, ref, alt FROM variants ORDER BY ac DESC LIMIT 1"
+        ).fetchall()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(hub)
+            page.wait_for_function("document.querySelectorAll('#nodes tbody tr').length === 3")
+            assert page.locator("#nodes .health-up").count() == 3
+            page.wait_for_selector("#datasets tbody tr")
+            datasets = page.inner_text("#datasets")
+            assert all(f"{n}:{n}-cohort" in datasets for n in NODES)
+
+            # variant look-up
+            page.fill("#v-chrom", chrom)
+            page.fill("#v-pos", str(pos))
+            page.fill("#v-ref", ref)
+            page.fill("#v-alt", alt)
+            page.click("#variant-form button")
+            page.wait_for_function("document.querySelector('#variant-result').textContent !== ''")
+            assert page.inner_text("#variant-result").startswith("found")
+
+            # the cohort builder: a term from the autocompletion, sex, an age
+            page.fill("#term-input", "G40")
+            suggestion = page.locator("#term-suggestions li[data-term^='ICD10:G40']").first
+            suggestion.wait_for()
+            term = suggestion.get_attribute("data-term")
+            suggestion.click()
+            page.wait_for_selector(f"#terms .chip[data-term='{term}']")
+            page.select_option("#sex", "female")
+            with page.expect_response(lambda r: r.url.endswith("/hub/cohorts/count")) as last:
+                page.fill("#min-age", "50")
+            assert last.value.ok
+            page.wait_for_function(
+                "document.querySelector('#cohort-counts').getAttribute('aria-busy') === 'false'"
+            )
+            shown_total = page.inner_text("#cohort-total")
+            shown = {
+                row.get_attribute("data-node"): row.inner_text()
+                for row in page.locator("#cohort-counts tbody tr").all()
+            }
+            expected = httpx.post(
+                f"{hub}/hub/cohorts/count",
+                json={"terms": [term], "sex": "female", "min_age": 50},
+                timeout=30,
+            ).json()
+            assert shown_total == str(expected["total"])
+            assert set(shown) == set(NODES)
+            for node in expected["nodes"]:
+                assert str(node["count"]) in shown[node["node"]]
+
+            page.fill("#cohort-name", "clicked cohort")
+            page.click("#save-cohort")
+            page.wait_for_selector("#saved-cohorts li:has-text('clicked cohort')")
+            assert "analyses" in page.inner_text("#jobs")
+        finally:
+            browser.close()

@@ -22,6 +22,7 @@ from genofed.hub.cohort_routes import build_cohort_router
 from genofed.hub.cohorts import CohortStore
 from genofed.hub.data_connect_routes import PREFIX as DATA_CONNECT
 from genofed.hub.data_connect_routes import build_hub_data_connect_router
+from genofed.hub.portal_routes import mount_portal
 from genofed.hub.runtime import HubRuntime
 from genofed.node.beacon.model import API_VERSION
 from genofed.node.json_response import JSONResponse
@@ -54,6 +55,7 @@ def create_hub_app(config: HubConfig, state_dir: Path) -> FastAPI:
     app.state.hub = hub
     app.include_router(build_hub_data_connect_router())
     app.include_router(build_cohort_router(CohortStore(state_dir / "cohorts")))
+    mount_portal(app)
     app.include_router(build_hub_beacon_router())
 
     def error(request: Request, status: int, message: str) -> JSONResponse:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from genofed import __version__
 from genofed._exceptions import QueryError
 from genofed.hub.fanout import Reply
-from genofed.hub.merge import merge_result_sets, union_filtering_terms
+from genofed.hub.merge import merge_collections, merge_result_sets, union_filtering_terms
 from genofed.hub.runtime import HubRuntime, deadline_of, hub_params
 from genofed.node.beacon.model import (
     API_VERSION,
@@ -117,14 +117,15 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
             params=params or None,
             body=body if request.method == "POST" else None,
         )
-        return merge_result_sets(
-            replies,
-            hub.config.disclosure,
-            beacon_id=hub.config.beacon_id,
-            api_version=API_VERSION,
-            request_summary=parsed.summary(),
-            returned_schemas=[returned_schema(entry)],
-        )
+        common = {
+            "beacon_id": hub.config.beacon_id,
+            "api_version": API_VERSION,
+            "request_summary": parsed.summary(),
+            "returned_schemas": [returned_schema(entry)],
+        }
+        if entry.collection:
+            return merge_collections(replies, **common)
+        return merge_result_sets(replies, hub.config.disclosure, **common)
 
     summary = f"{entry.name}: every node's, merged"
     router.add_api_route(

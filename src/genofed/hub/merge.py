@@ -64,6 +64,37 @@ def merge_result_sets(
     return document
 
 
+def merge_collections(
+    replies: list[Reply],
+    *,
+    beacon_id: str,
+    api_version: str,
+    request_summary: dict[str, Any],
+    returned_schemas: list[dict[str, str]],
+) -> dict[str, Any]:
+    """One Beacon collections response (datasets, cohorts: catalogue metadata) from the
+    nodes'; each collection's ``id`` becomes ``<node>:<id>``."""
+    collections = []
+    for reply in replies:
+        if reply.status != "ok" or not reply.document:
+            continue
+        for item in (reply.document.get("response") or {}).get("collections") or []:
+            if isinstance(item, dict):
+                collections.append(_from_node(reply.node, item))
+    return {
+        "meta": {
+            "beaconId": beacon_id,
+            "apiVersion": api_version,
+            "returnedGranularity": "record",
+            "receivedRequestSummary": request_summary,
+            "returnedSchemas": returned_schemas,
+        },
+        "responseSummary": {"exists": bool(collections), "numTotalResults": len(collections)},
+        "response": {"collections": collections},
+        "info": {"nodes": [r.outcome() for r in replies]},
+    }
+
+
 def merged_count(summaries: list[dict[str, Any]], rules: Disclosure) -> tuple[int, str]:
     """The sum of the nodes' ``numTotalResults``, and how precise it is. Counts a node made
     safe (rounded, or a floor for small ones) make the sum safe again under ``rules``."""
