@@ -189,4 +189,55 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     # Data Connect: no table for the anonymous caller, aggregates, then rows.
     assert "anonymous caller sees 0" in out
     assert "icd10_letter" in out and "variant_id" in out
-    assert (tmp_path / "demo" / "node" / "catalog.json").exists()
+    # The federation, through the hub: every node answered each question.
+    assert "Federated variant look-up" in out
+    assert "hospital-a ok, biobank-b ok, national-c ok" in out
+    assert "Cross-node cohort" in out and "saved as cohort-" in out
+    assert "Federated Data Connect" in out and "female" in out and "male" in out
+    for site in ("hospital-a", "biobank-b", "national-c"):
+        assert (tmp_path / "demo" / "nodes" / site / "catalog.json").exists()
+    # every server it started has stopped
+    for log in (tmp_path / "demo" / "logs").glob("*.log"):
+        assert "Traceback" not in log.read_text(), log
+
+
+def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [
+            GENOFED,
+            "demo",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--samples",
+            "60",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        seen = ""
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            seen += line
+            if "Press Ctrl-C" in line:
+                break
+        assert "The portal:" in seen, seen
+        hub = seen.split("The portal: ")[1].split()[0].rstrip("/")
+        assert "cohort builder" in httpx.get(hub, timeout=10).text.lower()
+        nodes = httpx.get(f"{hub}/hub/nodes", timeout=10).json()["nodes"]
+        assert {n["health"] for n in nodes} == {"up"} and len(nodes) == 3
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=60)
+        demo.stdout.close()  # type: ignore[union-attr]
+    assert demo.returncode in (0, -signal.SIGINT)
+    with pytest.raises(httpx.TransportError):  # the hub and the nodes are gone
+        httpx.get(f"{hub}/-/health", timeout=2)
+    for node in nodes:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{node['url']}/-/health", timeout=2)

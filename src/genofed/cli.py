@@ -272,16 +272,26 @@ def hub_serve(
 
 @app.command("demo")
 def demo(
-    serve: Annotated[bool, typer.Option(help="Keep serving after the examples")] = True,
-    workdir: Annotated[Path, typer.Option(help="Where the demo data and node go")] = Path(".demo"),
-    port: Annotated[int, typer.Option(help="Port (the next free one if taken)")] = 8701,
-    samples: Annotated[int, typer.Option(help="Number of simulated genomes")] = 500,
+    serve: Annotated[bool, typer.Option(help="Keep serving after the showcase")] = True,
+    workdir: Annotated[Path, typer.Option(help="Where the demo data and nodes go")] = Path(".demo"),
+    port: Annotated[
+        int,
+        typer.Option(help="The hub's port; nodes take the next ones (free ones if taken)"),
+    ] = 8700,
+    samples: Annotated[
+        int, typer.Option(help="Genomes of the largest institution (the others have fewer)")
+    ] = 500,
 ) -> None:
-    """Simulate a cohort, build a node, print example Beacon and Data Connect answers, then
-    serve."""
+    """A federation on this machine: three simulated institutions, a development broker,
+    three nodes and a hub (local processes); shows one node's tiered answers and then the
+    whole federation through the hub (variant look-up, cohort, Data Connect aggregate),
+    then serves the portal until Ctrl-C."""
     from genofed.demo import run_demo
 
-    run_demo(workdir, serve=serve, port=port, samples=samples)
+    try:
+        run_demo(workdir, serve=serve, port=port, samples=samples)
+    except GenofedError as err:
+        raise fail(err) from None
 
 
 def main() -> None:

@@ -1,28 +1,41 @@
-"""``genofed demo``: simulate a cohort, build a node, answer example Beacon queries, serve.
+"""``genofed demo``: a federation of three institutions on this machine.
 
-Everything comes from embedded defaults (msprime simulation, synthetic clinical table), so
-the demo runs on a fresh clone with no data downloads.
+It simulates three cohorts (different sizes, tiers and clinical coding), builds a node for
+each, starts a development broker, the three nodes and a hub as local processes, shows
+what each kind of caller gets from one node, then asks the whole federation through the
+hub (a variant look-up, a cross-node cohort, a Data Connect aggregate) and serves the
+portal until Ctrl-C. Everything comes from embedded defaults (msprime simulation,
+synthetic clinical tables): no downloads.
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
+import signal
 import socket
-import threading
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from genofed._exceptions import GenofedError
-from genofed.config import DatasetPolicy, TrustedIssuer, default_config
+from genofed.config import (
+    DatasetPolicy,
+    HubConfig,
+    HubNode,
+    Tier,
+    TrustedIssuer,
+    default_config,
+    save_hub_config,
+)
 from genofed.governance import broker
-from genofed.node.app import create_app
 from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
@@ -32,72 +45,98 @@ DEMO_DATASET = "demo-cohort"
 
 
 @dataclass(frozen=True)
+class Institution:
+    name: str  # the node's name in the hub
+    title: str
+    dataset: str
+    share: float  # of --samples
+    seed: int
+    tier: Tier
+    icd10: bool  # False: this site codes diseases with HPO only
+
+
+INSTITUTIONS = (
+    Institution("hospital-a", "Hospital A", DEMO_DATASET, 1.0, 42, "public", True),
+    Institution("biobank-b", "Biobank B", "biobank-b-cohort", 0.6, 7, "registered", True),
+    Institution(
+        "national-c", "National programme C", "national-c-cohort", 0.4, 99, "public", False
+    ),
+)
+
+
+@dataclass(frozen=True)
 class DemoQuery:
     title: str
     path: str
     params: dict[str, Any]
 
 
-def _listening_socket(preferred: int) -> socket.socket:
-    """A socket bound to ``preferred``, or to any free port if that one is taken.
-
-    The demo binds it itself and hands it to uvicorn, so no other process can take the port
-    between choosing it and serving on it.
-    """
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", preferred))
-    except OSError:
-        sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the demo's own thread handles Ctrl-C
-        pass
-
-
-def build_demo_node(workdir: Path, *, samples: int, console: Console) -> tuple[Path, str]:
-    """Simulate data and ingest it; returns the node directory and the planted variant."""
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    console.print(f"[bold]1/3[/] Simulating {samples:,} genomes with msprime …")
+def build_institution(
+    workdir: Path, site: Institution, *, samples: int, console: Console
+) -> tuple[Path, str]:
+    """Simulate one site's cohort and ingest it into its node; returns the node directory
+    and the planted variant."""
+    n = max(20, int(samples * site.share))
     cohort = simulate_cohort(
-        workdir / "data", n_samples=samples, sequence_length=2_000_000, prefix="DEMO", progress=True
+        workdir / "data" / site.name,
+        n_samples=n,
+        sequence_length=2_000_000,
+        seed=site.seed,
+        prefix=site.name.split("-")[0].upper()[:4],
     )
-    node_dir = workdir / "node"
-    node_dir.mkdir()
-    # Secure defaults, plus: trust the demo's own development broker, consent for general
-    # research use (so the DAC approves applications by itself) and one named reviewer.
-    key = broker.create_key(workdir / "broker.json", DEMO_BROKER)
-    config = default_config("genofed demo hospital")
+    clinical = cohort.clinical
+    if not site.icd10:
+        clinical = _without_icd10(cohort.clinical)
+    node_dir = workdir / "nodes" / site.name
+    node_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Secure defaults, plus: trust the demo's development broker, accept Passports addressed
+    # to this node only, consent for general research use (the DAC approves applications
+    # by itself) and one named reviewer.
+    key = broker.load_key(workdir / "broker.json")
+    config = default_config(site.title)
     trusted = TrustedIssuer(issuer=DEMO_BROKER, jwks=key.jwks())
     config.trust.brokers, config.trust.visa_issuers = [trusted], [trusted]
-    config.datasets[DEMO_DATASET] = DatasetPolicy(duo=["DUO:0000042"])
+    config.trust.audience = audience(site)
+    config.datasets[site.dataset] = DatasetPolicy(duo=["DUO:0000042"])
     config.dac_reviewers = ["demo-reviewer"]
     NodeDir.create(node_dir, config)
-    console.print(f"[bold]2/3[/] Ingesting {cohort.n_sites:,} sites into a node …")
     summary = ingest_vcf(
         NodeDir(node_dir),
-        DEMO_DATASET,
+        site.dataset,
         cohort.vcf,
         assembly="GRCh38",
-        individuals=cohort.clinical,
+        individuals=clinical,
         settings=DatasetSettings(
-            name="Demo cohort (simulated)",
+            name=f"{site.title} cohort (simulated)",
             granularity="record",
-            description="msprime-simulated genotypes with a synthetic "
-            "clinical table (sex, age, HPO phenotypes, ICD-10)",
-            tier="public",
+            description="msprime-simulated genotypes with a synthetic clinical table "
+            f"(sex, age, HPO phenotypes{', ICD-10' if site.icd10 else ''})",
+            tier=site.tier,
         ),
-        progress=True,
     )
     console.print(
-        f"    {summary.n_variants:,} variants × {summary.n_samples:,} samples "
-        f"in {summary.seconds:.1f} s"
+        f"    {site.title}: {summary.n_variants:,} variants × {summary.n_samples:,} samples, "
+        f"tier {site.tier}{'' if site.icd10 else ', diseases coded in HPO only'} "
+        f"({summary.seconds:.1f} s)"
     )
     return node_dir, cohort.planted_variant or ""
+
+
+def audience(site: Institution) -> str:
+    return f"urn:genofed:demo:{site.name}"
+
+
+def _without_icd10(path: Path) -> Path:
+    """The clinical table without its ICD-10 column: a site that codes only phenotypes."""
+    target = path.with_name(path.stem + ".hpo-only.csv")
+    with path.open(newline="") as source, target.open("w", newline="") as sink:
+        reader = csv.DictReader(source)
+        fields = [f for f in reader.fieldnames or [] if f != "diseases"]
+        writer = csv.DictWriter(sink, fieldnames=fields)
+        writer.writeheader()
+        for row in reader:
+            writer.writerow({k: row[k] for k in fields})
+    return target
 
 
 def example_queries(planted: str) -> list[DemoQuery]:
@@ -312,51 +351,262 @@ def run_data_connect(
     return answers
 
 
-def run_demo(workdir: Path, *, serve: bool, port: int = 8701, samples: int = 500) -> None:
-    console = Console()
-    node_dir, planted = build_demo_node(workdir, samples=samples, console=console)
-    sock = _listening_socket(port)
-    port = int(sock.getsockname()[1])
-    server = _Server(
-        uvicorn.Config(create_app(node_dir), host="127.0.0.1", port=port, log_level="warning")
+class Processes:
+    """The demo's servers, each a ``genofed`` process logging to ``logs/``."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._files: list[Any] = []
+
+    def start(self, name: str, args: list[str], ready_url: str) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("wb")
+        self._files.append(log)
+        command = [sys.executable, "-c", "from genofed.cli import main; main()", *args]
+        # Their own process group: a Ctrl-C reaches the demo, which stops them in order.
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.running[name] = process
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise GenofedError(f"{name} stopped while starting; see {self.logs / name}.log")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise GenofedError(f"{name} did not start within a minute; see {self.logs}")
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.running.values())
+
+    def stop(self) -> None:
+        for process in reversed(self.running.values()):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.running.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for file in self._files:
+            file.close()
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` if it is free, else any free port."""
+    for candidate in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise GenofedError("no free port on 127.0.0.1")
+
+
+def start_federation(
+    workdir: Path, nodes: dict[str, Path], processes: Processes, *, port: int
+) -> tuple[dict[str, str], str, str]:
+    """Broker, nodes and hub as processes; returns the node URLs, the hub and broker URLs."""
+    broker_url = f"http://127.0.0.1:{_port(8780)}"
+    processes.start(
+        "broker",
+        ["passport", "serve", str(workdir / "broker.json"), "--port", broker_url.rsplit(":", 1)[1]],
+        f"{broker_url}/.well-known/jwks.json",
     )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise GenofedError(f"the demo node could not start serving on 127.0.0.1:{port}")
-        time.sleep(0.05)
-    base_url = f"http://127.0.0.1:{port}/beacon/v2"
+    urls = {}
+    for offset, (name, node_dir) in enumerate(nodes.items()):
+        node_port = _port(port + 1 + offset)
+        urls[name] = f"http://127.0.0.1:{node_port}"
+        processes.start(
+            name,
+            ["node", "serve", str(node_dir), "--port", str(node_port)],
+            f"{urls[name]}/-/health",
+        )
+    sites = {s.name: s for s in INSTITUTIONS}
+    hub_config = HubConfig(
+        name="genofed demo federation",
+        beacon_id="org.genofed.demo.hub",
+        nodes=[
+            HubNode(name=name, url=url, audience=audience(sites[name]))
+            for name, url in urls.items()
+        ],
+        token_exchange_url=f"{broker_url}/token",
+        health_interval_s=5,
+    )
+    save_hub_config(hub_config, workdir / "hub.yaml")
+    hub_url = f"http://127.0.0.1:{_port(port)}"
+    processes.start(
+        "hub",
+        [
+            "hub",
+            "serve",
+            "--config",
+            str(workdir / "hub.yaml"),
+            "--port",
+            hub_url.rsplit(":", 1)[1],
+        ],
+        f"{hub_url}/-/health",
+    )
+    return urls, hub_url, broker_url
+
+
+def _outcomes(body: dict[str, Any]) -> str:
+    return ", ".join(f"{n['node']} {n['status']}" for n in body["info"]["nodes"])
+
+
+def run_federation(hub_url: str, token: str, planted: str, console: Console) -> dict[str, Any]:
+    """The same questions asked of every institution at once, through the hub."""
+    chrom, pos, ref, alt = planted.split("-") if planted else ("22", "1000", "A", "G")
+    researcher = {"Authorization": f"Bearer {token}"}
+    shown: dict[str, Any] = {}
+    with httpx.Client(base_url=hub_url, timeout=60) as client:
+        params = {
+            "referenceName": chrom,
+            "start": int(pos) - 1,
+            "referenceBases": ref,
+            "alternateBases": alt,
+            "requestedGranularity": "count",
+        }
+        table = Table(title=f"Federated variant look-up {planted} (hub → 3 nodes)")
+        for column in ("caller", "result set", "exists", "count"):
+            table.add_column(column)
+        for caller, headers in (("anonymous", {}), ("registered researcher", researcher)):
+            body = client.get("/beacon/v2/g_variants", params=params, headers=headers).json()
+            shown[f"variant {caller}"] = body
+            for result_set in (body.get("response") or {}).get("resultSets") or []:
+                count = result_set.get("resultsCount")
+                table.add_row(
+                    caller,
+                    result_set["id"],
+                    str(result_set.get("exists")),
+                    "" if count is None else str(count),
+                )
+            summary = body["responseSummary"]
+            table.add_row(
+                caller,
+                "[bold]all nodes[/]",
+                str(summary.get("exists")),
+                str(summary.get("numTotalResults", "—")),
+            )
+        console.print(table)
+        console.print(f"    nodes: {_outcomes(shown['variant registered researcher'])}")
+
+        criteria = {"terms": ["HP:0001250"], "min_age": 40}
+        counts = client.post("/hub/cohorts/count", json=criteria, headers=researcher).json()
+        shown["cohort"] = counts
+        table = Table(title="Cross-node cohort: seizures (HP:0001250 and descendants), age 40+")
+        for column in ("node", "status", "count"):
+            table.add_column(column)
+        for node in counts["nodes"]:
+            precision = node.get("countPrecision")
+            count = node.get("count")
+            table.add_row(
+                node["node"],
+                node["status"],
+                ""
+                if count is None
+                else f"{count}{'' if precision in (None, 'exact') else f' ({precision})'}",
+            )
+        table.add_row("[bold]total[/]", "", f"{counts['total']} ({counts['countPrecision']})")
+        console.print(table)
+        saved = client.post(
+            "/hub/cohorts",
+            json={"name": "Seizures, 40 and over", "criteria": criteria},
+            headers=researcher,
+        ).json()
+        console.print(f"    saved as {saved['id']}: later analyses can target it")
+
+        query = (
+            "SELECT sex, count(*) AS individuals, "
+            "avg(coalesce(len(phenotypic_features), 0)) AS mean_phenotypes "
+            'FROM "*.individuals" GROUP BY sex ORDER BY sex'
+        )
+        body = client.post("/data-connect/search", json={"query": query}, headers=researcher).json()
+        shown["data connect"] = body
+        table = Table(
+            title="Federated Data Connect: every node's individuals, by sex\n"
+            '[dim]SELECT sex, count(*), avg(...) FROM "*.individuals" GROUP BY sex[/]'
+        )
+        for column in ("sex", "individuals", "mean_phenotypes"):
+            table.add_column(column, justify="right")
+        for row in body.get("data", []):
+            mean = row.get("mean_phenotypes")
+            table.add_row(
+                str(row.get("sex")),
+                str(row.get("individuals")),
+                "" if mean is None else f"{mean:.2f}",
+            )
+        console.print(table)
+        for error in body.get("errors", []):
+            console.print(
+                f"  [yellow]{error.get('source')}: {error['title']}[/]: {error['detail']}"
+            )
+    return shown
+
+
+def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500) -> None:
+    console = Console()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    broker.create_key(workdir / "broker.json", DEMO_BROKER)
+    console.print("[bold]1/4[/] Simulating and ingesting three institutions (msprime) …")
+    nodes: dict[str, Path] = {}
+    planted = ""
+    for site in INSTITUTIONS:
+        nodes[site.name], site_planted = build_institution(
+            workdir, site, samples=samples, console=console
+        )
+        planted = planted or site_planted
+    processes = Processes(workdir / "logs")
     try:
-        console.print(f"[bold]3/3[/] Asking the node's Beacon at {base_url}")
-        callers = demo_callers(f"http://127.0.0.1:{port}", workdir)
+        console.print("[bold]2/4[/] Starting the broker, three nodes and the hub …")
+        urls, hub_url, _ = start_federation(workdir, nodes, processes, port=port)
+        first = urls[INSTITUTIONS[0].name]
+        base_url = f"{first}/beacon/v2"
+        console.print(f"[bold]3/4[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
+        callers = demo_callers(first, workdir)
         queries = example_queries(planted)
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
-        run_data_connect(f"http://127.0.0.1:{port}", callers, console)
+        run_data_connect(first, callers, console)
+        console.print(f"[bold]4/4[/] The whole federation, through the hub at {hub_url}")
+        key = broker.load_key(workdir / "broker.json")
+        token = broker.access_token(
+            key,
+            "demo-researcher",
+            broker.bona_fide_visas(key, "demo-researcher", hours=12),
+            hours=12,
+        )
+        (workdir / "token.jwt").write_text(token)
+        run_federation(hub_url, token, planted, console)
         if serve:
-            # The granted researcher's Passport, for trying the node by hand.
             passport = workdir / "passport.jwt"
             passport.write_text(callers["with a DAC grant"]["Authorization"].split()[1])
-            url = f"{base_url}/individuals?filters=HP:0001250&requestedGranularity=count"
             console.print(
-                f"\nServing the demo node at [bold]{base_url}[/]. Try, anonymously and then "
-                f"as the researcher with a DAC grant:\n  curl '{url}'\n"
-                f"  curl -H \"Authorization: Bearer $(cat {passport})\" '{url}'\n"
-                "and SQL through GA4GH Data Connect:\n"
+                f"\nThe portal: [bold]{hub_url}/[/] (paste the token from {workdir / 'token.jwt'} "
+                "to ask as a registered researcher)\n"
+                f"The hub's Beacon: {hub_url}/beacon/v2 · nodes: "
+                + ", ".join(f"{n} {u}" for n, u in urls.items())
+                + "\nTry:\n"
+                f"  genofed query beacon --hub {hub_url} --chrom 22 --start 0 --end 2000000\n"
+                f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed query sql --hub {hub_url} "
+                "'SELECT sex, count(*) AS n FROM \"*.individuals\" GROUP BY sex'\n"
                 f'  curl -H "Authorization: Bearer $(cat {passport})" '
-                f"-H 'Content-Type: application/json' -d "
-                f'\'{{"query": "SELECT count(*) AS n FROM \\"{DEMO_DATASET}.variants\\""}}\' '
-                f"http://127.0.0.1:{port}/data-connect/search\n"
-                "Press Ctrl-C to stop."
+                f"'{base_url}/individuals?filters=HP:0001250&requestedGranularity=record'\n"
+                "Press Ctrl-C to stop everything."
             )
-            while thread.is_alive():
-                thread.join(0.5)
+            while processes.alive():
+                time.sleep(0.5)
+            raise GenofedError(f"a demo server stopped; see {workdir / 'logs'}")
     except KeyboardInterrupt:
         console.print("Stopping.")
     finally:
-        server.should_exit = True
-        # Waited for in full: a daemon thread still inside native code when the interpreter
-        # exits can abort the process.
-        thread.join()
-        sock.close()
+        processes.stop()
