@@ -8,6 +8,7 @@ each hub is a ``genofed hub serve`` process.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -688,3 +689,74 @@ def test_the_portal_builds_a_cohort_by_clicking(federation: Federation, hub: str
             assert "analyses" in page.inner_text("#jobs")
         finally:
             browser.close()
+
+
+def _carriers_in_vcf(federation: Federation, node: str, chrom: str, pos: int, alt: str) -> int:
+    """Samples carrying ``alt`` at ``pos``, read from the node's VCF by hand."""
+    vcf = federation.root / f"{node}-data" / f"{node.upper()}.vcf.gz"
+    with gzip.open(vcf, "rt") as handle:
+        for line in handle:
+            if line.startswith("#"):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if fields[0].removeprefix("chr") == chrom and int(fields[1]) == pos:
+                index = str(fields[4].split(",").index(alt) + 1)
+                genotypes = [g.split(":")[0].replace("|", "/").split("/") for g in fields[9:]]
+                return sum(index in g for g in genotypes)
+    return 0
+
+
+def test_one_entry_and_its_links_through_the_hub(federation: Federation, hub: str) -> None:
+    headers = _bearer(federation)
+    with duckdb.connect(
+        str(NodeDir(federation.root / "alpha").dataset("alpha-cohort").database), read_only=True
+    ) as con:
+        [(variant_id, chrom, pos, ref, alt)] = con.execute(
+            "SELECT variant_id, chrom, pos, ref, alt FROM variants WHERE ac > 3 "
+            "ORDER BY variant_idx LIMIT 1"
+        ).fetchall()
+    carriers = _carriers_in_vcf(federation, "alpha", chrom, pos, alt)
+    assert carriers > 0
+    # a dataset named as the hub names it: only its node is asked
+    linked = httpx.get(
+        f"{hub}/beacon/v2/datasets/alpha:alpha-cohort/individuals",
+        params={"requestedGranularity": "record"},
+        headers=headers,
+        timeout=10,
+    ).json()
+    assert statuses(linked) == {"alpha": "ok", "beta": "skipped", "gamma": "skipped"}
+    assert linked["responseSummary"]["numTotalResults"] == NODES["alpha"][1]
+    # a variant's carriers: every node is asked, each counts its own
+    direct = 0
+    for url in federation.nodes.values():
+        answer = httpx.get(
+            f"{url}/beacon/v2/g_variants/{variant_id}/individuals",
+            params={"requestedGranularity": "count"},
+        ).json()
+        direct += answer["responseSummary"].get("numTotalResults", 0)
+    merged = httpx.get(
+        f"{hub}/beacon/v2/g_variants/{variant_id}/individuals",
+        params={"requestedGranularity": "count"},
+        timeout=10,
+    ).json()
+    assert statuses(merged) == dict.fromkeys(NODES, "ok")
+    assert merged["responseSummary"]["numTotalResults"] == safe_count(direct, _rules()).value
+    # a cohort of the variant's carriers at that node, counted exactly
+    cohort = httpx.post(
+        f"{hub}/hub/cohorts/count",
+        json={
+            "variant": {
+                "referenceName": chrom,
+                "start": pos - 1,
+                "referenceBases": ref,
+                "alternateBases": alt,
+            },
+            "datasets": ["alpha:alpha-cohort"],
+        },
+        headers=headers,
+        timeout=30,
+    ).json()
+    assert {n["node"]: n["status"] for n in cohort["nodes"]}["alpha"] == "ok", cohort
+    assert cohort["total"] == carriers and cohort["countPrecision"] == "exact"
+    terms = httpx.get(f"{hub}/beacon/v2/individuals/filtering_terms", timeout=10).json()
+    assert terms["response"]["filteringTerms"]

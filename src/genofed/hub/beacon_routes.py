@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Request
 
 from genofed import __version__
 from genofed._exceptions import QueryError
-from genofed.hub.fanout import Reply
+from genofed.config import HubNode
+from genofed.hub.fanout import Reply, fan_out_calls, send
 from genofed.hub.merge import merge_collections, merge_result_sets, union_filtering_terms
 from genofed.hub.runtime import HubRuntime, deadline_of, hub_params
 from genofed.node.beacon.model import (
     API_VERSION,
+    BY_PATH,
     ENTRY_TYPES,
     SCHEMA_BASE,
     EntryType,
@@ -106,31 +109,98 @@ def build_hub_beacon_router() -> APIRouter:
 
 def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
     async def query(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        params, body = await _forwarded(request)
-        # The nodes would refuse a malformed request one by one: refuse it once, here.
-        parsed = from_body(body) if request.method == "POST" else from_query_string(params)
-        replies: list[Reply] = await hub.ask(
-            request,
-            request.method,
-            f"{PREFIX}/{entry.path}",
-            params=params or None,
-            body=body if request.method == "POST" else None,
-        )
-        common = {
-            "beacon_id": hub.config.beacon_id,
-            "api_version": API_VERSION,
-            "request_summary": parsed.summary(),
-            "returned_schemas": [returned_schema(entry)],
-        }
-        if entry.collection:
-            return merge_collections(replies, **common)
-        return merge_result_sets(replies, hub.config.disclosure, **common)
+        return await _federated_query(request, entry, f"/{entry.path}", None)
 
+    async def one(entry_id: str, request: Request) -> dict[str, Any]:
+        return await _federated_query(request, entry, f"/{entry.path}/{{id}}", entry_id)
+
+    async def scoped_terms(request: Request) -> dict[str, Any]:
+        hub = HubRuntime.of(request)
+        replies = await hub.ask(request, "GET", f"{PREFIX}/{entry.path}/filtering_terms")
+        return union_filtering_terms(
+            replies, _informational_meta(hub, "beacon-filteringterms-v2.0.0")
+        )
+
+    methods = ["GET", "POST"]
     summary = f"{entry.name}: every node's, merged"
     router.add_api_route(
-        f"/{entry.path}", query, methods=["GET", "POST"], summary=summary, response_model=None
+        f"/{entry.path}", query, methods=methods, summary=summary, response_model=None
     )
+    router.add_api_route(  # before /{entry_id}, which would take it for an id
+        f"/{entry.path}/filtering_terms",
+        scoped_terms,
+        methods=["GET"],
+        summary=f"Terms of {entry.path} at any node",
+        response_model=None,
+    )
+    router.add_api_route(
+        f"/{entry.path}/{{entry_id}}",
+        one,
+        methods=methods,
+        summary=f"One {entry.id} by id (<node>:<id> asks that node only)",
+        response_model=None,
+    )
+    for link in entry.links:
+        target = BY_PATH[link]
+
+        async def linked(
+            entry_id: str, request: Request, target: EntryType = target, link: str = link
+        ) -> dict[str, Any]:
+            path = f"/{entry.path}/{{id}}/{link}"
+            return await _federated_query(request, target, path, entry_id)
+
+        router.add_api_route(
+            f"/{entry.path}/{{entry_id}}/{link}",
+            linked,
+            methods=methods,
+            summary=f"{link} of one {entry.id}, at every node",
+            response_model=None,
+        )
+
+
+async def _federated_query(
+    request: Request, entry: EntryType, template: str, entry_id: str | None
+) -> dict[str, Any]:
+    """Ask every node ``template`` (its ``{id}`` filled in), merge as ``entry`` answers.
+    An id written ``<node>:<id>`` (as the hub names datasets) is asked of that node only."""
+    hub = HubRuntime.of(request)
+    params, body = await _forwarded(request)
+    # The nodes would refuse a malformed request one by one: refuse it once, here.
+    parsed = from_body(body) if request.method == "POST" else from_query_string(params)
+    only, local_id = None, entry_id
+    if entry_id is not None:
+        node_name, _, rest = entry_id.partition(":")
+        if rest and node_name in hub.registry.states:
+            only, local_id = node_name, rest
+    path = PREFIX + template.replace("{id}", quote(local_id or "", safe=""))
+    credentials = hub.exchange.for_caller(request.headers.get("authorization"))
+
+    async def call(node: HubNode, end: float) -> Reply:
+        if only is not None and node.name != only:
+            return Reply(node.name, "skipped", detail=f"the id names node {only}")
+        return await send(
+            hub.client,
+            node,
+            request.method,
+            path,
+            end,
+            params or None,
+            body if request.method == "POST" else None,
+            credentials,
+        )
+
+    replies = await fan_out_calls(
+        hub.registry, call, deadline_s=deadline_of(request, hub.config.deadline_s)
+    )
+    common = {
+        "beacon_id": hub.config.beacon_id,
+        "api_version": API_VERSION,
+        "request_summary": parsed.summary(),
+        "returned_schemas": [returned_schema(entry)],
+    }
+    if entry.collection:
+        return merge_collections(replies, **common)
+    return merge_result_sets(replies, hub.config.disclosure, **common)
 
 
 async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:

@@ -25,7 +25,7 @@ async def count_cohort(request: Request, criteria: CohortCriteria) -> dict[str, 
         if wanted is not None and node.name not in wanted:
             return Reply(node.name, "skipped", detail="none of the cohort's datasets is here")
         body = criteria.beacon_body(node.name)
-        path = "/beacon/v2/individuals"
+        path = criteria.beacon_path()
         return await send(hub.client, node, "POST", path, end, None, body, credentials)
 
     replies = await fan_out_calls(

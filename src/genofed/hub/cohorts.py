@@ -68,8 +68,19 @@ class CohortCriteria(BaseModel):
         """The nodes to ask (None: all)."""
         return {d.split(":", 1)[0] for d in self.datasets} or None
 
+    def beacon_path(self) -> str:
+        """The individuals to count: everyone's, or the variant's carriers (the node's
+        ``/g_variants/{id}/individuals``, the id being ``chrom-pos-ref-alt``, 1-based)."""
+        if self.variant is None:
+            return "/beacon/v2/individuals"
+        v = self.variant
+        variant_id = f"{v.referenceName.removeprefix('chr')}-{v.start + 1}-"
+        return (
+            f"/beacon/v2/g_variants/{variant_id}{v.referenceBases}-{v.alternateBases}/individuals"
+        )
+
     def beacon_body(self, node: str) -> dict[str, Any]:
-        """The Beacon ``/individuals`` count request for ``node``."""
+        """The Beacon count request for ``node`` (POST to ``beacon_path()``)."""
         filters: list[dict[str, Any]] = [
             {"id": term, "includeDescendantTerms": True} for term in self.terms
         ]
@@ -80,8 +91,6 @@ class CohortCriteria(BaseModel):
         if self.max_age is not None:
             filters.append({"id": "age", "operator": "<=", "value": _years(self.max_age)})
         parameters: dict[str, Any] = {}
-        if self.variant is not None:
-            parameters.update(self.variant.model_dump())
         datasets = [d.split(":", 1)[1] for d in self.datasets if d.split(":", 1)[0] == node]
         if datasets:
             parameters["datasets"] = datasets
