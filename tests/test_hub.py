@@ -760,3 +760,48 @@ def test_one_entry_and_its_links_through_the_hub(federation: Federation, hub: st
     assert cohort["total"] == carriers and cohort["countPrecision"] == "exact"
     terms = httpx.get(f"{hub}/beacon/v2/individuals/filtering_terms", timeout=10).json()
     assert terms["response"]["filteringTerms"]
+
+
+def test_a_data_connect_client_works_against_the_hub(federation: Federation, hub: str) -> None:
+    from dnastack.client.data_connect import DataConnectClient
+    from dnastack.client.models import ServiceEndpoint
+
+    client = DataConnectClient.make(ServiceEndpoint(url=f"{hub}/data-connect/"))
+    names = {t.name for t in client.list_tables()}  # anonymous: aggregate-only tables
+    assert "gamma.gamma-cohort.individuals" in names
+    got = list(client.query('SELECT sex, count(*) AS n FROM "*.individuals" GROUP BY sex'))
+    csvs = [str(federation.root / f"{n}-data" / f"{n.upper()}.clinical.csv") for n in NODES]
+    pooled = dict(
+        duckdb.sql(
+            "SELECT sex, count(*) FROM read_csv(?, all_varchar = true) GROUP BY sex",
+            params=[csvs],
+        ).fetchall()
+    )
+    # anonymous callers get each node's rounded counts, summed
+    for row in got:
+        assert abs(int(row["n"]) - pooled[row["sex"]]) <= 3 * 2  # 3 nodes, rounding to 5
+
+
+@needs_shared
+def test_hub_data_connect_answers_match_the_official_schemas(
+    federation: Federation, hub: str
+) -> None:
+    import jsonschema
+
+    from tests.test_data_connect_clients import _local_spec
+
+    schemas = _local_spec()["components"]["schemas"]
+
+    def check(name: str, body: Any) -> None:
+        jsonschema.validate(body, {**schemas[name], "components": {"schemas": schemas}})
+
+    headers = _bearer(federation)
+    with httpx.Client(base_url=f"{hub}/data-connect", headers=headers, timeout=30) as http:
+        check("ListTablesResponse", http.get("/tables").json())
+        check("Table", http.get("/table/alpha.alpha-cohort.individuals/info").json())
+        check("TableData", http.post("/search", json={"query": AGGREGATE}).json())
+        routed = 'SELECT id FROM "beta.beta-cohort.individuals"'
+        check("TableData", http.post("/search", json={"query": routed}).json())
+        check("ErrorResponse", http.post("/search", json={"query": "DROP TABLE x"}).json())
+    beacon = httpx.get(f"{hub}/beacon/v2/datasets", timeout=10).json()
+    assert not schema_errors(beacon, "framework/json/responses/beaconCollectionsResponse.json")
