@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -107,6 +108,20 @@ class Plan:
     refs: dict[str, str] = field(default_factory=dict)  # output column -> ga4gh_type $ref
     aggregate: AggregatePlan | None = None
     point: PointLookup | None = None  # two more parameters: the first and last row to scan
+
+
+def search_body(raw: bytes) -> tuple[str, list[Any] | None]:
+    """The ``query`` and ``parameters`` of a ``POST /search`` body."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise QueryError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        raise QueryError('send a JSON object {"query": "SELECT ...", "parameters": [...]}')
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, list):
+        raise QueryError("parameters must be a JSON array")
+    return body["query"], parameters
 
 
 def plan_query(

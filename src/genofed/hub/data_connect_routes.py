@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 import httpx
-import orjson
 from fastapi import APIRouter, Request
 
 from genofed._exceptions import NotFoundError, QueryError
 from genofed.config import HubNode
+from genofed.dataconnect.sql import search_body
 from genofed.hub.fanout import Credentials, Reply, fan_out_calls, send
 from genofed.hub.federated_sql import Federated, Routed, merge_rows, plan
 from genofed.hub.runtime import HubRuntime, deadline_of
@@ -72,7 +72,7 @@ def build_hub_data_connect_router() -> APIRouter:
     )
     async def search(request: Request) -> dict[str, Any]:
         hub = HubRuntime.of(request)
-        query, parameters = _search_body(await request.body())
+        query, parameters = search_body(await request.body())
         where = plan(query)
         if isinstance(where, Routed):
             node = _node(hub, where.node)
@@ -105,19 +105,6 @@ def _split(hub: HubRuntime, name: str) -> tuple[HubNode, str]:
     if not local:
         raise NotFoundError(f"no table {name!r}: hub tables are named <node>.<table>")
     return _node(hub, node), local
-
-
-def _search_body(raw: bytes) -> tuple[str, list[Any] | None]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise QueryError(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-        raise QueryError('send a JSON object {"query": "SELECT ...", "parameters": [...]}')
-    parameters = body.get("parameters")
-    if parameters is not None and not isinstance(parameters, list):
-        raise QueryError("parameters must be a JSON array")
-    return body["query"], parameters
 
 
 async def _one(

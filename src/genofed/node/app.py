@@ -9,16 +9,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genofed import __version__
-from genofed._exceptions import (
-    BudgetExhaustedError,
-    CredentialError,
-    GenofedError,
-    QueryFailedError,
-)
+from genofed.api_errors import TITLES, install_error_handlers
 from genofed.node.audit_middleware import AuditMiddleware
 from genofed.node.beacon.routes import build_router
 from genofed.node.beacon.service import BeaconService
@@ -60,39 +53,14 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     app.include_router(build_router(service))
     app.include_router(build_dac_router(runtime))
 
-    def api_error(
-        request: Request, status: int, message: str, title: str | None = None
-    ) -> JSONResponse:
+    def render(request: Request, status: int, message: str, title: str | None) -> JSONResponse:
         """Each API's own error shape: Data Connect's ErrorResponse, else the Beacon's."""
         if request.url.path.startswith(DATA_CONNECT):
-            title = title or _TITLES.get(status, "Error")
+            title = title or TITLES.get(status, "Error")
             return JSONResponse(error_body(title, message), status_code=status)
         return JSONResponse(service.error(None, status, message), status_code=status)
 
-    @app.exception_handler(GenofedError)
-    async def genofed_error(request: Request, exc: GenofedError) -> JSONResponse:
-        title = exc.title if isinstance(exc, QueryFailedError) else None
-        response = api_error(request, exc.status, str(exc), title)
-        if isinstance(exc, CredentialError):
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        if isinstance(exc, BudgetExhaustedError):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return api_error(request, 400, f"{where}: {first.get('msg')}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return api_error(request, exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return api_error(request, 500, "internal error; the node operator can find it in the logs")
+    install_error_handlers(app, render, "node")
 
     @app.get("/.well-known/jwks.json", tags=["governance"], response_model=None)
     def jwks() -> dict[str, object]:
@@ -109,17 +77,6 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         return {"status": "ok"}
 
     return app
-
-
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    408: "Query timed out",
-    429: "Too many requests",
-    500: "Internal error",
-}
 
 
 def _warm_up(runtime: NodeRuntime) -> None:

@@ -8,9 +8,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from genofed._exceptions import QueryError
 from genofed.dataconnect.jobs import Page
-from genofed.dataconnect.sql import Plan
+from genofed.dataconnect.sql import Plan, search_body
 from genofed.node.beacon import framework
 from genofed.node.callers import authorize
 from genofed.node.data_connect.service import DataConnectService
@@ -87,7 +86,7 @@ def build_data_connect_router(service: DataConnectService) -> APIRouter:
     async def search(request: Request) -> Response:
         caller = await authorize(gate, request)
         request.state.outcome = {}
-        query, parameters = _search_body(await request.body())
+        query, parameters = search_body(await request.body())
         request.state.outcome["statement"] = query[:2000]
         plan, job = service.search(caller, query, parameters)
         return _page_response(await service.jobs.first_page(job), plan, request)
@@ -100,16 +99,3 @@ def build_data_connect_router(service: DataConnectService) -> APIRouter:
         return _page_response(page, None, request)
 
     return router
-
-
-def _search_body(raw: bytes) -> tuple[str, list[Any] | None]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise QueryError(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-        raise QueryError('send a JSON object {"query": "SELECT ...", "parameters": [...]}')
-    parameters = body.get("parameters")
-    if parameters is not None and not isinstance(parameters, list):
-        raise QueryError("parameters must be a JSON array")
-    return body["query"], parameters
