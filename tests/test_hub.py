@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -805,3 +806,57 @@ def test_hub_data_connect_answers_match_the_official_schemas(
         check("ErrorResponse", http.post("/search", json={"query": "DROP TABLE x"}).json())
     beacon = httpx.get(f"{hub}/beacon/v2/datasets", timeout=10).json()
     assert not schema_errors(beacon, "framework/json/responses/beaconCollectionsResponse.json")
+
+
+def test_the_hub_trusts_a_node_only_through_its_ca(federation: Federation) -> None:
+    import trustme
+
+    authority, stranger = trustme.CA(), trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    root = federation.root
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(root / "node-tls.pem"))
+    certificate.private_key_pem.write_to_path(str(root / "node-tls.key"))
+    authority.cert_pem.write_to_path(str(root / "node-ca.pem"))
+    stranger.cert_pem.write_to_path(str(root / "stranger-ca.pem"))
+    node_root = _build_node(root, "secure", 21, 30, federation.key)
+    port = free_port()
+    node = subprocess.Popen(
+        [
+            GENOFED,
+            "node",
+            "serve",
+            str(node_root),
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(root / "node-tls.pem"),
+            "--tls-key",
+            str(root / "node-tls.key"),
+        ],
+    )
+    federation.processes["secure"] = node
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    trusted = ssl.create_default_context(cafile=str(root / "node-ca.pem"))
+    while True:  # up, over TLS, with a certificate our CA signed
+        try:
+            if httpx.get(f"{url}/-/health", verify=trusted).status_code == 200:
+                break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and node.poll() is None
+            time.sleep(0.1)
+
+    def outcome(ca_file: str | None) -> dict[str, Any]:
+        secure = HubNode(
+            name="secure", url=url, audience=federation.audience("secure"), ca_file=ca_file
+        )
+        hub = start_hub(federation, [federation.hub_node("alpha"), secure])
+        merged = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
+        return {n["node"]: n for n in merged["info"]["nodes"]}
+
+    assert outcome("node-ca.pem")["secure"]["status"] == "ok"
+    for ca_file in (None, "stranger-ca.pem"):  # the system's CAs, or another CA: refused
+        refused = outcome(ca_file)
+        assert refused["secure"]["status"] == "skipped", refused
+        assert "ConnectError" in refused["secure"]["detail"]
+        assert refused["alpha"]["status"] == "ok"

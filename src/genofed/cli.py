@@ -220,18 +220,31 @@ def node_serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8701,
     workers: Annotated[int, typer.Option(help="Worker processes (one per core is typical)")] = 1,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM, with its chain)")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="The certificate's private key (PEM)")
+    ] = None,
 ) -> None:
     """Serve the node's GA4GH APIs (Beacon v2 at /beacon/v2) until Ctrl-C."""
     from genofed.node.app import create_app
     from genofed.node.serve import serve_node
 
+    if (tls_cert is None) != (tls_key is None):
+        raise fail(GenofedError("give both --tls-cert and --tls-key, or neither"))
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise fail(GenofedError(f"{path} does not exist"))
     try:
         NodeDir(directory).check()
         app = create_app(directory)  # fail here, readably, if the node cannot be opened
     except GenofedError as err:
         raise fail(err) from None
-    console.print(f"Serving node at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
-    serve_node(directory, app, host=host, port=port, workers=workers)
+    tls = (tls_cert, tls_key) if tls_cert and tls_key else None
+    scheme = "https" if tls else "http"
+    console.print(f"Serving node at [bold]{scheme}://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
+    serve_node(directory, app, host=host, port=port, workers=workers, tls=tls)
 
 
 @hub_app.command("serve")
@@ -256,7 +269,7 @@ def hub_serve(
 
     try:
         settings = load_hub_config(config)
-        app_ = create_hub_app(settings, config.parent / settings.state_dir)
+        app_ = create_hub_app(settings, config.parent)
     except GenofedError as err:
         raise fail(err) from None
     console.print(f"Serving hub at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")

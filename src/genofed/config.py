@@ -280,6 +280,11 @@ class HubNode(BaseModel):
         description="The `aud` of the Passports the hub obtains for this node (the node's "
         "trust.audience); default: its URL",
     )
+    ca_file: str | None = Field(
+        None,
+        description="PEM file of the CA that signed this node's TLS certificate (relative to "
+        "hub.yaml): only it is trusted for this node. Default: the system's CAs",
+    )
 
     @property
     def base(self) -> str:

@@ -25,20 +25,21 @@ from genofed.node.beacon.model import API_VERSION
 from genofed.node.json_response import JSONResponse
 
 
-def create_hub_app(config: HubConfig, state_dir: Path) -> FastAPI:
-    """The hub's app; saved cohorts go under ``state_dir``."""
-    hub = HubRuntime(config)
+def create_hub_app(config: HubConfig, directory: Path) -> FastAPI:
+    """The hub's app; ``directory`` is hub.yaml's (its relative paths start there)."""
+    hub = HubRuntime(config, directory)
+    state_dir = directory / config.state_dir
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.start()
-        await hub.registry.check_all(hub.client)  # know who is up before the first request
-        watcher = asyncio.create_task(hub.registry.watch(hub.client))
+        await hub.registry.check_all(hub.client_for)  # who is up, before the first request
+        watcher = asyncio.create_task(hub.registry.watch(hub.client_for))
         yield
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await hub.client.aclose()
+        await hub.close()
 
     app = FastAPI(
         title=f"genofed hub {config.name}",

@@ -132,7 +132,7 @@ async def request_node(
     body: Any,
     credentials: Credentials | None,
 ) -> Reply:
-    reply = await send(hub.client, node, method, path, end, None, body, credentials)
+    reply = await send(hub.client_for(node), node, method, path, end, None, body, credentials)
     hub.registry.record(
         node.name, reply.status in ("ok", "unauthorised") or bool(reply.http_status)
     )
@@ -170,7 +170,7 @@ async def _federated(
         """Every matching table of one node, each query followed to its last page."""
         start = time.perf_counter()
         listed = await send(
-            hub.client, node, "GET", f"{PREFIX}/tables", end, credentials=credentials
+            hub.client_for(node), node, "GET", f"{PREFIX}/tables", end, credentials=credentials
         )
         if listed.status != "ok" or listed.document is None:
             return listed
@@ -185,7 +185,7 @@ async def _federated(
         for name in names:
             body = {"query": query.for_table(name), "parameters": parameters}
             reply = await send(
-                hub.client,
+                hub.client_for(node),
                 node,
                 "POST",
                 f"{PREFIX}/search",
@@ -210,7 +210,12 @@ async def _federated(
                     wait = float(reply.headers.get("retry-after", "1") or 1)
                     await asyncio.sleep(min(wait, max(0.0, end - time.monotonic())))
                 reply = await send(
-                    hub.client, node, "GET", httpx.URL(next_url).path, end, credentials=credentials
+                    hub.client_for(node),
+                    node,
+                    "GET",
+                    httpx.URL(next_url).path,
+                    end,
+                    credentials=credentials,
                 )
         document = {"rows": rows, "model": model, "notes": notes, "tables": names}
         ms = (time.perf_counter() - start) * 1000

@@ -66,7 +66,7 @@ Call = Callable[[HubNode, float], Awaitable[Reply]]
 
 
 async def fan_out(
-    client: httpx.AsyncClient,
+    clients: Callable[[HubNode], httpx.AsyncClient],
     registry: Registry,
     method: str,
     path: str,
@@ -80,7 +80,7 @@ async def fan_out(
     order of the hub's configuration, within ``deadline_s`` of the call."""
 
     async def call(node: HubNode, end: float) -> Reply:
-        return await send(client, node, method, path, end, params, body, credentials)
+        return await send(clients(node), node, method, path, end, params, body, credentials)
 
     return await fan_out_calls(registry, call, deadline_s=deadline_s)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,12 +88,12 @@ class Registry:
             self.record(state.node.name, False, error)
             state.breaker_open = True
 
-    async def check_all(self, client: httpx.AsyncClient) -> None:
-        await asyncio.gather(*(self.check(client, s) for s in self.states.values()))
+    async def check_all(self, clients: Callable[[HubNode], httpx.AsyncClient]) -> None:
+        await asyncio.gather(*(self.check(clients(s.node), s) for s in self.states.values()))
 
-    async def watch(self, client: httpx.AsyncClient) -> None:
+    async def watch(self, clients: Callable[[HubNode], httpx.AsyncClient]) -> None:
         """Check every node now and then every ``health_interval_s``, until cancelled."""
         while True:
             with contextlib.suppress(Exception):  # a check never stops the watching
-                await self.check_all(client)
+                await self.check_all(clients)
             await asyncio.sleep(self.config.health_interval_s)

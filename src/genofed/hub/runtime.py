@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import Request
 
 from genofed._exceptions import QueryError
-from genofed.config import HubConfig
+from genofed.config import HubConfig, HubNode
 from genofed.hub.credentials import TokenExchange
 from genofed.hub.fanout import Reply, fan_out
 from genofed.hub.nodes import Registry
@@ -23,19 +25,35 @@ MAX_DEADLINE_S = 120.0
 @dataclass
 class HubRuntime:
     config: HubConfig
+    directory: Path  # hub.yaml's: relative paths in it are relative to this
     registry: Registry = field(init=False)
-    client: httpx.AsyncClient = field(init=False)
+    client: httpx.AsyncClient = field(init=False)  # the broker, and nodes without a ca_file
     exchange: TokenExchange = field(init=False)
+    _node_clients: dict[str, httpx.AsyncClient] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.config)
 
     def start(self) -> None:
-        """Open the HTTP client (in the server's event loop)."""
+        """Open the HTTP clients (in the server's event loop)."""
         # Enough connections for every node at once, kept alive between requests.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         self.client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        for node in self.config.nodes:
+            if node.ca_file:
+                # this node's CA and no other: a certificate from anyone else is refused
+                context = ssl.create_default_context(cafile=str(self.directory / node.ca_file))
+                self._node_clients[node.name] = httpx.AsyncClient(
+                    limits=limits, follow_redirects=False, verify=context
+                )
         self.exchange = TokenExchange(self.client, self.config.token_exchange_url)
+
+    def client_for(self, node: HubNode) -> httpx.AsyncClient:
+        return self._node_clients.get(node.name, self.client)
+
+    async def close(self) -> None:
+        for client in [self.client, *self._node_clients.values()]:
+            await client.aclose()
 
     @staticmethod
     def of(request: Request) -> HubRuntime:
@@ -53,7 +71,7 @@ class HubRuntime:
         """``method path`` asked of every node for the caller of ``request``."""
         credentials = self.exchange.for_caller(request.headers.get("authorization"))
         return await fan_out(
-            self.client,
+            self.client_for,
             self.registry,
             method,
             path,

@@ -28,15 +28,26 @@ class NoDelayHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
 
 
-def serve_node(directory: Path, app: FastAPI, *, host: str, port: int, workers: int) -> None:
-    """Serve until interrupted; with several workers each process builds its own app."""
-    options = {
+def serve_node(
+    directory: Path,
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    tls: tuple[Path, Path] | None = None,
+) -> None:
+    """Serve until interrupted; with several workers each process builds its own app.
+    ``tls`` is (certificate, private key), both PEM: HTTPS instead of HTTP."""
+    options: dict[str, object] = {
         "host": host,
         "port": port,
         "log_level": "warning",
         "http": NoDelayHttpToolsProtocol,
         "loop": "uvloop",
     }
+    if tls is not None:
+        options["ssl_certfile"], options["ssl_keyfile"] = str(tls[0]), str(tls[1])
     if workers > 1:
         os.environ["GENOFED_NODE_DIR"] = str(directory.resolve())
         uvicorn.run(
