@@ -33,8 +33,8 @@ def create_hub_app(config: HubConfig, directory: Path) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.start()
-        await hub.registry.check_all(hub.client_for)  # who is up, before the first request
-        watcher = asyncio.create_task(hub.registry.watch(hub.client_for))
+        await hub.registry.check_all(hub.session_for)  # who is up, before the first request
+        watcher = asyncio.create_task(hub.registry.watch(hub.session_for))
         yield
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

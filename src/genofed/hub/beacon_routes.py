@@ -179,7 +179,7 @@ async def _federated_query(
         if only is not None and node.name != only:
             return Reply(node.name, "skipped", detail=f"the id names node {only}")
         return await send(
-            hub.client_for(node),
+            hub.session_for(node),
             node,
             request.method,
             path,

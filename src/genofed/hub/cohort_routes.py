@@ -26,7 +26,7 @@ async def count_cohort(request: Request, criteria: CohortCriteria) -> dict[str, 
             return Reply(node.name, "skipped", detail="none of the cohort's datasets is here")
         body = criteria.beacon_body(node.name)
         path = criteria.beacon_path()
-        return await send(hub.client_for(node), node, "POST", path, end, None, body, credentials)
+        return await send(hub.session_for(node), node, "POST", path, end, None, body, credentials)
 
     replies = await fan_out_calls(
         hub.registry, call, deadline_s=deadline_of(request, hub.config.deadline_s)

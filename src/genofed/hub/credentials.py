@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-import httpx
+import aiohttp
 import orjson
 
 from genofed._exceptions import CredentialError
@@ -28,8 +28,8 @@ class TokenExchange:
     """Per-node Passports from the broker, cached per caller token and node until shortly
     before they expire."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str | None):
-        self.client = client
+    def __init__(self, session: aiohttp.ClientSession, url: str | None):
+        self.session = session
         self.url = url
         self._cache: dict[tuple[str, str], tuple[str, float]] = {}
 
@@ -64,7 +64,7 @@ class TokenExchange:
             return cached[0]
         assert self.url is not None
         try:
-            response = await self.client.post(
+            async with self.session.post(
                 self.url,
                 data={
                     "grant_type": TOKEN_EXCHANGE,
@@ -73,20 +73,21 @@ class TokenExchange:
                     "requested_token_type": PASSPORT_TOKEN_TYPE,
                     "audience": audience,
                 },
-                timeout=max(0.001, end - time.monotonic()),
-            )
-        except httpx.TimeoutException:
+                timeout=aiohttp.ClientTimeout(total=max(0.001, end - time.monotonic())),
+            ) as response:
+                status, content = response.status, await response.read()
+        except TimeoutError:
             raise NodeCredentialsError("timeout", "no Passport from the broker in time") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise NodeCredentialsError(
                 "error", f"the broker could not be reached ({type(exc).__name__})"
             ) from None
-        if response.status_code in (400, 401, 403):
+        if status in (400, 401, 403):
             raise NodeCredentialsError(
                 "unauthorised", "the broker refused to exchange your token for this node"
             )
         try:
-            answer = orjson.loads(response.content)
+            answer = orjson.loads(content)
             issued = str(answer["access_token"])
             expires = time.time() + float(answer.get("expires_in", 60))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 from fastapi import APIRouter, Request
 
 from genofed._exceptions import NotFoundError, QueryError
@@ -132,7 +132,7 @@ async def request_node(
     body: Any,
     credentials: Credentials | None,
 ) -> Reply:
-    reply = await send(hub.client_for(node), node, method, path, end, None, body, credentials)
+    reply = await send(hub.session_for(node), node, method, path, end, None, body, credentials)
     hub.registry.record(
         node.name, reply.status in ("ok", "unauthorised") or bool(reply.http_status)
     )
@@ -152,7 +152,7 @@ def _paged(node: HubNode, document: dict[str, Any]) -> dict[str, Any]:
     pagination = document.get("pagination") or {}
     next_url = pagination.get("next_page_url")
     if isinstance(next_url, str):
-        path = httpx.URL(next_url).path
+        path = urlsplit(next_url).path
         tail = path.split(f"{PREFIX}/search/", 1)[-1]
         document["pagination"] = {
             **pagination,
@@ -170,7 +170,7 @@ async def _federated(
         """Every matching table of one node, each query followed to its last page."""
         start = time.perf_counter()
         listed = await send(
-            hub.client_for(node), node, "GET", f"{PREFIX}/tables", end, credentials=credentials
+            hub.session_for(node), node, "GET", f"{PREFIX}/tables", end, credentials=credentials
         )
         if listed.status != "ok" or listed.document is None:
             return listed
@@ -185,7 +185,7 @@ async def _federated(
         for name in names:
             body = {"query": query.for_table(name), "parameters": parameters}
             reply = await send(
-                hub.client_for(node),
+                hub.session_for(node),
                 node,
                 "POST",
                 f"{PREFIX}/search",
@@ -210,10 +210,10 @@ async def _federated(
                     wait = float(reply.headers.get("retry-after", "1") or 1)
                     await asyncio.sleep(min(wait, max(0.0, end - time.monotonic())))
                 reply = await send(
-                    hub.client_for(node),
+                    hub.session_for(node),
                     node,
                     "GET",
-                    httpx.URL(next_url).path,
+                    urlsplit(next_url).path,
                     end,
                     credentials=credentials,
                 )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 import orjson
 
 from genofed.config import HubNode
@@ -66,7 +66,7 @@ Call = Callable[[HubNode, float], Awaitable[Reply]]
 
 
 async def fan_out(
-    clients: Callable[[HubNode], httpx.AsyncClient],
+    sessions: Callable[[HubNode], aiohttp.ClientSession],
     registry: Registry,
     method: str,
     path: str,
@@ -80,7 +80,7 @@ async def fan_out(
     order of the hub's configuration, within ``deadline_s`` of the call."""
 
     async def call(node: HubNode, end: float) -> Reply:
-        return await send(clients(node), node, method, path, end, params, body, credentials)
+        return await send(sessions(node), node, method, path, end, params, body, credentials)
 
     return await fan_out_calls(registry, call, deadline_s=deadline_s)
 
@@ -125,7 +125,7 @@ async def fan_out_calls(registry: Registry, call: Call, *, deadline_s: float) ->
 
 
 async def send(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     node: HubNode,
     method: str,
     path: str,
@@ -143,36 +143,40 @@ async def send(
 
     try:
         headers = await credentials(node, end) if credentials else {}
-        response = await client.request(
+        if body is not None:
+            headers = {**headers, "content-type": "application/json"}
+        async with session.request(
             method,
             node.base + path,
             params=params,
-            content=None if body is None else orjson.dumps(body),
-            headers={**headers, **({"content-type": "application/json"} if body else {})},
-            timeout=max(0.001, end - time.monotonic()),
-        )
+            data=None if body is None else orjson.dumps(body),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=max(0.001, end - time.monotonic())),
+            allow_redirects=False,
+        ) as response:
+            content = await response.read()
+            status, response_headers = response.status, dict(response.headers)
     except NodeCredentialsError as exc:
         return reply(exc.status, exc.detail)
-    except httpx.TimeoutException:
+    except TimeoutError:
         return reply("timeout", "no answer before the deadline")
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         return reply("error", f"could not be reached ({type(exc).__name__})")
     except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
         return reply("error", f"failed ({type(exc).__name__})")
     try:
-        document = orjson.loads(response.content)
+        document = orjson.loads(content)
     except orjson.JSONDecodeError:
         document = None
-    if response.status_code in (401, 403):
-        return reply("unauthorised", _error_message(document), http_status=response.status_code)
-    if response.status_code != 200:
-        message = _error_message(document) or "no error message"
-        return reply("error", message, http_status=response.status_code)
+    if status in (401, 403):
+        return reply("unauthorised", _error_message(document), http_status=status)
+    if status != 200:
+        return reply("error", _error_message(document) or "no error message", http_status=status)
     if not isinstance(document, dict):
         return reply("error", "answered with malformed JSON", http_status=200)
-    reply_ = reply("ok", http_status=200, document=document)
-    reply_.headers = dict(response.headers)
-    return reply_
+    answered = reply("ok", http_status=200, document=document)
+    answered.headers = {k.lower(): v for k, v in response_headers.items()}
+    return answered
 
 
 def _error_message(document: Any) -> str | None:

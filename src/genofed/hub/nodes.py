@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 
 from genofed.config import HubConfig, HubNode
 
@@ -67,16 +67,19 @@ class Registry:
         if state.failures >= self.config.breaker_failures:
             state.breaker_open = True
 
-    async def check(self, client: httpx.AsyncClient, state: NodeState) -> None:
+    async def check(self, session: aiohttp.ClientSession, state: NodeState) -> None:
         """One health check: ``GET /-/health`` answering 200 within 2 s."""
         start = time.perf_counter()
         try:
-            response = await client.get(
-                f"{state.node.base}/-/health", timeout=_HEALTH_TIMEOUT_S, headers={}
-            )
-            healthy = response.status_code == 200
-            error = None if healthy else f"health check answered HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+            async with session.get(
+                f"{state.node.base}/-/health",
+                timeout=aiohttp.ClientTimeout(total=_HEALTH_TIMEOUT_S),
+                allow_redirects=False,
+            ) as response:
+                await response.read()
+                healthy = response.status == 200
+            error = None if healthy else f"health check answered HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
             healthy, error = False, f"health check failed: {type(exc).__name__}"
         state.checked_at = time.time()
         state.health_ms = (time.perf_counter() - start) * 1000
@@ -88,12 +91,12 @@ class Registry:
             self.record(state.node.name, False, error)
             state.breaker_open = True
 
-    async def check_all(self, clients: Callable[[HubNode], httpx.AsyncClient]) -> None:
-        await asyncio.gather(*(self.check(clients(s.node), s) for s in self.states.values()))
+    async def check_all(self, sessions: Callable[[HubNode], aiohttp.ClientSession]) -> None:
+        await asyncio.gather(*(self.check(sessions(s.node), s) for s in self.states.values()))
 
-    async def watch(self, clients: Callable[[HubNode], httpx.AsyncClient]) -> None:
+    async def watch(self, sessions: Callable[[HubNode], aiohttp.ClientSession]) -> None:
         """Check every node now and then every ``health_interval_s``, until cancelled."""
         while True:
             with contextlib.suppress(Exception):  # a check never stops the watching
-                await self.check_all(clients)
+                await self.check_all(sessions)
             await asyncio.sleep(self.config.health_interval_s)
