@@ -65,6 +65,7 @@ from bench_beacon import (  # noqa: E402 - a sibling script, not a package
     DATASET_ID,
     build_node,
     live_database,
+    machine_info,
     start_server,
     stop_server,
 )
@@ -460,11 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "streaming": {"http": streams, "http_orjson": python_client, "duckdb": raw_streams},
         "goals": goals,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": psutil.cpu_count(),
-            "ram_total_mb": psutil.virtual_memory().total // 2**20,
-        },
+        "machine": machine_info(),
         "versions": {"duckdb": duckdb.__version__, "python": platform.python_version()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -42,8 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -54,23 +51,16 @@ from bench_beacon import (  # noqa: E402 - a sibling script, not a package
     free_port,
     genofed_exe,
     live_database,
+    machine_info,
     start_server,
     stop_server,
 )
+from bench_data_connect import stats_ms  # noqa: E402 - a sibling script
 from genofed.config import HubConfig, HubNode, save_hub_config  # noqa: E402
 
 console = Console()
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 1.0
-
-
-def stats_ms(values: list[float]) -> dict[str, float]:
-    array = np.array(values) * 1000
-    return {
-        "p50": float(np.percentile(array, 50)),
-        "p99": float(np.percentile(array, 99)),
-        "mean": float(array.mean()),
-    }
 
 
 def timed(client: httpx.Client, paths: list[str], headers: dict[str, str] | None = None):
@@ -236,11 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "node": info,
         "results": results,
         "goals": goals,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": psutil.cpu_count(),
-            "ram_total_mb": psutil.virtual_memory().total // 2**20,
-        },
+        "machine": machine_info(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")

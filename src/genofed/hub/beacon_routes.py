@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from genofed import __version__
 from genofed._exceptions import QueryError
 from genofed.config import HubNode
-from genofed.hub.fanout import Reply, fan_out_calls, send
+from genofed.hub.fanout import Reply, send
 from genofed.hub.merge import merge_collections, merge_result_sets, union_filtering_terms
-from genofed.hub.runtime import HubRuntime, deadline_of, hub_params
+from genofed.hub.runtime import HubRuntime, hub_params
 from genofed.node.beacon.model import (
     API_VERSION,
     BY_PATH,
@@ -173,7 +173,7 @@ async def _federated_query(
         if rest and node_name in hub.registry.states:
             only, local_id = node_name, rest
     path = PREFIX + template.replace("{id}", quote(local_id or "", safe=""))
-    credentials = hub.exchange.for_caller(request.headers.get("authorization"))
+    credentials = hub.credentials(request)
 
     async def call(node: HubNode, end: float) -> Reply:
         if only is not None and node.name != only:
@@ -189,18 +189,16 @@ async def _federated_query(
             credentials,
         )
 
-    replies = await fan_out_calls(
-        hub.registry, call, deadline_s=deadline_of(request, hub.config.deadline_s)
-    )
-    common = {
-        "beacon_id": hub.config.beacon_id,
-        "api_version": API_VERSION,
-        "request_summary": parsed.summary(),
-        "returned_schemas": [returned_schema(entry)],
+    replies = await hub.ask_each(request, call)
+    meta = {
+        "beaconId": hub.config.beacon_id,
+        "apiVersion": API_VERSION,
+        "receivedRequestSummary": parsed.summary(),
+        "returnedSchemas": [returned_schema(entry)],
     }
     if entry.collection:
-        return merge_collections(replies, **common)
-    return merge_result_sets(replies, hub.config.disclosure, **common)
+        return merge_collections(replies, meta)
+    return merge_result_sets(replies, hub.config.disclosure, meta)
 
 
 async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:
@@ -222,5 +220,4 @@ async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str,
                 "send your Passport to the hub as 'Authorization: Bearer'; the hub obtains "
                 "one for each node and never forwards yours"
             )
-    deadline_of(request)  # a malformed deadline is refused before anything is sent
     return params, body

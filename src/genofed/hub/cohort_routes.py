@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 
 from genofed.config import HubNode
 from genofed.hub.cohorts import CohortCriteria, CohortDefinition, CohortStore, criteria_of
-from genofed.hub.fanout import Reply, fan_out_calls, send
+from genofed.hub.fanout import Reply, send
 from genofed.hub.merge import merged_count
-from genofed.hub.runtime import HubRuntime, deadline_of
+from genofed.hub.runtime import HubRuntime
 from genofed.node.json_response import JSONResponse
 
 
@@ -18,7 +18,7 @@ async def count_cohort(request: Request, criteria: CohortCriteria) -> dict[str, 
     """Each node's count of the cohort (made safe by the node) and the total (made safe
     again by the hub); nodes with none of the cohort's datasets are not asked."""
     hub = HubRuntime.of(request)
-    credentials = hub.exchange.for_caller(request.headers.get("authorization"))
+    credentials = hub.credentials(request)
     wanted = criteria.nodes()
 
     async def call(node: HubNode, end: float) -> Reply:
@@ -28,9 +28,7 @@ async def count_cohort(request: Request, criteria: CohortCriteria) -> dict[str, 
         path = criteria.beacon_path()
         return await send(hub.session_for(node), node, "POST", path, end, None, body, credentials)
 
-    replies = await fan_out_calls(
-        hub.registry, call, deadline_s=deadline_of(request, hub.config.deadline_s)
-    )
+    replies = await hub.ask_each(request, call)
     nodes = []
     summaries = []
     for reply in replies:
@@ -57,7 +55,7 @@ def build_cohort_router(store: CohortStore) -> APIRouter:
     @router.post("", status_code=201, summary="Save a cohort definition (and count it)")
     async def create(definition: CohortDefinition, request: Request) -> dict[str, Any]:
         counts = await count_cohort(request, definition.criteria)
-        cohort = store.save(definition, owner=None)
+        cohort = store.save(definition)
         return {**cohort, "counts": counts}
 
     @router.get("", summary="Saved cohorts")

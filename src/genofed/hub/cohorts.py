@@ -127,14 +127,13 @@ class CohortStore:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def save(self, definition: CohortDefinition, owner: str | None) -> dict[str, Any]:
+    def save(self, definition: CohortDefinition) -> dict[str, Any]:
         self.directory.mkdir(parents=True, exist_ok=True)
         cohort = {
             "id": f"cohort-{secrets.token_hex(6)}",
             "name": definition.name,
             "description": definition.description,
             "criteria": definition.criteria.model_dump(exclude_none=True),
-            "owner": owner,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         path = self.directory / f"{cohort['id']}.json"

@@ -17,9 +17,9 @@ from fastapi import APIRouter, Request
 from genofed._exceptions import NotFoundError, QueryError
 from genofed.config import HubNode
 from genofed.dataconnect.sql import search_body
-from genofed.hub.fanout import Credentials, Reply, fan_out_calls, send
+from genofed.hub.fanout import Reply, send
 from genofed.hub.federated_sql import Federated, Routed, merge_rows, plan
-from genofed.hub.runtime import HubRuntime, deadline_of
+from genofed.hub.runtime import HubRuntime
 from genofed.node.json_response import JSONResponse
 
 PREFIX = "/data-connect"
@@ -113,30 +113,17 @@ async def _one(
     """One node's answer; its refusal (4xx) becomes the hub's, anything else an ``errors``
     entry in an empty answer."""
     hub = HubRuntime.of(request)
-    credentials = hub.exchange.for_caller(request.headers.get("authorization"))
-    end = time.monotonic() + deadline_of(request, hub.config.deadline_s)
-    reply = await request_node(hub, node, method, path, end, body, credentials)
+    credentials = hub.credentials(request)
+
+    async def call(node: HubNode, end: float) -> Reply:
+        return await send(hub.session_for(node), node, method, path, end, None, body, credentials)
+
+    [reply] = await hub.ask_each(request, call, nodes=[node])
     if reply.status == "ok" and reply.document is not None:
         return reply.document
     if reply.http_status is not None and 400 <= reply.http_status < 500:
         raise _NodeRefusedError(reply)
     return {"data": [], "errors": node_errors([reply])}
-
-
-async def request_node(
-    hub: HubRuntime,
-    node: HubNode,
-    method: str,
-    path: str,
-    end: float,
-    body: Any,
-    credentials: Credentials | None,
-) -> Reply:
-    reply = await send(hub.session_for(node), node, method, path, end, None, body, credentials)
-    hub.registry.record(
-        node.name, reply.status in ("ok", "unauthorised") or bool(reply.http_status)
-    )
-    return reply
 
 
 class _NodeRefusedError(QueryError):
@@ -164,7 +151,7 @@ def _paged(node: HubNode, document: dict[str, Any]) -> dict[str, Any]:
 async def _federated(
     request: Request, hub: HubRuntime, query: Federated, parameters: list[Any] | None
 ) -> dict[str, Any]:
-    credentials = hub.exchange.for_caller(request.headers.get("authorization"))
+    credentials = hub.credentials(request)
 
     async def call(node: HubNode, end: float) -> Reply:
         """Every matching table of one node, each query followed to its last page."""
@@ -221,9 +208,7 @@ async def _federated(
         ms = (time.perf_counter() - start) * 1000
         return Reply(node.name, "ok", ms=ms, http_status=200, document=document)
 
-    replies = await fan_out_calls(
-        hub.registry, call, deadline_s=deadline_of(request, hub.config.deadline_s)
-    )
+    replies = await hub.ask_each(request, call)
     answered = [r for r in replies if r.status == "ok" and r.document is not None]
     partials = [row for r in answered for row in r.document["rows"]]  # type: ignore[index]
     errors = node_errors(replies)

@@ -48,6 +48,14 @@ class Reply:
     document: dict[str, Any] | None = None  # the JSON object, when ``ok``
     headers: dict[str, str] = field(default_factory=dict)  # the node's response headers
 
+    @property
+    def node_failed(self) -> bool:
+        """The node itself failed (no answer, a 5xx, malformed JSON), as opposed to
+        refusing the request (4xx): what counts towards its circuit breaker."""
+        if self.status in ("ok", "unauthorised", "skipped"):
+            return False
+        return self.http_status is None or not 400 <= self.http_status < 500
+
     def outcome(self) -> dict[str, Any]:
         """What the response says about this node."""
         out: dict[str, Any] = {"node": self.node, "status": self.status}
@@ -66,32 +74,20 @@ Call = Callable[[HubNode, float], Awaitable[Reply]]
 
 
 async def fan_out(
-    sessions: Callable[[HubNode], aiohttp.ClientSession],
     registry: Registry,
-    method: str,
-    path: str,
+    call: Call,
     *,
     deadline_s: float,
-    params: list[tuple[str, str]] | None = None,
-    body: Any = None,
-    credentials: Credentials | None = None,
+    nodes: list[HubNode] | None = None,
 ) -> list[Reply]:
-    """Send ``method path`` to every node whose breaker is closed; the replies in the
-    order of the hub's configuration, within ``deadline_s`` of the call."""
-
-    async def call(node: HubNode, end: float) -> Reply:
-        return await send(sessions(node), node, method, path, end, params, body, credentials)
-
-    return await fan_out_calls(registry, call, deadline_s=deadline_s)
-
-
-async def fan_out_calls(registry: Registry, call: Call, *, deadline_s: float) -> list[Reply]:
-    """``call`` for every node whose breaker is closed, all at once; a node still busy at
-    the deadline is reported as a ``timeout``."""
+    """``call`` for every node (or those of ``nodes``) whose breaker is closed, all at
+    once; a node still busy at the deadline is a ``timeout``. The replies come in the order
+    of the hub's configuration, and tell the circuit breakers how each node did."""
     end = time.monotonic() + deadline_s
+    asked = registry.nodes if nodes is None else nodes
     replies: dict[str, Reply] = {}
     tasks: dict[asyncio.Task[Reply], HubNode] = {}
-    for node in registry.nodes:
+    for node in asked:
         state = registry.states[node.name]
         if state.breaker_open:
             replies[node.name] = Reply(
@@ -117,11 +113,9 @@ async def fan_out_calls(registry: Registry, call: Call, *, deadline_s: float) ->
             except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
                 replies[node.name] = Reply(node.name, "error", detail=f"failed ({exc!r:.200})")
     for reply in replies.values():
-        if reply.status in ("ok", "unauthorised"):
-            registry.record(reply.node, True)
-        elif reply.status in ("error", "timeout"):
-            registry.record(reply.node, False, reply.detail)
-    return [replies[n.name] for n in registry.nodes]
+        if reply.status != "skipped":
+            registry.record(reply.node, not reply.node_failed, reply.detail)
+    return [replies[n.name] for n in asked]
 
 
 async def send(
@@ -174,9 +168,8 @@ async def send(
         return reply("error", _error_message(document) or "no error message", http_status=status)
     if not isinstance(document, dict):
         return reply("error", "answered with malformed JSON", http_status=200)
-    answered = reply("ok", http_status=200, document=document)
-    answered.headers = {k.lower(): v for k, v in response_headers.items()}
-    return answered
+    headers_ = {k.lower(): v for k, v in response_headers.items()}
+    return reply("ok", http_status=200, document=document, headers=headers_)
 
 
 def _error_message(document: Any) -> str | None:

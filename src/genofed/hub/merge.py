@@ -16,15 +16,10 @@ from genofed.hub.fanout import Reply
 
 
 def merge_result_sets(
-    replies: list[Reply],
-    rules: Disclosure,
-    *,
-    beacon_id: str,
-    api_version: str,
-    request_summary: dict[str, Any],
-    returned_schemas: list[dict[str, str]],
+    replies: list[Reply], rules: Disclosure, meta: dict[str, Any]
 ) -> dict[str, Any]:
-    """One Beacon result-set response from the nodes' (those ``ok``)."""
+    """One Beacon result-set response from the nodes' (those ``ok``); ``meta`` is the
+    hub's, less the granularity returned."""
     docs = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
     granularity = "boolean"
     for _, doc in docs:
@@ -34,13 +29,7 @@ def merge_result_sets(
     summaries = [doc.get("responseSummary") or {} for _, doc in docs]
     summary: dict[str, Any] = {"exists": any(bool(s.get("exists")) for s in summaries)}
     document: dict[str, Any] = {
-        "meta": {
-            "beaconId": beacon_id,
-            "apiVersion": api_version,
-            "returnedGranularity": granularity,
-            "receivedRequestSummary": request_summary,
-            "returnedSchemas": returned_schemas,
-        },
+        "meta": {**meta, "returnedGranularity": granularity},
         "responseSummary": summary,
         "info": {"nodes": [r.outcome() for r in replies]},
     }
@@ -64,14 +53,7 @@ def merge_result_sets(
     return document
 
 
-def merge_collections(
-    replies: list[Reply],
-    *,
-    beacon_id: str,
-    api_version: str,
-    request_summary: dict[str, Any],
-    returned_schemas: list[dict[str, str]],
-) -> dict[str, Any]:
+def merge_collections(replies: list[Reply], meta: dict[str, Any]) -> dict[str, Any]:
     """One Beacon collections response (datasets, cohorts: catalogue metadata) from the
     nodes'; each collection's ``id`` becomes ``<node>:<id>``."""
     collections = []
@@ -82,13 +64,7 @@ def merge_collections(
             if isinstance(item, dict):
                 collections.append(_from_node(reply.node, item))
     return {
-        "meta": {
-            "beaconId": beacon_id,
-            "apiVersion": api_version,
-            "returnedGranularity": "record",
-            "receivedRequestSummary": request_summary,
-            "returnedSchemas": returned_schemas,
-        },
+        "meta": {**meta, "returnedGranularity": "record"},
         "responseSummary": {"exists": bool(collections), "numTotalResults": len(collections)},
         "response": {"collections": collections},
         "info": {"nodes": [r.outcome() for r in replies]},

@@ -14,7 +14,7 @@ from fastapi import Request
 from genofed._exceptions import QueryError
 from genofed.config import HubConfig, HubNode
 from genofed.hub.credentials import TokenExchange
-from genofed.hub.fanout import Reply, fan_out
+from genofed.hub.fanout import Call, Credentials, Reply, fan_out, send
 from genofed.hub.nodes import Registry
 
 DEADLINE_HEADER = "genofed-deadline"
@@ -58,6 +58,17 @@ class HubRuntime:
     def of(request: Request) -> HubRuntime:
         return request.app.state.hub  # type: ignore[no-any-return]
 
+    def credentials(self, request: Request) -> Credentials | None:
+        """What to send each node for the caller of ``request`` (never their token)."""
+        return self.exchange.for_caller(request.headers.get("authorization"))
+
+    async def ask_each(
+        self, request: Request, call: Call, nodes: list[HubNode] | None = None
+    ) -> list[Reply]:
+        """``call`` for every node (or ``nodes``), under the request's deadline."""
+        deadline = deadline_of(request, self.config.deadline_s)
+        return await fan_out(self.registry, call, deadline_s=deadline, nodes=nodes)
+
     async def ask(
         self,
         request: Request,
@@ -68,17 +79,14 @@ class HubRuntime:
         body: Any = None,
     ) -> list[Reply]:
         """``method path`` asked of every node for the caller of ``request``."""
-        credentials = self.exchange.for_caller(request.headers.get("authorization"))
-        return await fan_out(
-            self.session_for,
-            self.registry,
-            method,
-            path,
-            deadline_s=deadline_of(request, self.config.deadline_s),
-            params=params,
-            body=body,
-            credentials=credentials,
-        )
+        credentials = self.credentials(request)
+
+        async def call(node: HubNode, end: float) -> Reply:
+            return await send(
+                self.session_for(node), node, method, path, end, params, body, credentials
+            )
+
+        return await self.ask_each(request, call)
 
 
 def deadline_of(request: Request, default: float = 5.0) -> float:
