@@ -201,7 +201,8 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
         assert "Traceback" not in log.read_text(), log
 
 
-def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path, stop: int) -> None:
     port = free_port()
     demo = subprocess.Popen(
         [
@@ -232,7 +233,7 @@ def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path) -> N
         nodes = httpx.get(f"{hub}/hub/nodes", timeout=10).json()["nodes"]
         assert {n["health"] for n in nodes} == {"up"} and len(nodes) == 3
     finally:
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(stop)
         demo.wait(timeout=60)
         demo.stdout.close()  # type: ignore[union-attr]
     assert demo.returncode in (0, -signal.SIGINT)

@@ -551,8 +551,16 @@ def run_federation(hub_url: str, token: str, planted: str, console: Console) -> 
     return shown
 
 
+def _stop(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500) -> None:
     console = Console()
+    # Ctrl-C, and a plain `kill`, stop the servers too: they run in sessions of their own.
+    # (A shell starting the demo in the background would otherwise have it ignore SIGINT.)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
