@@ -44,11 +44,11 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genofed._exceptions import BudgetExhaustedError  # noqa: E402
+from genofed.beacon.model import BY_PATH  # noqa: E402
+from genofed.beacon.request import from_query_string  # noqa: E402
+from genofed.beacon.service import BeaconService  # noqa: E402
 from genofed.config import Disclosure, default_config  # noqa: E402
 from genofed.governance.access import Caller  # noqa: E402
-from genofed.node.beacon.model import BY_PATH  # noqa: E402
-from genofed.node.beacon.request import from_query_string  # noqa: E402
-from genofed.node.beacon.service import BeaconService  # noqa: E402
 from genofed.node.runtime import NodeRuntime  # noqa: E402
 from genofed.store.node_dir import NodeDir  # noqa: E402
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf  # noqa: E402

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from genofed import devbroker as broker
 from genofed.config import BONA_FIDE, TrustedIssuer, load_config, save_config
-from genofed.governance import broker
+from genofed.governance import keys
 from genofed.governance.access import grant_value
-from genofed.governance.broker import SigningKey
 from genofed.governance.gatekeeper import node_signing_key
+from genofed.governance.keys import SigningKey
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.conftest import SMALL_CLINICAL, SMALL_VCF, make_node
@@ -41,7 +42,7 @@ class GovernedNode:
         key = key or self.broker
         visas = broker.bona_fide_visas(key, sub) if bona_fide else []
         visas += [
-            broker.visa(self.dac, sub, "ControlledAccessGrants", self.grant(d), by="dac")
+            keys.sign_visa(self.dac, sub, "ControlledAccessGrants", self.grant(d), by="dac")
             for d in grants
         ]
         return broker.passport(key, sub, visas, **kwargs)
@@ -55,8 +56,8 @@ def build_governed_node(
     differencing_k: int = 5,
 ) -> GovernedNode:
     node = make_node(root / "node", "governed", governed=True)
-    broker_key = broker.create_key(root / "broker.json", BROKER)
-    rogue = broker.create_key(root / "rogue.json", BROKER)
+    broker_key = keys.create_key(root / "broker.json", BROKER)
+    rogue = keys.create_key(root / "rogue.json", BROKER)
     config = load_config(node.config_path)
     trusted = TrustedIssuer(issuer=BROKER, jwks=broker_key.jwks(), token_exchange_url=exchange_url)
     config.trust.brokers = [trusted]
@@ -73,7 +74,7 @@ def build_governed_node(
             individuals=SMALL_CLINICAL,
             settings=DatasetSettings(granularity="record", tier=tier),  # type: ignore[arg-type]
         )
-    dac = node_signing_key(node.root, config)
+    dac = node_signing_key(node, config)
     return GovernedNode(node, broker_key, rogue, dac)
 
 

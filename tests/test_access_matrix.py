@@ -15,9 +15,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed.governance import broker
+from genofed import devbroker as broker
+from genofed.beacon.model import ENTRY_TYPES
+from genofed.governance import keys
 from genofed.node.app import create_app
-from genofed.node.beacon.model import ENTRY_TYPES
 from genofed.store.dataset_reader import DatasetReader
 from tests.governance import TIERS, GovernedNode, build_governed_node
 from tests.live_server import GENOFED, free_port
@@ -86,7 +87,7 @@ def _tokens(gov: GovernedNode) -> dict[str, list[str]]:
     """Visa sets of each kind of caller (controlled: grants for every dataset, no bona fide)."""
     b = gov.broker
     grant = [
-        broker.visa(gov.dac, "u-ctrl", "ControlledAccessGrants", gov.grant(d), by="dac")
+        keys.sign_visa(gov.dac, "u-ctrl", "ControlledAccessGrants", gov.grant(d), by="dac")
         for d in TIERS
     ]
     return {

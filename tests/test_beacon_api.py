@@ -24,7 +24,7 @@ import yaml
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
-from genofed.node.beacon.model import ENTRY_TYPES
+from genofed.beacon.model import ENTRY_TYPES
 from tests.beacon_schemas import (
     REQUEST_BODY,
     RESPONSES,

@@ -49,7 +49,7 @@ def test_help_explains_every_command() -> None:
 def test_init_ingest_import_genes(tmp_path: Path) -> None:
     node = tmp_path / "node"
     run("node", "init", str(node), "--name", "CLI hospital")
-    assert (node / "node.yaml").read_text().startswith("name: CLI hospital")
+    assert (node / "node.yaml").read_text().startswith("format: 1\nname: CLI hospital")
     again = run("node", "init", str(node), "--name", "x", check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
     out = run(

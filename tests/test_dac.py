@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from genofed import devbroker as broker
 from genofed.config import load_config, save_config
-from genofed.governance import broker
 from genofed.governance.duo import ResearchPurpose, match
 from genofed.node.app import create_app
 from genofed.store.ontology import OntologyIndex

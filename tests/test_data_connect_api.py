@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from genofed._exceptions import NotFoundError
 from genofed.config import DataConnect, load_config, save_config
 from genofed.dataconnect.catalog import QueryEngine, dataset_tables
-from genofed.dataconnect.jobs import Job, QueryJobs, Watchdog
+from genofed.dataconnect.query_job import QueryJobs, Watchdog, page_name
 from genofed.dataconnect.results import RowsAsJson
+from genofed.jobs.runtime import JobRuntime
 from genofed.node.app import create_app
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.node_dir import NodeDir
@@ -355,20 +357,35 @@ def test_slow_queries_are_polled_then_cut(limited: TestClient) -> None:
 @pytest.mark.parametrize("wait", [0.0, 10.0])
 def test_a_page_not_yet_written_is_waited_for(tmp_path: Path, wait: float) -> None:
     """A reader ahead of its query gets the page as soon as the query writes it (within
-    page_wait_s), not an empty page and a whole Retry-After."""
-    jobs = QueryJobs(tmp_path, DataConnect(page_wait_s=wait))
-    job = Job(jobs.root / "job1", "reader", b"{}")
-    job._spool()
-    writer = threading.Timer(0.3, lambda: job._publish(1, ['{"n": 1}'], last=True))
-    writer.start()
-    start = time.perf_counter()
-    page = asyncio.run(jobs.wait_for_page("job1", 1, "reader"))
-    waited = time.perf_counter() - start
-    writer.join()
+    page_wait_s), not an empty page and a whole Retry-After; with no wait, an empty page
+    at once."""
+    runtime = JobRuntime(tmp_path / "jobs")
+    queries = QueryJobs(runtime, DataConnect(page_wait_s=wait))
+    written = threading.Event()
+
+    def body(job) -> None:  # a query whose second (and last) page comes when told
+        job.publish("model.json", b"{}")
+        written.wait(30)
+        job.publish(page_name(1, True), b'{"errors": [], "rows": 1}\n[{"n": 1}]')
+
+    job = runtime.submit("data-connect", "reader", body)
+
+    async def read():
+        reader = asyncio.create_task(queries.wait_for_page(job.id, 1, "reader"))
+        if wait:
+            await asyncio.sleep(0.05)  # the reader is polling an empty spool by now
+            written.set()
+        return await reader
+
+    page = asyncio.run(read())
+    written.set()
     if wait == 0:
-        assert page.data is None and waited < 0.3  # not ready: poll again
+        assert page.data is None and not page.last  # not ready: poll again
     else:
-        assert page.data == b'[{"n": 1}]' and page.last and 0.3 <= waited < 1.5
+        assert page.data == b'[{"n": 1}]' and page.last and page.rows == 1
+    with pytest.raises(NotFoundError):  # the job's pages are its owner's only
+        queries.page(job.id, 1, "someone else")
+    runtime.close()
 
 
 def test_the_watchdog_interrupts_a_step_late_before_it_started() -> None:

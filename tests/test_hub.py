@@ -24,6 +24,7 @@ import duckdb
 import httpx
 import pytest
 
+from genofed import devbroker as broker
 from genofed.config import (
     Disclosure,
     HubConfig,
@@ -34,7 +35,7 @@ from genofed.config import (
     save_config,
     save_hub_config,
 )
-from genofed.governance import broker
+from genofed.governance import keys
 from genofed.governance.disclosure import safe_count
 from genofed.governance.passports import peek
 from genofed.simulate import simulate_cohort
@@ -52,7 +53,7 @@ RANGE = {"referenceName": "22", "start": "0", "end": "100000000", "requestedGran
 @dataclass
 class Federation:
     root: Path
-    key: broker.SigningKey
+    key: keys.SigningKey
     broker_url: str
     nodes: dict[str, str]  # name -> base URL
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -81,7 +82,7 @@ def _wait(url: str, process: subprocess.Popen) -> None:
         time.sleep(0.1)
 
 
-def _build_node(root: Path, name: str, seed: int, samples: int, key: broker.SigningKey) -> Path:
+def _build_node(root: Path, name: str, seed: int, samples: int, key: keys.SigningKey) -> Path:
     """A governed node: anonymous callers get counts (made safe), registered ones records."""
     node = NodeDir.create(root / name, default_config(name))
     cohort = simulate_cohort(
@@ -113,7 +114,7 @@ def _build_node(root: Path, name: str, seed: int, samples: int, key: broker.Sign
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     root = tmp_path_factory.mktemp("federation")
-    key = broker.create_key(root / "broker.json", ISSUER)
+    key = keys.create_key(root / "broker.json", ISSUER)
     port = free_port()
     broker_process = subprocess.Popen(
         [GENOFED, "passport", "serve", str(root / "broker.json"), "--port", str(port)],

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed.governance import broker
-from genofed.governance.broker import SigningKey
+from genofed.devbroker import SigningKey
+from genofed.governance import keys
 from genofed.node.app import create_app
 from tests.governance import BROKER, GovernedNode, build_governed_node
 
@@ -65,7 +65,9 @@ def passport_claims(gov: GovernedNode, visas: list[str], **changes: Any) -> dict
 
 def grant(gov: GovernedNode, dataset: str = "ctrl", **kwargs: Any) -> str:
     kwargs.setdefault("by", "dac")
-    return broker.visa(gov.dac, "mallory", "ControlledAccessGrants", gov.grant(dataset), **kwargs)
+    return keys.sign_visa(
+        gov.dac, "mallory", "ControlledAccessGrants", gov.grant(dataset), **kwargs
+    )
 
 
 def visa_claims(gov: GovernedNode, **changes: Any) -> dict[str, Any]:
@@ -172,7 +174,7 @@ CASES: dict[str, Callable[[GovernedNode], dict[str, Any]]] = {
         "bearer": pp(
             g,
             [grant(g)],
-            key=broker.create_key(Path(g.node.root.parent / "evil.json"), "https://evil.test"),
+            key=keys.create_key(Path(g.node.root.parent / "evil.json"), "https://evil.test"),
             iss="https://evil.test",
         )
     },
@@ -309,7 +311,7 @@ def test_the_same_grant_done_right_is_accepted(gov: GovernedNode, client: TestCl
 
 
 def test_conditions_that_are_met_open_the_dataset(gov: GovernedNode, client: TestClient) -> None:
-    affiliation = broker.visa(
+    affiliation = keys.sign_visa(
         gov.broker, "mallory", "AffiliationAndRole", "faculty@uni.test", by="system"
     )
     conditional = with_conditions(
@@ -328,7 +330,7 @@ def test_conditions_that_are_met_open_the_dataset(gov: GovernedNode, client: Tes
 def test_linked_identities_join_visas_of_another_subject(
     gov: GovernedNode, client: TestClient
 ) -> None:
-    link = broker.visa(
+    link = keys.sign_visa(
         gov.broker, "mallory", "LinkedIdentities", f"alice,{gov.dac.issuer.replace(':', '%3A')}"
     )
     other = signed(gov.dac, visa_claims(gov, sub="alice"))

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genofed._exceptions import CredentialError
+from genofed import devbroker as broker
+from genofed._exceptions import CredentialError, VisaConditionError
 from genofed.config import TrustedIssuer
-from genofed.governance import broker
+from genofed.governance import keys
 from genofed.governance.conditions import (
-    ConditionError,
     check_conditions,
     conditions_met,
     pattern_matches,
@@ -92,7 +92,7 @@ def test_one_clause_must_match_one_visa() -> None:
     ],
 )
 def test_malformed_conditions_are_refused(bad) -> None:
-    with pytest.raises(ConditionError):
+    with pytest.raises(VisaConditionError):
         check_conditions(bad)
 
 
@@ -124,8 +124,8 @@ def jwks_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_keys_are_fetched_cached_and_rotated(jwks_server, tmp_path: Path) -> None:
     base, folder = jwks_server
-    old = broker.create_key(tmp_path / "old.json", "https://idp.example")
-    new = broker.create_key(tmp_path / "new.json", "https://idp.example")
+    old = keys.create_key(tmp_path / "old.json", "https://idp.example")
+    new = keys.create_key(tmp_path / "new.json", "https://idp.example")
     (folder / "jwks.json").write_text(json.dumps(old.jwks()))
     issuer = TrustedIssuer(issuer="https://idp.example", jwks_url=f"{base}/jwks.json")
     with httpx.Client() as client:
@@ -140,7 +140,7 @@ def test_keys_are_fetched_cached_and_rotated(jwks_server, tmp_path: Path) -> Non
         assert house.passport(broker.passport(new, "w", [])).sub == "w"
         assert _Counting.hits == 2
         # Made-up kids within the interval do not make the node fetch again.
-        rogue = broker.create_key(tmp_path / "rogue.json", "https://idp.example")
+        rogue = keys.create_key(tmp_path / "rogue.json", "https://idp.example")
         for i in range(5):
             with pytest.raises(CredentialError, match="kid"):
                 house.passport(broker.passport(rogue, f"x{i}", []))
@@ -149,7 +149,7 @@ def test_keys_are_fetched_cached_and_rotated(jwks_server, tmp_path: Path) -> Non
 
 def test_an_allow_listed_jku_is_used(jwks_server, tmp_path: Path) -> None:
     base, folder = jwks_server
-    key = broker.create_key(tmp_path / "k.json", "https://idp.example")
+    key = keys.create_key(tmp_path / "k.json", "https://idp.example")
     (folder / "other.json").write_text(json.dumps(key.jwks()))
     issuer = TrustedIssuer(
         issuer="https://idp.example",

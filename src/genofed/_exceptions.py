@@ -1,18 +1,24 @@
 """Every error genofed raises on purpose.
 
     GenofedError
-    ├── IngestError          a file could not be ingested; the node is unchanged
-    ├── NodeConfigError      node.yaml or the node directory is missing or invalid
-    ├── NotFoundError        an entry, dataset or table the caller asked for does not exist
-    ├── QueryError           a request is malformed or asks for something unsupported
-    ├── CredentialError      credentials were presented and refused (401)
-    ├── AccessDeniedError    the caller may not see what they asked for (403)
-    ├── BudgetExhaustedError the caller used up their query budget (429)
-    ├── DacError             a Data Access Committee action is not allowed
-    └── QueryFailedError     a Data Connect query failed while running (bad SQL, timeout)
+    ├── IngestError            a file could not be ingested; the node is unchanged
+    ├── ConfigError            node.yaml, hub.yaml or the node directory is missing or invalid
+    ├── NotFoundError          an entry, dataset, table, job or page does not exist (for you)
+    ├── QueryError             a request is malformed or asks for something unsupported
+    │   └── NodeRefusedError   (hub) a node refused the request it was sent
+    ├── CredentialError        credentials were presented and refused (401)
+    │   ├── UntrustedKeyError  a token is not signed by a key this node trusts
+    │   └── VisaConditionError a visa's conditions are malformed
+    ├── AccessDeniedError      the caller may not see what they asked for (403)
+    ├── BudgetExhaustedError   the caller used up their query budget (429)
+    ├── DacError               a Data Access Committee action is not allowed
+    ├── QueryFailedError       a query failed while running (bad SQL, timeout)
+    ├── NodeCredentialsError   (hub) no Passport could be obtained for a node
+    └── HubRequestError        (command line) the hub refused or could not be reached
 
-Each error carries an HTTP status and a stable ``code`` so the API and the CLI can
-translate it at the edge without parsing the message.
+Each error carries an HTTP status and a stable ``code``; every error response of the
+node's and the hub's APIs carries that code, so clients and the command line can act on
+it without parsing the message. The codes are listed in docs/errors.md.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ class GenofedError(Exception):
     """Base class: ``str(err)`` says what failed and what to do."""
 
     status: int = 500
-    code: str = "genofed_error"
+    code: str = "internal_error"
+    title: str | None = None
 
 
 class IngestError(GenofedError):
@@ -39,9 +46,9 @@ class IngestError(GenofedError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
-class NodeConfigError(GenofedError):
+class ConfigError(GenofedError):
     status = 500
-    code = "node_config_error"
+    code = "config_error"
 
 
 class NotFoundError(GenofedError):
@@ -54,11 +61,32 @@ class QueryError(GenofedError):
     code = "bad_request"
 
 
+class NodeRefusedError(QueryError):
+    """A node refused what the hub asked of it; the caller gets its status and message."""
+
+    code = "node_refused"
+
+    def __init__(self, node: str, status: int, detail: str):
+        super().__init__(f"node {node}: {detail}")
+        self.node = node
+        self.status = status
+
+
 class CredentialError(GenofedError):
     """Messages never echo token contents."""
 
     status = 401
     code = "invalid_credentials"
+
+
+class UntrustedKeyError(CredentialError):
+    """No usable key for a token: the message says why, never which keys the node holds."""
+
+    code = "untrusted_key"
+
+
+class VisaConditionError(CredentialError):
+    code = "invalid_visa_conditions"
 
 
 class AccessDeniedError(GenofedError):
@@ -89,3 +117,24 @@ class QueryFailedError(GenofedError):
         super().__init__(detail)
         self.status = status
         self.title = title
+        if status == 408:
+            self.code = "query_timeout"
+
+
+class NodeCredentialsError(GenofedError):
+    """The hub could not obtain credentials for one node (the broker refused, timed out or
+    could not be reached); ``outcome`` is that node's status in the fan-out."""
+
+    status = 502
+    code = "node_credentials"
+
+    def __init__(self, outcome: str, detail: str):
+        super().__init__(detail)
+        self.outcome = outcome
+
+
+class HubRequestError(GenofedError):
+    """The command line's request to a hub failed; the message says why."""
+
+    status = 502
+    code = "hub_request_failed"

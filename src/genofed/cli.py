@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from genofed._exceptions import GenofedError
-from genofed.cli_governance import audit_app, dac_app, node_trust, passport_app
+from genofed.cli_governance import audit_app, dac_app, guard_app, node_trust, passport_app
 from genofed.cli_output import console, fail
 from genofed.cli_query import cohort_app, query_app
 from genofed.config import Granularity, Tier, default_config
@@ -34,6 +34,7 @@ app.add_typer(passport_app, name="passport")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dac_app, name="dac")
 node_app.command("trust")(node_trust)
+node_app.add_typer(guard_app, name="guard")
 
 NodePath = Annotated[Path, typer.Argument(help="The node directory")]
 TierOption = Annotated[

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from genofed._exceptions import GenofedError, NodeConfigError
+from genofed._exceptions import ConfigError, GenofedError
 from genofed.cli_output import console, fail
 from genofed.config import TrustedIssuer, load_config, save_config
 
@@ -32,7 +32,7 @@ def keygen(
     issuer: Annotated[str, typer.Option(help="The `iss` of everything this key signs")],
 ) -> None:
     """Create an ES256 signing key (the file is readable by you only)."""
-    from genofed.governance.broker import create_key
+    from genofed.governance.keys import create_key
 
     try:
         key = create_key(key_file, issuer)
@@ -44,7 +44,7 @@ def keygen(
 @passport_app.command("jwks")
 def jwks(key_file: KeyPath) -> None:
     """Print the public JWK Set that nodes should pin to trust this key."""
-    from genofed.governance.broker import load_key
+    from genofed.governance.keys import load_key
 
     typer.echo(json.dumps(load_key(key_file).jwks(), indent=2))
 
@@ -78,14 +78,17 @@ def issue(
     ] = False,
 ) -> None:
     """Print a signed Passport (or access token) carrying the requested visas."""
-    from genofed.governance import broker
+    from genofed import devbroker as broker
+    from genofed.governance import keys
 
-    key = broker.load_key(key_file)
+    key = keys.load_key(key_file)
     visas = broker.bona_fide_visas(key, sub, hours) if bona_fide else []
     for value in grant or []:
-        visas.append(broker.visa(key, sub, "ControlledAccessGrants", value, by="dac", hours=hours))
+        visas.append(
+            keys.sign_visa(key, sub, "ControlledAccessGrants", value, by="dac", hours=hours)
+        )
     if affiliation:
-        visas.append(broker.visa(key, sub, "AffiliationAndRole", affiliation, by="system"))
+        visas.append(keys.sign_visa(key, sub, "AffiliationAndRole", affiliation, by="system"))
     if access_token:
         typer.echo(broker.access_token(key, sub, visas, hours=hours))
     else:
@@ -101,7 +104,8 @@ def serve_broker(
     """Serve /.well-known/jwks.json and an RFC 8693 /token exchange endpoint."""
     import uvicorn
 
-    from genofed.governance.broker import broker_app, load_key
+    from genofed.devbroker import broker_app
+    from genofed.governance.keys import load_key
 
     console.print(f"Development broker at http://{host}:{port} (Ctrl-C to stop)")
     uvicorn.run(broker_app(load_key(key_file)), host=host, port=port, log_level="warning")
@@ -132,7 +136,7 @@ def node_trust(
     try:
         config = load_config(path)
         if (jwks_file is None) == (jwks_url is None):
-            raise NodeConfigError("give exactly one of --jwks-file and --jwks-url")
+            raise ConfigError("give exactly one of --jwks-file and --jwks-url")
         pinned = json.loads(jwks_file.read_text()) if jwks_file else None
         entry = TrustedIssuer(
             issuer=issuer,
@@ -285,3 +289,95 @@ def dac_revoke(
     except GenofedError as err:
         raise fail(err) from None
     console.print(f"Application {application}: {app['status']}")
+
+
+guard_app = typer.Typer(
+    help="The state the node's disclosure guards keep: see it, and reset it.",
+    no_args_is_help=True,
+)
+GuardKind = Annotated[
+    str,
+    typer.Option(
+        "--what",
+        help="alleles (the public allele guard), differencing, budget, or all",
+    ),
+]
+
+
+def _release(directory: Path):
+    from genofed.governance.release import ReleasePolicy
+    from genofed.store.node_dir import NodeDir
+
+    node = NodeDir(directory)
+    try:
+        node.check()
+        config = load_config(node.config_path)
+    except GenofedError as err:
+        raise fail(err) from None
+    return config, ReleasePolicy(config.disclosure, node.state_dir)
+
+
+@guard_app.command("status")
+def guard_status(directory: NodeDirArg) -> None:
+    """Today's state of each guard, per caller: people left out of their public allele
+    answers, count answers the differencing guard remembers, queries used."""
+    from rich.table import Table
+
+    config, release = _release(directory)
+    rules = config.disclosure
+    assert release.alleles and release.differencing and release.budget
+    alleles = Table(
+        "caller",
+        "dataset",
+        "people left out",
+        title=f"Public allele guard (at most {rules.public_guard_max_excluded} per caller, "
+        "dataset and day)",
+    )
+    for caller, dataset, n, full in release.alleles.status():
+        note = " (full: this caller's floor is raised)" if full else ""
+        alleles.add_row(caller, dataset, f"{n}{note}")
+    differencing = Table(
+        "caller",
+        "subject",
+        "answers remembered",
+        title=f"Differencing guard (k = {rules.differencing_k})",
+    )
+    for caller, subject, n in release.differencing.status():
+        differencing.add_row(caller, subject, str(n))
+    budget = Table(
+        "caller",
+        "queries today",
+        title=f"Query budget ({rules.query_budget or 'no limit'} per caller and day)",
+    )
+    for caller, used in release.budget.status():
+        budget.add_row(caller, str(used))
+    out = Console()
+    for table in (alleles, differencing, budget):
+        out.print(table)
+
+
+@guard_app.command("reset")
+def guard_reset(
+    directory: NodeDirArg,
+    caller: Annotated[
+        str | None,
+        typer.Option(help="Only this caller (as `guard status` names them); default: everyone"),
+    ] = None,
+    what: GuardKind = "alleles",
+) -> None:
+    """Forget what a guard remembers (of one caller, or of everyone): for a caller the
+    public allele guard has raised the floor for, or after a false alarm."""
+    _, release = _release(directory)
+    guards = {
+        "alleles": release.alleles,
+        "differencing": release.differencing,
+        "budget": release.budget,
+    }
+    chosen = list(guards) if what == "all" else [what]
+    if any(name not in guards for name in chosen):
+        raise fail(GenofedError(f"--what must be alleles, differencing, budget or all; not {what}"))
+    for name in chosen:
+        guard = guards[name]
+        assert guard is not None
+        removed = guard.reset(caller)
+        console.print(f"{name}: forgot {removed} record(s){f' of {caller}' if caller else ''}")

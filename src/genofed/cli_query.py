@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from genofed._exceptions import HubRequestError
 from genofed.cli_output import console, fail
 
 out = Console()  # results go to stdout, messages to stderr
@@ -29,10 +30,6 @@ Token = Annotated[
     typer.Option(envvar="GENOFED_TOKEN", help="Passport or access token (default: anonymous)"),
 ]
 Deadline = Annotated[float | None, typer.Option(help="Seconds the hub may wait for the nodes")]
-
-
-class HubError(Exception):
-    """The hub refused or could not be reached; the message says why."""
 
 
 def _call(
@@ -51,15 +48,20 @@ def _call(
             method, hub.rstrip("/") + path, headers=headers, timeout=130, **kwargs
         )
     except httpx.HTTPError as exc:
-        raise HubError(f"could not reach the hub at {hub} ({type(exc).__name__})") from None
+        raise HubRequestError(f"could not reach the hub at {hub} ({type(exc).__name__})") from None
     try:
         body = response.json()
     except json.JSONDecodeError:
-        raise HubError(f"the hub answered HTTP {response.status_code} without JSON") from None
+        raise HubRequestError(
+            f"the hub answered HTTP {response.status_code} without JSON"
+        ) from None
     if response.status_code >= 400:
         error = body.get("error") or (body.get("errors") or [{}])[0]
         message = error.get("errorMessage") or error.get("detail") or response.text[:300]
-        raise HubError(f"HTTP {response.status_code}: {message}")
+        code = error.get("code")
+        raise HubRequestError(
+            f"HTTP {response.status_code}{f' ({code})' if code else ''}: {message}"
+        )
     return body
 
 
@@ -116,7 +118,7 @@ def query_beacon(
         params["filters"] = ",".join(filters)
     try:
         body = _call(hub, "GET", f"/beacon/v2/{entry}", token, deadline, params=params)
-    except HubError as err:
+    except HubRequestError as err:
         raise fail(err) from None
     summary = body.get("responseSummary") or {}
     sets = Table(title=f"{entry}: result sets")
@@ -180,7 +182,7 @@ def query_sql(
             if not body.get("data"):
                 time.sleep(1)
             body = _call(hub, "GET", url, token, deadline)
-    except HubError as err:
+    except HubRequestError as err:
         raise fail(err) from None
     table = Table(title=f"{len(rows[:max_rows])} row(s)")
     columns = columns or (list(rows[0].keys()) if rows else [])
@@ -268,7 +270,7 @@ def cohort_count(
     criteria = _criteria(terms, sex, min_age, max_age, datasets)
     try:
         counts = _call(hub, "POST", "/hub/cohorts/count", token, json=criteria)
-    except HubError as err:
+    except HubRequestError as err:
         raise fail(err) from None
     _print_counts(counts)
 
@@ -288,7 +290,7 @@ def cohort_create(
     criteria = _criteria(terms, sex, min_age, max_age, datasets)
     try:
         saved = _call(hub, "POST", "/hub/cohorts", token, json={"name": name, "criteria": criteria})
-    except HubError as err:
+    except HubRequestError as err:
         raise fail(err) from None
     _print_counts(saved["counts"])
     out.print(f"saved as [bold]{saved['id']}[/]")
@@ -299,7 +301,7 @@ def cohort_list(hub: Hub = "http://127.0.0.1:8700") -> None:
     """The cohorts saved at the hub."""
     try:
         cohorts = _call(hub, "GET", "/hub/cohorts", None)["cohorts"]
-    except HubError as err:
+    except HubRequestError as err:
         raise fail(err) from None
     table = Table(title="Saved cohorts")
     for column in ("id", "name", "created", "criteria"):

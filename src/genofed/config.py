@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -13,20 +14,48 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
-from genofed._exceptions import NodeConfigError
+from genofed._exceptions import ConfigError
 
-Granularity = Literal["boolean", "count", "record"]
-GRANULARITY_ORDER: tuple[Granularity, ...] = ("boolean", "count", "record")
+CONFIG_FORMAT = 1  # the `format` of node.yaml and hub.yaml this genofed reads and writes
+
+
+class Granularity(StrEnum):
+    """How much of an answer a caller gets, in order: whether anything matches
+    (``boolean``) < how many (``count``) < which ones (``record``)."""
+
+    BOOLEAN = "boolean"
+    COUNT = "count"
+    RECORD = "record"
+
+    @property
+    def rank(self) -> int:
+        return _GRANULARITY_RANK[self.value]
+
+    def __lt__(self, other: object) -> bool:
+        return self.rank < Granularity(other).rank
+
+    def __le__(self, other: object) -> bool:
+        return self.rank <= Granularity(other).rank
+
+    def __gt__(self, other: object) -> bool:
+        return self.rank > Granularity(other).rank
+
+    def __ge__(self, other: object) -> bool:
+        return self.rank >= Granularity(other).rank
+
+
+_GRANULARITY_RANK = {"boolean": 0, "count": 1, "record": 2}
 Tier = Literal["public", "registered", "controlled"]
 # The bona fide researcher policy of ResearcherStatus / AcceptedTermsAndPolicies visas.
 BONA_FIDE = "https://doi.org/10.1038/s41431-018-0219-y"
 
 
 class Organization(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     id: str = Field(description="Unique id of the institution running the node")
     name: str = Field(description="Human-readable name of the institution")
     description: str | None = None
@@ -38,7 +67,7 @@ class TrustedIssuer(BaseModel):
     """An issuer whose signed tokens the node accepts. Keys come from exactly one of
     ``jwks_url``, ``jwks`` (pinned JWK Set) or ``jwks_file`` (relative to the node dir)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     issuer: str = Field(description="The exact `iss` claim (compared as a string)")
     jwks_url: str | None = Field(None, description="Where the issuer publishes its JWK Set")
     jwks: dict | None = Field(None, description="Pinned public keys, a JWK Set")
@@ -67,7 +96,7 @@ class TrustedIssuer(BaseModel):
 class Trust(BaseModel):
     """Whom the node believes: Passport brokers and visa issuers (none by default)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     audience: str | None = Field(
         None, description="If set, a Passport with an `aud` claim must name this audience"
     )
@@ -81,24 +110,28 @@ class Trust(BaseModel):
 class TierGrants(BaseModel):
     """The most each kind of caller gets from a dataset of one tier (null: nothing)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     anonymous: Granularity | None = None
     registered: Granularity | None = None
-    controlled: Granularity | None = "record"
+    controlled: Granularity | None = Granularity.RECORD
 
 
 def _default_tiers() -> dict[str, TierGrants]:
     return {
-        "public": TierGrants(anonymous="boolean", registered="count", controlled="record"),
-        "registered": TierGrants(registered="count", controlled="record"),
-        "controlled": TierGrants(controlled="record"),
+        "public": TierGrants(
+            anonymous=Granularity.BOOLEAN,
+            registered=Granularity.COUNT,
+            controlled=Granularity.RECORD,
+        ),
+        "registered": TierGrants(registered=Granularity.COUNT, controlled=Granularity.RECORD),
+        "controlled": TierGrants(controlled=Granularity.RECORD),
     }
 
 
 class DatasetPolicy(BaseModel):
     """The operator's word on one dataset, overriding what was set at ingest."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     tier: Tier | None = None
     duo: list[str] = Field(
         default_factory=list, description="DUO codes, e.g. DUO:0000007 (DS) with disease terms"
@@ -116,7 +149,7 @@ class DatasetPolicy(BaseModel):
 class Disclosure(BaseModel):
     """What may leave the node (on by default)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     min_count: int = Field(5, ge=1, description="Counts 1..min_count-1 are never exact")
     round_to: int = Field(5, ge=1, description="Counts at or above min_count are rounded to this")
     public_min_allele_count: int = Field(
@@ -132,6 +165,13 @@ class Disclosure(BaseModel):
     )
     query_budget: int | None = Field(
         1000, ge=1, description="Queries per caller per day (anonymous: per client address)"
+    )
+    public_guard_max_excluded: int = Field(
+        25,
+        ge=0,
+        description="At most this many people are left out of one anonymous caller's "
+        "public allele answers per dataset and day; beyond, that caller's floor rises to "
+        "public_min_allele_count + 2 + 2 x this (where no one carrier can matter)",
     )
     differencing_k: int = Field(
         5, ge=1, description="Two count queries may not differ by fewer than k individuals"
@@ -154,7 +194,7 @@ class Disclosure(BaseModel):
 class DataConnect(BaseModel):
     """Limits of GA4GH Data Connect SQL at this node."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     page_rows: int = Field(10_000, ge=1, le=1_000_000, description="Rows per result page")
     statement_timeout_s: float = Field(
         60, gt=0, description="A query still running after this is interrupted"
@@ -185,10 +225,22 @@ class DataConnect(BaseModel):
     )
 
 
+def _check_format(value: int, what: str) -> int:
+    if value != CONFIG_FORMAT:
+        raise ValueError(
+            f"this {what} has format {value}; this genofed reads format {CONFIG_FORMAT}. "
+            "Use the genofed release that wrote it, or write the file anew"
+        )
+    return value
+
+
 class NodeConfig(BaseModel):
     """Settings of one node; written by ``genofed node init``, edited by the operator."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    format: int = Field(
+        CONFIG_FORMAT, description="Version of this file's layout (a file without it is 1)"
+    )
     name: str = Field(description="Short name of the node, used in ids and the portal")
     beacon_id: str = Field(description="Reverse-domain id of the Beacon, e.g. org.example.node")
     description: str = "A genofed node"
@@ -217,6 +269,11 @@ class NodeConfig(BaseModel):
     dac_grant_days: float = Field(365, gt=0, description="Lifetime of the visas the DAC signs")
     data_connect: DataConnect = Field(default_factory=DataConnect)
 
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: int) -> int:
+        return _check_format(value, "node.yaml")
+
     @property
     def issuer(self) -> str:
         """The ``iss`` of visas signed by this node's DAC."""
@@ -244,16 +301,16 @@ def _load(path: Path, model: type[_Model], hint: str) -> _Model:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
-        raise NodeConfigError(f"{path} does not exist; {hint}") from exc
+        raise ConfigError(f"{path} does not exist; {hint}") from exc
     except yaml.YAMLError as exc:
-        raise NodeConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise NodeConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(f"{path}: {problems}") from exc
 
 
 def save_config(config: NodeConfig, path: Path) -> None:
@@ -267,7 +324,7 @@ def save_config(config: NodeConfig, path: Path) -> None:
 class HubNode(BaseModel):
     """One node the hub asks."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     name: str = Field(
         pattern=r"^[a-z0-9][a-z0-9-]*$",
         description="Short name (lower case, digits, -): prefixes the node's datasets and tables",
@@ -298,7 +355,10 @@ class HubNode(BaseModel):
 class HubConfig(BaseModel):
     """Settings of a hub: the nodes it federates and how it asks them (``hub.yaml``)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    format: int = Field(
+        CONFIG_FORMAT, description="Version of this file's layout (a file without it is 1)"
+    )
     name: str = Field("genofed hub", description="Shown in the portal and in Beacon info")
     beacon_id: str = Field("org.genofed.hub", description="Reverse-domain id of the hub's Beacon")
     nodes: list[HubNode] = Field(default_factory=list)
@@ -327,6 +387,11 @@ class HubConfig(BaseModel):
     state_dir: str = Field(
         "hub-state", description="Saved cohorts and other state (relative to hub.yaml)"
     )
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: int) -> int:
+        return _check_format(value, "hub.yaml")
 
     @model_validator(mode="after")
     def _unique_names(self) -> HubConfig:

@@ -25,6 +25,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from genofed import devbroker as broker
 from genofed._exceptions import GenofedError
 from genofed.config import (
     DatasetPolicy,
@@ -35,7 +36,7 @@ from genofed.config import (
     default_config,
     save_hub_config,
 )
-from genofed.governance import broker
+from genofed.governance import keys
 from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
@@ -92,7 +93,7 @@ def build_institution(
     # Secure defaults, plus: trust the demo's development broker, accept Passports addressed
     # to this node only, consent for general research use (the DAC approves applications
     # by itself) and one named reviewer.
-    key = broker.load_key(workdir / "broker.json")
+    key = keys.load_key(workdir / "broker.json")
     config = default_config(site.title)
     trusted = TrustedIssuer(issuer=DEMO_BROKER, jwks=key.jwks())
     config.trust.brokers, config.trust.visa_issuers = [trusted], [trusted]
@@ -219,7 +220,7 @@ def example_queries(planted: str) -> list[DemoQuery]:
 def demo_callers(node_url: str, workdir: Path) -> dict[str, dict[str, str]]:
     """Headers of three callers: anonymous, a registered researcher, and that researcher
     after the node's DAC approved their application (through the real ``/dac`` API)."""
-    key = broker.load_key(workdir / "broker.json")
+    key = keys.load_key(workdir / "broker.json")
     sub = "demo-researcher"
     bona_fide = broker.bona_fide_visas(key, sub)
     registered = {"Authorization": f"Bearer {broker.passport(key, sub, bona_fide)}"}
@@ -564,7 +565,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    broker.create_key(workdir / "broker.json", DEMO_BROKER)
+    keys.create_key(workdir / "broker.json", DEMO_BROKER)
     console.print("[bold]1/4[/] Simulating and ingesting three institutions (msprime) …")
     nodes: dict[str, Path] = {}
     planted = ""
@@ -586,7 +587,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         run_queries(base_url, queries, console, callers["with a DAC grant"])
         run_data_connect(first, callers, console)
         console.print(f"[bold]4/4[/] The whole federation, through the hub at {hub_url}")
-        key = broker.load_key(workdir / "broker.json")
+        key = keys.load_key(workdir / "broker.json")
         token = broker.access_token(
             key,
             "demo-researcher",

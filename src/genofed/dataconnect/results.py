@@ -18,6 +18,9 @@ import orjson
 from genofed.dataconnect.catalog import quote
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+# A keyword of a count column's schema: how precise its values are (exact, rounded), as a
+# Beacon's countPrecision says; JSON Schema ignores keywords it does not know.
+COUNT_PRECISION = "x-genofed-countPrecision"
 _NUMBER_FORMATS = {
     "TINYINT": "tinyint",
     "SMALLINT": "smallint",

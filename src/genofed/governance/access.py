@@ -18,17 +18,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
 from genofed._exceptions import CredentialError
-from genofed.config import BONA_FIDE, GRANULARITY_ORDER, Granularity, NodeConfig, TrustedIssuer
+from genofed.config import BONA_FIDE, Granularity, NodeConfig, TrustedIssuer
 from genofed.governance.passports import Clearinghouse, Passport, Visa, peek
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 PASSPORT_TOKEN_TYPE = "urn:ga4gh:params:oauth:token-type:passport"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # a Passport sent as a subject token
 _RESOLVED_TTL = 60.0  # seconds an access token's resolution is reused
 
 
@@ -68,6 +70,22 @@ def caller_from_passports(passports: list[Passport], client: str) -> Caller:
     )
 
 
+class Standing(StrEnum):
+    """How a caller stands towards one dataset: what decides which rules apply."""
+
+    ANONYMOUS = "anonymous"  # neither a registered researcher nor a grant holder
+    REGISTERED = "registered"  # bona fide researcher (ResearcherStatus + terms)
+    GRANTED = "granted"  # holds a live ControlledAccessGrants visa for the dataset
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """The most one caller may get from one dataset or table, and why."""
+
+    granularity: Granularity
+    standing: Standing
+
+
 def grant_value(config: NodeConfig, dataset_id: str) -> str:
     """The ControlledAccessGrants ``value`` this node's DAC puts in visas for a dataset."""
     return f"{config.issuer.rstrip('/')}/datasets/{dataset_id}"
@@ -98,6 +116,34 @@ class AccessPolicy:
             for v in caller.grants
         )
 
+    def entitlement(
+        self,
+        caller: Caller,
+        dataset_id: str,
+        ingest_tier: str | None,
+        ceiling: Granularity,
+    ) -> Entitlement | None:
+        """The most ``caller`` may get from the dataset, and as whom (``None``: it does not
+        exist for them)."""
+        tier = self.tier(dataset_id, ingest_tier)
+        if tier is None:
+            return None  # closed by default
+        grants = self.config.tiers.get(tier)  # type: ignore[call-overload]
+        if grants is None:
+            return None
+        allowed, standing = grants.anonymous, Standing.ANONYMOUS
+        if caller.registered and _above(grants.registered, allowed):
+            allowed, standing = grants.registered, Standing.REGISTERED
+        elif caller.registered:
+            standing = Standing.REGISTERED
+        if self.holds_grant(caller, dataset_id):
+            standing = Standing.GRANTED
+            if _above(grants.controlled, allowed):
+                allowed = grants.controlled
+        if allowed is None:
+            return None
+        return Entitlement(min(Granularity(allowed), Granularity(ceiling)), standing)
+
     def granularity(
         self,
         caller: Caller,
@@ -106,30 +152,12 @@ class AccessPolicy:
         ceiling: Granularity,
     ) -> Granularity | None:
         """The most ``caller`` may get from the dataset (``None``: it does not exist for them)."""
-        tier = self.tier(dataset_id, ingest_tier)
-        if tier is None:
-            return None  # closed by default
-        grants = self.config.tiers.get(tier)  # type: ignore[call-overload]
-        if grants is None:
-            return None
-        allowed: Granularity | None = grants.anonymous
-        if caller.registered:
-            allowed = _higher(allowed, grants.registered)
-        if self.holds_grant(caller, dataset_id):
-            allowed = _higher(allowed, grants.controlled)
-        if allowed is None:
-            return None
-        return (
-            allowed
-            if GRANULARITY_ORDER.index(allowed) <= GRANULARITY_ORDER.index(ceiling)
-            else ceiling
-        )
+        entitlement = self.entitlement(caller, dataset_id, ingest_tier, ceiling)
+        return None if entitlement is None else entitlement.granularity
 
 
-def _higher(a: Granularity | None, b: Granularity | None) -> Granularity | None:
-    if a is None or b is None:
-        return a or b
-    return a if GRANULARITY_ORDER.index(a) >= GRANULARITY_ORDER.index(b) else b
+def _above(a: Granularity | None, b: Granularity | None) -> bool:
+    return a is not None and (b is None or Granularity(a) > Granularity(b))
 
 
 class CredentialResolver:

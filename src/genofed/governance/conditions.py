@@ -14,12 +14,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from genofed._exceptions import VisaConditionError
+
 # Claims a clause may test: the visa object's string claims, never timestamps or conditions.
 CLAUSE_CLAIMS = frozenset({"type", "value", "source", "by"})
-
-
-class ConditionError(ValueError):
-    """A ``conditions`` claim that is malformed, so the visa carrying it must be rejected."""
 
 
 @lru_cache(maxsize=1024)
@@ -35,28 +33,28 @@ def pattern_matches(pattern: str, text: str) -> bool:
 
 
 def check_conditions(conditions: Any) -> list[list[dict[str, str]]]:
-    """The conditions in their validated shape, or ``ConditionError`` saying what is wrong."""
+    """The conditions in their validated shape, or ``VisaConditionError`` saying what is wrong."""
     if not isinstance(conditions, list) or not conditions:
-        raise ConditionError("conditions must be a non-empty list of lists of clauses")
+        raise VisaConditionError("conditions must be a non-empty list of lists of clauses")
     checked: list[list[dict[str, str]]] = []
     for alternative in conditions:
         if not isinstance(alternative, list) or not alternative:
-            raise ConditionError("each alternative in conditions must be a non-empty list")
+            raise VisaConditionError("each alternative in conditions must be a non-empty list")
         clauses = []
         for clause in alternative:
             if not isinstance(clause, dict) or "type" not in clause:
-                raise ConditionError("each condition clause must be an object with a 'type'")
+                raise VisaConditionError("each condition clause must be an object with a 'type'")
             if len(clause) < 2:
-                raise ConditionError("a condition clause must test a claim besides 'type'")
+                raise VisaConditionError("a condition clause must test a claim besides 'type'")
             for name, value in clause.items():
                 if name not in CLAUSE_CLAIMS:
-                    raise ConditionError(f"condition clauses cannot test claim {name!r}")
+                    raise VisaConditionError(f"condition clauses cannot test claim {name!r}")
                 if not isinstance(value, str):
-                    raise ConditionError(f"condition claim {name!r} must be a string")
+                    raise VisaConditionError(f"condition claim {name!r} must be a string")
                 if name != "type":
                     prefix, colon, _ = value.partition(":")
                     if not colon or prefix not in ("const", "pattern", "split_pattern"):
-                        raise ConditionError(
+                        raise VisaConditionError(
                             f"condition claim {name!r} has no known prefix "
                             "(const:, pattern: or split_pattern:)"
                         )

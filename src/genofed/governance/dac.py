@@ -22,10 +22,9 @@ from typing import Any
 
 from genofed._exceptions import AccessDeniedError, DacError, NotFoundError
 from genofed.config import NodeConfig
-from genofed.governance import broker
 from genofed.governance.access import grant_value
-from genofed.governance.broker import SigningKey
 from genofed.governance.duo import ResearchPurpose, match
+from genofed.governance.keys import SigningKey, sign_visa
 from genofed.governance.passports import Visa, peek
 from genofed.governance.sqlite_state import SqliteState
 
@@ -205,7 +204,7 @@ class Dac:
 
     def _approve(self, app: dict[str, Any], actor: str, note: str | None) -> dict[str, Any]:
         hours = self.config.dac_grant_days * 24
-        token = broker.visa(
+        token = sign_visa(
             self.key,
             app["applicant_sub"],
             "ControlledAccessGrants",

@@ -1,16 +1,24 @@
-"""What may leave the node: small-count suppression, query budgets, a differencing guard.
+"""The mechanisms of disclosure control: safe counts, query budgets, the differencing
+guard and the public allele guard, with the state they keep.
 
-* Counts from 1 to ``min_count - 1`` are reported as ``min_count`` with ``countPrecision``
-  ``imprecise``; larger counts are rounded to ``round_to`` (``rounded``). The same query
-  always gets the same answer, so repeating it averages nothing away.
-* Each caller (an identity, or an anonymous client address) has a daily query budget,
-  kept in SQLite so every worker process of the node charges the same ledger.
-* Public allele answers: alleles below a floor are hidden, and ``IndividualGuard`` makes
-  sure no single carrier is ever what lifts an allele over it.
+Which of them applies to an answer is not decided here: ``governance.release`` decides
+that, for every API, from what the caller is entitled to. This module holds the maths and
+the small SQLite files that every server worker of a node shares.
+
+* Counts from 1 to ``min_count - 1`` are reported as ``min_count`` (``imprecise``);
+  larger counts are rounded to ``round_to`` (``rounded``). The same query always gets the
+  same answer, so repeating it averages nothing away.
+* Each caller (an identity, or an anonymous client address) has a daily query budget.
 * The differencing guard remembers, per caller, the sets of individuals behind recent
   count answers. A count whose set differs from an earlier one (or from the whole
   dataset) by fewer than ``k`` individuals is withheld: subtracting the two would single
   those individuals out.
+* The public allele guard: an allele shown to an anonymous caller must reach the floor
+  without any one carrier, and a carrier who would decide an answer is left out of that
+  caller's later public allele answers (after Raisaro et al. 2017). Its state is per
+  caller, dataset and day, and bounded: once a caller has had ``max_excluded`` people
+  left out, their floor rises so far that no one carrier can matter, instead of leaving
+  out more. An allele the guard does not show is withheld, never reported absent.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -27,32 +36,49 @@ from genofed._exceptions import BudgetExhaustedError
 from genofed.config import Disclosure
 from genofed.governance.sqlite_state import SqliteState
 
-_DAY = 86400
+DAY = 86400
 _HISTORY = 256  # count answers remembered per caller and dataset
+_DIFFERENCING_DAYS = 30  # ... for at most this long
+
+Clock = Callable[[], float]
+
+
+class Precision(StrEnum):
+    """How exact a released count is (Beacon's ``countPrecision``)."""
+
+    EXACT = "exact"
+    ROUNDED = "rounded"  # rounded to ``round_to``
+    IMPRECISE = "imprecise"  # a floor standing for 1 .. min_count - 1, or a sum of such
 
 
 @dataclass(frozen=True)
 class SafeCount:
     value: int
-    precision: str  # exact | imprecise | rounded
+    precision: Precision
 
 
 def safe_count(n: int, rules: Disclosure) -> SafeCount:
+    """``n`` as a caller who may see only aggregates gets it."""
     if n == 0:
-        return SafeCount(0, "exact")
+        return SafeCount(0, Precision.EXACT)
     if n < rules.min_count:
-        return SafeCount(rules.min_count, "imprecise")
+        return SafeCount(rules.min_count, Precision.IMPRECISE)
     if rules.round_to > 1:
         rounded = int((n + rules.round_to // 2) // rules.round_to * rules.round_to)
-        return SafeCount(max(rounded, rules.min_count), "rounded")
-    return SafeCount(n, "exact")
+        return SafeCount(max(rounded, rules.min_count), Precision.ROUNDED)
+    return SafeCount(n, Precision.EXACT)
+
+
+def _day(clock: Clock) -> int:
+    return int(clock() // DAY)
 
 
 class QueryBudget:
     """``charge(caller)`` counts one query against today's budget, or raises."""
 
-    def __init__(self, path: Path, per_day: int | None):
+    def __init__(self, path: Path, per_day: int | None, *, clock: Clock = time.time):
         self.per_day = per_day
+        self.clock = clock
         self._con = SqliteState(
             path,
             "CREATE TABLE IF NOT EXISTS budget "
@@ -64,38 +90,55 @@ class QueryBudget:
         """Queries used today including this one."""
         if self.per_day is None:
             return 0
-        day = int(time.time() // _DAY)
-        used = (
-            self._con()
-            .execute(
-                "INSERT INTO budget VALUES (?, ?, 1) ON CONFLICT (caller, day) "
-                "DO UPDATE SET used = used + 1 RETURNING used",
-                (caller, day),
-            )
-            .fetchone()[0]
-        )
+        day = _day(self.clock)
+        con = self._con()
+        used = con.execute(
+            "INSERT INTO budget VALUES (?, ?, 1) ON CONFLICT (caller, day) "
+            "DO UPDATE SET used = used + 1 RETURNING used",
+            (caller, day),
+        ).fetchone()[0]
+        if used == 1:  # the first query of a caller's day: forget earlier days
+            con.execute("DELETE FROM budget WHERE day < ?", [day])
         if used > self.per_day:
             raise BudgetExhaustedError(
                 f"this caller has used today's budget of {self.per_day} queries; "
                 "try again tomorrow or ask the node operator for a larger budget",
-                retry_after=int((day + 1) * _DAY - time.time()) + 1,
+                retry_after=int((day + 1) * DAY - self.clock()) + 1,
             )
         return int(used)
+
+    def status(self) -> list[tuple[str, int]]:
+        """Today's ``(caller, queries used)``, most used first."""
+        rows = self._con().execute(
+            "SELECT caller, used FROM budget WHERE day = ? ORDER BY used DESC, caller",
+            [_day(self.clock)],
+        )
+        return [(str(c), int(u)) for c, u in rows.fetchall()]
+
+    def reset(self, caller: str | None = None) -> int:
+        """Forget today's use (of one caller, or of all); returns the rows removed."""
+        sql, params = "DELETE FROM budget", []
+        if caller is not None:
+            sql, params = sql + " WHERE caller = ?", [caller]
+        return self._con().execute(sql, params).rowcount
 
 
 class DifferencingGuard:
     """Per caller and dataset: which individual sets were answered with a count.
 
     Kept in SQLite, so a caller cannot spread a differencing attack over several server
-    workers; each check and its record happen in one write transaction.
+    workers; each check and its record happen in one write transaction. At most the last
+    ``_HISTORY`` answers of a caller and dataset, of the last ``_DIFFERENCING_DAYS`` days,
+    are kept.
     """
 
-    def __init__(self, path: Path, k: int):
+    def __init__(self, path: Path, k: int, *, clock: Clock = time.time):
         self.k = k
+        self.clock = clock
         self._con = SqliteState(
             path,
             "CREATE TABLE IF NOT EXISTS answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "caller TEXT, dataset TEXT, ids BLOB);"
+            "caller TEXT, dataset TEXT, ids BLOB, day INTEGER);"
             "CREATE INDEX IF NOT EXISTS answered_key ON answered (caller, dataset, seq);",
             durable=False,
         )
@@ -113,13 +156,14 @@ class DifferencingGuard:
             return False  # the complement (everyone minus this set) would be tiny
         if self.k <= 1:
             return True  # nothing to compare: the guard is off
+        day = _day(self.clock)
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             rows = con.execute(
-                "SELECT ids FROM answered WHERE caller = ? AND dataset = ? "
+                "SELECT ids FROM answered WHERE caller = ? AND dataset = ? AND day >= ? "
                 "ORDER BY seq DESC LIMIT ?",
-                [caller, dataset, _HISTORY],
+                [caller, dataset, day - _DIFFERENCING_DAYS, _HISTORY],
             ).fetchall()
             for (blob,) in rows:
                 earlier = np.frombuffer(blob, dtype=np.uint64)
@@ -129,83 +173,176 @@ class DifferencingGuard:
                     con.execute("COMMIT")
                     return False
             con.execute(
-                "INSERT INTO answered (caller, dataset, ids) VALUES (?, ?, ?)",
-                [caller, dataset, current.tobytes()],
+                "INSERT INTO answered (caller, dataset, ids, day) VALUES (?, ?, ?, ?)",
+                [caller, dataset, current.tobytes(), day],
             )
+            if len(rows) == _HISTORY:
+                con.execute(
+                    "DELETE FROM answered WHERE caller = ? AND dataset = ? AND seq NOT IN "
+                    "(SELECT seq FROM answered WHERE caller = ? AND dataset = ? "
+                    "ORDER BY seq DESC LIMIT ?)",
+                    [caller, dataset, caller, dataset, _HISTORY],
+                )
             con.execute("COMMIT")
             return True
         except BaseException:
             con.execute("ROLLBACK")
             raise
 
+    def status(self) -> list[tuple[str, str, int]]:
+        """``(caller, dataset, answers remembered)`` of the window."""
+        rows = self._con().execute(
+            "SELECT caller, dataset, count(*) FROM answered WHERE day >= ? "
+            "GROUP BY caller, dataset ORDER BY 3 DESC, 1, 2",
+            [_day(self.clock) - _DIFFERENCING_DAYS],
+        )
+        return [(str(c), str(d), int(n)) for c, d, n in rows.fetchall()]
 
-class IndividualGuard:
-    """No single individual ever decides a public allele answer (after Raisaro et al. 2017,
-    with a budget of zero pivotal answers per individual).
+    def reset(self, caller: str | None = None) -> int:
+        sql, params = "DELETE FROM answered", []
+        if caller is not None:
+            sql, params = sql + " WHERE caller = ?", [caller]
+        return self._con().execute(sql, params).rowcount
 
-    An allele shown to public callers must reach the floor ``T`` without any one carrier:
-    if removing a carrier would drop it below ``T``, that carrier is excluded from public
-    allele answers from then on (recorded in SQLite, for every caller and worker), and
-    the allele is counted without them. Every answer is then the same whether or not a
-    given person is in the dataset, which is what a membership attack needs to differ.
-    Registered callers and grant holders are not affected.
+
+@dataclass(frozen=True)
+class GuardedAlleles:
+    """What the public allele guard lets a caller see of some candidate alleles."""
+
+    shown: np.ndarray  # the candidates shown
+    floor: int  # the caller's floor now: alleles below it were withheld
+    examined: int  # candidates whose carriers were looked at
+
+
+class PublicAlleleGuard:
+    """No single individual decides a public allele answer.
+
+    For one caller and dataset, an allele is shown when it reaches the floor ``T`` without
+    the carriers already left out for that caller, and without any one of the remaining
+    carriers. A carrier without whom a shown allele would fall below ``T`` is left out of
+    the caller's public allele answers for the rest of the day, so their later answers do
+    not depend on that person either. At most ``max_excluded`` people are left out per
+    caller, dataset and day; then the caller's floor becomes ``T + 2 + 2 * max_excluded``,
+    above which no carrier (two copies at most) and no one left out can change an answer,
+    so nothing more needs to be remembered.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_excluded: int, *, clock: Clock = time.time):
+        self.max_excluded = max_excluded
+        self.clock = clock
         self._con = SqliteState(
             path,
-            "CREATE TABLE IF NOT EXISTS excluded "
-            "(dataset TEXT, sample TEXT, since REAL, PRIMARY KEY (dataset, sample));",
+            "CREATE TABLE IF NOT EXISTS left_out (caller TEXT, dataset TEXT, day INTEGER, "
+            "sample TEXT, PRIMARY KEY (caller, dataset, day, sample));"
+            "CREATE TABLE IF NOT EXISTS full (caller TEXT, dataset TEXT, day INTEGER, "
+            "PRIMARY KEY (caller, dataset, day));",
+            durable=False,
         )
 
-    def excluded(self, dataset: str) -> set[str]:
-        rows = self._con().execute("SELECT sample FROM excluded WHERE dataset = ?", [dataset])
+    def left_out(self, caller: str, dataset: str) -> set[str]:
+        rows = self._con().execute(
+            "SELECT sample FROM left_out WHERE caller = ? AND dataset = ? AND day = ?",
+            [caller, dataset, _day(self.clock)],
+        )
         return {r[0] for r in rows.fetchall()}
 
-    def exclude(self, dataset: str, samples: Iterable[str]) -> None:
-        now = time.time()
-        self._con().executemany(
-            "INSERT OR IGNORE INTO excluded VALUES (?, ?, ?)", [(dataset, s, now) for s in samples]
+    def is_full(self, caller: str, dataset: str) -> bool:
+        """Whether no one more may be left out for ``caller`` today."""
+        row = self._con().execute(
+            "SELECT 1 FROM full WHERE caller = ? AND dataset = ? AND day = ?",
+            [caller, dataset, _day(self.clock)],
         )
+        return row.fetchone() is not None
 
-    def kept(
+    def _leave_out(self, caller: str, dataset: str, samples: Iterable[str], full: bool) -> None:
+        day = _day(self.clock)
+        con = self._con()
+        con.executemany(
+            "INSERT OR IGNORE INTO left_out VALUES (?, ?, ?, ?)",
+            [(caller, dataset, day, s) for s in samples],
+        )
+        if full:
+            con.execute("INSERT OR IGNORE INTO full VALUES (?, ?, ?)", [caller, dataset, day])
+        con.execute("DELETE FROM left_out WHERE day < ?", [day])
+        con.execute("DELETE FROM full WHERE day < ?", [day])
+
+    def shown(
         self,
+        caller: str,
         dataset: str,
         sample_ids: Sequence[str],
         candidates: np.ndarray,
         allele_counts: np.ndarray,
         genotypes: Callable[[np.ndarray], np.ndarray],
         floor: int,
-    ) -> np.ndarray:
-        """The candidate variants that stay above ``floor`` with no pivotal carrier.
+        *,
+        first_only: bool = False,
+    ) -> GuardedAlleles:
+        """The candidate alleles ``caller`` may be shown.
 
         ``genotypes(rows)`` gives the copies of the allele per sample for candidate rows
         (``(len(rows), samples)``); it is only called for alleles close to the floor.
+        With ``first_only`` (a yes/no answer) the guard stops at the first allele shown.
         """
-        excluded = self.excluded(dataset)
-        # Far enough above the floor, no carrier (at most two copies each) can matter,
-        # even after the excluded ones are taken away.
-        margin = floor + 2 + 2 * len(excluded)
-        keep = allele_counts >= margin
+        excluded = self.left_out(caller, dataset)
+        full = len(excluded) >= self.max_excluded or self.is_full(caller, dataset)
+        robust_floor = floor + 2 + 2 * (self.max_excluded if full else len(excluded))
+        keep = allele_counts >= robust_floor
+        if full or (first_only and keep.any()):
+            return GuardedAlleles(candidates[keep], robust_floor if full else floor, 0)
         near = np.flatnonzero(~keep & (allele_counts >= floor))
         newly: set[str] = set()
+        examined = 0
         if len(near):
             out = np.array([s in excluded for s in sample_ids], dtype=bool)
             copies = genotypes(near)
             for row, i in enumerate(near):
+                examined += 1
                 c = copies[row].astype(np.int64)
                 c[out] = 0
-                while True:
-                    total = int(c.sum())
-                    if total < floor:
+                total = int(c.sum())
+                if total < floor:
+                    continue  # below the floor without those left out: withheld
+                pivotal = np.flatnonzero((c > 0) & (total - c < floor))
+                if len(pivotal) == 0:
+                    keep[i] = True
+                    if first_only:
                         break
-                    pivotal = np.flatnonzero((c > 0) & (total - c < floor))
-                    if len(pivotal) == 0:
-                        keep[i] = True
-                        break
-                    out[pivotal] = True
-                    c[pivotal] = 0
-                    newly.update(sample_ids[p] for p in pivotal)
-        if newly:
-            self.exclude(dataset, newly)
-        return candidates[keep]
+                    continue
+                # Withheld, and its pivotal carriers left out from now on (while room).
+                room = self.max_excluded - len(excluded) - len(newly)
+                if len(pivotal) > room:
+                    full = True
+                    break
+                out[pivotal] = True
+                newly.update(sample_ids[p] for p in pivotal)
+        if newly or full:
+            self._leave_out(caller, dataset, newly, full)
+        if full:
+            # No room to leave out more: only alleles no carrier can matter to are shown.
+            robust_floor = floor + 2 + 2 * self.max_excluded
+            keep = allele_counts >= robust_floor
+            return GuardedAlleles(candidates[keep], robust_floor, examined)
+        return GuardedAlleles(candidates[keep], floor, examined)
+
+    def status(self) -> list[tuple[str, str, int, bool]]:
+        """Today's ``(caller, dataset, people left out, full)``."""
+        day = _day(self.clock)
+        rows = self._con().execute(
+            "SELECT caller, dataset, count(sample), "
+            "EXISTS (SELECT 1 FROM full f WHERE f.caller = l.caller AND f.dataset = l.dataset "
+            "AND f.day = l.day) FROM left_out l WHERE day = ? "
+            "GROUP BY caller, dataset, day ORDER BY 3 DESC, 1, 2",
+            [day],
+        )
+        return [(str(c), str(d), int(n), bool(f)) for c, d, n, f in rows.fetchall()]
+
+    def reset(self, caller: str | None = None) -> int:
+        con = self._con()
+        removed = 0
+        for table in ("left_out", "full"):
+            sql, params = f"DELETE FROM {table}", []
+            if caller is not None:
+                sql, params = sql + " WHERE caller = ?", [caller]
+            removed += con.execute(sql, params).rowcount
+        return removed

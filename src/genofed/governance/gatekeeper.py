@@ -1,49 +1,47 @@
-"""One node's governance, assembled from its config: credentials, access, disclosure, audit."""
+"""One node's governance, assembled from its config: credentials, access, release, audit."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 
 from genofed.config import NodeConfig
 from genofed.governance.access import AccessPolicy, CredentialResolver
 from genofed.governance.audit import AuditLog
-from genofed.governance.broker import SigningKey, create_key, load_key
 from genofed.governance.dac import Dac
-from genofed.governance.disclosure import DifferencingGuard, IndividualGuard, QueryBudget
-from genofed.governance.keys import KeyRing, parse_key_set
+from genofed.governance.disclosure import Clock
+from genofed.governance.keys import KeyRing, SigningKey, load_or_create_key, parse_key_set
 from genofed.governance.passports import Clearinghouse
+from genofed.governance.release import ReleasePolicy
+from genofed.store.node_dir import NodeDir
 
 
-def node_signing_key(root: Path, config: NodeConfig) -> SigningKey:
+def node_signing_key(node: NodeDir, config: NodeConfig) -> SigningKey:
     """The key the node's DAC signs visas with, created on first use."""
-    path = root / "keys" / "dac-signing.json"
-    try:
-        return load_key(path)
-    except FileNotFoundError:
-        try:
-            return create_key(path, config.issuer)
-        except FileExistsError:  # another worker created it first
-            return load_key(path)
+    return load_or_create_key(node.signing_key_path, config.issuer)
 
 
 class Gatekeeper:
+    """Who the caller is (``credentials``), what each dataset gives them (``access``),
+    what may leave (``release``), the DAC, and the audit log."""
+
     def __init__(
         self,
-        root: Path,
+        node: NodeDir,
         config: NodeConfig,
-        config_bytes: bytes,
         descendants: Callable[[str], frozenset[str]],
+        *,
+        clock: Clock = time.time,
     ):
         self.config = config
-        self.policy_version = hashlib.sha256(config_bytes).hexdigest()[:12]
+        self.policy_version = hashlib.sha256(node.config_path.read_bytes()).hexdigest()[:12]
         self.http = httpx.Client()
-        self.signing_key = node_signing_key(root, config)
-        brokers = KeyRing(config.trust.brokers, root, self.http)
-        visa_issuers = KeyRing(config.trust.visa_issuers, root, self.http)
+        self.signing_key = node_signing_key(node, config)
+        brokers = KeyRing(config.trust.brokers, node.root, self.http)
+        visa_issuers = KeyRing(config.trust.visa_issuers, node.root, self.http)
         visa_issuers.add_pinned(config.issuer, parse_key_set(self.signing_key.jwks()))
         self.clearinghouse = Clearinghouse(
             brokers,
@@ -52,11 +50,10 @@ class Gatekeeper:
             leeway=config.trust.leeway_seconds,
         )
         self.credentials = CredentialResolver(self.clearinghouse, self.http)
-        self.dac = Dac(root / "dac" / "dac.sqlite", config, self.signing_key, descendants)
+        self.dac = Dac(node.dac_path, config, self.signing_key, descendants)
         self.access = AccessPolicy(config, revoked=self.dac.is_revoked)
-        self.budget = QueryBudget(root / "state" / "budgets.sqlite", config.disclosure.query_budget)
-        self.differencing = DifferencingGuard(
-            root / "state" / "differencing.sqlite", config.disclosure.differencing_k
-        )
-        self.individuals = IndividualGuard(root / "state" / "public-exclusions.sqlite")
-        self.audit = AuditLog(root / "audit" / "audit.log")
+        self.release = ReleasePolicy(config.disclosure, node.state_dir, clock=clock)
+        self.audit = AuditLog(node.audit_path)
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,4 +1,9 @@
-"""Public keys of trusted issuers: pinned, or fetched from a JWKS URL and cached.
+"""Keys: the node's own signing key, and the public keys of the issuers it trusts.
+
+Signing: a node's Data Access Committee signs the visas it grants with an ES256 key kept in
+a JSON file (``issuer`` + private JWK), created on first use and readable by its owner only.
+
+Trusted issuers' public keys are pinned, or fetched from a JWKS URL and cached.
 
 A token whose ``kid`` is unknown triggers one re-fetch of its issuer's key set (keys rotate),
 at most once per ``REFRESH_INTERVAL`` so a stream of made-up ``kid``s cannot turn the node
@@ -9,13 +14,19 @@ that URL for the token's issuer.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
+from genofed._exceptions import UntrustedKeyError
 from genofed.config import TrustedIssuer
 
 REFRESH_INTERVAL = 30.0  # seconds between re-fetches of one key set
@@ -24,8 +35,88 @@ FETCH_TIMEOUT = 5.0
 PublicKey = RSAKey | ECKey
 
 
-class NoKeyError(LookupError):
-    """No usable key: the message says why (never which keys the node holds)."""
+@dataclass(frozen=True)
+class SigningKey:
+    """An ES256 private key and the ``iss`` of everything it signs."""
+
+    issuer: str
+    key: ECKey
+
+    @property
+    def kid(self) -> str:
+        return str(self.key.kid)
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set to give to those who should trust this key."""
+        return {"keys": [self.key.as_dict(private=False)]}
+
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        header = {"alg": "ES256", "kid": self.kid, "typ": typ}
+        return jwt.encode(header, claims, self.key)
+
+    def claims(self, sub: str, hours: float) -> dict[str, Any]:
+        """What every token this key signs carries: issuer, subject, lifetime, a unique id."""
+        now = int(time.time())
+        return {
+            "iss": self.issuer,
+            "sub": sub,
+            "iat": now,
+            "exp": now + int(hours * 3600),
+            "jti": uuid.uuid4().hex,
+        }
+
+
+def create_key(path: Path, issuer: str) -> SigningKey:
+    """A new ES256 key for ``issuer``, written to ``path`` readable by its owner only;
+    ``FileExistsError`` if there is one already."""
+    key = ECKey.generate_key("P-256", auto_kid=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"issuer": issuer, "jwk": key.as_dict(private=True)}, handle)
+    return SigningKey(issuer, key)
+
+
+def load_key(path: Path) -> SigningKey:
+    data = json.loads(path.read_text())
+    return SigningKey(data["issuer"], ECKey.import_key(data["jwk"]))
+
+
+def load_or_create_key(path: Path, issuer: str) -> SigningKey:
+    """The key at ``path``, created on first use (by whichever worker gets there first)."""
+    try:
+        return load_key(path)
+    except FileNotFoundError:
+        try:
+            return create_key(path, issuer)
+        except FileExistsError:  # another worker created it first
+            return load_key(path)
+
+
+def sign_visa(
+    key: SigningKey,
+    sub: str,
+    visa_type: str,
+    value: str,
+    *,
+    source: str | None = None,
+    by: str | None = None,
+    hours: float = 1.0,
+    conditions: list[list[dict[str, str]]] | None = None,
+) -> str:
+    """One signed GA4GH visa JWT."""
+    claims = key.claims(sub, hours)
+    body: dict[str, Any] = {
+        "type": visa_type,
+        "asserted": claims["iat"],
+        "value": value,
+        "source": source or key.issuer,
+    }
+    if by is not None:
+        body["by"] = by
+    if conditions is not None:
+        body["conditions"] = conditions
+    return key.sign({**claims, "ga4gh_visa_v1": body})
 
 
 def parse_key_set(data: dict) -> dict[str | None, PublicKey]:
@@ -64,12 +155,14 @@ class KeyRing:
 
     def key(self, issuer: str, kid: str | None, jku: str | None) -> PublicKey:
         if not self.trusts(issuer):
-            raise NoKeyError("the issuer is not trusted by this node")
+            raise UntrustedKeyError("the issuer is not trusted by this node")
         config = self._issuers.get(issuer)
         source = issuer
         if jku is not None:
             if config is None or jku not in config.jku_allowed:
-                raise NoKeyError("the token's jku is not on this node's allow-list for its issuer")
+                raise UntrustedKeyError(
+                    "the token's jku is not on this node's allow-list for its issuer"
+                )
             source = f"jku:{jku}"
         keys = self._keys.get(source)
         if keys is None or (kid not in keys and self._may_refresh(source)):
@@ -77,9 +170,9 @@ class KeyRing:
         if kid is None:
             if len(keys) == 1:
                 return next(iter(keys.values()))
-            raise NoKeyError("the token has no kid and its issuer has several keys")
+            raise UntrustedKeyError("the token has no kid and its issuer has several keys")
         if kid not in keys:
-            raise NoKeyError("the token's kid is not among its issuer's keys")
+            raise UntrustedKeyError("the token's kid is not among its issuer's keys")
         return keys[kid]
 
     def _may_refresh(self, source: str) -> bool:
@@ -111,4 +204,6 @@ class KeyRing:
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise NoKeyError(f"cannot fetch the issuer's keys ({type(exc).__name__})") from exc
+            raise UntrustedKeyError(
+                f"cannot fetch the issuer's keys ({type(exc).__name__})"
+            ) from exc

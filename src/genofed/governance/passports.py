@@ -27,9 +27,9 @@ from urllib.parse import unquote
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from genofed._exceptions import CredentialError
-from genofed.governance.conditions import ConditionError, check_conditions, conditions_met
-from genofed.governance.keys import KeyRing, NoKeyError
+from genofed._exceptions import CredentialError, UntrustedKeyError, VisaConditionError
+from genofed.governance.conditions import check_conditions, conditions_met
+from genofed.governance.keys import KeyRing
 
 ALGORITHMS = ("RS256", "ES256")
 PASSPORT_TYP = "vnd.ga4gh.passport+jwt"
@@ -138,7 +138,7 @@ class Clearinghouse:
         jku = header.get("jku")
         try:
             key = keys.key(issuer, header.get("kid"), jku if isinstance(jku, str) else None)
-        except NoKeyError as exc:
+        except UntrustedKeyError as exc:
             raise CredentialError(f"{what}: {exc}") from exc
         if header.get("jku") is not None and not isinstance(jku, str):
             raise CredentialError(f"{what}: the jku header must be a URL string")
@@ -248,7 +248,7 @@ class Clearinghouse:
         if "conditions" in body:
             try:
                 conditions = check_conditions(body["conditions"])
-            except ConditionError:
+            except VisaConditionError:
                 return None
         return Visa(
             iss=claims["iss"],

@@ -1,4 +1,5 @@
-"""The hub's ``/beacon/v2``: the same API as a node, answered by every node at once."""
+"""The hub's ``/beacon/v2``: the same API as a node, answered by every node at once and
+merged (``beacon.merge``)."""
 
 from __future__ import annotations
 
@@ -10,30 +11,23 @@ from fastapi import APIRouter, Request
 
 from genofed import __version__
 from genofed._exceptions import QueryError
-from genofed.config import HubNode
-from genofed.hub.fanout import Reply, send
-from genofed.hub.merge import merge_collections, merge_result_sets, union_filtering_terms
-from genofed.hub.runtime import HubRuntime, hub_params
-from genofed.node.beacon.model import (
-    API_VERSION,
-    BY_PATH,
-    ENTRY_TYPES,
-    SCHEMA_BASE,
-    EntryType,
-    returned_schema,
+from genofed.api.responses import JSONResponse
+from genofed.beacon.merge import (
+    informational_meta,
+    merge_collections,
+    merge_info,
+    merge_map,
+    merge_result_sets,
+    union_filtering_terms,
 )
-from genofed.node.beacon.request import from_body, from_query_string
-from genofed.node.json_response import JSONResponse
+from genofed.beacon.model import API_VERSION, BY_PATH, ENTRY_TYPES, EntryType, returned_schema
+from genofed.beacon.request import from_body, from_query_string
+from genofed.config import HubNode
+from genofed.hub.deps import Hub, Nodes, forwarded_params
+from genofed.hub.fanout import Reply
 
 PREFIX = "/beacon/v2"
-
-
-def _informational_meta(hub: HubRuntime, schema: str) -> dict[str, Any]:
-    return {
-        "beaconId": hub.config.beacon_id,
-        "apiVersion": API_VERSION,
-        "returnedSchemas": [{"entityType": schema.split("-")[1], "schema": schema}],
-    }
+_TERMS = "beacon-filteringterms-v2.0.0"
 
 
 def build_hub_beacon_router() -> APIRouter:
@@ -41,66 +35,25 @@ def build_hub_beacon_router() -> APIRouter:
 
     @router.get("/", summary="The federated Beacon", response_model=None)
     @router.get("/info", summary="The federated Beacon", response_model=None)
-    async def info(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        replies = await hub.ask(request, "GET", f"{PREFIX}/info")
-        members = []
-        for reply in replies:
-            response = (reply.document or {}).get("response") or {}
-            members.append(
-                {
-                    **reply.outcome(),
-                    "beaconId": response.get("id"),
-                    "name": response.get("name"),
-                    "organization": response.get("organization"),
-                }
-            )
-        name = hub.config.name
-        return {
-            "meta": _informational_meta(hub, "beacon-info-v2.0.0"),
-            "response": {
-                "id": hub.config.beacon_id,
-                "name": name,
-                "apiVersion": API_VERSION,
-                "environment": "prod",
-                "organization": {"id": hub.config.beacon_id, "name": name},
-                "description": f"{name}: a genofed hub over {len(hub.config.nodes)} node(s)",
-                "version": __version__,
-                "welcomeUrl": str(request.base_url),
-                "info": {"software": f"genofed {__version__}", "nodes": members},
-            },
-        }
+    async def info(request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        return merge_info(
+            await nodes.ask("GET", f"{PREFIX}/info"),
+            beacon_id=hub.config.beacon_id,
+            name=hub.config.name,
+            version=__version__,
+            welcome_url=str(request.base_url),
+        )
 
     @router.get("/map", summary="Endpoints any node serves", response_model=None)
-    async def beacon_map(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        replies = await hub.ask(request, "GET", f"{PREFIX}/map")
-        served = set()
-        for reply in replies:
-            sets = ((reply.document or {}).get("response") or {}).get("endpointSets") or {}
-            served |= {v.get("entryType") for v in sets.values() if isinstance(v, dict)}
+    async def beacon_map(request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/") + PREFIX
-        sets = {
-            f"{e.id}Endpoints": {"entryType": e.id, "rootUrl": f"{base}/{e.path}"}
-            for e in ENTRY_TYPES
-            if e.id in served
-        }
-        return {
-            "meta": _informational_meta(hub, "beacon-map-v2.0.0"),
-            "response": {
-                "$schema": f"{SCHEMA_BASE}/../../../framework/json/configuration/"
-                "beaconMapSchema.json",
-                "endpointSets": sets,
-            },
-        }
+        replies = await nodes.ask("GET", f"{PREFIX}/map")
+        return merge_map(replies, beacon_id=hub.config.beacon_id, base_url=base)
 
     @router.get("/filtering_terms", summary="Terms any node offers", response_model=None)
-    async def filtering_terms(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        replies = await hub.ask(request, "GET", f"{PREFIX}/filtering_terms")
-        return union_filtering_terms(
-            replies, _informational_meta(hub, "beacon-filteringterms-v2.0.0")
-        )
+    async def filtering_terms(hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        replies = await nodes.ask("GET", f"{PREFIX}/filtering_terms")
+        return union_filtering_terms(replies, informational_meta(hub.config.beacon_id, _TERMS))
 
     for entry in ENTRY_TYPES:
         _add_entry_routes(router, entry)
@@ -108,18 +61,15 @@ def build_hub_beacon_router() -> APIRouter:
 
 
 def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
-    async def query(request: Request) -> dict[str, Any]:
-        return await _federated_query(request, entry, f"/{entry.path}", None)
+    async def query(request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        return await _federated_query(request, hub, nodes, entry, f"/{entry.path}", None)
 
-    async def one(entry_id: str, request: Request) -> dict[str, Any]:
-        return await _federated_query(request, entry, f"/{entry.path}/{{id}}", entry_id)
+    async def one(entry_id: str, request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        return await _federated_query(request, hub, nodes, entry, f"/{entry.path}/{{id}}", entry_id)
 
-    async def scoped_terms(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        replies = await hub.ask(request, "GET", f"{PREFIX}/{entry.path}/filtering_terms")
-        return union_filtering_terms(
-            replies, _informational_meta(hub, "beacon-filteringterms-v2.0.0")
-        )
+    async def scoped_terms(hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        replies = await nodes.ask("GET", f"{PREFIX}/{entry.path}/filtering_terms")
+        return union_filtering_terms(replies, informational_meta(hub.config.beacon_id, _TERMS))
 
     methods = ["GET", "POST"]
     summary = f"{entry.name}: every node's, merged"
@@ -144,10 +94,15 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
         target = BY_PATH[link]
 
         async def linked(
-            entry_id: str, request: Request, target: EntryType = target, link: str = link
+            entry_id: str,
+            request: Request,
+            hub: Hub,
+            nodes: Nodes,
+            target: EntryType = target,
+            link: str = link,
         ) -> dict[str, Any]:
             path = f"/{entry.path}/{{id}}/{link}"
-            return await _federated_query(request, target, path, entry_id)
+            return await _federated_query(request, hub, nodes, target, path, entry_id)
 
         router.add_api_route(
             f"/{entry.path}/{{entry_id}}/{link}",
@@ -159,11 +114,15 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
 
 
 async def _federated_query(
-    request: Request, entry: EntryType, template: str, entry_id: str | None
+    request: Request,
+    hub: Hub,
+    nodes: Nodes,
+    entry: EntryType,
+    template: str,
+    entry_id: str | None,
 ) -> dict[str, Any]:
     """Ask every node ``template`` (its ``{id}`` filled in), merge as ``entry`` answers.
     An id written ``<node>:<id>`` (as the hub names datasets) is asked of that node only."""
-    hub = HubRuntime.of(request)
     params, body = await _forwarded(request)
     # The nodes would refuse a malformed request one by one: refuse it once, here.
     parsed = from_body(body) if request.method == "POST" else from_query_string(params)
@@ -173,23 +132,14 @@ async def _federated_query(
         if rest and node_name in hub.registry.states:
             only, local_id = node_name, rest
     path = PREFIX + template.replace("{id}", quote(local_id or "", safe=""))
-    credentials = hub.credentials(request)
 
     async def call(node: HubNode, end: float) -> Reply:
         if only is not None and node.name != only:
             return Reply(node.name, "skipped", detail=f"the id names node {only}")
-        return await send(
-            hub.session_for(node),
-            node,
-            request.method,
-            path,
-            end,
-            params or None,
-            body if request.method == "POST" else None,
-            credentials,
-        )
+        sent = body if request.method == "POST" else None
+        return await nodes.send(node, request.method, path, end, params=params or None, body=sent)
 
-    replies = await hub.ask_each(request, call)
+    replies = await nodes.each(call)
     meta = {
         "beaconId": hub.config.beacon_id,
         "apiVersion": API_VERSION,
@@ -198,13 +148,13 @@ async def _federated_query(
     }
     if entry.collection:
         return merge_collections(replies, meta)
-    return merge_result_sets(replies, hub.config.disclosure, meta)
+    return merge_result_sets(replies, hub.release, meta)
 
 
 async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """The query parameters and JSON body to send the nodes: the caller's, less what is
     for the hub (its deadline) and never any credentials."""
-    params = hub_params(request)
+    params = forwarded_params(request)
     body: dict[str, Any] = {}
     if request.method == "POST":
         raw = await request.body()

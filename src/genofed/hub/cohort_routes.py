@@ -4,67 +4,89 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from genofed.api.responses import JSONResponse
+from genofed.beacon.merge import node_count, partial_warning
 from genofed.config import HubNode
-from genofed.hub.cohorts import CohortCriteria, CohortDefinition, CohortStore, criteria_of
-from genofed.hub.fanout import Reply, send
-from genofed.hub.merge import merged_count
-from genofed.hub.runtime import HubRuntime
-from genofed.node.json_response import JSONResponse
+from genofed.governance.release import Part, ReleasePolicy
+from genofed.hub.client import NodeClient
+from genofed.hub.cohorts import CohortCriteria, CohortDefinition, criteria_of
+from genofed.hub.deps import Hub, Nodes
+from genofed.hub.fanout import Reply
 
 
-async def count_cohort(request: Request, criteria: CohortCriteria) -> dict[str, Any]:
+async def count_cohort(
+    nodes: NodeClient, release: ReleasePolicy, criteria: CohortCriteria
+) -> dict[str, Any]:
     """Each node's count of the cohort (made safe by the node) and the total (made safe
-    again by the hub); nodes with none of the cohort's datasets are not asked."""
-    hub = HubRuntime.of(request)
-    credentials = hub.credentials(request)
+    again by the hub's release policy). A total that leaves nodes out says which and why;
+    nodes with none of the cohort's datasets are not asked."""
     wanted = criteria.nodes()
 
     async def call(node: HubNode, end: float) -> Reply:
         if wanted is not None and node.name not in wanted:
             return Reply(node.name, "skipped", detail="none of the cohort's datasets is here")
         body = criteria.beacon_body(node.name)
-        path = criteria.beacon_path()
-        return await send(hub.session_for(node), node, "POST", path, end, None, body, credentials)
+        return await nodes.send(node, "POST", criteria.beacon_path(), end, body=body)
 
-    replies = await hub.ask_each(request, call)
-    nodes = []
-    summaries = []
+    replies = await nodes.each(call)
+    outcomes, parts, warnings = [], [], []
+    exists = False
     for reply in replies:
         outcome = reply.outcome()
-        summary = (reply.document or {}).get("responseSummary") or {}
-        if reply.status == "ok":
-            summaries.append(summary)
-            outcome["count"] = summary.get("numTotalResults")
-            outcome["countPrecision"] = summary.get("countPrecision", "exact")
-            if outcome["count"] is None:  # the caller may only learn whether anyone matches
-                outcome["exists"] = bool(summary.get("exists"))
-        nodes.append(outcome)
-    total, precision = merged_count(summaries, hub.config.disclosure)
-    return {"total": total, "countPrecision": precision, "nodes": nodes}
+        if reply.status == "ok" and reply.document is not None:
+            document = reply.document
+            summary = document.get("responseSummary") or {}
+            part = node_count(reply.node, summary)
+            exists = exists or bool(summary.get("exists"))
+            outcome["exists"] = bool(summary.get("exists"))
+            if part.count is not None:
+                outcome["count"] = part.count.value
+                outcome["countPrecision"] = part.count.precision
+            else:
+                outcome["withheld"] = part.reason
+            warnings += [
+                f"{reply.node}: {w}" for w in (document.get("info") or {}).get("warnings", [])
+            ]
+            parts.append(part)
+        elif reply.status != "skipped" or wanted is None or reply.node in wanted:
+            parts.append(Part(reply.node, None, f"{reply.status}: {reply.detail or 'no answer'}"))
+        outcomes.append(outcome)
+    merged = release.merge(parts)
+    if note := partial_warning(merged):
+        warnings.append(note)
+    answer: dict[str, Any] = {
+        "total": None if merged.count is None else merged.count.value,
+        "countPrecision": None if merged.count is None else merged.count.precision,
+        "partial": merged.partial,
+        "exists": exists,
+        "nodes": outcomes,
+    }
+    if warnings:
+        answer["warnings"] = warnings
+    return answer
 
 
-def build_cohort_router(store: CohortStore) -> APIRouter:
+def build_cohort_router() -> APIRouter:
     router = APIRouter(prefix="/hub/cohorts", tags=["cohorts"], default_response_class=JSONResponse)
 
     @router.post("/count", summary="Count a cohort at every node, without saving it")
-    async def preview(criteria: CohortCriteria, request: Request) -> dict[str, Any]:
-        return await count_cohort(request, criteria)
+    async def preview(criteria: CohortCriteria, hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        return await count_cohort(nodes, hub.release, criteria)
 
     @router.post("", status_code=201, summary="Save a cohort definition (and count it)")
-    async def create(definition: CohortDefinition, request: Request) -> dict[str, Any]:
-        counts = await count_cohort(request, definition.criteria)
-        cohort = store.save(definition)
-        return {**cohort, "counts": counts}
+    async def create(definition: CohortDefinition, hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        counts = await count_cohort(nodes, hub.release, definition.criteria)
+        return {**hub.cohorts.save(definition), "counts": counts}
 
     @router.get("", summary="Saved cohorts")
-    def saved() -> dict[str, Any]:
-        return {"cohorts": store.all()}
+    def saved(hub: Hub) -> dict[str, Any]:
+        return {"cohorts": hub.cohorts.all()}
 
     @router.get("/{cohort_id}", summary="A saved cohort, counted now")
-    async def one(cohort_id: str, request: Request) -> dict[str, Any]:
-        cohort = store.get(cohort_id)
-        return {**cohort, "counts": await count_cohort(request, criteria_of(cohort))}
+    async def one(cohort_id: str, hub: Hub, nodes: Nodes) -> dict[str, Any]:
+        cohort = hub.cohorts.get(cohort_id)
+        return {**cohort, "counts": await count_cohort(nodes, hub.release, criteria_of(cohort))}
 
     return router

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import time
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
-from genofed._exceptions import CredentialError
+from genofed._exceptions import CredentialError, NodeCredentialsError
 from genofed.config import HubNode
-from genofed.governance.access import ACCESS_TOKEN_TYPE, PASSPORT_TOKEN_TYPE, TOKEN_EXCHANGE
-from genofed.governance.broker import JWT_TOKEN_TYPE
+from genofed.governance.access import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    PASSPORT_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+)
 from genofed.governance.passports import peek
-from genofed.hub.fanout import Credentials, NodeCredentialsError
+from genofed.hub.fanout import Credentials
+from genofed.hub.transport import Transport
 
 _RENEW_BEFORE_S = 30  # a cached Passport this close to expiry is exchanged again
 
@@ -28,10 +33,15 @@ class TokenExchange:
     """Per-node Passports from the broker, cached per caller token and node until shortly
     before they expire."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str | None):
-        self.session = session
+    def __init__(self, transport: Transport, url: str | None):
+        self.transport = transport
         self.url = url
         self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        self._broker: tuple[HubNode, str] | None = None
+        if url is not None:
+            parts = urlsplit(url)
+            origin = HubNode(name="broker", url=f"{parts.scheme}://{parts.netloc}")
+            self._broker = (origin, parts.path or "/")
 
     def for_caller(self, authorization: str | None) -> Credentials | None:
         """Credentials for the caller behind an ``Authorization`` header (None: anonymous).
@@ -62,25 +72,28 @@ class TokenExchange:
         cached = self._cache.get(key)
         if cached is not None and cached[1] - _RENEW_BEFORE_S > time.time():
             return cached[0]
-        assert self.url is not None
+        assert self._broker is not None
+        broker, path = self._broker
         try:
-            async with self.session.post(
-                self.url,
-                data={
+            response = await self.transport.request(
+                broker,
+                "POST",
+                path,
+                form={
                     "grant_type": TOKEN_EXCHANGE,
                     "subject_token": token,
                     "subject_token_type": kind,
                     "requested_token_type": PASSPORT_TOKEN_TYPE,
                     "audience": audience,
                 },
-                timeout=aiohttp.ClientTimeout(total=max(0.001, end - time.monotonic())),
-            ) as response:
-                status, content = response.status, await response.read()
+                timeout_s=end - time.monotonic(),
+            )
+            status, content = response.status, response.content
         except TimeoutError:
             raise NodeCredentialsError("timeout", "no Passport from the broker in time") from None
-        except aiohttp.ClientError as exc:
+        except ConnectionError as exc:
             raise NodeCredentialsError(
-                "error", f"the broker could not be reached ({type(exc).__name__})"
+                "error", f"the broker could not be reached ({exc})"
             ) from None
         if status in (400, 401, 403):
             raise NodeCredentialsError(

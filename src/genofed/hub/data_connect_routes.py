@@ -1,5 +1,6 @@
 """The hub's ``/data-connect``: every node's tables, as ``<node>.<table>``, and queries
-routed to their node or, for ``"*.<table>"`` aggregates, asked of all and merged.
+routed to their node or, for ``"*.<table>"`` aggregates, asked of all and merged
+(``dataconnect.federated``).
 
 A node's trouble never becomes the hub's 5xx: what a node could not answer is listed in
 the response's ``errors`` with the node as ``source``.
@@ -14,16 +15,25 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 
-from genofed._exceptions import NotFoundError, QueryError
+from genofed._exceptions import NotFoundError
+from genofed.api.errors import DATA_CONNECT_PREFIX as PREFIX
+from genofed.api.responses import JSONResponse
 from genofed.config import HubNode
+from genofed.dataconnect.federated import (
+    Federated,
+    NodeRows,
+    Routed,
+    merge_rows,
+    merged_model,
+    model_precisions,
+    plan,
+)
 from genofed.dataconnect.sql import search_body
-from genofed.hub.fanout import Reply, send
-from genofed.hub.federated_sql import Federated, Routed, merge_rows, plan
-from genofed.hub.runtime import HubRuntime
-from genofed.node.json_response import JSONResponse
+from genofed.hub.client import NodeClient
+from genofed.hub.deps import Hub, Nodes
+from genofed.hub.fanout import Reply
 
-PREFIX = "/data-connect"
-_MAX_PARTIAL_ROWS = 100_000  # rows one node table may add to a federated aggregate
+_MAX_PARTIAL_ROWS = 100_000  # rows one node may add to a federated aggregate
 
 
 def node_errors(replies: list[Reply]) -> list[dict[str, str]]:
@@ -33,6 +43,7 @@ def node_errors(replies: list[Reply]) -> list[dict[str, str]]:
             "source": r.node,
             "title": f"Node {r.status}",
             "detail": r.detail or f"the node answered {r.status}",
+            "code": f"node_{r.status}",
         }
         for r in replies
         if r.status != "ok"
@@ -43,9 +54,8 @@ def build_hub_data_connect_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, default_response_class=JSONResponse, tags=["data connect"])
 
     @router.get("/tables", summary="Every node's tables", response_model=None)
-    async def tables(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        replies = await hub.ask(request, "GET", f"{PREFIX}/tables")
+    async def tables(nodes: Nodes) -> dict[str, Any]:
+        replies = await nodes.ask("GET", f"{PREFIX}/tables")
         listed = []
         for reply in replies:
             for table in (reply.document or {}).get("tables") or []:
@@ -57,81 +67,54 @@ def build_hub_data_connect_router() -> APIRouter:
         return body
 
     @router.get("/table/{name}/info", summary="A node table's data model", response_model=None)
-    async def table_info(name: str, request: Request) -> dict[str, Any]:
-        node, local = _split(HubRuntime.of(request), name)
-        document = await _one(request, node, "GET", f"{PREFIX}/table/{local}/info")
-        return {**document, "name": name}
+    async def table_info(name: str, nodes: Nodes) -> dict[str, Any]:
+        node, local = _split(nodes, name)
+        reply = await nodes.one(node, "GET", f"{PREFIX}/table/{local}/info")
+        return {**_document(reply), "name": name}
 
     @router.get("/table/{name}/data", summary="A node table's rows", response_model=None)
-    async def table_data(name: str, request: Request) -> dict[str, Any]:
-        node, local = _split(HubRuntime.of(request), name)
-        return _paged(node, await _one(request, node, "GET", f"{PREFIX}/table/{local}/data"))
+    async def table_data(name: str, nodes: Nodes) -> dict[str, Any]:
+        node, local = _split(nodes, name)
+        return _paged(node, _document(await nodes.one(node, "GET", f"{PREFIX}/table/{local}/data")))
 
     @router.post(
         "/search", summary="SQL over one node, or an aggregate over all", response_model=None
     )
-    async def search(request: Request) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
+    async def search(request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
         query, parameters = search_body(await request.body())
         where = plan(query)
         if isinstance(where, Routed):
-            node = _node(hub, where.node)
-            body = {"query": where.sql, "parameters": parameters}
-            return _paged(node, await _one(request, node, "POST", f"{PREFIX}/search", body))
-        return await _federated(request, hub, where, parameters)
+            node = nodes.node(where.node)
+            return _paged(node, _document(await nodes.search(node, where.sql, parameters)))
+        replies = await nodes.each(
+            lambda node, end: _every_page(nodes, node, end, where, parameters)
+        )
+        return _merged(where, replies, hub.release)
 
     @router.get(
         "/nodes/{node_name}/search/{job}/{page}",
         summary="A page of a node's result",
         response_model=None,
     )
-    async def page(node_name: str, job: str, page: int, request: Request) -> dict[str, Any]:
-        node = _node(HubRuntime.of(request), node_name)
-        path = f"{PREFIX}/search/{job}/{page}"
-        return _paged(node, await _one(request, node, "GET", path))
+    async def page(node_name: str, job: str, page: int, nodes: Nodes) -> dict[str, Any]:
+        node = nodes.node(node_name)
+        return _paged(node, _document(await nodes.page(node, f"{PREFIX}/search/{job}/{page}")))
 
     return router
 
 
-def _node(hub: HubRuntime, name: str) -> HubNode:
-    for node in hub.config.nodes:
-        if node.name == name:
-            return node
-    raise NotFoundError(f"no node {name!r} in this federation; GET /hub/nodes lists them")
-
-
-def _split(hub: HubRuntime, name: str) -> tuple[HubNode, str]:
+def _split(nodes: NodeClient, name: str) -> tuple[HubNode, str]:
     node, _, local = name.partition(".")
     if not local:
         raise NotFoundError(f"no table {name!r}: hub tables are named <node>.<table>")
-    return _node(hub, node), local
+    return nodes.node(node), local
 
 
-async def _one(
-    request: Request, node: HubNode, method: str, path: str, body: Any = None
-) -> dict[str, Any]:
-    """One node's answer; its refusal (4xx) becomes the hub's, anything else an ``errors``
-    entry in an empty answer."""
-    hub = HubRuntime.of(request)
-    credentials = hub.credentials(request)
-
-    async def call(node: HubNode, end: float) -> Reply:
-        return await send(hub.session_for(node), node, method, path, end, None, body, credentials)
-
-    [reply] = await hub.ask_each(request, call, nodes=[node])
+def _document(reply: Reply) -> dict[str, Any]:
+    """A node's answer, or an empty one whose ``errors`` say why there is none."""
     if reply.status == "ok" and reply.document is not None:
         return reply.document
-    if reply.http_status is not None and 400 <= reply.http_status < 500:
-        raise _NodeRefusedError(reply)
     return {"data": [], "errors": node_errors([reply])}
-
-
-class _NodeRefusedError(QueryError):
-    """A node refused the request: the caller gets the node's status and message."""
-
-    def __init__(self, reply: Reply):
-        super().__init__(f"node {reply.node}: {reply.detail or 'refused'}")
-        self.status = reply.http_status or 400
 
 
 def _paged(node: HubNode, document: dict[str, Any]) -> dict[str, Any]:
@@ -148,109 +131,77 @@ def _paged(node: HubNode, document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-async def _federated(
-    request: Request, hub: HubRuntime, query: Federated, parameters: list[Any] | None
-) -> dict[str, Any]:
-    credentials = hub.credentials(request)
+async def _every_page(
+    nodes: NodeClient, node: HubNode, end: float, query: Federated, parameters: Any
+) -> Reply:
+    """Every matching table of one node, each query followed to its last page: one reply
+    whose document holds the rows, their data models and the node's notes."""
+    start = time.perf_counter()
+    listed = await nodes.send(node, "GET", f"{PREFIX}/tables", end)
+    if listed.status != "ok" or listed.document is None:
+        return listed
+    names = [
+        t["name"]
+        for t in listed.document.get("tables") or []
+        if isinstance(t, dict) and query.matches(str(t.get("name")))
+    ]
+    rows: list[dict[str, Any]] = []
+    models: list[dict[str, Any]] = []
+    notes: list[Any] = []
+    for name in names:
+        body = {"query": query.for_table(name), "parameters": parameters}
+        reply = await nodes.send(node, "POST", f"{PREFIX}/search", end, body=body)
+        while True:
+            if reply.status != "ok" or reply.document is None:
+                reply.detail = f"{name}: {reply.detail}"
+                return reply
+            page = reply.document
+            rows += [r for r in page.get("data") or [] if isinstance(r, dict)]
+            if page.get("data_model"):
+                models.append(page["data_model"])
+            notes += page.get("errors") or []
+            if len(rows) > _MAX_PARTIAL_ROWS:
+                return Reply(node.name, "error", detail="too many groups to merge")
+            next_url = (page.get("pagination") or {}).get("next_page_url")
+            if not next_url:
+                break
+            if not page.get("data"):
+                wait = float(reply.headers.get("retry-after", "1") or 1)
+                await asyncio.sleep(min(wait, nodes.remaining(end)))
+            reply = await nodes.send(node, "GET", urlsplit(next_url).path, end)
+    document = {"rows": rows, "models": models, "notes": notes, "tables": names}
+    ms = (time.perf_counter() - start) * 1000
+    return Reply(node.name, "ok", ms=ms, http_status=200, document=document)
 
-    async def call(node: HubNode, end: float) -> Reply:
-        """Every matching table of one node, each query followed to its last page."""
-        start = time.perf_counter()
-        listed = await send(
-            hub.session_for(node), node, "GET", f"{PREFIX}/tables", end, credentials=credentials
-        )
-        if listed.status != "ok" or listed.document is None:
-            return listed
-        names = [
-            t["name"]
-            for t in listed.document.get("tables") or []
-            if isinstance(t, dict) and query.matches(str(t.get("name")))
-        ]
-        rows: list[dict[str, Any]] = []
-        model: dict[str, Any] = {}
-        notes: list[Any] = []
-        for name in names:
-            body = {"query": query.for_table(name), "parameters": parameters}
-            reply = await send(
-                hub.session_for(node),
-                node,
-                "POST",
-                f"{PREFIX}/search",
-                end,
-                body=body,
-                credentials=credentials,
-            )
-            while True:
-                if reply.status != "ok" or reply.document is None:
-                    reply.detail = f"{name}: {reply.detail}"
-                    return reply
-                page = reply.document
-                rows += [r for r in page.get("data") or [] if isinstance(r, dict)]
-                model = page.get("data_model") or model
-                notes += page.get("errors") or []
-                if len(rows) > _MAX_PARTIAL_ROWS:
-                    return Reply(node.name, "error", detail="too many groups to merge")
-                next_url = (page.get("pagination") or {}).get("next_page_url")
-                if not next_url:
-                    break
-                if not page.get("data"):
-                    wait = float(reply.headers.get("retry-after", "1") or 1)
-                    await asyncio.sleep(min(wait, max(0.0, end - time.monotonic())))
-                reply = await send(
-                    hub.session_for(node),
-                    node,
-                    "GET",
-                    urlsplit(next_url).path,
-                    end,
-                    credentials=credentials,
-                )
-        document = {"rows": rows, "model": model, "notes": notes, "tables": names}
-        ms = (time.perf_counter() - start) * 1000
-        return Reply(node.name, "ok", ms=ms, http_status=200, document=document)
 
-    replies = await hub.ask_each(request, call)
-    answered = [r for r in replies if r.status == "ok" and r.document is not None]
-    partials = [row for r in answered for row in r.document["rows"]]  # type: ignore[index]
+def _merged(query: Federated, replies: list[Reply], release: Any) -> dict[str, Any]:
+    """The federated answer: every node's rows merged, and what each node said or could
+    not answer as ``errors``."""
+    answered = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
     errors = node_errors(replies)
-    for reply in answered:
-        for note in reply.document["notes"]:  # type: ignore[index]
-            if isinstance(note, dict):
-                errors.append({**note, "source": reply.node})
-        if not reply.document["tables"]:  # type: ignore[index]
+    partials = []
+    models = []
+    for node, document in answered:
+        precision: dict[str, Any] = {}
+        for model in document["models"]:
+            precision.update(model_precisions(model))
+        partials.append(NodeRows(node, document["rows"], precision))
+        models += document["models"]
+        errors += [{**n, "source": node} for n in document["notes"] if isinstance(n, dict)]
+        if not document["tables"]:
             errors.append(
                 {
-                    "source": reply.node,
+                    "source": node,
                     "title": "No such table",
                     "detail": f"the node has no table {query.table!r} you may query",
+                    "code": "not_found",
                 }
             )
     body: dict[str, Any] = {
-        "data_model": _model(query, [r.document["model"] for r in answered]),  # type: ignore[index]
-        "data": merge_rows(query, partials),
+        "data_model": merged_model(query, models),
+        "data": merge_rows(query, partials, release),
         "pagination": {},
     }
     if errors:
         body["errors"] = errors
     return body
-
-
-def _model(query: Federated, models: list[dict[str, Any]]) -> dict[str, Any]:
-    """The merged answer's data model, from the nodes' models of their columns."""
-    node_properties: dict[str, Any] = {}
-    for model in models:
-        for name, schema in (model.get("properties") or {}).items():
-            node_properties.setdefault(name, schema)
-    properties: dict[str, Any] = {}
-    for output in query.outputs:
-        if output.kind == "count":
-            properties[output.name] = {"type": "string", "format": "bigint"}
-        elif output.kind == "avg":
-            properties[output.name] = {"type": "number", "format": "double"}
-        else:
-            properties[output.name] = node_properties.get(output.columns[0], {})
-    return {
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "description": f"Aggregates over every node's {query.table!r} tables, merged by the hub",
-        "type": "object",
-        "properties": properties,
-    }

@@ -14,26 +14,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 
+from genofed._exceptions import NodeCredentialsError
 from genofed.config import HubNode
 from genofed.hub.nodes import Registry
+from genofed.hub.transport import Transport
 
 Status = Literal["ok", "timeout", "error", "unauthorised", "skipped"]
-# Credentials for one node: the headers to send it, or an outcome that says why none could
-# be obtained (the request is then not sent).
+# Credentials for one node: the headers to send it; raises ``NodeCredentialsError`` (whose
+# ``outcome`` becomes the node's) when none could be obtained: the request is not sent.
 Credentials = Callable[[HubNode, float], Awaitable[dict[str, str]]]
-
-
-class NodeCredentialsError(Exception):
-    """Raised by a credentials provider: this node cannot be asked (e.g. the broker
-    refused to issue a Passport for it). ``status`` is the node's outcome."""
-
-    def __init__(self, status: Status, detail: str):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass
@@ -119,7 +110,7 @@ async def fan_out(
 
 
 async def send(
-    session: aiohttp.ClientSession,
+    transport: Transport,
     node: HubNode,
     method: str,
     path: str,
@@ -139,23 +130,22 @@ async def send(
         headers = await credentials(node, end) if credentials else {}
         if body is not None:
             headers = {**headers, "content-type": "application/json"}
-        async with session.request(
+        response = await transport.request(
+            node,
             method,
-            node.base + path,
+            path,
             params=params,
-            data=None if body is None else orjson.dumps(body),
+            body=None if body is None else orjson.dumps(body),
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=max(0.001, end - time.monotonic())),
-            allow_redirects=False,
-        ) as response:
-            content = await response.read()
-            status, response_headers = response.status, dict(response.headers)
+            timeout_s=end - time.monotonic(),
+        )
+        status, content = response.status, response.content
     except NodeCredentialsError as exc:
-        return reply(exc.status, exc.detail)
+        return reply(exc.outcome, str(exc))  # type: ignore[arg-type]
     except TimeoutError:
         return reply("timeout", "no answer before the deadline")
-    except aiohttp.ClientError as exc:
-        return reply("error", f"could not be reached ({type(exc).__name__})")
+    except ConnectionError as exc:
+        return reply("error", f"could not be reached ({exc})")
     except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
         return reply("error", f"failed ({type(exc).__name__})")
     try:
@@ -168,8 +158,7 @@ async def send(
         return reply("error", _error_message(document) or "no error message", http_status=status)
     if not isinstance(document, dict):
         return reply("error", "answered with malformed JSON", http_status=200)
-    headers_ = {k.lower(): v for k, v in response_headers.items()}
-    return reply("ok", http_status=200, document=document, headers=headers_)
+    return reply("ok", http_status=200, document=document, headers=response.headers)
 
 
 def _error_message(document: Any) -> str | None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
-
 from genofed.config import HubConfig, HubNode
+from genofed.hub.transport import Transport
 
 Health = Literal["unknown", "up", "down"]
 _HEALTH_TIMEOUT_S = 2.0
@@ -67,19 +65,17 @@ class Registry:
         if state.failures >= self.config.breaker_failures:
             state.breaker_open = True
 
-    async def check(self, session: aiohttp.ClientSession, state: NodeState) -> None:
+    async def check(self, transport: Transport, state: NodeState) -> None:
         """One health check: ``GET /-/health`` answering 200 within 2 s."""
         start = time.perf_counter()
         try:
-            async with session.get(
-                f"{state.node.base}/-/health",
-                timeout=aiohttp.ClientTimeout(total=_HEALTH_TIMEOUT_S),
-                allow_redirects=False,
-            ) as response:
-                await response.read()
-                healthy = response.status == 200
+            response = await asyncio.wait_for(
+                transport.request(state.node, "GET", "/-/health", timeout_s=_HEALTH_TIMEOUT_S),
+                _HEALTH_TIMEOUT_S,
+            )
+            healthy = response.status == 200
             error = None if healthy else f"health check answered HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ConnectionError, TimeoutError) as exc:
             healthy, error = False, f"health check failed: {type(exc).__name__}"
         state.checked_at = time.time()
         state.health_ms = (time.perf_counter() - start) * 1000
@@ -91,12 +87,12 @@ class Registry:
             self.record(state.node.name, False, error)
             state.breaker_open = True
 
-    async def check_all(self, sessions: Callable[[HubNode], aiohttp.ClientSession]) -> None:
-        await asyncio.gather(*(self.check(sessions(s.node), s) for s in self.states.values()))
+    async def check_all(self, transport: Transport) -> None:
+        await asyncio.gather(*(self.check(transport, s) for s in self.states.values()))
 
-    async def watch(self, sessions: Callable[[HubNode], aiohttp.ClientSession]) -> None:
+    async def watch(self, transport: Transport) -> None:
         """Check every node now and then every ``health_interval_s``, until cancelled."""
         while True:
             with contextlib.suppress(Exception):  # a check never stops the watching
-                await self.check_all(sessions)
+                await self.check_all(transport)
             await asyncio.sleep(self.config.health_interval_s)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from genofed.hub.runtime import HubRuntime
+from genofed.hub.deps import Nodes
 
 WEB = Path(__file__).parent / "web"
 
@@ -25,12 +25,11 @@ def mount_portal(app: FastAPI) -> None:
 
     @router.get("/hub/terms", summary="Filtering terms of every node matching some text")
     async def terms(
-        request: Request,
+        nodes: Nodes,
         q: str = Query("", max_length=100, description="Part of a term's id or label"),
         limit: int = Query(20, ge=1, le=200),
     ) -> dict[str, Any]:
-        hub = HubRuntime.of(request)
-        replies = await hub.ask(request, "GET", "/beacon/v2/filtering_terms")
+        replies = await nodes.ask("GET", "/beacon/v2/filtering_terms")
         needle = q.strip().lower()
         found: dict[str, dict[str, Any]] = {}
         for reply in replies:

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from genofed import __version__
-from genofed.api_errors import TITLES, install_error_handlers
+from genofed.api.errors import install_error_handlers
+from genofed.api.responses import JSONResponse
+from genofed.beacon.request import BeaconRequest
+from genofed.config import Granularity
 from genofed.node.audit_middleware import AuditMiddleware
-from genofed.node.beacon.routes import build_router
-from genofed.node.beacon.service import BeaconService
+from genofed.node.beacon_routes import build_router
 from genofed.node.dac_routes import build_dac_router
-from genofed.node.data_connect.routes import PREFIX as DATA_CONNECT
-from genofed.node.data_connect.routes import build_data_connect_router, error_body
-from genofed.node.data_connect.service import DataConnectService
-from genofed.node.json_response import JSONResponse
+from genofed.node.data_connect_routes import build_data_connect_router
+from genofed.node.deps import Runtime
 from genofed.node.runtime import NodeRuntime
 from genofed.store.ontology import OntologyIndex
 
@@ -28,7 +30,6 @@ log = logging.getLogger("genofed.node")
 
 def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> FastAPI:
     runtime = NodeRuntime(Path(node_dir), ontology=ontology)
-    service = BeaconService(runtime)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -39,6 +40,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         warm_up.start()
         yield
         warm_up.join()
+        runtime.close()
 
     app = FastAPI(
         title=f"genofed node {runtime.config.name}",
@@ -47,30 +49,25 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         default_response_class=JSONResponse,
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
+    app.state.runtime = runtime  # read by node.deps only
     # Data Connect first: routes are tried in order, and the Beacon has many.
-    app.include_router(build_data_connect_router(DataConnectService(runtime)))
-    app.include_router(build_router(service))
-    app.include_router(build_dac_router(runtime))
+    app.include_router(build_data_connect_router())
+    app.include_router(build_router())
+    app.include_router(build_dac_router())
 
-    def render(request: Request, status: int, message: str, title: str | None) -> JSONResponse:
-        """Each API's own error shape: Data Connect's ErrorResponse, else the Beacon's."""
-        if request.url.path.startswith(DATA_CONNECT):
-            title = title or TITLES.get(status, "Error")
-            return JSONResponse(error_body(title, message), status_code=status)
-        return JSONResponse(service.error(None, status, message), status_code=status)
+    def beacon_meta(_path: str) -> dict[str, Any]:
+        return runtime.beacon.meta(BeaconRequest(), None, Granularity.BOOLEAN)
 
-    install_error_handlers(app, render, "node")
+    install_error_handlers(app, beacon_meta, "node")
+    app.add_middleware(AuditMiddleware, runtime=runtime, beacon_meta=beacon_meta)
 
     @app.get("/.well-known/jwks.json", tags=["governance"], response_model=None)
-    def jwks() -> dict[str, object]:
+    def jwks(runtime: Runtime) -> dict[str, object]:
         """Public keys of the visas this node's Data Access Committee signs."""
         return runtime.gate.signing_key.jwks()
 
-    app.add_middleware(AuditMiddleware, runtime=runtime)
-
     @app.get("/-/health", include_in_schema=False, response_model=None)
-    def health() -> dict[str, object]:
+    def health(runtime: Runtime) -> dict[str, object]:
         # Liveness only (the catalogue is loaded): which datasets exist is for callers
         # allowed to see them.
         runtime.live()
@@ -90,6 +87,4 @@ def _warm_up(runtime: NodeRuntime) -> None:
 def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` with several workers: the node dir comes from
     ``GENOFED_NODE_DIR`` because each worker process builds its own app."""
-    import os
-
     return create_app(Path(os.environ["GENOFED_NODE_DIR"]))

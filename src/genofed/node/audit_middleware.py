@@ -11,7 +11,13 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from genofed.api.errors import AUDIT_UNAVAILABLE, ApiError, BeaconMeta, error_body
+from genofed.node.deps import AUDIT_STATE, AuditRecord
 from genofed.node.runtime import NodeRuntime
+
+_UNAVAILABLE = ApiError(
+    503, "the node cannot write its audit log; the operator must fix it", AUDIT_UNAVAILABLE
+)
 
 
 def _decision(status: int) -> str:
@@ -23,9 +29,10 @@ def _decision(status: int) -> str:
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, runtime: NodeRuntime):
+    def __init__(self, app: ASGIApp, runtime: NodeRuntime, beacon_meta: BeaconMeta):
         self.app = app
         self.runtime = runtime
+        self.beacon_meta = beacon_meta
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,16 +46,7 @@ class AuditMiddleware:
                 try:
                     self._record(scope, state, message["status"])
                 except Exception:  # noqa: BLE001 - any failure to audit refuses the answer
-                    body = orjson.dumps(
-                        {
-                            "error": {
-                                "errorCode": 503,
-                                "errorMessage": (
-                                    "the node cannot write its audit log; the operator must fix it"
-                                ),
-                            }
-                        }
-                    )
+                    body = orjson.dumps(error_body(scope["path"], _UNAVAILABLE, self.beacon_meta))
                     await send(
                         {
                             "type": "http.response.start",
@@ -72,8 +70,8 @@ class AuditMiddleware:
             raise
 
     def _record(self, scope: Scope, state: dict[str, Any], status: int) -> None:
-        caller = state.get("caller")
-        outcome = state.get("outcome") or {}
+        record: AuditRecord = state.get(AUDIT_STATE) or AuditRecord()
+        caller = record.caller
         client = scope.get("client")
         entry = {
             "caller": (
@@ -83,12 +81,12 @@ class AuditMiddleware:
             ),
             "endpoint": f"{scope['method']} {scope['path']}",
             "query": scope.get("query_string", b"").decode("latin-1")[:512] or None,
-            "datasets": outcome.get("datasets", []),
+            "datasets": record.datasets,
             "decision": _decision(status),
             "status": status,
             "policy": self.runtime.gate.policy_version,
-            "results": outcome.get("results"),
+            "results": record.results,
         }
-        if outcome.get("statement"):
-            entry["statement"] = outcome["statement"]  # Data Connect SQL, from the POST body
+        if record.statement:
+            entry["statement"] = record.statement
         self.runtime.gate.audit.append(entry)

@@ -1,118 +1,43 @@
-"""A running node's view of its directory: config, live datasets, ontologies and genes.
+"""A running node: its directory, configuration, governance, datasets, jobs and services.
 
-The catalog is re-read when ``catalog.json`` changes, so an ingest that finishes while the
-server runs is served from the next request on, without a restart.
+One ``NodeRuntime`` per server worker; the routes reach it through ``node.deps``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
+from genofed.beacon.service import BeaconService
 from genofed.config import NodeConfig, load_config
+from genofed.dataconnect.service import DataConnectService
+from genofed.governance.disclosure import Clock
 from genofed.governance.gatekeeper import Gatekeeper
-from genofed.store.dataset_reader import DatasetReader
-from genofed.store.documents import as_number
-from genofed.store.filters import FilterContext
-from genofed.store.genes import load_gene_index
+from genofed.jobs.runtime import JobRuntime
+from genofed.store.live import DatasetCatalog, LiveDatasets
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
 
-# Text fields with at most this many distinct values are offered as custom filters.
-_CUSTOM_FILTER_MAX_VALUES = 12
-
-
-@dataclass
-class LiveDatasets:
-    readers: dict[str, DatasetReader]
-    genes: dict[str, dict[str, list[tuple[str, int, int]]]]
-    catalog_mtime: float
-    ontology: OntologyIndex
-    _contexts: dict[frozenset[str], FilterContext] = field(default_factory=dict)
-
-    def filter_context(self, dataset_ids: Iterable[str]) -> FilterContext:
-        """Which terms and fields exist, in the datasets a caller may see (so a warning
-        about an unknown term says nothing about datasets closed to them)."""
-        key = frozenset(dataset_ids)
-        context = self._contexts.get(key)
-        if context is None:
-            readers = [self.readers[i] for i in sorted(key)]
-            context = self._contexts[key] = _filter_context(self.ontology, readers)
-        return context
-
 
 class NodeRuntime:
-    def __init__(self, root: Path, ontology: OntologyIndex | None = None):
+    def __init__(
+        self, root: Path, ontology: OntologyIndex | None = None, *, clock: Clock = time.time
+    ):
         self.node = NodeDir(root)
         self.node.check()
         self.config: NodeConfig = load_config(self.node.config_path)
         obo_files = [self.node.root / f for f in self.config.ontology_files]
         obo_files += sorted(self.node.ontologies_dir.glob("*.obo"))
         self.ontology = ontology or OntologyIndex(obo_files)
-        self.gate = Gatekeeper(
-            self.node.root,
-            self.config,
-            self.node.config_path.read_bytes(),
-            self.ontology.descendants,
-        )
-        self._lock = threading.Lock()
-        self._live: LiveDatasets | None = None
+        self.gate = Gatekeeper(self.node, self.config, self.ontology.descendants, clock=clock)
+        self.datasets = DatasetCatalog(self.node, self.ontology)
+        self.jobs = JobRuntime(self.node.jobs_dir, clock=clock)
+        self.beacon = BeaconService(self.datasets, self.gate)
+        self.data_connect = DataConnectService(self.node, self.datasets, self.gate, self.jobs)
 
     def live(self) -> LiveDatasets:
-        mtime = self._catalog_mtime()
-        live = self._live
-        if live is not None and live.catalog_mtime == mtime:
-            return live
-        with self._lock:
-            if self._live is None or self._live.catalog_mtime != mtime:
-                self._live = self._load(mtime)
-            return self._live
+        return self.datasets.live()
 
-    def _catalog_mtime(self) -> float:
-        try:
-            return self.node.catalog_path.stat().st_mtime_ns / 1e9
-        except FileNotFoundError:
-            return 0.0
-
-    def _load(self, mtime: float) -> LiveDatasets:
-        old = self._live.readers if self._live else {}
-        readers: dict[str, DatasetReader] = {}
-        for version in self.node.datasets():
-            previous = old.get(version.dataset_id)
-            if previous is not None and previous.version == version:
-                readers[version.dataset_id] = previous
-            else:
-                readers[version.dataset_id] = DatasetReader(version)
-        genes_dir = self.node.genes_dir
-        genes = load_gene_index(genes_dir) if genes_dir.is_dir() else {}
-        return LiveDatasets(readers, genes, mtime, self.ontology)
-
-
-def _filter_context(ontology: OntologyIndex, readers: list[DatasetReader]) -> FilterContext:
-    term_scopes: dict[str, set[str]] = {}
-    path_scopes: dict[str, set[str]] = {}
-    for reader in readers:
-        for entity, term, _label in reader.term_index():
-            term_scopes.setdefault(term, set()).add(entity)
-        for entity, path, _n, _numeric in reader.value_paths():
-            path_scopes.setdefault(path, set()).add(entity)
-    return FilterContext(ontology, term_scopes, path_scopes, custom_terms(readers))
-
-
-def custom_terms(readers: Iterable[DatasetReader]) -> dict[str, tuple[str, str, set[str]]]:
-    """``column:value`` custom filters: the operator's own categorical columns (``info.*``
-    of individuals and biosamples, e.g. ``smoker:yes``), id -> (path, value, scopes).
-    Numbers are left to alphanumeric filters."""
-    custom: dict[str, tuple[str, str, set[str]]] = {}
-    for reader in readers:
-        for entity, path, value in reader.small_value_sets(_CUSTOM_FILTER_MAX_VALUES):
-            if (
-                path.startswith("info.")
-                and entity not in ("dataset", "cohort")
-                and as_number(value) is None
-            ):
-                key = f"{path.removeprefix('info.')}:{value}"
-                custom.setdefault(key, (path, value, set()))[2].add(entity)
-    return custom
+    def close(self) -> None:
+        self.jobs.close()
+        self.gate.close()

@@ -15,7 +15,8 @@ import duckdb
 import numpy as np
 import zarr
 
-from genofed._exceptions import NodeConfigError
+from genofed._exceptions import ConfigError
+from genofed.config import Granularity
 from genofed.store.dataset_db import FORMAT_VERSION
 from genofed.store.node_dir import DatasetVersion
 from genofed.store.position_index import FILE_NAME as POSITIONS_FILE
@@ -39,7 +40,7 @@ class DatasetReader:
         doc = self._con.execute("SELECT doc FROM meta").fetchone()
         self.meta: dict[str, Any] = json.loads(doc[0])
         if self.meta.get("format_version") != FORMAT_VERSION:
-            raise NodeConfigError(
+            raise ConfigError(
                 f"dataset {version.dataset_id} was written in format "
                 f"{self.meta.get('format_version')}; re-ingest it with this genofed"
             )
@@ -53,8 +54,9 @@ class DatasetReader:
         return str(self.meta["assembly"])
 
     @property
-    def granularity(self) -> str:
-        return str(self.meta.get("granularity", "boolean"))
+    def granularity(self) -> Granularity:
+        """The most this dataset ever gives anyone (set at ingest)."""
+        return Granularity(self.meta.get("granularity", "boolean"))
 
     @property
     def tier(self) -> str | None:

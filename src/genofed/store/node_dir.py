@@ -8,6 +8,12 @@
           genotypes.zarr/             the genotype matrix (VCF Zarr field names)
       genes/<assembly>.parquet        gene coordinates loaded by the operator
       ontologies/*.obo                extra ontologies loaded by the operator
+      tables/                         tables registered for Data Connect
+      keys/dac-signing.json           the key the node's DAC signs visas with
+      dac/dac.sqlite                  DAC applications and their history
+      audit/audit.log                 the hash-chained audit log
+      state/                          guard state (budgets, differencing, public alleles)
+      state/jobs/<id>/                the spool of jobs that outlive a request
 
 A version directory is written under a staging name and only becomes visible when
 ``catalog.json`` is replaced, so a failed ingest leaves the node exactly as it was and a
@@ -26,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from genofed._exceptions import NodeConfigError, NotFoundError
+from genofed._exceptions import ConfigError, NotFoundError
 from genofed.config import NodeConfig, save_config
 
 CATALOG_FORMAT = 1
@@ -81,9 +87,33 @@ class NodeDir:
     def ontologies_dir(self) -> Path:
         return self.root / "ontologies"
 
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.root / "keys" / "dac-signing.json"
+
+    @property
+    def dac_path(self) -> Path:
+        return self.root / "dac" / "dac.sqlite"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.root / "audit" / "audit.log"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "state" / "jobs"
+
     def check(self) -> None:
         if not self.config_path.is_file():
-            raise NodeConfigError(
+            raise ConfigError(
                 f"{self.root} is not a genofed node (no node.yaml); "
                 f"create one with: genofed node init {self.root} --name NAME"
             )
@@ -93,7 +123,7 @@ class NodeDir:
             return {"format": CATALOG_FORMAT, "datasets": {}}
         catalog = json.loads(self.catalog_path.read_text())
         if catalog.get("format") != CATALOG_FORMAT:
-            raise NodeConfigError(
+            raise ConfigError(
                 f"{self.catalog_path} has format {catalog.get('format')!r}; this genofed "
                 f"reads format {CATALOG_FORMAT}. Re-create the node with this version."
             )

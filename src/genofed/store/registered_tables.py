@@ -40,13 +40,9 @@ class RegisteredTable:
     columns: dict[str, str] = field(default_factory=dict)  # column -> description
 
 
-def tables_dir(node: NodeDir) -> Path:
-    return node.root / "tables"
-
-
 def _table_path(node: NodeDir, name: str) -> Path:
     # Names may hold '.' and ':'; the file is named by a digest of the name instead.
-    return tables_dir(node) / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.duckdb"
+    return node.tables_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.duckdb"
 
 
 def _reader(path: Path) -> str:
@@ -122,7 +118,7 @@ def register_table(
 
 def registered_tables(node: NodeDir) -> list[RegisteredTable]:
     tables = []
-    for path in sorted(tables_dir(node).glob("*.duckdb")):
+    for path in sorted(node.tables_dir.glob("*.duckdb")):
         con = duckdb.connect(str(path), read_only=True)
         try:
             meta = json.loads(con.execute("SELECT doc FROM meta").fetchone()[0])

@@ -62,7 +62,7 @@ class DatasetSettings:
 
     name: str | None = None
     description: str | None = None
-    granularity: Granularity = "count"
+    granularity: Granularity = Granularity.COUNT
     test_data: bool = False
     tier: Tier | None = None  # None: served to no one until node.yaml gives it a tier
 

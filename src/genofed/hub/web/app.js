@@ -129,11 +129,19 @@ async function countCohort() {
       const count = node.count === undefined || node.count === null ? "" : node.count;
       const precision = node.countPrecision && node.countPrecision !== "exact"
         ? ` (${node.countPrecision})` : "";
-      cell(row, count + precision, "count");
+      // A node that gives no count says why (only yes/no to this caller, withheld...).
+      const withheld = node.withheld ? (node.exists ? "some" : "none") : "";
+      const text = count === "" ? withheld : count + precision;
+      const shown = cell(row, text, "count");
+      if (node.withheld) shown.title = node.withheld;
     });
-    $("#cohort-total").textContent = String(counts.total);
-    $("#cohort-precision").textContent =
-      counts.countPrecision === "exact" ? "" : `(${counts.countPrecision})`;
+    $("#cohort-total").textContent =
+      counts.total === null ? (counts.exists ? "some" : "none") : String(counts.total);
+    const notes = [];
+    if (counts.countPrecision && counts.countPrecision !== "exact") notes.push(counts.countPrecision);
+    if (counts.partial) notes.push("partial: see the nodes");
+    $("#cohort-precision").textContent = notes.length ? `(${notes.join("; ")})` : "";
+    $("#cohort-precision").title = (counts.warnings || []).join("\n");
     $("#cohort-counts").setAttribute("aria-busy", "false");
     showError(null);
   } catch (error) {

@@ -20,6 +20,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from genofed._exceptions import QueryError
+from genofed.dataconnect.results import COUNT_PRECISION
+from genofed.governance.disclosure import Precision, SafeCount
+from genofed.governance.release import Part, ReleasePolicy
 
 ALL_NODES = "*"
 Kind = Literal["key", "count", "sum", "min", "max", "avg"]
@@ -193,25 +196,42 @@ def _federated(tree: exp.Expression, table_name: str) -> Federated:
 # -- merging the nodes' rows -----------------------------------------------------------
 
 
-def merge_rows(plan_: Federated, partials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The federated answer from every node table's rows (each a dict of node columns)."""
+@dataclass(frozen=True)
+class NodeRows:
+    """One node's rows of a federated aggregate, and how exact its count columns are
+    (``results.COUNT_PRECISION`` of its data model; absent: exact)."""
+
+    node: str
+    rows: list[dict[str, Any]]
+    precision: dict[str, Precision]
+
+
+def merge_rows(
+    plan_: Federated, partials: list[NodeRows], release: ReleasePolicy
+) -> list[dict[str, Any]]:
+    """The federated answer from every node's rows: groups merged by key, counts summed by
+    ``release.merge`` (made safe again when any node's were), sums summed, averages from
+    sums and counts, minima and maxima compared."""
     keys = [o for o in plan_.outputs if o.kind == "key"]
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    for row in partials:
-        group_key = tuple(repr(row.get(o.columns[0])) for o in keys)
-        merged = groups.get(group_key)
-        if merged is None:
-            groups[group_key] = merged = {o.name: row.get(o.columns[0]) for o in keys}
-            merged["__parts"] = {o.name: [] for o in plan_.outputs if o.kind != "key"}
-        for output in plan_.outputs:
-            if output.kind != "key":
-                merged["__parts"][output.name].append([row.get(c) for c in output.columns])
+    for partial in partials:
+        for row in partial.rows:
+            group_key = tuple(repr(row.get(o.columns[0])) for o in keys)
+            merged = groups.get(group_key)
+            if merged is None:
+                groups[group_key] = merged = {o.name: row.get(o.columns[0]) for o in keys}
+                merged["__parts"] = {o.name: [] for o in plan_.outputs if o.kind != "key"}
+            for output in plan_.outputs:
+                if output.kind != "key":
+                    values = [row.get(c) for c in output.columns]
+                    precision = partial.precision.get(output.columns[0], Precision.EXACT)
+                    merged["__parts"][output.name].append((values, partial.node, precision))
     rows = []
     for merged in groups.values():
         parts = merged.pop("__parts")
         rows.append(
             {
-                o.name: merged[o.name] if o.kind == "key" else _combine(o, parts[o.name])
+                o.name: merged[o.name] if o.kind == "key" else _combine(o, parts[o.name], release)
                 for o in plan_.outputs
             }
         )
@@ -223,24 +243,79 @@ def merge_rows(plan_: Federated, partials: list[dict[str, Any]]) -> list[dict[st
     return rows if plan_.limit is None else rows[: plan_.limit]
 
 
-def _combine(output: Output, parts: list[list[Any]]) -> Any:
-    if output.kind in ("count", "sum"):
-        values = [_number(p[0]) for p in parts if p[0] is not None]
+def _combine(
+    output: Output, parts: list[tuple[list[Any], str, Precision]], release: ReleasePolicy
+) -> Any:
+    if output.kind == "count":
+        counted = [
+            Part(node, SafeCount(int(_number(values[0])), precision))
+            for values, node, precision in parts
+            if values[0] is not None
+        ]
+        merged = release.merge(counted).count
+        return _text(merged.value if merged is not None else 0)
+    values_of = [values for values, _, _ in parts]
+    if output.kind == "sum":
+        values = [_number(p[0]) for p in values_of if p[0] is not None]
         if not values:
-            return "0" if output.kind == "count" else None
+            return None
         total = sum(values)
         # bigint and decimal results are JSON strings in Data Connect, doubles are numbers
-        as_text = output.kind == "count" or any(isinstance(p[0], str) for p in parts)
+        as_text = any(isinstance(p[0], str) for p in values_of)
         return _text(total) if as_text else total
     if output.kind in ("min", "max"):
-        present = [p[0] for p in parts if p[0] is not None]
+        present = [p[0] for p in values_of if p[0] is not None]
         if not present:
             return None
         pick = min if output.kind == "min" else max
         return pick(present, key=_number_or_text)
-    sums = [_number(p[0]) for p in parts if p[0] is not None]
-    count = sum(_number(p[1]) for p in parts if p[1] is not None)
+    sums = [_number(p[0]) for p in values_of if p[0] is not None]
+    count = sum(_number(p[1]) for p in values_of if p[1] is not None)
     return float(sum(sums)) / float(count) if count else None
+
+
+def merged_model(query: Federated, models: list[dict[str, Any]]) -> dict[str, Any]:
+    """The merged answer's data model, from the nodes' models of their columns; count
+    columns say how exact the merged counts are."""
+    node_properties: dict[str, Any] = {}
+    for model in models:
+        for name, schema in (model.get("properties") or {}).items():
+            node_properties.setdefault(name, schema)
+    properties: dict[str, Any] = {}
+    for output in query.outputs:
+        if output.kind == "count":
+            properties[output.name] = {"type": "string", "format": "bigint"}
+            precisions = {
+                (m.get("properties") or {}).get(output.columns[0], {}).get(COUNT_PRECISION)
+                for m in models
+            } - {None, Precision.EXACT}
+            if precisions:
+                properties[output.name][COUNT_PRECISION] = (
+                    Precision.IMPRECISE if Precision.IMPRECISE in precisions else Precision.ROUNDED
+                )
+        elif output.kind == "avg":
+            properties[output.name] = {"type": "number", "format": "double"}
+        else:
+            properties[output.name] = node_properties.get(output.columns[0], {})
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "description": f"Aggregates over every node's {query.table!r} tables, merged by the hub",
+        "type": "object",
+        "properties": properties,
+    }
+
+
+def model_precisions(model: dict[str, Any]) -> dict[str, Precision]:
+    """The precision of each count column a node's data model marks."""
+    marked = {}
+    for name, schema in (model.get("properties") or {}).items():
+        value = schema.get(COUNT_PRECISION) if isinstance(schema, dict) else None
+        if value is not None:
+            try:
+                marked[name] = Precision(value)
+            except ValueError:
+                marked[name] = Precision.IMPRECISE
+    return marked
 
 
 def _number(value: Any) -> int | float:

@@ -1,16 +1,19 @@
-"""Running Data Connect queries and handing out their results a page at a time.
+"""Running Data Connect queries as jobs, and handing out their results a page at a time.
 
-A query runs in a thread of the server worker that received it. DuckDB writes each row as
-JSON itself (``results.json_rows_sql``) and the thread fetches a page of rows at a time,
-so memory stays flat whatever the result size. The first page goes to the waiting request
-in memory when it is ready in time; every other page is written to the node's spool
-(``state/data-connect/<job>/page-<k>.json``), where any server worker can serve it to the
-caller who ran the query, once: a page is deleted when read. A query with no page ready
-yet answers with an empty page and ``Retry-After``, which clients poll.
+A query is a job of the node's ``JobRuntime`` (kind ``data-connect``), run in a query
+thread of the worker that received it. DuckDB writes each row as JSON itself
+(``results.json_rows_sql``) and the thread fetches a page of rows at a time, so memory
+stays flat whatever the result size. The first page goes to the waiting request in memory
+when it is ready in time, and a query answered in one page never touches the disk; every
+other page is an output of the job (``page-<k>.json``, the last ``page-<k>-last.json``)
+in the spool, where any server worker can serve it to the query's owner, once: a page is
+deleted when read, and the job with its last page. A page not ready yet is waited for up
+to ``page_wait_s``, then answered empty with ``Retry-After``, which clients poll.
 
 Limits: a query still running after ``statement_timeout_s`` is interrupted (one watchdog
 thread for all queries), a result is cut at ``max_rows`` with an error entry saying so,
-and unread pages are deleted after ``result_ttl_s``.
+at most ``_SPOOL_AHEAD`` unread pages wait on disk, and unread results are deleted after
+``result_ttl_s``.
 """
 
 from __future__ import annotations
@@ -19,27 +22,25 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
-import os
-import secrets
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
 
-from genofed._exceptions import QueryFailedError
+from genofed._exceptions import NotFoundError, QueryFailedError
 from genofed.config import DataConnect
 from genofed.dataconnect.catalog import QueryEngine
+from genofed.jobs.runtime import Job, JobRuntime, JobState
 
-_JOB_ID_BYTES = 18
+KIND = "data-connect"
 _SPOOL_AHEAD = 8  # unread pages a query may have on disk before it waits for its reader
 _ABANDONED_S = 600.0  # a reader silent this long has gone: the query stops
+_LOST_AFTER_S = 60.0  # a running query silent this much past its timeout: its worker died
 
 
 class _AbandonedError(Exception):
@@ -102,24 +103,28 @@ class Watchdog:
                             cursor.interrupt()
 
 
-class Job:
-    """One query: its thread, its first page (in memory) and its spool directory."""
+class QueryRun:
+    """One running query: the first page's hand-over to the request that started it,
+    and the writing of every other page into its job's spool."""
 
-    def __init__(self, directory: Path, owner: str, model: bytes):
-        self.id = directory.name
-        self.dir = directory
-        self.owner = owner
+    def __init__(self, model: bytes):
         self.model = model
+        self.job: Job | None = None
         self.failure: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
         self._first_ready = threading.Event()
         self._first: tuple[bytes, bool, list[dict[str, str]], int] | None = None
         self._first_abandoned = False
-        self._spooled = False
         self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def id(self) -> str:
+        assert self.job is not None
+        return self.job.id
 
     def run(
         self,
+        job: Job,
         engine: QueryEngine,
         sql: str,
         parameters: list[Any],
@@ -153,7 +158,7 @@ class Job:
                     )
                 rows += len(texts)
                 if previous is not None and texts:
-                    self._publish(index, previous, last=False)
+                    self._publish(job, index, previous, last=False)
                     index += 1
                 if texts or previous is None:
                     previous = texts
@@ -161,23 +166,23 @@ class Job:
                     break
             if transform is not None:
                 errors.extend(transform.notes)
-            self._publish(index, previous or [], last=True, errors=errors)
-            if self._spooled:
-                with contextlib.suppress(FileNotFoundError):  # gone once its last page is read
-                    _write(self.dir / "done.json", json.dumps({"pages": index + 1}).encode())
+            self._publish(job, index, previous or [], last=True, errors=errors)
+            job.update(result={"pages": index + 1, "rows": rows})
         except _AbandonedError:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            job.update(state=JobState.CANCELLED, message="nobody read the result")
+            shutil.rmtree(job.dir, ignore_errors=True)
         except duckdb.InterruptException:
             self._fail(
+                job,
                 408,
                 "Query timed out",
                 f"the query ran longer than {settings.statement_timeout_s:g} s, this node's "
                 "limit; narrow it or aggregate",
             )
         except duckdb.Error as exc:
-            self._fail(400, "Invalid query", engine_message(exc))
+            self._fail(job, 400, "Invalid query", engine_message(exc))
         except Exception as exc:  # noqa: BLE001 - recorded for the client
-            self._fail(500, "Internal error", f"the query failed ({type(exc).__name__})")
+            self._fail(job, 500, "Internal error", f"the query failed ({type(exc).__name__})")
         finally:
             with contextlib.suppress(duckdb.Error):
                 cursor.abort()  # a result cut short or failed must not block its next query
@@ -209,18 +214,19 @@ class Job:
             await asyncio.wait_for(ready, wait)
         return self._take_first()
 
-    def _spool(self) -> None:
-        """Create the spool directory on first need: a result whose only page goes back
-        with the request never touches the disk."""
-        with self._lock:
-            if not self._spooled:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                (self.dir / "model.json").write_bytes(self.model)
-                (self.dir / "owner").write_text(self.owner)
-                self._spooled = True
+    def _spool(self, job: Job) -> None:
+        """Put the job in the spool on first need, with its data model."""
+        if not job.persisted:
+            job.publish("model.json", self.model)
 
     def _publish(
-        self, index: int, texts: list[str], *, last: bool, errors: list[dict[str, str]] = ()
+        self,
+        job: Job,
+        index: int,
+        texts: list[str],
+        *,
+        last: bool,
+        errors: list[dict[str, str]] = (),  # type: ignore[assignment]
     ) -> None:
         """Hand a page over: the first to the waiting request if it still waits, every
         other one to the spool. The last page carries the result's errors."""
@@ -231,33 +237,31 @@ class Job:
                     self._first = (data, last, list(errors), len(texts))
                     self._ready()
                     return
-        self._spool()
-        self._wait_for_reader(index)
+        self._spool(job)
+        self._wait_for_reader(job, index)
         # first line: the page's errors and row count; then its rows
         head = json.dumps({"errors": list(errors), "rows": len(texts)}).encode()
-        _write(self.dir / _page_name(index, last), head + b"\n" + data)
+        job.publish(page_name(index, last), head + b"\n" + data)
+        job.update(progress=None, message=f"{index + 1} page(s) written")
 
-    def _wait_for_reader(self, index: int) -> None:
+    def _wait_for_reader(self, job: Job, index: int) -> None:
         """Keep at most ``_SPOOL_AHEAD`` unread pages on disk, so a slow or vanished reader
         cannot fill it; give up once nobody has read a page for ``_ABANDONED_S``."""
         waited_since = time.monotonic()
-        while index - self._oldest_unread() >= _SPOOL_AHEAD:
+        while index - _oldest_unread(job) >= _SPOOL_AHEAD:
             if time.monotonic() - waited_since > _ABANDONED_S:
                 raise _AbandonedError
             time.sleep(0.02)
 
-    def _oldest_unread(self) -> int:
-        indices = [int(p.stem.split("-")[1]) for p in self.dir.glob("page-*.json")]
-        return min(indices, default=1 << 62)
-
-    def _fail(self, status: int, title: str, detail: str) -> None:
+    def _fail(self, job: Job, status: int, title: str, detail: str) -> None:
         self.failure = (status, title, detail)
+        error = {"status": status, "title": title, "detail": detail}
         with self._lock:
             if not self._first_abandoned:
+                job.update(state=JobState.FAILED, error=error)
                 return  # the waiting request reports it
-        self._spool()
-        failed = {"failed": {"status": status, "title": title, "detail": detail}}
-        _write(self.dir / "done.json", json.dumps(failed).encode())
+        self._spool(job)
+        job.update(state=JobState.FAILED, error=error)
 
     def _take_first(self) -> tuple[bytes, bool, list[dict[str, str]], int] | None:
         with self._lock:
@@ -265,23 +269,31 @@ class Job:
             if first is None and self.failure is None:
                 self._first_abandoned = True
         if (first is None and self.failure is None) or (first is not None and not first[1]):
-            self._spool()  # the caller will ask for more: the directory and owner must exist
+            assert self.job is not None
+            self._spool(self.job)  # the caller will ask for more: the job must be spooled
         return first
 
 
-class QueryJobs:
-    """The spool of one node: starts jobs and serves their pages."""
+def _oldest_unread(job: Job) -> int:
+    indices = [int(p.stem.split("-")[1]) for p in job.dir.glob("page-*.json")]
+    return min(indices, default=1 << 62)
 
-    def __init__(self, root: Path, settings: DataConnect):
-        self.root = root / "state" / "data-connect"
+
+class QueryJobs:
+    """Data Connect's use of the job runtime: starts queries and serves their pages."""
+
+    def __init__(self, jobs: JobRuntime, settings: DataConnect):
+        self.jobs = jobs
         self.settings = settings
-        self._cleaned = -math.inf
         self._watchdog: Watchdog | None = None
-        # Query threads are reused: starting one per query cost 0.4 ms. Their number caps
-        # the queries running at once; a query waiting for a thread is polled like any
-        # slow one.
-        self._threads = ThreadPoolExecutor(
-            max_workers=settings.concurrent_queries, thread_name_prefix="data-connect"
+        # Query threads are reused (each keeps its DuckDB connection): starting one per
+        # query cost 0.4 ms. Their number caps the queries running at once; a query
+        # waiting for a thread is polled like any slow one.
+        jobs.run_kind_on(
+            KIND,
+            ThreadPoolExecutor(
+                max_workers=settings.concurrent_queries, thread_name_prefix="data-connect"
+            ),
         )
 
     def launch(
@@ -293,33 +305,39 @@ class QueryJobs:
         owner: str,
         model: bytes,
         transform: Transform | None = None,
-    ) -> Job:
+    ) -> QueryRun:
         """Start running a query in a query thread."""
-        self._clean_up()
         if self._watchdog is None:
             self._watchdog = Watchdog()
-        job = Job(self.root / secrets.token_urlsafe(_JOB_ID_BYTES), owner, model)
-        self._threads.submit(
-            job.run,
-            engine,
-            sql,
-            parameters,
-            settings=self.settings,
-            watchdog=self._watchdog,
-            transform=transform,
-        )
-        return job
+        run = QueryRun(model)
+        watchdog = self._watchdog
 
-    async def first_page(self, job: Job) -> Page:
+        def body(job: Job) -> None:
+            run.run(
+                job,
+                engine,
+                sql,
+                parameters,
+                settings=self.settings,
+                watchdog=watchdog,
+                transform=transform,
+            )
+
+        run.job = self.jobs.submit(
+            KIND, owner, body, persist=False, ttl_s=self.settings.result_ttl_s
+        )
+        return run
+
+    async def first_page(self, run: QueryRun) -> Page:
         """A launched query's first page, or an empty one to poll if it is not ready within
         ``page_wait_s``; raises ``QueryFailedError`` if the query failed by then."""
-        ready = await job.first_page(self.settings.page_wait_s)
+        ready = await run.first_page(self.settings.page_wait_s)
         if ready is None:
-            if job.failure is not None:
-                raise QueryFailedError(*job.failure)
-            return Page(None, job.id, 0, last=False)
+            if run.failure is not None:
+                raise QueryFailedError(*run.failure)
+            return Page(None, run.id, 0, last=False)
         data, last, errors, rows = ready
-        return Page(data, job.id, 0, last, job.model, errors, rows)
+        return Page(data, run.id, 0, last, run.model, errors, rows)
 
     async def wait_for_page(self, job_id: str, index: int, owner: str) -> Page:
         """Page ``index`` of a job, waiting up to ``page_wait_s`` for the query to write
@@ -338,65 +356,40 @@ class QueryJobs:
             delay = min(delay * 2, 0.02)
 
     def page(self, job_id: str, index: int, owner: str) -> Page:
-        """Page ``index`` of a job, for its owner; raises ``LookupError`` if there is none."""
-        if not job_id.replace("-", "").replace("_", "").isalnum() or index < 0:
-            raise LookupError("no such page")
-        directory = self.root / job_id
+        """Page ``index`` of a job, for its owner; ``NotFoundError`` if there is none."""
+        if index < 0:
+            raise NotFoundError("no such page")
         try:
-            if (directory / "owner").read_text() != owner:
-                raise LookupError("no such page")
-        except FileNotFoundError:
-            raise LookupError("no such page") from None
+            record = self.jobs.record(job_id, owner)
+        except NotFoundError:
+            raise NotFoundError("no such page") from None
         for last in (False, True):
-            path = directory / _page_name(index, last)
-            try:
-                content = path.read_bytes()
-            except FileNotFoundError:
+            content = self.jobs.output(job_id, page_name(index, last), consume=True)
+            if content is None:
                 continue
-            path.unlink()
-            model = (directory / "model.json").read_bytes()
+            model = self.jobs.output(job_id, "model.json")
             if last:
-                shutil.rmtree(directory, ignore_errors=True)
+                self.jobs.remove(job_id)
             head, _, data = content.partition(b"\n")
             facts = json.loads(head)
             return Page(data, job_id, index, last, model, facts["errors"], facts["rows"])
-        try:
-            done = json.loads((directory / "done.json").read_bytes())
-        except FileNotFoundError:
-            if time.time() - directory.stat().st_mtime > self.settings.statement_timeout_s + 60:
-                raise QueryFailedError(
-                    500, "Query lost", "the node restarted while running it; send it again"
-                ) from None
-            return Page(None, job_id, index, last=False)
-        if "failed" in done:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise QueryFailedError(*done["failed"].values())
-        raise LookupError("no such page (each page can be read once)")
-
-    def _clean_up(self) -> None:
-        """Delete results nobody came back for (looked at once a minute at most)."""
-        now = time.monotonic()
-        if now - self._cleaned < 60 or not self.root.is_dir():
-            return
-        self._cleaned = now
-        cutoff = time.time() - self.settings.result_ttl_s
-        for directory in self.root.iterdir():
-            try:
-                if directory.stat().st_mtime < cutoff:
-                    shutil.rmtree(directory, ignore_errors=True)
-            except FileNotFoundError:
-                continue
+        if record.state == JobState.FAILED and record.error:
+            self.jobs.remove(job_id)
+            error = record.error
+            raise QueryFailedError(error["status"], error["title"], error["detail"])
+        if record.state.finished:
+            raise NotFoundError("no such page (each page can be read once)")
+        lost_after = self.settings.statement_timeout_s + _LOST_AFTER_S
+        if self.jobs.local(job_id) is None and self.jobs.clock() - record.updated > lost_after:
+            raise QueryFailedError(
+                500, "Query lost", "the node restarted while running it; send it again"
+            )
+        return Page(None, job_id, index, last=False)
 
 
-def _page_name(index: int, last: bool) -> str:
-    # The last page says so in its name: a poller must know without waiting for done.json.
+def page_name(index: int, last: bool) -> str:
+    # The last page says so in its name: a poller must know without waiting for the record.
     return f"page-{index}{'-last' if last else ''}.json"
-
-
-def _write(path: Path, content: bytes) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
 
 
 def engine_message(exc: duckdb.Error) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from genofed.node.runtime import LiveDatasets, custom_terms
 from genofed.store.dataset_reader import DatasetReader
+from genofed.store.live import LiveDatasets, custom_terms
 
 _ONTOLOGY_NAMES = {
     "HP": ("Human Phenotype Ontology", "https://purl.obolibrary.org/obo/HP_"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from genofed import __version__
+from genofed.beacon.model import API_VERSION, ENTRY_TYPES, SCHEMA_BASE, entry_type_definition
 from genofed.config import NodeConfig
-from genofed.node.beacon.model import API_VERSION, ENTRY_TYPES, SCHEMA_BASE, entry_type_definition
 
 _INFO_SCHEMA = {"entityType": "info", "schema": "beacon-info-v2.0.0"}
 

@@ -44,6 +44,7 @@ _COMMON_PARAMS = {
 }
 _NUMBER_PARAMS = {"start", "end", "variantMinLength", "variantMaxLength"}
 _TEXT_PARAMS = tuple(sorted(_VARIANT_PARAMS - _NUMBER_PARAMS))
+DEFAULT_LIMIT = 10  # what a request without a limit is echoed as when nothing else is known
 # Pagination values are echoed back and must fit the JSON integers clients read.
 MAX_PAGE_VALUE = 2**31 - 1
 _HGVS_SNV = re.compile(
@@ -54,7 +55,7 @@ _HGVS_SNV = re.compile(
 class _Pagination(BaseModel):
     model_config = ConfigDict(extra="allow")
     skip: int = Field(0, ge=0, le=MAX_PAGE_VALUE)
-    limit: int = Field(10, ge=0, le=MAX_PAGE_VALUE)
+    limit: int | None = Field(None, ge=0, le=MAX_PAGE_VALUE)
 
 
 class _Query(BaseModel):
@@ -63,7 +64,7 @@ class _Query(BaseModel):
     filters: list[Any] = Field(default_factory=list)
     includeResultsetResponses: IncludeResultsets = "HIT"
     pagination: _Pagination = Field(default_factory=_Pagination)
-    requestedGranularity: Granularity = "boolean"
+    requestedGranularity: Granularity = Granularity.BOOLEAN
     testMode: bool = False
 
 
@@ -85,10 +86,10 @@ class RequestBody(BaseModel):
 class BeaconRequest:
     """A request after parsing: what the handlers work with."""
 
-    granularity: Granularity = "boolean"
+    granularity: Granularity = Granularity.BOOLEAN
     include: IncludeResultsets = "HIT"
     skip: int = 0
-    limit: int = 10
+    limit: int | None = None  # None: the node's default_limit
     test_mode: bool = False
     filters: list[Filter] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +101,10 @@ class BeaconRequest:
         out: dict[str, Any] = {
             "apiVersion": self.api_version,
             "requestedSchemas": self.requested_schemas,
-            "pagination": {"skip": self.skip, "limit": self.limit},
+            "pagination": {
+                "skip": self.skip,
+                "limit": DEFAULT_LIMIT if self.limit is None else self.limit,
+            },
             "requestedGranularity": self.granularity,
             "includeResultsetResponses": self.include,
             "testMode": self.test_mode,
@@ -165,10 +169,12 @@ def from_query_string(items: list[tuple[str, str]]) -> BeaconRequest:
     request = BeaconRequest()
     try:
         if "requestedGranularity" in values:
-            request.granularity = _choice(
-                values["requestedGranularity"],
-                ("boolean", "count", "record"),
-                "requestedGranularity",
+            request.granularity = Granularity(
+                _choice(
+                    values["requestedGranularity"],
+                    tuple(g.value for g in Granularity),
+                    "requestedGranularity",
+                )
             )
         if "includeResultsetResponses" in values:
             request.include = _choice(
@@ -177,7 +183,8 @@ def from_query_string(items: list[tuple[str, str]]) -> BeaconRequest:
                 "includeResultsetResponses",
             )
         request.skip = _non_negative(values.get("skip", "0"), "skip")
-        request.limit = _non_negative(values.get("limit", "10"), "limit")
+        if "limit" in values:
+            request.limit = _non_negative(values["limit"], "limit")
     except ValueError as exc:
         raise QueryError(str(exc)) from exc
     test_mode = values.get("testMode", "false").lower()

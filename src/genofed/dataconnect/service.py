@@ -18,7 +18,7 @@ import duckdb
 import orjson
 
 from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError, QueryFailedError
-from genofed.config import Disclosure
+from genofed.config import Granularity
 from genofed.dataconnect.catalog import (
     QueryEngine,
     TableSource,
@@ -27,14 +27,22 @@ from genofed.dataconnect.catalog import (
     registered_table_source,
     row_count,
 )
-from genofed.dataconnect.jobs import Job, Page, QueryJobs, Transform, engine_message
-from genofed.dataconnect.results import RowsAsJson, data_model, json_rows_sql
+from genofed.dataconnect.query_job import Page, QueryJobs, QueryRun, Transform, engine_message
+from genofed.dataconnect.results import (
+    COUNT_PRECISION,
+    RowsAsJson,
+    data_model,
+    json_rows_sql,
+)
 from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, Plan, PointLookup, plan_query
-from genofed.governance.access import Caller
-from genofed.governance.disclosure import DifferencingGuard, safe_count
-from genofed.node.runtime import NodeRuntime
+from genofed.governance.access import Caller, Entitlement
+from genofed.governance.gatekeeper import Gatekeeper
+from genofed.governance.release import ReleasePolicy, Terms
+from genofed.jobs.runtime import JobRuntime
 from genofed.store.dataset_reader import DatasetReader
-from genofed.store.registered_tables import registered_tables, tables_dir
+from genofed.store.live import DatasetCatalog
+from genofed.store.node_dir import NodeDir
+from genofed.store.registered_tables import registered_tables
 
 RESULT_DESCRIPTION = "Rows of a Data Connect query result"
 _PLAN_CACHE = 1024
@@ -55,6 +63,7 @@ class Visible:
 
     tables: dict[str, TableSource]
     aggregate_only: frozenset[str]
+    entitlements: dict[str, Entitlement]
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,14 @@ class _Catalog:
 
 
 class DataConnectService:
-    def __init__(self, runtime: NodeRuntime):
-        self.runtime = runtime
-        self.settings = runtime.config.data_connect
-        self.jobs = QueryJobs(runtime.node.root, self.settings)
+    """Data Connect over one node's datasets and registered tables."""
+
+    def __init__(self, node: NodeDir, datasets: DatasetCatalog, gate: Gatekeeper, jobs: JobRuntime):
+        self.node = node
+        self.datasets = datasets
+        self.gate = gate
+        self.settings = gate.config.data_connect
+        self.jobs = QueryJobs(jobs, self.settings)
         self._lock = threading.Lock()
         self._catalog: _Catalog | None = None
         self._populations: dict[str, int] = {}
@@ -83,8 +96,8 @@ class DataConnectService:
         """The engine over the live datasets and registered tables, rebuilt when either
         changes (an ingest or a registration while the server runs). A request takes it
         once: its tables and its position indexes are then of the same state."""
-        live = self.runtime.live()
-        directory = tables_dir(self.runtime.node)
+        live = self.datasets.live()
+        directory = self.node.tables_dir
         key = (live.catalog_mtime, directory.stat().st_mtime if directory.is_dir() else 0.0)
         current = self._catalog
         if current is not None and current.key == key:
@@ -92,7 +105,7 @@ class DataConnectService:
         with self._lock:
             if self._catalog is None or self._catalog.key != key:
                 sources = [t for r in live.readers.values() for t in dataset_tables(r)]
-                registered = registered_tables(self.runtime.node)
+                registered = registered_tables(self.node)
                 sources += [registered_table_source(t) for t in registered]
                 engine = QueryEngine(sources, self.settings)
                 self._catalog = _Catalog(key, engine, dict(live.readers))
@@ -105,17 +118,19 @@ class DataConnectService:
         return self.catalog().engine
 
     def visible(self, caller: Caller, engine: QueryEngine | None = None) -> Visible:
-        access = self.runtime.gate.access
+        access = self.gate.access
         tables: dict[str, TableSource] = {}
         aggregate_only = set()
+        entitlements = {}
         for name, source in (engine or self.engine()).sources.items():
-            level = access.granularity(caller, source.owner, source.tier, source.ceiling)
-            if level == "record":
-                tables[name] = source
-            elif level == "count":
-                tables[name] = source
+            entitlement = access.entitlement(caller, source.owner, source.tier, source.ceiling)
+            if entitlement is None or entitlement.granularity < Granularity.COUNT:
+                continue
+            tables[name] = source
+            entitlements[name] = entitlement
+            if entitlement.granularity < Granularity.RECORD:
                 aggregate_only.add(name)
-        return Visible(tables, frozenset(aggregate_only))
+        return Visible(tables, frozenset(aggregate_only), entitlements)
 
     def _source(
         self, caller: Caller, name: str, engine: QueryEngine | None = None
@@ -149,11 +164,14 @@ class DataConnectService:
 
     # -- queries -------------------------------------------------------------------------
 
-    def search(self, caller: Caller, query: str, parameters: list[Any] | None) -> tuple[Plan, Job]:
+    def search(
+        self, caller: Caller, query: str, parameters: list[Any] | None
+    ) -> tuple[Plan, QueryRun]:
         catalog = self.catalog()
-        plan = self._plan(query, self.visible(caller, catalog.engine))
+        visible = self.visible(caller, catalog.engine)
+        plan = self._plan(query, visible)
         values = bind_parameters(plan.parameters, parameters)
-        return plan, self._run(caller, catalog, plan, values)
+        return plan, self._run(caller, catalog, plan, values, visible)
 
     def _plan(self, query: str, visible: Visible) -> Plan:
         """Checked and translated once per query text and set of visible tables: the same
@@ -167,7 +185,7 @@ class DataConnectService:
             self._plans[key] = plan
         return plan
 
-    def table_data(self, caller: Caller, name: str) -> tuple[Plan, Job]:
+    def table_data(self, caller: Caller, name: str) -> tuple[Plan, QueryRun]:
         catalog = self.catalog()
         source, aggregate_only = self._source(caller, name, catalog.engine)
         if aggregate_only:
@@ -176,15 +194,19 @@ class DataConnectService:
                 "count, sum or avg grouped by columns"
             )
         plan = plan_query(f"SELECT * FROM {quote(name)}", {name: source})
-        return plan, self._run(caller, catalog, plan, [])
+        return plan, self._run(caller, catalog, plan, [], None)
 
     async def page(self, caller: Caller, job_id: str, index: int) -> Page:
-        try:
-            return await self.jobs.wait_for_page(job_id, index, caller.identity)
-        except LookupError as exc:
-            raise NotFoundError(str(exc)) from None
+        return await self.jobs.wait_for_page(job_id, index, caller.identity)
 
-    def _run(self, caller: Caller, catalog: _Catalog, plan: Plan, values: list[Any]) -> Job:
+    def _run(
+        self,
+        caller: Caller,
+        catalog: _Catalog,
+        plan: Plan,
+        values: list[Any],
+        visible: Visible | None,
+    ) -> QueryRun:
         engine = catalog.engine
         sql, few_rows = plan.sql, False
         if plan.point is not None:
@@ -194,18 +216,27 @@ class DataConnectService:
                 sql, few_rows = plan.point.sql, True
         shape = self._shape(engine, sql, plan.refs, values, few_rows=few_rows)
         transform: Transform | None = shape.encode
-        if plan.aggregate is not None:
+        model = shape.model
+        if plan.aggregate is not None and visible is not None:
             table = plan.aggregate.table
+            release = self.gate.release
+            terms = release.terms(
+                visible.entitlements[table.name],
+                Granularity.COUNT,
+                person_level=table.person_level,
+            )
+            counts = [shape.public[i][0] for i in plan.aggregate.count_columns]
             transform = DisclosedAggregates(
-                [shape.public[i][0] for i in plan.aggregate.count_columns],
+                counts,
                 table,
-                self.runtime.config.disclosure,
-                self.runtime.gate.differencing,
+                release,
+                terms,
                 caller.identity,
                 self._population(engine, table.name) if table.person_level else 0,
             )
+            model = _with_count_precision(model, counts, release.precision(terms))
         return self.jobs.launch(
-            engine, shape.sql, values, owner=caller.identity, model=shape.model, transform=transform
+            engine, shape.sql, values, owner=caller.identity, model=model, transform=transform
         )
 
     def _shape(
@@ -252,15 +283,14 @@ class DataConnectService:
 
 @dataclass
 class DisclosedAggregates:
-    """Makes aggregate rows safe for a caller who may see only aggregates: groups behind
-    fewer than ``min_count`` records are dropped, so are groups that differ from one of
-    the caller's earlier answers by fewer than ``k`` people, and counts are rounded as the
-    Beacon rounds them. Rows arrive as ``(json, records[, record ids])``."""
+    """Aggregate rows as they may leave for a caller who may see only aggregates: each
+    row is released or withheld, and its counts made safe, by the node's release policy
+    (``ReleasePolicy.group`` and ``safe``). Rows arrive as ``(json, records[, ids])``."""
 
     count_columns: list[str]
     table: TableSource
-    rules: Disclosure
-    differencing: DifferencingGuard
+    release: ReleasePolicy
+    terms: Terms
     caller: str
     population: int
     withheld: int = 0
@@ -268,16 +298,18 @@ class DisclosedAggregates:
 
     def __call__(self, rows: list[tuple[Any, ...]]) -> list[str]:
         kept = []
+        subject = f"data-connect:{self.table.name}"
         for row in rows:
-            if row[1] < self.rules.min_count or (
-                self.table.person_level
-                and not self.differencing.allows(
-                    self.caller,
-                    f"data-connect:{self.table.name}",
-                    (str(x) for x in row[2]),
-                    self.population,
-                )
-            ):
+            ids = (lambda row=row: (str(x) for x in row[2])) if self.table.person_level else None
+            released = self.release.group(
+                self.terms,
+                row[1],
+                caller=self.caller,
+                subject=subject,
+                ids=ids,
+                population=self.population,
+            )
+            if not released:
                 self.withheld += 1
                 continue
             if not self.count_columns:
@@ -286,18 +318,29 @@ class DisclosedAggregates:
             values = orjson.loads(row[0])
             for name in self.count_columns:
                 if values.get(name) is not None:
-                    values[name] = str(safe_count(int(values[name]), self.rules).value)
+                    values[name] = str(self.release.safe(self.terms, int(values[name])).value)
             kept.append(orjson.dumps(values).decode())
         if self.withheld:
             self.notes = [
                 {
                     "title": "Rows withheld",
                     "detail": f"{self.withheld} group(s) were withheld by this node's disclosure "
-                    f"rules (fewer than {self.rules.min_count} records, or too close to an "
+                    f"rules (fewer than {self.terms.min_group} records, or too close to an "
                     "earlier answer); counts are rounded",
                 }
             ]
         return kept
+
+
+def _with_count_precision(model: bytes, columns: list[str], precision: str) -> bytes:
+    """The data model, its count columns marked with how precise their values are (the
+    hub reads it to make merged counts safe again)."""
+    if not columns:
+        return model
+    schema = orjson.loads(model)
+    for name in columns:
+        schema["properties"][name][COUNT_PRECISION] = precision
+    return orjson.dumps(schema)
 
 
 def _pinned_rows(

@@ -1,54 +1,73 @@
-"""Answering Beacon entry queries: datasets in scope, per-dataset granularity, envelopes."""
+"""Answering Beacon entry queries at a node: datasets in scope, what each gives the
+caller (decided by the node's ``ReleasePolicy``), and the response envelopes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from genofed._exceptions import AccessDeniedError, QueryError
-from genofed.config import GRANULARITY_ORDER, Granularity
-from genofed.governance.access import Caller
-from genofed.governance.disclosure import SafeCount, safe_count
-from genofed.node.beacon import records
-from genofed.node.beacon.model import API_VERSION, EntryType, returned_schema
-from genofed.node.beacon.request import BeaconRequest, variant_query
-from genofed.node.runtime import LiveDatasets, NodeRuntime
+from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError
+from genofed.beacon import framework, records
+from genofed.beacon.filtering_terms import filtering_terms
+from genofed.beacon.model import API_VERSION, EntryType, returned_schema
+from genofed.beacon.request import BeaconRequest, variant_query
+from genofed.config import Granularity
+from genofed.governance.access import Caller, Entitlement
+from genofed.governance.disclosure import SafeCount
+from genofed.governance.gatekeeper import Gatekeeper
+from genofed.governance.release import Terms
 from genofed.store.dataset_reader import DatasetReader
+from genofed.store.live import DatasetCatalog, LiveDatasets
 from genofed.store.selection import VARIANT, Context, Selection, carriers, select
 from genofed.store.variant_query import VariantQuery
 
-_PUBLIC_CANDIDATES = 5000  # variants examined per dataset by the public individual guard
-
-
-def lower_granularity(a: Granularity, b: Granularity) -> Granularity:
-    return a if GRANULARITY_ORDER.index(a) <= GRANULARITY_ORDER.index(b) else b
+_PUBLIC_CANDIDATES = 5000  # variants examined per dataset by the public allele guard
 
 
 @dataclass
 class _DatasetAnswer:
     reader: DatasetReader
     selection: Selection
-    granularity: Granularity
+    terms: Terms
     query: VariantQuery | None = None  # the variant query as run on this dataset
-    warning: str | None = None  # why a count was withheld
+    count: SafeCount | None = None  # the count as released (at count granularity or more)
+    warnings: list[str] = field(default_factory=list)  # what was withheld, and why
 
     @property
     def exists(self) -> bool:
         return self.selection.count > 0
 
+    @property
+    def granularity(self) -> Granularity:
+        """What this dataset's answer carries: yes or no only, when its count was withheld."""
+        if self.terms.counts and self.count is None:
+            return Granularity.BOOLEAN
+        return self.terms.granularity
+
 
 @dataclass
 class _Plan:
-    readers: list[tuple[DatasetReader, Granularity]]  # visible datasets, most the caller gets
+    readers: list[tuple[DatasetReader, Entitlement]]  # visible datasets, what each gives
     warnings: list[str] = field(default_factory=list)
     variant_query: VariantQuery | None = None
 
 
+class Notes(Protocol):
+    """Where an answer notes what the audit log records of it."""
+
+    datasets: list[str]
+    results: int | None
+
+
 class BeaconService:
-    def __init__(self, runtime: NodeRuntime):
-        self.runtime = runtime
+    """The Beacon of one node: its live datasets under its governance."""
+
+    def __init__(self, datasets: DatasetCatalog, gate: Gatekeeper):
+        self.datasets = datasets
+        self.gate = gate
+        self.config = gate.config
 
     # -- envelopes --------------------------------------------------------------------
 
@@ -56,7 +75,7 @@ class BeaconService:
         self, request: BeaconRequest, entry: EntryType | None, granularity: Granularity
     ) -> dict[str, Any]:
         meta: dict[str, Any] = {
-            "beaconId": self.runtime.config.beacon_id,
+            "beaconId": self.config.beacon_id,
             "apiVersion": API_VERSION,
             "returnedGranularity": granularity,
             "receivedRequestSummary": request.summary(),
@@ -65,13 +84,6 @@ class BeaconService:
         if request.test_mode:
             meta["testMode"] = True
         return meta
-
-    def error(self, request: BeaconRequest | None, status: int, message: str) -> dict[str, Any]:
-        request = request or BeaconRequest()
-        return {
-            "meta": self.meta(request, None, "boolean"),
-            "error": {"errorCode": status, "errorMessage": message},
-        }
 
     # -- queries ----------------------------------------------------------------------
 
@@ -83,15 +95,17 @@ class BeaconService:
         *,
         context: Context | None = None,
         single_id: str | None = None,
-        outcome: dict[str, Any] | None = None,
+        notes: Notes | None = None,
     ) -> dict[str, Any]:
-        """Answer one entry query for ``caller``; ``outcome`` receives what the audit log
+        """Answer one entry query for ``caller``; ``notes`` receives what the audit log
         records (datasets touched, results returned)."""
-        live = self.runtime.live()
+        if request.limit is None:
+            request.limit = self.config.default_limit
+        live = self.datasets.live()
         visible = self.visible(live, caller)
         plan = self._plan(entry, request, live, single_id, visible)
-        if outcome is not None:
-            outcome["datasets"] = [reader.dataset_id for reader, _ in plan.readers]
+        if notes is not None:
+            notes.datasets = [reader.dataset_id for reader, _ in plan.readers]
         filter_context = live.filter_context(visible)
         filters = [filter_context.classify(f) for f in request.filters]
         for flt in filters:
@@ -101,22 +115,20 @@ class BeaconService:
         target = entry.entity
         if single_id is not None and target != VARIANT:
             context = Context(target, single_id)
+        release = self.gate.release
         answers = []
-        gate = self.runtime.gate
-        rules = self.runtime.config.disclosure
-        for reader, allowed in plan.readers:
+        for reader, entitlement in plan.readers:
+            terms = release.terms(entitlement, request.granularity, person_level=target != VARIANT)
             query = None
-            public = False
             if plan.variant_query is not None:
                 query = VariantQuery(**vars(plan.variant_query))
                 if query.gene_id:  # the operator's gene table, in this dataset's assembly
                     genes = live.genes.get(reader.assembly, {})
                     query.gene_regions = genes.get(query.gene_id.upper())
-                if not caller.registered and not gate.access.holds_grant(caller, reader.dataset_id):
-                    # Public allele queries never reveal rare alleles.
-                    query.min_allele_count = rules.public_min_allele_count
-                    query.min_allele_frequency = rules.public_min_allele_frequency
-                    public = True
+                if terms.floor is not None:
+                    # Anonymous allele queries never reveal rare alleles.
+                    query.min_allele_count = terms.floor.min_count
+                    query.min_allele_frequency = terms.floor.min_frequency
             selection = select(
                 reader,
                 target,
@@ -125,63 +137,74 @@ class BeaconService:
                 filter_context=filter_context,
                 variant_query=query,
             )
-            if public and target == VARIANT and query is not None and rules.public_individual_guard:
-                selection = self._guard_individuals(reader, query, selection)
-            granularity = lower_granularity(request.granularity, allowed)  # type: ignore[arg-type]
-            answer = _DatasetAnswer(reader, selection, granularity, query)
-            if granularity == "count" and target != VARIANT and not entry.collection:
-                self._guard_differencing(answer, caller, target)
+            answer = _DatasetAnswer(reader, selection, terms, query)
+            if terms.floor is not None and target == VARIANT and query is not None:
+                self._guard_alleles(answer, caller)
+            if terms.counts and not entry.collection:
+                self._release_count(answer, caller, target)
             answers.append(answer)
         if entry.collection:
             doc = self._collections(entry, request, answers, plan)
         else:
             doc = self._resultsets(entry, request, answers, plan, single_id is not None)
-        if outcome is not None:
-            outcome["results"] = doc.get("responseSummary", {}).get("numTotalResults")
+        if notes is not None:
+            notes.results = doc.get("responseSummary", {}).get("numTotalResults")
         return doc
 
-    def _guard_individuals(
-        self, reader: DatasetReader, query: VariantQuery, selection: Selection
-    ) -> Selection:
-        """Public allele answers without any allele that one carrier alone lifts over the
-        floor (``IndividualGuard``); looks at the first ``_PUBLIC_CANDIDATES`` matches."""
+    def _guard_alleles(self, answer: _DatasetAnswer, caller: Caller) -> None:
+        """An anonymous allele answer: only alleles the release policy shows (at or above
+        the floor, none decided by one carrier; ``PublicAlleleGuard``), looking at the
+        first ``_PUBLIC_CANDIDATES`` matches; and a note of what is withheld."""
+        reader, query, selection = answer.reader, answer.query, answer.selection
+        assert query is not None
+        release = self.gate.release
+        floor = None
         if selection.variant_idx is not None:
             candidates = selection.variant_idx[:_PUBLIC_CANDIDATES]
         elif selection.count == 0:
-            return selection
+            candidates = np.zeros(0, dtype=np.int64)
         else:
             candidates = reader.variant_sites(query, _PUBLIC_CANDIDATES)[0][:_PUBLIC_CANDIDATES]
-        if len(candidates) == 0:
-            return selection
-        sites, alleles, counts = reader.allele_rows(candidates)
+        if len(candidates):
+            sites, alleles, counts = reader.allele_rows(candidates)
 
-        def copies(rows: np.ndarray) -> np.ndarray:
-            genotypes = reader.genotype_rows(sites[rows])
-            return (genotypes == alleles[rows, None, None]).sum(axis=2)
+            def copies(rows: np.ndarray) -> np.ndarray:
+                genotypes = reader.genotype_rows(sites[rows])
+                return (genotypes == alleles[rows, None, None]).sum(axis=2)
 
-        kept = self.runtime.gate.individuals.kept(
-            reader.dataset_id,
-            reader.biosample_ids,
-            candidates,
-            counts,
-            copies,
-            max(self.runtime.config.disclosure.public_min_allele_count, 1),
-        )
-        return Selection(variant_idx=kept)
-
-    def _guard_differencing(self, answer: _DatasetAnswer, caller: Caller, entity: str) -> None:
-        """Withhold a count that, set against an earlier one, isolates < k individuals."""
-        reader = answer.reader
-        population = len(reader.entry_ids(entity))
-        if not self.runtime.gate.differencing.allows(
-            caller.identity, f"{reader.dataset_id}/{entity}", answer.selection.ids, population
-        ):
-            answer.granularity = "boolean"
-            answer.warning = (
-                f"dataset {reader.dataset_id}: count withheld; with an earlier query it would "
-                f"single out fewer than {self.runtime.config.disclosure.differencing_k} "
-                "individuals"
+            guarded = release.public_alleles(
+                answer.terms,
+                caller=caller.identity,
+                dataset=reader.dataset_id,
+                sample_ids=reader.biosample_ids,
+                candidates=candidates,
+                allele_counts=counts,
+                genotypes=copies,
+                first_only=not answer.terms.counts,
             )
+            answer.selection = Selection(variant_idx=guarded.shown)
+            floor = guarded.floor
+        if not answer.exists or answer.terms.counts:
+            warning = release.floor_warning(answer.terms, reader.dataset_id, floor)
+            if warning:
+                answer.warnings.append(warning)
+
+    def _release_count(self, answer: _DatasetAnswer, caller: Caller, entity: str) -> None:
+        """The dataset's count as the release policy lets it leave (exact for callers
+        entitled to the records; made safe, or withheld by the differencing guard, for
+        the others)."""
+        reader = answer.reader
+        released = self.gate.release.count(
+            answer.terms,
+            answer.selection.count,
+            caller=caller.identity,
+            subject=f"{reader.dataset_id}/{entity}",
+            ids=lambda: answer.selection.ids,
+            population=len(reader.entry_ids(entity)) if entity != VARIANT else 0,
+        )
+        answer.count = released.count
+        if released.warning:
+            answer.warnings.append(f"dataset {released.warning}")
 
     def _plan(
         self,
@@ -226,29 +249,65 @@ class BeaconService:
 
     def visible(
         self, live: LiveDatasets, caller: Caller
-    ) -> dict[str, tuple[DatasetReader, Granularity]]:
-        """Datasets ``caller`` may see, with the most detail each gives them."""
-        access = self.runtime.gate.access
+    ) -> dict[str, tuple[DatasetReader, Entitlement]]:
+        """Datasets ``caller`` may see, with the most each gives them."""
+        access = self.gate.access
         visible = {}
         for dataset_id, reader in live.readers.items():
-            allowed = access.granularity(
-                caller,
-                dataset_id,
-                reader.tier,
-                reader.granularity,  # type: ignore[arg-type]
-            )
-            if allowed is not None:
-                visible[dataset_id] = (reader, allowed)
+            entitlement = access.entitlement(caller, dataset_id, reader.tier, reader.granularity)
+            if entitlement is not None:
+                visible[dataset_id] = (reader, entitlement)
         return visible
+
+    def filtering_terms(
+        self,
+        caller: Caller,
+        *,
+        scope: str | None = None,
+        entry: tuple[EntryType, str] | None = None,
+    ) -> dict[str, Any]:
+        """The terms ``caller`` may filter on: of the datasets they may see (no test data),
+        optionally of one scope, or of one entry (whose terms describe it: only for those
+        who may see its record)."""
+        live = self.datasets.live()
+        visible = [
+            (reader, entitlement)
+            for reader, entitlement in self.visible(live, caller).values()
+            if not reader.test_data
+        ]
+        if entry is None:
+            readers = [reader for reader, _ in visible]
+            response = filtering_terms(live, scope=scope, readers=readers)
+        else:
+            kind, entry_id = entry
+            record = kind.entity not in ("dataset", "cohort")
+            readers = [
+                reader
+                for reader, entitlement in visible
+                if (entitlement.granularity == Granularity.RECORD or not record)
+                and (
+                    reader.dataset_id == entry_id
+                    if kind.entity == "dataset"
+                    else entry_id in reader.entry_ids(kind.entity)
+                )
+            ]
+            if not readers:
+                raise NotFoundError(f"{kind.id} {entry_id!r} not found (or not open to you)")
+            one = (kind.entity, entry_id) if record else None
+            response = filtering_terms(live, readers=readers, entry=one)
+        return {
+            "meta": framework.informational_meta(
+                self.config,
+                {"entityType": "filteringTerm", "schema": "beacon-filtering-terms-v2.0.0"},
+            ),
+            "response": response,
+        }
 
     def _returned_granularity(
         self, request: BeaconRequest, answers: list[_DatasetAnswer]
     ) -> Granularity:
-        best: Granularity = "boolean"
-        for answer in answers:
-            if GRANULARITY_ORDER.index(answer.granularity) > GRANULARITY_ORDER.index(best):
-                best = answer.granularity
-        return lower_granularity(request.granularity, best)
+        best = max((a.granularity for a in answers), default=Granularity.BOOLEAN)
+        return min(Granularity(request.granularity), best)
 
     def _resultsets(
         self,
@@ -265,13 +324,13 @@ class BeaconService:
             "meta": self.meta(request, entry, granularity),
             "responseSummary": summary,
         }
-        warnings = plan.warnings + [a.warning for a in answers if a.warning]
+        warnings = plan.warnings + [w for a in answers for w in a.warnings]
         if warnings:
             doc["info"] = {"warnings": warnings}
-        if granularity == "boolean":
+        if granularity == Granularity.BOOLEAN:
             return doc
-        countable = [a for a in answers if a.granularity != "boolean"]
-        counts = [self._count(a) for a in countable]
+        countable = [a for a in answers if a.granularity != Granularity.BOOLEAN]
+        counts = [a.count for a in countable if a.count is not None]
         summary["numTotalResults"] = sum(c.value for c in counts)
         precision = {c.precision for c in counts} - {"exact"}
         if precision:
@@ -292,9 +351,10 @@ class BeaconService:
         self, entry: EntryType, request: BeaconRequest, answer: _DatasetAnswer, with_carriers: bool
     ) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
-        if answer.granularity == "record":
+        if answer.granularity == Granularity.RECORD:
             results = self._page(entry, request, answer, with_carriers)
-        count = self._count(answer)
+        count = answer.count
+        assert count is not None
         result_set: dict[str, Any] = {
             "id": answer.reader.dataset_id,
             "setType": "dataset",
@@ -304,22 +364,16 @@ class BeaconService:
         }
         if count.precision != "exact":
             result_set["countPrecision"] = count.precision
-        if answer.granularity != "record":
+        if answer.granularity != Granularity.RECORD:
             result_set["info"] = {"returnedGranularity": answer.granularity}
         return result_set
 
-    def _count(self, answer: _DatasetAnswer) -> SafeCount:
-        """Exact for callers who see the records anyway; made safe for aggregate callers."""
-        n = answer.selection.count
-        if answer.granularity == "record":
-            return SafeCount(n, "exact")
-        return safe_count(n, self.runtime.config.disclosure)
-
     def _limit(self, request: BeaconRequest) -> int:
-        config = self.runtime.config
-        if request.limit == 0:
+        config = self.config
+        limit = config.default_limit if request.limit is None else request.limit
+        if limit == 0:
             return config.max_limit
-        return min(request.limit, config.max_limit)
+        return min(limit, config.max_limit)
 
     def _page(
         self, entry: EntryType, request: BeaconRequest, answer: _DatasetAnswer, with_carriers: bool
@@ -354,7 +408,7 @@ class BeaconService:
         skip, limit = request.skip, self._limit(request)
         page = [_strip(d) for d in docs[skip : skip + limit]]
         doc: dict[str, Any] = {
-            "meta": self.meta(request, entry, "record"),
+            "meta": self.meta(request, entry, Granularity.RECORD),
             "responseSummary": {"exists": bool(docs), "numTotalResults": len(docs)},
             "response": {"collections": page},
         }

@@ -1,0 +1,1 @@
+"""GA4GH Beacon v2: the model, parsing requests, answering from datasets, merging answers."""

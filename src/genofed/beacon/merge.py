@@ -1,0 +1,230 @@
+"""Merging the nodes' Beacon answers into one, as a Beacon Network does.
+
+Result sets keep where they came from (``id`` becomes ``<node>:<dataset>``); counts are
+summed by the hub's ``ReleasePolicy.merge``: exact only when every node counted exactly,
+otherwise made safe again under the hub's rules. A total that leaves a node out (it only
+said yes or no, withheld its count, or did not answer) says so: ``countPrecision`` is not
+``exact`` and a warning names the node and why. Each node's outcome is reported in the
+response's ``info.nodes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from genofed.beacon.model import API_VERSION, ENTRY_TYPES, SCHEMA_BASE
+from genofed.config import Granularity
+from genofed.governance.disclosure import Precision, SafeCount
+from genofed.governance.release import Merged, Part, ReleasePolicy
+
+
+class NodeAnswer(Protocol):
+    """How one node answered (the hub's ``Reply``)."""
+
+    node: str
+    status: str
+    detail: str | None
+    document: dict[str, Any] | None
+
+    def outcome(self) -> dict[str, Any]: ...
+
+
+def node_count(node: str, summary: dict[str, Any]) -> Part:
+    """A node's count from its ``responseSummary``, or why it gave none."""
+    total = summary.get("numTotalResults")
+    if isinstance(total, int) and not isinstance(total, bool):
+        precision = summary.get("countPrecision", Precision.EXACT)
+        try:
+            return Part(node, SafeCount(total, Precision(precision)))
+        except ValueError:
+            return Part(node, SafeCount(total, Precision.IMPRECISE))
+    said = "yes" if summary.get("exists") else "no"
+    return Part(node, None, f"gave no count to this caller, only whether anyone matches ({said})")
+
+
+def node_parts(replies: Sequence[NodeAnswer]) -> list[Part]:
+    """Every node's part of a merged count: its count, or why there is none."""
+    parts = []
+    for reply in replies:
+        if reply.status == "ok" and reply.document is not None:
+            parts.append(node_count(reply.node, reply.document.get("responseSummary") or {}))
+        else:
+            parts.append(Part(reply.node, None, f"{reply.status}: {reply.detail or 'no answer'}"))
+    return parts
+
+
+def partial_warning(merged: Merged) -> str | None:
+    """What a total that leaves nodes out says about them."""
+    if not merged.partial:
+        return None
+    left_out = "; ".join(f"{p.source} ({p.reason})" for p in merged.missing)
+    return f"the total leaves out {len(merged.missing)} node(s): {left_out}"
+
+
+def merge_result_sets(
+    replies: Sequence[NodeAnswer], release: ReleasePolicy, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """One Beacon result-set response from the nodes' (those ``ok``); ``meta`` is the
+    hub's, less the granularity returned."""
+    docs = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
+    granularity = Granularity.BOOLEAN
+    for _, doc in docs:
+        returned = (doc.get("meta") or {}).get("returnedGranularity", "boolean")
+        try:
+            granularity = max(granularity, Granularity(returned))
+        except ValueError:
+            continue  # a node that answers nonsense is merged as yes or no
+    summaries = [doc.get("responseSummary") or {} for _, doc in docs]
+    summary: dict[str, Any] = {"exists": any(bool(s.get("exists")) for s in summaries)}
+    document: dict[str, Any] = {
+        "meta": {**meta, "returnedGranularity": granularity},
+        "responseSummary": summary,
+        "info": {"nodes": [r.outcome() for r in replies]},
+    }
+    warnings = [
+        f"{node}: {w}" for node, doc in docs for w in (doc.get("info") or {}).get("warnings", [])
+    ]
+    silent = [r for r in replies if r.status != "ok" or r.document is None]
+    if silent and not summary["exists"]:
+        names = ", ".join(f"{r.node} ({r.status})" for r in silent)
+        warnings.append(f"'exists: false' covers only the nodes that answered; not {names}")
+    merged = release.merge(node_parts(replies))
+    if granularity != Granularity.BOOLEAN and merged.count is None:
+        granularity = Granularity.BOOLEAN
+        document["meta"]["returnedGranularity"] = granularity
+    if granularity != Granularity.BOOLEAN and merged.count is not None:
+        summary["numTotalResults"] = merged.count.value
+        precision = merged.count.precision
+        if merged.partial:
+            precision = Precision.IMPRECISE  # a lower bound: some nodes are not in it
+            warnings.append(partial_warning(merged))  # type: ignore[arg-type]
+        if precision != Precision.EXACT:
+            summary["countPrecision"] = precision
+        result_sets = []
+        for node, doc in docs:
+            for result_set in (doc.get("response") or {}).get("resultSets") or []:
+                if isinstance(result_set, dict):
+                    result_sets.append(_from_node(node, result_set))
+        document["response"] = {"resultSets": result_sets}
+    if warnings:
+        document["info"]["warnings"] = warnings
+    return document
+
+
+def merge_collections(replies: Sequence[NodeAnswer], meta: dict[str, Any]) -> dict[str, Any]:
+    """One Beacon collections response (datasets, cohorts: catalogue metadata) from the
+    nodes'; each collection's ``id`` becomes ``<node>:<id>``."""
+    collections = []
+    for reply in replies:
+        if reply.status != "ok" or not reply.document:
+            continue
+        for item in (reply.document.get("response") or {}).get("collections") or []:
+            if isinstance(item, dict):
+                collections.append(_from_node(reply.node, item))
+    return {
+        "meta": {**meta, "returnedGranularity": "record"},
+        "responseSummary": {"exists": bool(collections), "numTotalResults": len(collections)},
+        "response": {"collections": collections},
+        "info": {"nodes": [r.outcome() for r in replies]},
+    }
+
+
+def _from_node(node: str, result_set: dict[str, Any]) -> dict[str, Any]:
+    out = dict(result_set)
+    out["id"] = f"{node}:{result_set.get('id', '')}"
+    info = dict(out.get("info") or {})
+    info["node"] = node
+    out["info"] = info
+    return out
+
+
+def union_filtering_terms(replies: Sequence[NodeAnswer], meta: dict[str, Any]) -> dict[str, Any]:
+    """Every term any node offers (the first label seen wins; scopes are joined)."""
+    terms: dict[tuple[str, str], dict[str, Any]] = {}
+    resources: dict[str, dict[str, Any]] = {}
+    for reply in replies:
+        response = (reply.document or {}).get("response") or {}
+        for term in response.get("filteringTerms") or []:
+            if not isinstance(term, dict) or "id" not in term:
+                continue
+            key = (str(term.get("type")), str(term["id"]))
+            known = terms.setdefault(key, dict(term))
+            scopes = set(known.get("scopes") or []) | set(term.get("scopes") or [])
+            if scopes:
+                known["scopes"] = sorted(scopes)
+        for resource in response.get("resources") or []:
+            if isinstance(resource, dict) and "id" in resource:
+                resources.setdefault(str(resource["id"]), resource)
+    return {
+        "meta": meta,
+        "response": {
+            "filteringTerms": sorted(terms.values(), key=lambda t: str(t["id"])),
+            "resources": sorted(resources.values(), key=lambda r: str(r["id"])),
+        },
+        "info": {"nodes": [r.outcome() for r in replies]},
+    }
+
+
+def merge_info(
+    replies: Sequence[NodeAnswer],
+    *,
+    beacon_id: str,
+    name: str,
+    version: str,
+    welcome_url: str,
+) -> dict[str, Any]:
+    """The federated Beacon's ``/info``: the hub's own, listing each node's."""
+    members = []
+    for reply in replies:
+        response = (reply.document or {}).get("response") or {}
+        members.append(
+            {
+                **reply.outcome(),
+                "beaconId": response.get("id"),
+                "name": response.get("name"),
+                "organization": response.get("organization"),
+            }
+        )
+    return {
+        "meta": informational_meta(beacon_id, "beacon-info-v2.0.0"),
+        "response": {
+            "id": beacon_id,
+            "name": name,
+            "apiVersion": API_VERSION,
+            "environment": "prod",
+            "organization": {"id": beacon_id, "name": name},
+            "description": f"{name}: a genofed hub over {len(replies)} node(s)",
+            "version": version,
+            "welcomeUrl": welcome_url,
+            "info": {"software": f"genofed {version}", "nodes": members},
+        },
+    }
+
+
+def merge_map(replies: Sequence[NodeAnswer], *, beacon_id: str, base_url: str) -> dict[str, Any]:
+    """The federated Beacon's ``/map``: the entry types any node serves, at the hub."""
+    served = set()
+    for reply in replies:
+        sets = ((reply.document or {}).get("response") or {}).get("endpointSets") or {}
+        served |= {v.get("entryType") for v in sets.values() if isinstance(v, dict)}
+    sets = {
+        f"{e.id}Endpoints": {"entryType": e.id, "rootUrl": f"{base_url}/{e.path}"}
+        for e in ENTRY_TYPES
+        if e.id in served
+    }
+    return {
+        "meta": informational_meta(beacon_id, "beacon-map-v2.0.0"),
+        "response": {
+            "$schema": f"{SCHEMA_BASE}/../../../framework/json/configuration/beaconMapSchema.json",
+            "endpointSets": sets,
+        },
+    }
+
+
+def informational_meta(beacon_id: str, schema: str) -> dict[str, Any]:
+    return {
+        "beaconId": beacon_id,
+        "apiVersion": API_VERSION,
+        "returnedSchemas": [{"entityType": schema.split("-")[1], "schema": schema}],
+    }

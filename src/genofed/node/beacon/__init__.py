@@ -1,1 +1,0 @@
-"""GA4GH Beacon v2 served by a node."""

@@ -1,1 +1,0 @@
-"""GA4GH Data Connect routes and service of a node."""

@@ -1,0 +1,93 @@
+"""FastAPI routes of ``/data-connect``: GA4GH Data Connect 1.0 (tables, data, search)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from genofed.api.errors import DATA_CONNECT_PREFIX as PREFIX
+from genofed.api.responses import JSONResponse
+from genofed.beacon import framework
+from genofed.dataconnect.query_job import Page
+from genofed.dataconnect.sql import Plan, search_body
+from genofed.node.deps import Audit, CurrentCaller, PagingCaller, Runtime
+
+POLL_SECONDS = 1
+
+
+def _page_response(page: Page, plan: Plan | None, audit: Audit) -> Response:
+    """A TableData page, put together from the JSON the query thread already made."""
+    headers = {}
+    if page.data is None:  # not ready: poll the same page again
+        headers["Retry-After"] = str(POLL_SECONDS)
+        parts = [b'{"data":[]']
+        next_index = page.index
+    else:
+        parts = [b'{"data_model":', page.model or b"{}", b',"data":', page.data]
+        next_index = page.index + 1
+    if page.errors:
+        parts += [b',"errors":', orjson.dumps(page.errors)]
+    pagination = (
+        {} if page.last else {"next_page_url": f"{PREFIX}/search/{page.job_id}/{next_index}"}
+    )
+    parts += [b',"pagination":', orjson.dumps(pagination), b"}"]
+    audit.results = page.rows
+    if plan is not None:
+        audit.datasets = sorted(plan.tables)
+    return Response(b"".join(parts), media_type="application/json", headers=headers)
+
+
+def build_data_connect_router() -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["data connect"], default_response_class=JSONResponse)
+
+    @router.get("/service-info", summary="GA4GH service-info 1.0", response_model=None)
+    def service_info(runtime: Runtime, request: Request) -> dict[str, Any]:
+        return framework.service_info(
+            runtime.config,
+            str(request.base_url).rstrip("/") + PREFIX,
+            artifact="data-connect",
+            version="1.0.0",
+            documentation="https://github.com/ga4gh-discovery/data-connect",
+        )
+
+    @router.get("/tables", summary="Tables you may query", response_model=None)
+    async def tables(runtime: Runtime, caller: CurrentCaller) -> dict[str, Any]:
+        return await run_in_threadpool(runtime.data_connect.list_tables, caller)
+
+    @router.get("/table/{table_name}/info", summary="A table's data model", response_model=None)
+    async def table_info(
+        table_name: str, runtime: Runtime, caller: CurrentCaller, audit: Audit
+    ) -> dict[str, Any]:
+        audit.datasets = [table_name]
+        return await run_in_threadpool(runtime.data_connect.table_info, caller, table_name)
+
+    @router.get("/table/{table_name}/data", summary="A table's rows", response_model=None)
+    async def table_data(
+        table_name: str, runtime: Runtime, caller: CurrentCaller, audit: Audit
+    ) -> Response:
+        audit.datasets = [table_name]
+        # Planning is quick (cached after the first time) and runs here; the query runs in
+        # a query thread, and the first page is awaited without holding a thread.
+        plan, run = runtime.data_connect.table_data(caller, table_name)
+        return _page_response(await runtime.data_connect.jobs.first_page(run), plan, audit)
+
+    @router.post("/search", summary="Run an SQL query", response_model=None)
+    async def search(
+        request: Request, runtime: Runtime, caller: CurrentCaller, audit: Audit
+    ) -> Response:
+        query, parameters = search_body(await request.body())
+        audit.statement = query[:2000]
+        plan, run = runtime.data_connect.search(caller, query, parameters)
+        return _page_response(await runtime.data_connect.jobs.first_page(run), plan, audit)
+
+    @router.get("/search/{job_id}/{index}", summary="A page of a query result", response_model=None)
+    async def search_page(
+        job_id: str, index: int, runtime: Runtime, caller: PagingCaller, audit: Audit
+    ) -> Response:
+        page = await runtime.data_connect.page(caller, job_id, index)
+        return _page_response(page, None, audit)
+
+    return router
