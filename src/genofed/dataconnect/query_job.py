@@ -43,10 +43,6 @@ _ABANDONED_S = 600.0  # a reader silent this long has gone: the query stops
 _LOST_AFTER_S = 60.0  # a running query silent this much past its timeout: its worker died
 
 
-class _AbandonedError(Exception):
-    """Nobody is reading the result any more."""
-
-
 @dataclass
 class Page:
     """One page of a result, or news that it is not ready yet."""
@@ -160,17 +156,20 @@ class QueryRun:
                 if previous is not None and texts:
                     self._publish(job, index, previous, last=False)
                     index += 1
+                if job.cancelled:  # nobody reads the result any more
+                    break
                 if texts or previous is None:
                     previous = texts
                 if not fetched or len(fetched) < settings.page_rows or errors:
                     break
+            if job.cancelled:
+                job.update(state=JobState.CANCELLED, message="nobody read the result")
+                shutil.rmtree(job.dir, ignore_errors=True)
+                return
             if transform is not None:
                 errors.extend(transform.notes)
             self._publish(job, index, previous or [], last=True, errors=errors)
             job.update(result={"pages": index + 1, "rows": rows})
-        except _AbandonedError:
-            job.update(state=JobState.CANCELLED, message="nobody read the result")
-            shutil.rmtree(job.dir, ignore_errors=True)
         except duckdb.InterruptException:
             self._fail(
                 job,
@@ -239,6 +238,8 @@ class QueryRun:
                     return
         self._spool(job)
         self._wait_for_reader(job, index)
+        if job.cancelled:
+            return
         # first line: the page's errors and row count; then its rows
         head = json.dumps({"errors": list(errors), "rows": len(texts)}).encode()
         job.publish(page_name(index, last), head + b"\n" + data)
@@ -246,11 +247,13 @@ class QueryRun:
 
     def _wait_for_reader(self, job: Job, index: int) -> None:
         """Keep at most ``_SPOOL_AHEAD`` unread pages on disk, so a slow or vanished reader
-        cannot fill it; give up once nobody has read a page for ``_ABANDONED_S``."""
+        cannot fill it; give up (cancel the job) once nobody has read a page for
+        ``_ABANDONED_S``."""
         waited_since = time.monotonic()
-        while index - _oldest_unread(job) >= _SPOOL_AHEAD:
+        while index - _oldest_unread(job) >= _SPOOL_AHEAD and not job.cancelled:
             if time.monotonic() - waited_since > _ABANDONED_S:
-                raise _AbandonedError
+                job.cancel()
+                return
             time.sleep(0.02)
 
     def _fail(self, job: Job, status: int, title: str, detail: str) -> None:

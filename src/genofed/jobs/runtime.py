@@ -101,8 +101,11 @@ class Job:
 
     @property
     def cancelled(self) -> bool:
-        """Whether the owner asked to cancel: a body should stop at its next step."""
+        """Whether the job was cancelled: a body should stop at its next step."""
         return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
     def persist(self) -> None:
         """Write the job to the spool, so any worker can serve it (once; idempotent)."""
@@ -295,7 +298,7 @@ class JobRuntime:
         record = self.record(job_id, owner)
         job = self._jobs.get(job_id)
         if job is not None and not record.state.finished:
-            job._cancelled.set()
+            job.cancel()
         return record
 
     def clean_up(self) -> None:
