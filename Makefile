@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-quick lint format clean
+.PHONY: demo test test-fast bench bench-quick lint docs format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(STAMP)  ## simulate a cohort, build a node, print example queries, serve
 
 test: $(STAMP)  ## the test suite (tests needing ../shared skip with a reason when it is absent)
 	$(BIN)/pytest -q
+
+test-fast: $(STAMP)  ## the suite without the tests that start node, hub or broker processes
+	$(BIN)/pytest -q -m "not servers"
 
 bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against baselines
 	$(BIN)/python bench/bench_ingest.py --repeats 3 --out bench/results/ingest.json
@@ -35,13 +38,17 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_data_connect.py --quick
 	$(BIN)/python bench/bench_hub.py --quick
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(STAMP)  ## ruff, and the generated reference pages are current
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/python tools/reference_docs.py --check
+
+docs: $(STAMP)  ## regenerate docs/reference/ (CLI, settings, endpoints, error codes) from the code
+	$(BIN)/python tools/reference_docs.py
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info

@@ -23,6 +23,8 @@ from genofed.store.dataset_reader import DatasetReader
 from tests.governance import TIERS, GovernedNode, build_governed_node
 from tests.live_server import GENOFED, free_port
 
+pytestmark = pytest.mark.servers  # real processes on 127.0.0.1
+
 # The policy as the issue states it, written out independently of the code.
 POLICY: dict[str, dict[str, str | None]] = {
     "public": {

@@ -108,6 +108,7 @@ def test_ingest_into_a_directory_that_is_not_a_node(tmp_path: Path) -> None:
     assert result.returncode == 1 and "genofed node init" in " ".join(result.stderr.split())
 
 
+@pytest.mark.servers
 def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """A real server process on 127.0.0.1 serving a real node."""
     node = tmp_path / "node"
@@ -167,6 +168,7 @@ def test_serve_answers_over_http_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert server.returncode in (0, -signal.SIGINT)
 
 
+@pytest.mark.servers
 def test_demo_runs_without_serving(tmp_path: Path) -> None:
     result = run(
         "demo",
@@ -201,6 +203,7 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
         assert "Traceback" not in log.read_text(), log
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path, stop: int) -> None:
     port = free_port()

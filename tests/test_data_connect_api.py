@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed._exceptions import NotFoundError
+from genofed import NotFoundError
 from genofed.config import DataConnect, load_config, save_config
 from genofed.dataconnect.catalog import QueryEngine, dataset_tables
 from genofed.dataconnect.query_job import QueryJobs, Watchdog, page_name

@@ -23,6 +23,8 @@ from tests.live_server import start_node_server
 from tests.shared_data import SHARED, needs_shared
 from tests.test_data_connect_api import node_with_table, write_clinical
 
+pytestmark = pytest.mark.servers  # real processes on 127.0.0.1
+
 SCHEMATHESIS = str(Path(sys.executable).with_name("st"))
 SPEC = SHARED / "specs" / "data-connect" / "api.yaml"
 SERVICE_INFO = SHARED / "specs" / "service-info" / "service-info.yaml"

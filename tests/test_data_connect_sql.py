@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed._exceptions import QueryError
+from genofed import QueryError
 from genofed.dataconnect.catalog import TableSource
 from genofed.dataconnect.sql import HIDDEN_COUNT, HIDDEN_IDS, plan_query
 from genofed.node.app import create_app

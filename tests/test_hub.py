@@ -26,7 +26,6 @@ import pytest
 
 from genofed import devbroker as broker
 from genofed.config import (
-    Disclosure,
     HubConfig,
     HubNode,
     TrustedIssuer,
@@ -36,7 +35,6 @@ from genofed.config import (
     save_hub_config,
 )
 from genofed.governance import keys
-from genofed.governance.disclosure import safe_count
 from genofed.governance.passports import peek
 from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
@@ -44,6 +42,8 @@ from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.beacon_schemas import errors as schema_errors
 from tests.live_server import GENOFED, free_port, start_node_server
 from tests.shared_data import needs_shared
+
+pytestmark = pytest.mark.servers  # real processes on 127.0.0.1
 
 ISSUER = "https://broker.genofed.test"
 NODES = {"alpha": (11, 40), "beta": (12, 70), "gamma": (13, 110)}  # name: (seed, samples)
@@ -188,7 +188,7 @@ def test_merged_counts_are_the_nodes_counts_summed_then_made_safe(
     # the nodes rounded their counts (anonymous callers get safe counts): the hub
     # applies the same rules again to the sum
     assert {d["responseSummary"].get("countPrecision") for d in direct.values()} != {None}
-    assert merged["responseSummary"]["numTotalResults"] == safe_count(sum(counts), _rules()).value
+    assert merged["responseSummary"]["numTotalResults"] == safe(sum(counts))
     assert merged["responseSummary"]["countPrecision"] in ("rounded", "imprecise")
     assert merged["meta"]["returnedGranularity"] == "count"
     sets = {s["id"]: s for s in merged["response"]["resultSets"]}
@@ -199,8 +199,12 @@ def test_merged_counts_are_the_nodes_counts_summed_then_made_safe(
         assert sets[f"{name}:{name}-cohort"]["info"]["node"] == name
 
 
-def _rules() -> Disclosure:
-    return Disclosure()  # the hub's rules: hub.yaml leaves them at their defaults
+def safe(n: int, min_count: int = 5, step: int = 5) -> int:
+    """The hub's rules (hub.yaml leaves them at their defaults), written out independently
+    of genofed's code: 1..4 stand as 5, the rest round to the nearest 5."""
+    if n == 0:
+        return 0
+    return min_count if n < min_count else max(min_count, (n + step // 2) // step * step)
 
 
 @needs_shared
@@ -319,18 +323,17 @@ def test_misbehaving_nodes_cost_no_more_than_the_deadline(federation: Federation
     expected = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
     doomed.kill()  # mid-federation: the hub has not noticed yet
     doomed.wait()
-    deadline = 1.0
-    start = time.perf_counter()
+    deadline = 1.0  # the slow peer takes 3 s: the hub must not wait for it
     response = httpx.get(
         f"{hub}/beacon/v2/g_variants",
         params=RANGE,
         headers={"Genofed-Deadline": str(deadline)},
         timeout=10,
     )
-    elapsed = time.perf_counter() - start
     assert response.status_code == 200
-    assert elapsed <= deadline + 0.1, elapsed
     merged = response.json()
+    [slow_outcome] = [n for n in merged["info"]["nodes"] if n["node"] == "slow"]
+    assert slow_outcome["ms"] == deadline * 1000  # cut at the deadline (time: bench_hub.py)
     got = statuses(merged)
     assert {n: got[n] for n in NODES} == dict.fromkeys(NODES, "ok")
     assert got["slow"] == "timeout"
@@ -341,7 +344,7 @@ def test_misbehaving_nodes_cost_no_more_than_the_deadline(federation: Federation
         httpx.get(f"{federation.nodes[n]}/beacon/v2/g_variants", params=RANGE).json() for n in NODES
     ]
     counts = [d["responseSummary"]["numTotalResults"] for d in healthy]
-    assert merged["responseSummary"]["numTotalResults"] == safe_count(sum(counts), _rules()).value
+    assert merged["responseSummary"]["numTotalResults"] == safe(sum(counts))
     assert len(merged["response"]["resultSets"]) == len(expected["response"]["resultSets"]) - 1
     # the hub's node status shows what it learnt
     states = {s["name"]: s for s in httpx.get(f"{hub}/hub/nodes").json()["nodes"]}
@@ -742,7 +745,7 @@ def test_one_entry_and_its_links_through_the_hub(federation: Federation, hub: st
         timeout=10,
     ).json()
     assert statuses(merged) == dict.fromkeys(NODES, "ok")
-    assert merged["responseSummary"]["numTotalResults"] == safe_count(direct, _rules()).value
+    assert merged["responseSummary"]["numTotalResults"] == safe(direct)
     # a cohort of the variant's carriers at that node, counted exactly
     cohort = httpx.post(
         f"{hub}/hub/cohorts/count",

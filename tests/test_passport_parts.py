@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from genofed import CredentialError, VisaConditionError
 from genofed import devbroker as broker
-from genofed._exceptions import CredentialError, VisaConditionError
 from genofed.config import TrustedIssuer
 from genofed.governance import keys
 from genofed.governance.conditions import (
@@ -23,7 +23,7 @@ from genofed.governance.conditions import (
     conditions_met,
     pattern_matches,
 )
-from genofed.governance.keys import KeyRing
+from genofed.governance.keys import REFRESH_INTERVAL, KeyRing
 from genofed.governance.passports import Clearinghouse
 
 
@@ -128,15 +128,16 @@ def test_keys_are_fetched_cached_and_rotated(jwks_server, tmp_path: Path) -> Non
     new = keys.create_key(tmp_path / "new.json", "https://idp.example")
     (folder / "jwks.json").write_text(json.dumps(old.jwks()))
     issuer = TrustedIssuer(issuer="https://idp.example", jwks_url=f"{base}/jwks.json")
+    now = [1000.0]
     with httpx.Client() as client:
-        ring = KeyRing([issuer], tmp_path, client)
+        ring = KeyRing([issuer], tmp_path, client, clock=lambda: now[0])
         house = Clearinghouse(ring, ring, audience=None, leeway=30)
         assert house.passport(broker.passport(old, "u", [])).sub == "u"
         assert house.passport(broker.passport(old, "v", [])).sub == "v"
         assert _Counting.hits == 1  # cached
         # The issuer rotates its key; a token with the new kid triggers one re-fetch.
         (folder / "jwks.json").write_text(json.dumps(new.jwks()))
-        ring._fetched_at.clear()  # as if the refresh interval had passed
+        now[0] += REFRESH_INTERVAL  # the refresh interval has passed
         assert house.passport(broker.passport(new, "w", [])).sub == "w"
         assert _Counting.hits == 2
         # Made-up kids within the interval do not make the node fetch again.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed._exceptions import IngestError
+from genofed import IngestError
 from genofed.node.app import create_app
 from genofed.store import reference
 from genofed.store.annotations import detect_format, parse_annotations, protein_change_1letter

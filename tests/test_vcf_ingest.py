@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from genofed._exceptions import IngestError
+from genofed import IngestError
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.conftest import SMALL_CLINICAL, SMALL_VCF

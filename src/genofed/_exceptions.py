@@ -25,7 +25,9 @@ from __future__ import annotations
 
 
 class GenofedError(Exception):
-    """Base class: ``str(err)`` says what failed and what to do."""
+    """Something failed that genofed did not expect; the operator finds it in the logs.
+
+    The base class of every error: ``str(err)`` says what failed and what to do."""
 
     status: int = 500
     code: str = "internal_error"
@@ -33,7 +35,8 @@ class GenofedError(Exception):
 
 
 class IngestError(GenofedError):
-    """Input data could not be ingested. ``source`` names the file, ``where`` the record/line."""
+    """A file could not be ingested and the node is unchanged; ``source`` names the file,
+    ``where`` the record or line."""
 
     status = 400
     code = "ingest_error"
@@ -47,16 +50,25 @@ class IngestError(GenofedError):
 
 
 class ConfigError(GenofedError):
+    """node.yaml, hub.yaml or the node directory is missing or invalid; the message names
+    the file and the setting."""
+
     status = 500
     code = "config_error"
 
 
 class NotFoundError(GenofedError):
+    """What was asked for does not exist, or is not open to this caller (the same answer
+    for both, so that nothing is learnt of what one may not see)."""
+
     status = 404
     code = "not_found"
 
 
 class QueryError(GenofedError):
+    """The request is malformed or asks for something not supported; the message says
+    what to change."""
+
     status = 400
     code = "bad_request"
 
@@ -73,7 +85,7 @@ class NodeRefusedError(QueryError):
 
 
 class CredentialError(GenofedError):
-    """Messages never echo token contents."""
+    """Credentials were presented and refused (messages never echo token contents)."""
 
     status = 401
     code = "invalid_credentials"
@@ -86,15 +98,21 @@ class UntrustedKeyError(CredentialError):
 
 
 class VisaConditionError(CredentialError):
+    """A visa's ``conditions`` claim is malformed: the visa is ignored."""
+
     code = "invalid_visa_conditions"
 
 
 class AccessDeniedError(GenofedError):
+    """The caller may not have what they asked for (their Passport does not open it)."""
+
     status = 403
     code = "forbidden"
 
 
 class BudgetExhaustedError(GenofedError):
+    """The caller has used up today's query budget; ``Retry-After`` says when it renews."""
+
     status = 429
     code = "budget_exhausted"
 
@@ -104,12 +122,15 @@ class BudgetExhaustedError(GenofedError):
 
 
 class DacError(GenofedError):
+    """A Data Access Committee action is not allowed in the application's state."""
+
     status = 409
     code = "dac_error"
 
 
 class QueryFailedError(GenofedError):
-    """A query the guard accepted failed in the engine; ``status`` says whose fault."""
+    """A query the checks accepted failed while running (bad SQL for the engine, a timeout:
+    ``query_timeout``); ``status`` says whose fault."""
 
     code = "query_failed"
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from genofed._exceptions import ConfigError, GenofedError
 from genofed.cli_output import console, fail
 from genofed.config import TrustedIssuer, load_config, save_config
+from genofed.store.node_dir import NodeDir
 
 passport_app = typer.Typer(
     help="A development Passport broker and visa issuer (for demos and tests; a node "
@@ -132,7 +133,7 @@ def node_trust(
     ] = None,
 ) -> None:
     """Trust an issuer of Passports and/or visas (adds it to node.yaml)."""
-    path = directory / "node.yaml"
+    path = NodeDir(directory).config_path
     try:
         config = load_config(path)
         if (jwks_file is None) == (jwks_url is None):
@@ -177,7 +178,7 @@ def audit_verify(
         if not seq.isdigit() or len(digest) != 64:
             raise fail(GenofedError("--expect-head must be SEQ:HASH as printed by `audit head`"))
         anchor = (int(seq), digest)
-    result = verify(directory / "audit" / "audit.log", anchor)
+    result = verify(NodeDir(directory).audit_path, anchor)
     for problem in result.problems:
         console.print(f"[bold red]tampered:[/] {problem}")
     if not result.ok:
@@ -191,8 +192,7 @@ def audit_verify(
 def audit_head(directory: Annotated[Path, typer.Argument(help="The node directory")]) -> None:
     """Print SEQ:HASH of the latest entry, to record somewhere the node cannot rewrite."""
     from genofed.governance.audit import AuditLog
-
-    seq, digest = AuditLog(directory / "audit" / "audit.log").head()
+    seq, digest = AuditLog(NodeDir(directory).audit_path).head()
     typer.echo(f"{seq}:{digest}")
 
 
@@ -221,7 +221,7 @@ def dac_consent(
     """Record a dataset's DUO consent codes (in node.yaml), used to match applications."""
     from genofed.config import DatasetPolicy
 
-    path = directory / "node.yaml"
+    path = NodeDir(directory).config_path
     try:
         config = load_config(path)
     except GenofedError as err:
@@ -306,8 +306,6 @@ GuardKind = Annotated[
 
 def _release(directory: Path):
     from genofed.governance.release import ReleasePolicy
-    from genofed.store.node_dir import NodeDir
-
     node = NodeDir(directory)
     try:
         node.check()

@@ -58,9 +58,9 @@ class Organization(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
     id: str = Field(description="Unique id of the institution running the node")
     name: str = Field(description="Human-readable name of the institution")
-    description: str | None = None
+    description: str | None = Field(None, description="What the institution is, in a sentence")
     contact_url: str | None = Field(None, description="mailto: or web address of the operator")
-    welcome_url: str | None = None
+    welcome_url: str | None = Field(None, description="The institution's web page")
 
 
 class TrustedIssuer(BaseModel):
@@ -111,9 +111,14 @@ class TierGrants(BaseModel):
     """The most each kind of caller gets from a dataset of one tier (null: nothing)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
-    anonymous: Granularity | None = None
-    registered: Granularity | None = None
-    controlled: Granularity | None = Granularity.RECORD
+    anonymous: Granularity | None = Field(None, description="Callers without a Passport")
+    registered: Granularity | None = Field(
+        None, description="Registered (bona fide) researchers: ResearcherStatus + terms visas"
+    )
+    controlled: Granularity | None = Field(
+        Granularity.RECORD,
+        description="Holders of a ControlledAccessGrants visa for the dataset (its DAC's)",
+    )
 
 
 def _default_tiers() -> dict[str, TierGrants]:
@@ -132,7 +137,7 @@ class DatasetPolicy(BaseModel):
     """The operator's word on one dataset, overriding what was set at ingest."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
-    tier: Tier | None = None
+    tier: Tier | None = Field(None, description="Overrides the tier given at ingest")
     duo: list[str] = Field(
         default_factory=list, description="DUO codes, e.g. DUO:0000007 (DS) with disease terms"
     )
@@ -243,10 +248,12 @@ class NodeConfig(BaseModel):
     )
     name: str = Field(description="Short name of the node, used in ids and the portal")
     beacon_id: str = Field(description="Reverse-domain id of the Beacon, e.g. org.example.node")
-    description: str = "A genofed node"
-    version: str = "v0.1.0"
-    environment: Literal["prod", "test", "dev", "staging"] = "dev"
-    organization: Organization
+    description: str = Field("A genofed node", description="Shown in Beacon info")
+    version: str = Field("v0.1.0", description="The version of this Beacon's content")
+    environment: Literal["prod", "test", "dev", "staging"] = Field(
+        "dev", description="Beacon info's environment"
+    )
+    organization: Organization = Field(description="The institution that runs the node")
     ontology_files: list[str] = Field(
         default_factory=list,
         description="Extra OBO files (paths relative to the node directory) for ontology filters",
@@ -256,18 +263,27 @@ class NodeConfig(BaseModel):
     public_url: str | None = Field(
         None, description="Where callers reach this node; also the `iss` of visas its DAC signs"
     )
-    trust: Trust = Field(default_factory=Trust)
-    tiers: dict[Tier, TierGrants] = Field(default_factory=_default_tiers)
+    trust: Trust = Field(
+        default_factory=Trust, description="Whom the node believes (none by default)"
+    )
+    tiers: dict[Tier, TierGrants] = Field(
+        default_factory=_default_tiers,
+        description="The most each kind of caller gets from a dataset of each tier",
+    )
     datasets: dict[str, DatasetPolicy] = Field(
         default_factory=dict, description="Per-dataset tier, DUO codes and grant values"
     )
-    disclosure: Disclosure = Field(default_factory=Disclosure)
+    disclosure: Disclosure = Field(
+        default_factory=Disclosure, description="What may leave the node (on by default)"
+    )
     dac_reviewers: list[str] = Field(
         default_factory=list,
         description="Passport `sub`s allowed to decide DAC applications through the API",
     )
     dac_grant_days: float = Field(365, gt=0, description="Lifetime of the visas the DAC signs")
-    data_connect: DataConnect = Field(default_factory=DataConnect)
+    data_connect: DataConnect = Field(
+        default_factory=DataConnect, description="Limits of Data Connect SQL"
+    )
 
     @field_validator("format")
     @classmethod
@@ -361,7 +377,7 @@ class HubConfig(BaseModel):
     )
     name: str = Field("genofed hub", description="Shown in the portal and in Beacon info")
     beacon_id: str = Field("org.genofed.hub", description="Reverse-domain id of the hub's Beacon")
-    nodes: list[HubNode] = Field(default_factory=list)
+    nodes: list[HubNode] = Field(default_factory=list, description="The nodes the hub asks")
     deadline_s: float = Field(
         5.0, gt=0, le=120, description="Default overall deadline of one fanned-out request"
     )

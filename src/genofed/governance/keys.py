@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,15 @@ def parse_key_set(data: dict) -> dict[str | None, PublicKey]:
 class KeyRing:
     """Keys of the issuers in ``issuers``, by issuer and key id."""
 
-    def __init__(self, issuers: list[TrustedIssuer], base_dir: Path, client: httpx.Client):
+    def __init__(
+        self,
+        issuers: list[TrustedIssuer],
+        base_dir: Path,
+        client: httpx.Client,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._clock = clock
         self._issuers = {i.issuer: i for i in issuers}
         self._base_dir = base_dir
         self._client = client
@@ -176,7 +185,7 @@ class KeyRing:
         return keys[kid]
 
     def _may_refresh(self, source: str) -> bool:
-        return time.monotonic() - self._fetched_at.get(source, 0.0) >= REFRESH_INTERVAL
+        return self._clock() - self._fetched_at.get(source, -REFRESH_INTERVAL) >= REFRESH_INTERVAL
 
     def _load(
         self, source: str, config: TrustedIssuer | None, jku: str | None
@@ -195,7 +204,7 @@ class KeyRing:
                 data = self._fetch(config.jwks_url)
             keys = parse_key_set(data)
             self._keys[source] = keys
-            self._fetched_at[source] = time.monotonic()
+            self._fetched_at[source] = self._clock()
             return keys
 
     def _fetch(self, url: str) -> dict:

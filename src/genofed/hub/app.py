@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from genofed import __version__
 from genofed.api.errors import install_error_handlers
-from genofed.api.responses import JSONResponse
+from genofed.api.responses import JSONResponse, operation_id
 from genofed.beacon.model import API_VERSION
 from genofed.config import HubConfig
 from genofed.hub.beacon_routes import build_hub_beacon_router
@@ -51,6 +51,7 @@ def create_hub_app(
         description="One Beacon v2 and Data Connect over every node of the federation.",
         default_response_class=JSONResponse,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.hub = hub  # read by hub.deps only
     app.include_router(build_hub_data_connect_router())

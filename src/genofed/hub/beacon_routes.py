@@ -33,7 +33,7 @@ _TERMS = "beacon-filteringterms-v2.0.0"
 def build_hub_beacon_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, default_response_class=JSONResponse, tags=["beacon"])
 
-    @router.get("/", summary="The federated Beacon", response_model=None)
+    @router.get("/", summary="The federated Beacon", response_model=None, name="root")
     @router.get("/info", summary="The federated Beacon", response_model=None)
     async def info(request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
         return merge_info(
@@ -71,25 +71,25 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
         replies = await nodes.ask("GET", f"{PREFIX}/{entry.path}/filtering_terms")
         return union_filtering_terms(replies, informational_meta(hub.config.beacon_id, _TERMS))
 
-    methods = ["GET", "POST"]
-    summary = f"{entry.name}: every node's, merged"
-    router.add_api_route(
-        f"/{entry.path}", query, methods=methods, summary=summary, response_model=None
-    )
-    router.add_api_route(  # before /{entry_id}, which would take it for an id
-        f"/{entry.path}/filtering_terms",
-        scoped_terms,
-        methods=["GET"],
-        summary=f"Terms of {entry.path} at any node",
-        response_model=None,
-    )
-    router.add_api_route(
-        f"/{entry.path}/{{entry_id}}",
-        one,
-        methods=methods,
-        summary=f"One {entry.id} by id (<node>:<id> asks that node only)",
-        response_model=None,
-    )
+    name = entry.path
+    routes: list[tuple[str, Any, list[str], str, str]] = [
+        (f"/{name}", query, ["GET", "POST"], f"{entry.name}: every node's, merged", "root"),
+        # before /{entry_id}, which would take it for an id
+        (
+            f"/{name}/filtering_terms",
+            scoped_terms,
+            ["GET"],
+            f"Terms of {name} at any node",
+            "terms",
+        ),
+        (
+            f"/{name}/{{entry_id}}",
+            one,
+            ["GET", "POST"],
+            f"One {entry.id} by id (<node>:<id> asks that node only)",
+            "one",
+        ),
+    ]
     for link in entry.links:
         target = BY_PATH[link]
 
@@ -104,13 +104,18 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
             path = f"/{entry.path}/{{id}}/{link}"
             return await _federated_query(request, hub, nodes, target, path, entry_id)
 
-        router.add_api_route(
-            f"/{entry.path}/{{entry_id}}/{link}",
-            linked,
-            methods=methods,
-            summary=f"{link} of one {entry.id}, at every node",
-            response_model=None,
-        )
+        summary = f"{link} of one {entry.id}, at every node"
+        routes.append((f"/{name}/{{entry_id}}/{link}", linked, ["GET", "POST"], summary, link))
+    for path, handler, methods, summary, kind in routes:
+        for method in methods:  # one route per method: each operation its own id
+            router.add_api_route(
+                path,
+                handler,
+                methods=[method],
+                summary=summary,
+                name=f"hub_{name}_{kind}_{method.lower()}",
+                response_model=None,
+            )
 
 
 async def _federated_query(

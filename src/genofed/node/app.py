@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from genofed import __version__
 from genofed.api.errors import install_error_handlers
-from genofed.api.responses import JSONResponse
+from genofed.api.responses import JSONResponse, operation_id
 from genofed.beacon.request import BeaconRequest
 from genofed.config import Granularity
 from genofed.node.audit_middleware import AuditMiddleware
@@ -48,6 +48,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         description="GA4GH Beacon v2 and Data Connect over this node's datasets.",
         default_response_class=JSONResponse,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.runtime = runtime  # read by node.deps only
     # Data Connect first: routes are tried in order, and the Beacon has many.

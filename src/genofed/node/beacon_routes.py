@@ -28,7 +28,7 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, default_response_class=JSONResponse)
     tags = ["framework"]
 
-    @router.get("/", tags=tags, summary="Beacon information", response_model=None)
+    @router.get("/", tags=tags, summary="Beacon information", response_model=None, name="root")
     @router.get("/info", tags=tags, summary="Beacon information", response_model=None)
     def info(runtime: Runtime, request: Request) -> dict[str, Any]:
         return framework.info(runtime.config, _base_url(request))
@@ -37,19 +37,26 @@ def build_router() -> APIRouter:
     def service_info(runtime: Runtime, request: Request) -> dict[str, Any]:
         return framework.service_info(runtime.config, _base_url(request))
 
-    @router.get("/configuration", tags=tags, response_model=None)
+    @router.get(
+        "/configuration", tags=tags, summary="The Beacon's configuration", response_model=None
+    )
     def configuration(runtime: Runtime) -> dict[str, Any]:
         return framework.configuration(runtime.config)
 
-    @router.get("/map", tags=tags, response_model=None)
+    @router.get("/map", tags=tags, summary="Endpoints this Beacon serves", response_model=None)
     def beacon_map(runtime: Runtime, request: Request) -> dict[str, Any]:
         return framework.beacon_map(runtime.config, _base_url(request))
 
-    @router.get("/entry_types", tags=tags, response_model=None)
+    @router.get("/entry_types", tags=tags, summary="Entry types served", response_model=None)
     def entry_types(runtime: Runtime) -> dict[str, Any]:
         return framework.entry_types(runtime.config)
 
-    @router.get("/filtering_terms", tags=tags, response_model=None)
+    @router.get(
+        "/filtering_terms",
+        tags=tags,
+        summary="Terms and fields you may filter on, in the datasets you may see",
+        response_model=None,
+    )
     async def all_filtering_terms(runtime: Runtime, caller: BeaconCaller) -> dict[str, Any]:
         return await run_in_threadpool(runtime.beacon.filtering_terms, caller)
 
@@ -81,41 +88,33 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
 
     path = f"/{entry.path}"
     name = entry.path
-    router.add_api_route(
-        path, root, methods=methods, summary=f"Query {name}", name=f"{name}_root", **options
-    )
-    router.add_api_route(
-        f"{path}/filtering_terms",
-        scoped_terms,
-        methods=methods,
-        name=f"{name}_filtering_terms",
-        **options,
-    )
-    router.add_api_route(
-        f"{path}/{{entry_id}}",
-        one,
-        methods=methods,
-        summary=f"One {entry.id} by id",
-        name=f"{name}_one",
-        **options,
-    )
+    routes = [
+        (path, root, f"Query {name}", "root"),
+        (f"{path}/filtering_terms", scoped_terms, f"Terms to filter {name} on", "terms"),
+        (f"{path}/{{entry_id}}", one, f"One {entry.id} by id", "one"),
+    ]
     if entry.has_id_filtering_terms:
-        router.add_api_route(
-            f"{path}/{{entry_id}}/filtering_terms",
-            entry_terms,
-            methods=methods,
-            name=f"{name}_entry_filtering_terms",
-            **options,
+        routes.append(
+            (
+                f"{path}/{{entry_id}}/filtering_terms",
+                entry_terms,
+                f"Terms of one {entry.id}",
+                "entry_terms",
+            )
         )
     for link in entry.links:
-        router.add_api_route(
-            f"{path}/{{entry_id}}/{link}",
-            _linked_endpoint(entry, BY_PATH[link]),
-            methods=methods,
-            summary=f"{link} of one {entry.id}",
-            name=f"{name}_{link}",
-            **options,
-        )
+        handler = _linked_endpoint(entry, BY_PATH[link])
+        routes.append((f"{path}/{{entry_id}}/{link}", handler, f"{link} of one {entry.id}", link))
+    for route_path, handler, summary, kind in routes:
+        for method in methods:  # one route per method: each operation its own id
+            router.add_api_route(
+                route_path,
+                handler,
+                methods=[method],
+                summary=summary,
+                name=f"{name}_{kind}_{method.lower()}",
+                **options,
+            )
 
 
 async def _answer(

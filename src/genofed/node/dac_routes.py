@@ -52,7 +52,12 @@ def _reviewer(runtime: NodeRuntime, caller: Caller) -> str:
 def build_dac_router() -> APIRouter:
     router = APIRouter(prefix="/dac", tags=["dac"], default_response_class=JSONResponse)
 
-    @router.post("/applications", status_code=201, response_model=None)
+    @router.post(
+        "/applications",
+        status_code=201,
+        summary="Apply for access to a dataset (a draft)",
+        response_model=None,
+    )
     def create(body: NewApplication, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
         if body.dataset_id not in runtime.live().readers:
             raise NotFoundError(f"dataset {body.dataset_id!r} not found")
@@ -60,42 +65,68 @@ def build_dac_router() -> APIRouter:
             str(caller.sub), caller.iss, body.dataset_id, body.title, body.purpose
         )
 
-    @router.get("/applications", response_model=None)
+    @router.get(
+        "/applications",
+        summary="Your applications (every one, for reviewers)",
+        response_model=None,
+    )
     def listing(runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
         mine = None if caller.sub in runtime.config.dac_reviewers else caller.sub
         return {"applications": runtime.gate.dac.list(mine)}
 
-    @router.get("/applications/{app_id}", response_model=None)
+    @router.get(
+        "/applications/{app_id}", summary="One application and its history", response_model=None
+    )
     def show(app_id: str, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
         app = runtime.gate.dac.get(app_id)
         if app["applicant_sub"] != caller.sub:
             _reviewer(runtime, caller)
         return {**app, "events": runtime.gate.dac.events(app_id)}
 
-    @router.put("/applications/{app_id}", response_model=None)
+    @router.put(
+        "/applications/{app_id}",
+        summary="Edit a draft or returned application",
+        response_model=None,
+    )
     def edit(
         app_id: str, body: ApplicationEdit, runtime: Runtime, caller: IdentifiedCaller
     ) -> dict[str, Any]:
         return runtime.gate.dac.edit(app_id, str(caller.sub), body.title, body.purpose)
 
-    @router.post("/applications/{app_id}/submit", response_model=None)
+    @router.post(
+        "/applications/{app_id}/submit",
+        summary="Submit an application: the DUO matcher decides it or passes it to reviewers",
+        response_model=None,
+    )
     def submit(app_id: str, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
         return runtime.gate.dac.submit(app_id, str(caller.sub))
 
-    @router.post("/applications/{app_id}/decision", response_model=None)
+    @router.post(
+        "/applications/{app_id}/decision",
+        summary="A reviewer's decision: approve, reject or return",
+        response_model=None,
+    )
     def decide(
         app_id: str, body: Decision, runtime: Runtime, caller: IdentifiedCaller
     ) -> dict[str, Any]:
         name = _reviewer(runtime, caller)
         return runtime.gate.dac.decide(app_id, name, body.decision, body.note)
 
-    @router.post("/applications/{app_id}/revoke", response_model=None)
+    @router.post(
+        "/applications/{app_id}/revoke",
+        summary="Withdraw an approval (its visa stops working at once)",
+        response_model=None,
+    )
     def revoke(
         app_id: str, body: Revocation, runtime: Runtime, caller: IdentifiedCaller
     ) -> dict[str, Any]:
         return runtime.gate.dac.revoke(app_id, _reviewer(runtime, caller), body.note)
 
-    @router.get("/applications/{app_id}/visa", response_model=None)
+    @router.get(
+        "/applications/{app_id}/visa",
+        summary="The visa an approved application grants",
+        response_model=None,
+    )
     def visa(app_id: str, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
         return {"visa": runtime.gate.dac.visa(app_id, str(caller.sub))}
 
