@@ -192,6 +192,7 @@ def audit_verify(
 def audit_head(directory: Annotated[Path, typer.Argument(help="The node directory")]) -> None:
     """Print SEQ:HASH of the latest entry, to record somewhere the node cannot rewrite."""
     from genofed.governance.audit import AuditLog
+
     seq, digest = AuditLog(NodeDir(directory).audit_path).head()
     typer.echo(f"{seq}:{digest}")
 
@@ -306,6 +307,7 @@ GuardKind = Annotated[
 
 def _release(directory: Path):
     from genofed.governance.release import ReleasePolicy
+
     node = NodeDir(directory)
     try:
         node.check()
