@@ -1,5 +1,6 @@
 """Membership-inference check: the Shringarpure–Bustamante likelihood-ratio attack on a
-node's public Beacon, with defences off and with the node's defaults on.
+node's public Beacon, with defences off, with the node's defaults on, and with the
+defaults but the public guard as it was before (``bench/legacy_guard.py``), side by side.
 
 Usage::
 
@@ -9,9 +10,11 @@ Usage::
    mutation and recombination 1.25e-8 / 1e-8 per bp, ``--length`` bp): ``--beacon``
    individuals go into the node, as many others are held out, and a reference panel of
    the same size gives the attacker allele frequencies.
-2. Build two real nodes from the same VCF, both serving the dataset as ``public``: one
+2. Build three real nodes from the same VCF, all serving the dataset as ``public``: one
    with defences off (no allele floor, no budget), one with ``node.yaml`` defaults
-   (allele floor AC >= 5, 1,000 queries per caller per day, small counts suppressed).
+   (allele floor AC >= 5, the public allele guard, 1,000 queries per caller per day,
+   small counts suppressed), and one with the defaults but the old guard (which left
+   pivotal carriers out of every answer for good).
 3. For each target (``--targets`` beacon members and as many held-out individuals) the
    attacker asks the node, as an anonymous caller with its own address, whether each
    allele the target carries exists, rarest (by the reference panel) first, up to
@@ -23,7 +26,8 @@ Usage::
    D_N = (1 - f)^(2N) and genotyping error 1e-6; members are called when the statistic
    is below the 5th percentile of the held-out targets'. Reported: power at 5 % FPR for
    n = 10 … 10,000 (goal with defaults: <= 0.1 at 10,000; without defences it should be
-   high), JSON plus a table.
+   high), JSON plus a table; and, after the attack, the share of common alleles (AC >= 100)
+   a new anonymous caller is still told exist (below 1: true answers turned false).
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from genofed._exceptions import BudgetExhaustedError  # noqa: E402
+from bench.legacy_guard import LegacyIndividualGuard  # noqa: E402
+
+from genofed import BudgetExhaustedError  # noqa: E402
 from genofed.beacon.model import BY_PATH  # noqa: E402
 from genofed.beacon.request import from_query_string  # noqa: E402
-from genofed.beacon.service import BeaconService  # noqa: E402
 from genofed.config import Disclosure, default_config  # noqa: E402
 from genofed.governance.access import Caller  # noqa: E402
 from genofed.node.runtime import NodeRuntime  # noqa: E402
@@ -94,14 +99,19 @@ def write_vcf(path: Path, genotypes: np.ndarray, positions: np.ndarray) -> None:
             out.write(f"22\t{pos}\t.\tA\tG\t.\tPASS\t.\tGT\t{gts}\n")
 
 
+# The nodes the attack is run against: defences off, the defaults (this release's guard),
+# and the defaults with the guard as it was before (bench/legacy_guard.py).
+SETUPS = ("defences off", "defaults on", "defaults, old guard")
+
+
 def build_node(
-    root: Path, vcf: Path, defences: bool, overrides: dict[str, float | int | None]
-) -> BeaconService:
+    root: Path, vcf: Path, setup: str, overrides: dict[str, float | int | None]
+) -> NodeRuntime:
     config = default_config("membership")
-    if defences:
-        config.disclosure = config.disclosure.model_copy(update=overrides)
-    else:
+    if setup == "defences off":
         config.disclosure = Disclosure.off()
+    else:
+        config.disclosure = config.disclosure.model_copy(update=overrides)
     ingest_vcf(
         NodeDir.create(root, config),
         "beacon",
@@ -109,7 +119,41 @@ def build_node(
         assembly="GRCh38",
         settings=DatasetSettings(granularity="record", tier="public"),
     )
-    return BeaconService(NodeRuntime(root))
+    runtime = NodeRuntime(root, clock=lambda: 0.0)  # one day: the guard's window never ends
+    if setup == "defaults, old guard":
+        runtime.gate.release.alleles = LegacyIndividualGuard()  # type: ignore[assignment]
+    return runtime
+
+
+def _left_out(runtime: NodeRuntime) -> int:
+    guard = runtime.gate.release.alleles
+    if guard is None:
+        return 0
+    if isinstance(guard, LegacyIndividualGuard):
+        return len(guard.excluded("beacon"))
+    return len(guard.left_out("beacon"))
+
+
+def common_shown(
+    runtime: NodeRuntime, beacon: np.ndarray, positions: np.ndarray, how_many: int = 200
+) -> float:
+    """After the attack: the share of common alleles (AC >= 100 in the node) an anonymous
+    newcomer is still told exist. Anything below 1 is a true answer turned false."""
+    entry = BY_PATH["g_variants"]
+    common = np.flatnonzero(beacon.sum(axis=1) >= 100)[:how_many]
+    caller = Caller(client="after-the-attack")
+    shown = 0
+    for site in common:
+        request = from_query_string(
+            [
+                ("referenceName", "22"),
+                ("start", str(int(positions[site]) - 1)),
+                ("referenceBases", "A"),
+                ("alternateBases", "G"),
+            ]
+        )
+        shown += bool(runtime.beacon.query(entry, request, caller)["responseSummary"]["exists"])
+    return shown / max(len(common), 1)
 
 
 def lrt_terms(freq: np.ndarray, n_beacon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +166,7 @@ def lrt_terms(freq: np.ndarray, n_beacon: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def attack(
-    service: BeaconService,
+    runtime: NodeRuntime,
     label: str,
     targets: list[np.ndarray],
     positions: np.ndarray,
@@ -134,11 +178,12 @@ def attack(
 ) -> list[np.ndarray]:
     """Cumulative LRT after each query, per target."""
     entry = BY_PATH["g_variants"]
-    budget = service.runtime.gate.budget
+    budget = runtime.gate.release.budget
+    assert budget is not None
     yes, no = lrt_terms(freq, n_beacon)
     # Answers are reused across targets only when the node keeps no state that changes
     # them (the individual guard does: it excludes carriers as queries come in).
-    stateless = not service.runtime.config.disclosure.public_individual_guard
+    stateless = not runtime.config.disclosure.public_individual_guard
     answers: dict[int, bool] = {}
     curves = []
     task = progress.add_task(f"attacking ({label})", total=len(targets))
@@ -165,7 +210,7 @@ def attack(
                     ]
                 )
                 answers[site] = bool(
-                    service.query(entry, request, caller)["responseSummary"]["exists"]
+                    runtime.beacon.query(entry, request, caller)["responseSummary"]["exists"]
                 )
             contributions[i] = yes[site] if answers[site] else no[site]
         curves.append(np.cumsum(contributions))
@@ -231,13 +276,14 @@ def main() -> int:
         vcf = Path(tmp) / "beacon.vcf"
         write_vcf(vcf, beacon, positions)
         with Progress(console=console) as progress:
-            for label, defences in (("defences off", False), ("defaults on", True)):
-                service = build_node(Path(tmp) / label.replace(" ", "-"), vcf, defences, overrides)
+            for label in SETUPS:
+                folder = Path(tmp) / label.replace(" ", "-").replace(",", "")
+                runtime = build_node(folder, vcf, label, overrides)
                 answered: list[int] = []
                 # Members and others alternate, so both meet the same evolving node state.
                 mixed = [t for pair in zip(members, others, strict=True) for t in pair]
                 curves = attack(
-                    service,
+                    runtime,
                     label,
                     mixed,
                     positions,
@@ -255,7 +301,9 @@ def main() -> int:
                         if k <= args.max_queries
                     },
                     "answered_queries_per_target": int(np.median(answered)),
-                    "disclosure": service.runtime.config.disclosure.model_dump(),
+                    "disclosure": runtime.config.disclosure.model_dump(),
+                    "people_left_out": _left_out(runtime),
+                    "common_alleles_still_shown": common_shown(runtime, beacon, positions),
                 }
     table = Table("queries", *results)
     for k in CHECKPOINTS:
@@ -263,14 +311,22 @@ def main() -> int:
             table.add_row(
                 f"{k:,}", *(f"{results[r]['power_at_5pct_fpr'][str(k)]:.2f}" for r in results)
             )
+    table.add_row("people left out", *(str(results[r]["people_left_out"]) for r in results))
+    table.add_row(
+        "common alleles shown after",
+        *(f"{results[r]['common_alleles_still_shown']:.2f}" for r in results),
+    )
     console.print("Power of the attack at 5 % false positives:")
     console.print(table)
     final = str(max(k for k in CHECKPOINTS if k <= args.max_queries))
     goal_met = results["defaults on"]["power_at_5pct_fpr"][final] <= 0.1
-    on, off = (results[k]["power_at_5pct_fpr"][final] for k in ("defaults on", "defences off"))
+    off, on, old = (results[k]["power_at_5pct_fpr"][final] for k in SETUPS)
     console.print(
         f"after {int(final):,} queries: power {on:.2f} with defaults "
-        f"(goal <= 0.1: {'met' if goal_met else 'NOT met'}), {off:.2f} with defences off"
+        f"(goal <= 0.1: {'met' if goal_met else 'NOT met'}), {old:.2f} with the old guard, "
+        f"{off:.2f} with defences off; common alleles still shown: "
+        f"{results['defaults on']['common_alleles_still_shown']:.2f} (old guard: "
+        f"{results['defaults, old guard']['common_alleles_still_shown']:.2f})"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

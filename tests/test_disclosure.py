@@ -152,7 +152,7 @@ def test_no_single_carrier_decides_a_public_allele_answer(gov, client) -> None:
             is False
         )
         guard = guarded.app.state.runtime.gate.release.alleles  # type: ignore[attr-defined]
-        assert guard.left_out("address testclient", "open") == {"S3"}
+        assert guard.left_out("open") == {"S3"}
         # Researchers who may see counts are not affected.
         registered = guarded.get(
             "/beacon/v2/g_variants", params=params, headers=passport_header(gov, "reg-5")

@@ -129,10 +129,11 @@ def test_the_allele_guard_withholds_what_one_person_decides(tmp_path: Path) -> N
         3,
     )
     assert list(shown.shown) == [1]
-    assert guard.left_out("eve", "d") == set(samples)
-    assert guard.left_out("bob", "d") == set()  # another caller's state is their own
-    now[0] += 86400  # the next day starts afresh
-    assert guard.left_out("eve", "d") == set()
+    assert guard.left_out("d") == set(samples)  # the dataset's, whoever asks next
+    assert guard.left_out("other") == set()
+    assert guard.status() == [("d", 6, False, ["eve"])]
+    now[0] += 86400  # the next window starts afresh
+    assert guard.left_out("d") == set()
 
 
 def test_the_allele_guard_state_is_bounded_and_never_hides_common_alleles(tmp_path: Path) -> None:
@@ -154,11 +155,11 @@ def test_the_allele_guard_state_is_bounded_and_never_hides_common_alleles(tmp_pa
             lambda rows, row=row: copies[[row]][rows],
             3,
         )
-        assert len(guard.left_out("eve", "d")) <= 4  # bounded
+        assert len(guard.left_out("d")) <= 4  # bounded
     assert list(shown.shown) == [29]  # the common allele is shown, the state full or not
-    assert shown.floor == 3 + 2 + 2 * 4  # the caller's floor rose instead of leaving out more
-    assert guard.status() == [("eve", "d", len(guard.left_out("eve", "d")), True)]
-    assert guard.reset("eve") > 0 and guard.left_out("eve", "d") == set()
+    assert shown.floor == 3 + 2 + 2 * 4  # the floor rose instead of leaving out more
+    assert guard.status() == [("d", len(guard.left_out("d")), True, ["eve"])]
+    assert guard.reset("d") > 0 and guard.left_out("d") == set()
 
 
 # -- through the node ---------------------------------------------------------------------
@@ -208,7 +209,7 @@ def test_a_public_beacon_never_says_no_when_the_answer_is_yes(simulated_node) ->
         assert after["responseSummary"]["exists"] is True
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         guard = runtime.gate.release.alleles
-        left_out = guard.left_out("address testclient", "sim")
+        left_out = guard.left_out("sim")
         assert len(left_out) <= runtime.config.disclosure.public_guard_max_excluded
 
 
@@ -284,9 +285,7 @@ def test_guard_state_is_shown_and_reset_by_the_operator(guarded_client, tmp_path
     status = runner.invoke(app, ["node", "guard", "status", str(gov.node.root)])
     assert status.exit_code == 0, status.output
     assert "address testclient" in status.output and "open" in status.output
-    reset = runner.invoke(
-        app, ["node", "guard", "reset", str(gov.node.root), "--caller", "address testclient"]
-    )
-    assert reset.exit_code == 0 and "1" in reset.output
+    reset = runner.invoke(app, ["node", "guard", "reset", str(gov.node.root), "--dataset", "open"])
+    assert reset.exit_code == 0 and "alleles: forgot 1 record(s)" in reset.output
     guard = client.app.state.runtime.gate.release.alleles  # type: ignore[attr-defined]
-    assert guard.left_out("address testclient", "open") == set()
+    assert guard.left_out("open") == set()

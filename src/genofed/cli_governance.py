@@ -319,23 +319,24 @@ def _release(directory: Path):
 
 @guard_app.command("status")
 def guard_status(directory: NodeDirArg) -> None:
-    """Today's state of each guard, per caller: people left out of their public allele
-    answers, count answers the differencing guard remembers, queries used."""
+    """What each guard remembers now: the people left out of each dataset's anonymous
+    allele answers (and whose questions left them out), the count answers the
+    differencing guard remembers per caller, and today's queries per caller."""
     from rich.table import Table
 
     config, release = _release(directory)
     rules = config.disclosure
     assert release.alleles and release.differencing and release.budget
     alleles = Table(
-        "caller",
         "dataset",
         "people left out",
-        title=f"Public allele guard (at most {rules.public_guard_max_excluded} per caller, "
-        "dataset and day)",
+        "asked by",
+        title=f"Public allele guard (at most {rules.public_guard_max_excluded} per dataset, "
+        f"for {rules.public_guard_window_days} day(s))",
     )
-    for caller, dataset, n, full in release.alleles.status():
-        note = " (full: this caller's floor is raised)" if full else ""
-        alleles.add_row(caller, dataset, f"{n}{note}")
+    for dataset, n, full, callers in release.alleles.status():
+        note = " (full: the public floor is raised)" if full else ""
+        alleles.add_row(dataset, f"{n}{note}", ", ".join(callers))
     differencing = Table(
         "caller",
         "subject",
@@ -359,25 +360,27 @@ def guard_status(directory: NodeDirArg) -> None:
 @guard_app.command("reset")
 def guard_reset(
     directory: NodeDirArg,
+    what: GuardKind = "alleles",
+    dataset: Annotated[
+        str | None, typer.Option(help="The public allele guard: only this dataset")
+    ] = None,
     caller: Annotated[
         str | None,
-        typer.Option(help="Only this caller (as `guard status` names them); default: everyone"),
+        typer.Option(help="Differencing and budget: only this caller (as `status` names them)"),
     ] = None,
-    what: GuardKind = "alleles",
 ) -> None:
-    """Forget what a guard remembers (of one caller, or of everyone): for a caller the
-    public allele guard has raised the floor for, or after a false alarm."""
+    """Forget what a guard remembers: the people left out of anonymous allele answers
+    (whose floor is then the configured one again), a caller's differencing history, or
+    today's budgets."""
     _, release = _release(directory)
+    assert release.alleles and release.differencing and release.budget
     guards = {
-        "alleles": release.alleles,
-        "differencing": release.differencing,
-        "budget": release.budget,
+        "alleles": lambda: release.alleles.reset(dataset),  # type: ignore[union-attr]
+        "differencing": lambda: release.differencing.reset(caller),  # type: ignore[union-attr]
+        "budget": lambda: release.budget.reset(caller),  # type: ignore[union-attr]
     }
     chosen = list(guards) if what == "all" else [what]
     if any(name not in guards for name in chosen):
         raise fail(GenofedError(f"--what must be alleles, differencing, budget or all; not {what}"))
     for name in chosen:
-        guard = guards[name]
-        assert guard is not None
-        removed = guard.reset(caller)
-        console.print(f"{name}: forgot {removed} record(s){f' of {caller}' if caller else ''}")
+        console.print(f"{name}: forgot {guards[name]()} record(s)")

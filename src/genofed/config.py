@@ -174,9 +174,14 @@ class Disclosure(BaseModel):
     public_guard_max_excluded: int = Field(
         25,
         ge=0,
-        description="At most this many people are left out of one anonymous caller's "
-        "public allele answers per dataset and day; beyond, that caller's floor rises to "
-        "public_min_allele_count + 2 + 2 x this (where no one carrier can matter)",
+        description="At most this many people are left out of a dataset's anonymous allele "
+        "answers per window; beyond, the floor rises to public_min_allele_count + 2 + 2 x "
+        "this (where no one carrier can matter) until the window ends",
+    )
+    public_guard_window_days: int = Field(
+        1,
+        ge=1,
+        description="How long the public allele guard remembers whom it left out (UTC days)",
     )
     differencing_k: int = Field(
         5, ge=1, description="Two count queries may not differ by fewer than k individuals"

@@ -62,6 +62,53 @@ def partial_warning(merged: Merged) -> str | None:
     return f"the total leaves out {len(merged.missing)} node(s): {left_out}"
 
 
+def merge_counts(
+    replies: Sequence[NodeAnswer],
+    release: ReleasePolicy,
+    *,
+    also: Sequence[NodeAnswer] = (),
+) -> dict[str, Any]:
+    """The nodes' counts of one question (a cohort), each as the node released it, and the
+    total as the hub releases it: ``total`` (``None`` when no node gave a count, never a
+    false 0), ``countPrecision``, ``partial`` when a node is left out (with why, in its
+    ``withheld`` and in ``warnings``), ``exists``, and the nodes' own warnings. Replies in
+    ``also`` (nodes not asked) are listed but leave nothing out."""
+    outcomes, parts, warnings = [], [], []
+    exists = False
+    for reply in replies:
+        outcome = reply.outcome()
+        document = reply.document if reply.status == "ok" else None
+        if document is not None:
+            summary = document.get("responseSummary") or {}
+            part = node_count(reply.node, summary)
+            exists = exists or bool(summary.get("exists"))
+            outcome["exists"] = bool(summary.get("exists"))
+            if part.count is not None:
+                outcome["count"] = part.count.value
+                outcome["countPrecision"] = part.count.precision
+            else:
+                outcome["withheld"] = part.reason
+            notes = (document.get("info") or {}).get("warnings", [])
+            warnings += [f"{reply.node}: {w}" for w in notes]
+        else:
+            part = Part(reply.node, None, f"{reply.status}: {reply.detail or 'no answer'}")
+        parts.append(part)
+        outcomes.append(outcome)
+    merged = release.merge(parts)
+    if note := partial_warning(merged):
+        warnings.append(note)
+    answer: dict[str, Any] = {
+        "total": None if merged.count is None else merged.count.value,
+        "countPrecision": None if merged.count is None else merged.count.precision,
+        "partial": merged.partial,
+        "exists": exists,
+        "nodes": outcomes + [r.outcome() for r in also],
+    }
+    if warnings:
+        answer["warnings"] = warnings
+    return answer
+
+
 def merge_result_sets(
     replies: Sequence[NodeAnswer], release: ReleasePolicy, meta: dict[str, Any]
 ) -> dict[str, Any]:

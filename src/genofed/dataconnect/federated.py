@@ -274,6 +274,44 @@ def _combine(
     return float(sum(sums)) / float(count) if count else None
 
 
+def merge_answers(
+    query: Federated,
+    answered: list[tuple[str, dict[str, Any]]],
+    errors: list[dict[str, str]],
+    release: ReleasePolicy,
+) -> dict[str, Any]:
+    """The federated answer (a TableData page) from each node's ``rows``, data ``models``,
+    ``notes`` and matching ``tables``: rows merged, and what each node said or could not
+    answer as ``errors`` (``errors`` holds those of the nodes that did not answer)."""
+    errors = list(errors)
+    partials = []
+    models = []
+    for node, document in answered:
+        precision: dict[str, Precision] = {}
+        for model in document["models"]:
+            precision.update(model_precisions(model))
+        partials.append(NodeRows(node, document["rows"], precision))
+        models += document["models"]
+        errors += [{**n, "source": node} for n in document["notes"] if isinstance(n, dict)]
+        if not document["tables"]:
+            errors.append(
+                {
+                    "source": node,
+                    "title": "No such table",
+                    "detail": f"the node has no table {query.table!r} you may query",
+                    "code": "not_found",
+                }
+            )
+    body: dict[str, Any] = {
+        "data_model": merged_model(query, models),
+        "data": merge_rows(query, partials, release),
+        "pagination": {},
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
 def merged_model(query: Federated, models: list[dict[str, Any]]) -> dict[str, Any]:
     """The merged answer's data model, from the nodes' models of their columns; count
     columns say how exact the merged counts are."""

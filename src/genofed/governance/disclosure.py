@@ -217,54 +217,64 @@ class GuardedAlleles:
 class PublicAlleleGuard:
     """No single individual decides a public allele answer.
 
-    For one caller and dataset, an allele is shown when it reaches the floor ``T`` without
-    the carriers already left out for that caller, and without any one of the remaining
-    carriers. A carrier without whom a shown allele would fall below ``T`` is left out of
-    the caller's public allele answers for the rest of the day, so their later answers do
-    not depend on that person either. At most ``max_excluded`` people are left out per
-    caller, dataset and day; then the caller's floor becomes ``T + 2 + 2 * max_excluded``,
-    above which no carrier (two copies at most) and no one left out can change an answer,
-    so nothing more needs to be remembered.
+    An allele is shown to anonymous callers when it reaches the floor ``T`` without the
+    carriers already left out, and without any one of the remaining carriers. A carrier
+    without whom a shown allele would fall below ``T`` is left out of every anonymous
+    allele answer of the dataset for the rest of the window (``window_days``), so later
+    answers do not depend on that person either. The state is the dataset's, not a
+    caller's: an attacker with many addresses gains nothing by changing address.
+
+    It is bounded: at most ``max_excluded`` people are left out per dataset and window.
+    Then the floor becomes ``T + 2 + 2 * max_excluded``, above which no carrier (two
+    copies at most) and no one left out can change an answer, so nothing more needs to be
+    remembered; common alleles are always shown. What the guard does not show is
+    withheld, never reported absent (``ReleasePolicy.floor_warning``).
     """
 
-    def __init__(self, path: Path, max_excluded: int, *, clock: Clock = time.time):
+    def __init__(
+        self, path: Path, max_excluded: int, *, window_days: int = 1, clock: Clock = time.time
+    ):
         self.max_excluded = max_excluded
+        self.window_days = window_days
         self.clock = clock
         self._con = SqliteState(
             path,
-            "CREATE TABLE IF NOT EXISTS left_out (caller TEXT, dataset TEXT, day INTEGER, "
-            "sample TEXT, PRIMARY KEY (caller, dataset, day, sample));"
-            "CREATE TABLE IF NOT EXISTS full (caller TEXT, dataset TEXT, day INTEGER, "
-            "PRIMARY KEY (caller, dataset, day));",
+            "CREATE TABLE IF NOT EXISTS left_out (dataset TEXT, window INTEGER, sample TEXT, "
+            "caller TEXT, PRIMARY KEY (dataset, window, sample));"
+            "CREATE TABLE IF NOT EXISTS full (dataset TEXT, window INTEGER, caller TEXT, "
+            "PRIMARY KEY (dataset, window));",
             durable=False,
         )
 
-    def left_out(self, caller: str, dataset: str) -> set[str]:
+    def _window(self) -> int:
+        return _day(self.clock) // self.window_days
+
+    def left_out(self, dataset: str) -> set[str]:
+        """The people left out of the dataset's anonymous allele answers this window."""
         rows = self._con().execute(
-            "SELECT sample FROM left_out WHERE caller = ? AND dataset = ? AND day = ?",
-            [caller, dataset, _day(self.clock)],
+            "SELECT sample FROM left_out WHERE dataset = ? AND window = ?",
+            [dataset, self._window()],
         )
         return {r[0] for r in rows.fetchall()}
 
-    def is_full(self, caller: str, dataset: str) -> bool:
-        """Whether no one more may be left out for ``caller`` today."""
+    def is_full(self, dataset: str) -> bool:
+        """Whether no one more may be left out this window."""
         row = self._con().execute(
-            "SELECT 1 FROM full WHERE caller = ? AND dataset = ? AND day = ?",
-            [caller, dataset, _day(self.clock)],
+            "SELECT 1 FROM full WHERE dataset = ? AND window = ?", [dataset, self._window()]
         )
         return row.fetchone() is not None
 
-    def _leave_out(self, caller: str, dataset: str, samples: Iterable[str], full: bool) -> None:
-        day = _day(self.clock)
+    def _leave_out(self, dataset: str, samples: Iterable[str], full: bool, caller: str) -> None:
+        window = self._window()
         con = self._con()
         con.executemany(
             "INSERT OR IGNORE INTO left_out VALUES (?, ?, ?, ?)",
-            [(caller, dataset, day, s) for s in samples],
+            [(dataset, window, s, caller) for s in samples],
         )
         if full:
-            con.execute("INSERT OR IGNORE INTO full VALUES (?, ?, ?)", [caller, dataset, day])
-        con.execute("DELETE FROM left_out WHERE day < ?", [day])
-        con.execute("DELETE FROM full WHERE day < ?", [day])
+            con.execute("INSERT OR IGNORE INTO full VALUES (?, ?, ?)", [dataset, window, caller])
+        con.execute("DELETE FROM left_out WHERE window < ?", [window])
+        con.execute("DELETE FROM full WHERE window < ?", [window])
 
     def shown(
         self,
@@ -278,14 +288,15 @@ class PublicAlleleGuard:
         *,
         first_only: bool = False,
     ) -> GuardedAlleles:
-        """The candidate alleles ``caller`` may be shown.
+        """The candidate alleles an anonymous caller may be shown (``caller`` is recorded,
+        for the operator, as the one whose question left people out).
 
         ``genotypes(rows)`` gives the copies of the allele per sample for candidate rows
         (``(len(rows), samples)``); it is only called for alleles close to the floor.
         With ``first_only`` (a yes/no answer) the guard stops at the first allele shown.
         """
-        excluded = self.left_out(caller, dataset)
-        full = len(excluded) >= self.max_excluded or self.is_full(caller, dataset)
+        excluded = self.left_out(dataset)
+        full = len(excluded) >= self.max_excluded or self.is_full(dataset)
         robust_floor = floor + 2 + 2 * (self.max_excluded if full else len(excluded))
         keep = allele_counts >= robust_floor
         if full or (first_only and keep.any()):
@@ -317,7 +328,7 @@ class PublicAlleleGuard:
                 out[pivotal] = True
                 newly.update(sample_ids[p] for p in pivotal)
         if newly or full:
-            self._leave_out(caller, dataset, newly, full)
+            self._leave_out(dataset, newly, full, caller)
         if full:
             # No room to leave out more: only alleles no carrier can matter to are shown.
             robust_floor = floor + 2 + 2 * self.max_excluded
@@ -325,24 +336,32 @@ class PublicAlleleGuard:
             return GuardedAlleles(candidates[keep], robust_floor, examined)
         return GuardedAlleles(candidates[keep], floor, examined)
 
-    def status(self) -> list[tuple[str, str, int, bool]]:
-        """Today's ``(caller, dataset, people left out, full)``."""
-        day = _day(self.clock)
-        rows = self._con().execute(
-            "SELECT caller, dataset, count(sample), "
-            "EXISTS (SELECT 1 FROM full f WHERE f.caller = l.caller AND f.dataset = l.dataset "
-            "AND f.day = l.day) FROM left_out l WHERE day = ? "
-            "GROUP BY caller, dataset, day ORDER BY 3 DESC, 1, 2",
-            [day],
-        )
-        return [(str(c), str(d), int(n), bool(f)) for c, d, n, f in rows.fetchall()]
+    def status(self) -> list[tuple[str, int, bool, list[str]]]:
+        """This window's ``(dataset, people left out, full, callers whose questions left
+        them out)``."""
+        window = self._window()
+        con = self._con()
+        found: dict[str, tuple[int, bool, set[str]]] = {}
+        for dataset, sample_count, callers in con.execute(
+            "SELECT dataset, count(*), group_concat(DISTINCT caller) FROM left_out "
+            "WHERE window = ? GROUP BY dataset",
+            [window],
+        ).fetchall():
+            found[dataset] = (int(sample_count), False, set(str(callers).split(",")))
+        for dataset, caller in con.execute(
+            "SELECT dataset, caller FROM full WHERE window = ?", [window]
+        ).fetchall():
+            n, _, callers = found.get(dataset, (0, False, set()))
+            found[dataset] = (n, True, callers | {caller})
+        return [(d, n, full, sorted(c)) for d, (n, full, c) in sorted(found.items())]
 
-    def reset(self, caller: str | None = None) -> int:
+    def reset(self, dataset: str | None = None) -> int:
+        """Forget who is left out (of one dataset, or of all)."""
         con = self._con()
         removed = 0
         for table in ("left_out", "full"):
             sql, params = f"DELETE FROM {table}", []
-            if caller is not None:
-                sql, params = sql + " WHERE caller = ?", [caller]
+            if dataset is not None:
+                sql, params = sql + " WHERE dataset = ?", [dataset]
             removed += con.execute(sql, params).rowcount
         return removed

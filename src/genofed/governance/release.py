@@ -11,8 +11,9 @@ mechanisms of ``governance.disclosure``, which nothing else calls:
 * **counts**: exact for a caller entitled to the records (they could count them); made
   safe (``safe_count``) for anyone else, whatever granularity they asked for;
 * **floors**: anonymous allele answers show only alleles at or above the public floor that
-  no single carrier decides (``PublicAlleleGuard``); what the floor hides is withheld and
-  the answer says so, never reported absent;
+  no single carrier decides (``PublicAlleleGuard``, whose state is bounded per dataset and
+  time window); what the floor hides is withheld and the answer says so, never reported
+  absent;
 * **budgets**: every request is charged to its caller's daily budget (``admit``);
 * **differencing**: a count over people for a caller not entitled to their records is
   withheld when, set against an earlier answer, it would single out fewer than ``k``;
@@ -122,6 +123,7 @@ class ReleasePolicy:
             self.alleles = PublicAlleleGuard(
                 state_dir / "public-allele-guard.sqlite",
                 rules.public_guard_max_excluded,
+                window_days=rules.public_guard_window_days,
                 clock=clock,
             )
 

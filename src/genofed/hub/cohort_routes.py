@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from genofed.api.responses import JSONResponse
-from genofed.beacon.merge import node_count, partial_warning
+from genofed.beacon.merge import merge_counts
 from genofed.config import HubNode
-from genofed.governance.release import Part, ReleasePolicy
+from genofed.governance.release import ReleasePolicy
 from genofed.hub.client import NodeClient
 from genofed.hub.cohorts import CohortCriteria, CohortDefinition, criteria_of
 from genofed.hub.deps import Hub, Nodes
@@ -20,8 +20,8 @@ async def count_cohort(
     nodes: NodeClient, release: ReleasePolicy, criteria: CohortCriteria
 ) -> dict[str, Any]:
     """Each node's count of the cohort (made safe by the node) and the total (made safe
-    again by the hub's release policy). A total that leaves nodes out says which and why;
-    nodes with none of the cohort's datasets are not asked."""
+    again by the hub's release policy); nodes with none of the cohort's datasets are not
+    asked, and do not make the total partial."""
     wanted = criteria.nodes()
 
     async def call(node: HubNode, end: float) -> Reply:
@@ -31,41 +31,8 @@ async def count_cohort(
         return await nodes.send(node, "POST", criteria.beacon_path(), end, body=body)
 
     replies = await nodes.each(call)
-    outcomes, parts, warnings = [], [], []
-    exists = False
-    for reply in replies:
-        outcome = reply.outcome()
-        if reply.status == "ok" and reply.document is not None:
-            document = reply.document
-            summary = document.get("responseSummary") or {}
-            part = node_count(reply.node, summary)
-            exists = exists or bool(summary.get("exists"))
-            outcome["exists"] = bool(summary.get("exists"))
-            if part.count is not None:
-                outcome["count"] = part.count.value
-                outcome["countPrecision"] = part.count.precision
-            else:
-                outcome["withheld"] = part.reason
-            warnings += [
-                f"{reply.node}: {w}" for w in (document.get("info") or {}).get("warnings", [])
-            ]
-            parts.append(part)
-        elif reply.status != "skipped" or wanted is None or reply.node in wanted:
-            parts.append(Part(reply.node, None, f"{reply.status}: {reply.detail or 'no answer'}"))
-        outcomes.append(outcome)
-    merged = release.merge(parts)
-    if note := partial_warning(merged):
-        warnings.append(note)
-    answer: dict[str, Any] = {
-        "total": None if merged.count is None else merged.count.value,
-        "countPrecision": None if merged.count is None else merged.count.precision,
-        "partial": merged.partial,
-        "exists": exists,
-        "nodes": outcomes,
-    }
-    if warnings:
-        answer["warnings"] = warnings
-    return answer
+    asked = [r for r in replies if wanted is None or r.node in wanted]
+    return merge_counts(asked, release, also=[r for r in replies if r not in asked])
 
 
 def build_cohort_router() -> APIRouter:

@@ -19,15 +19,7 @@ from genofed._exceptions import NotFoundError
 from genofed.api.errors import DATA_CONNECT_PREFIX as PREFIX
 from genofed.api.responses import JSONResponse
 from genofed.config import HubNode
-from genofed.dataconnect.federated import (
-    Federated,
-    NodeRows,
-    Routed,
-    merge_rows,
-    merged_model,
-    model_precisions,
-    plan,
-)
+from genofed.dataconnect.federated import Federated, Routed, merge_answers, plan
 from genofed.dataconnect.sql import search_body
 from genofed.hub.client import NodeClient
 from genofed.hub.deps import Hub, Nodes
@@ -89,7 +81,8 @@ def build_hub_data_connect_router() -> APIRouter:
         replies = await nodes.each(
             lambda node, end: _every_page(nodes, node, end, where, parameters)
         )
-        return _merged(where, replies, hub.release)
+        answered = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
+        return merge_answers(where, answered, node_errors(replies), hub.release)
 
     @router.get(
         "/nodes/{node_name}/search/{job}/{page}",
@@ -172,36 +165,3 @@ async def _every_page(
     document = {"rows": rows, "models": models, "notes": notes, "tables": names}
     ms = (time.perf_counter() - start) * 1000
     return Reply(node.name, "ok", ms=ms, http_status=200, document=document)
-
-
-def _merged(query: Federated, replies: list[Reply], release: Any) -> dict[str, Any]:
-    """The federated answer: every node's rows merged, and what each node said or could
-    not answer as ``errors``."""
-    answered = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
-    errors = node_errors(replies)
-    partials = []
-    models = []
-    for node, document in answered:
-        precision: dict[str, Any] = {}
-        for model in document["models"]:
-            precision.update(model_precisions(model))
-        partials.append(NodeRows(node, document["rows"], precision))
-        models += document["models"]
-        errors += [{**n, "source": node} for n in document["notes"] if isinstance(n, dict)]
-        if not document["tables"]:
-            errors.append(
-                {
-                    "source": node,
-                    "title": "No such table",
-                    "detail": f"the node has no table {query.table!r} you may query",
-                    "code": "not_found",
-                }
-            )
-    body: dict[str, Any] = {
-        "data_model": merged_model(query, models),
-        "data": merge_rows(query, partials, release),
-        "pagination": {},
-    }
-    if errors:
-        body["errors"] = errors
-    return body

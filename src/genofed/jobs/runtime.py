@@ -302,12 +302,11 @@ class JobRuntime:
         return record
 
     def clean_up(self) -> None:
-        """Delete jobs past their time to live."""
-        now = time.monotonic()
-        if now - self._cleaned < _CLEAN_EVERY_S or not self.root.is_dir():
-            return
-        self._cleaned = now
+        """Delete jobs past their time to live (looked for at most once a minute)."""
         wall = self.clock()
+        if wall - self._cleaned < _CLEAN_EVERY_S or not self.root.is_dir():
+            return
+        self._cleaned = wall
         for directory in self.root.iterdir():
             record = self._read_record(directory.name)
             try:
