@@ -333,6 +333,8 @@ class BeaconService:
         counts = [a.count for a in countable if a.count is not None]
         summary["numTotalResults"] = sum(c.value for c in counts)
         precision = {c.precision for c in counts} - {"exact"}
+        if len(countable) < len(answers) and any(a.terms.counts for a in answers):
+            precision.add("imprecise")  # a dataset's count was withheld: the total omits it
         if precision:
             # Beacon v2.2: the total is not exact (rounded, or a floor for small counts).
             summary["countPrecision"] = "imprecise" if "imprecise" in precision else "rounded"
