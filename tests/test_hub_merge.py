@@ -284,3 +284,37 @@ def test_fake_nodes_record_what_they_are_asked(hub) -> None:
     individuals(client, filters="HP:0001250")
     assert [(r.method, r.path) for r in seen] == [("GET", "/beacon/v2/individuals")]
     assert ("filters", "HP:0001250") in seen[0].params
+
+
+def test_a_node_still_running_its_query_is_polled_through_to_its_last_page(hub) -> None:
+    """A node's first page may be empty (not ready within its page wait): the hub polls
+    its next page, and the node is an answer, not an error."""
+    row = {"__k0": "female", "__a1": "7", "__a2s": 70.0, "__a2c": "7"}
+
+    def answer(request: FakeRequest) -> dict[str, Any]:
+        if request.method == "POST":  # not ready: poll the same page
+            return {"data": [], "pagination": {"next_page_url": "/data-connect/search/j1/0"}}
+        return search_page([row], None)
+
+    node = FakeNode("slowish", tables=[{"name": "d.individuals"}], data_connect=answer)
+    response = hub([node]).post("/data-connect/search", json={"query": QUERY})
+    assert response.status_code == 200
+    assert response.json()["data"] == [{"sex": "female", "n": "7", "mean_age": 10.0}]
+    assert [r.path for r in node.requests if r.method == "GET"][-1] == "/data-connect/search/j1/0"
+
+
+@pytest.mark.parametrize("bad", ["x", "inf", "NaN", "-3", "2.5"])
+def test_a_node_answering_nonsense_rows_is_its_own_error(federated, bad) -> None:
+    good = dc_node("a", [{"__k0": "female", "__a1": "7", "__a2s": 70.0, "__a2c": "7"}], None)
+    broken = dc_node("b", [{"__k0": "female", "__a1": bad, "__a2s": 1.0, "__a2c": "1"}], None)
+    answer = federated([good, broken])
+    assert answer["data"] == [{"sex": "female", "n": "7", "mean_age": 10.0}]
+    [error] = [e for e in answer["errors"] if e["source"] == "b"]
+    assert error["code"] == "node_error" and "cannot be merged" in error["detail"]
+
+
+def test_a_query_naming_one_node_is_exact_about_that_node(hub) -> None:
+    client = hub([FakeNode.counting("a", 3), FakeNode.counting("b", 9)])
+    response = client.get("/beacon/v2/individuals/a:P1", params=COUNT).json()
+    assert response["responseSummary"] == {"exists": True, "numTotalResults": 3}
+    assert "warnings" not in response["info"]  # b was not asked: nothing is left out

@@ -148,3 +148,21 @@ def test_output_names_cannot_escape_the_job(runtime: JobRuntime) -> None:
     for name in ("../x", "job.json", ".hidden", ""):
         with pytest.raises(ValueError, match="not an output name"):
             runtime.output(job.id, name)
+
+
+def test_a_job_being_read_is_kept_past_its_time_to_live(runtime: JobRuntime) -> None:
+    def body(job: Job) -> None:
+        for k in range(3):
+            job.publish(f"page-{k}", b"[]")
+
+    job = runtime.submit("data-connect", "alice", body, ttl_s=100)
+    wait_until_finished(runtime, job)
+    runtime.now[0] += 90  # type: ignore[attr-defined]
+    assert runtime.output(job.id, "page-0", consume=True) == b"[]"  # a reader is there
+    runtime.now[0] += 90  # type: ignore[attr-defined]  # 180 s after it ran, 90 after the read
+    runtime.clean_up()
+    assert runtime.output(job.id, "page-1", consume=True) == b"[]"
+    runtime.now[0] += 200  # type: ignore[attr-defined]  # then left alone
+    runtime.clean_up()
+    with pytest.raises(NotFoundError):
+        runtime.record(job.id, "alice")

@@ -165,8 +165,8 @@ class Disclosure(BaseModel):
     )
     public_individual_guard: bool = Field(
         True,
-        description="No single carrier may decide a public allele answer: one who would is "
-        "left out of public allele answers from then on",
+        description="No single carrier may decide an anonymous allele answer: one who would "
+        "is left out of the dataset's anonymous allele answers for the rest of the window",
     )
     query_budget: int | None = Field(
         1000, ge=1, description="Queries per caller per day (anonymous: per client address)"

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from genofed.config import Disclosure, HubConfig, HubNode
+from genofed.hub.credentials import BROKER
 from genofed.hub.transport import Response
 
 __all__ = ["FakeNode", "FakeRequest", "FakeTransport", "fake_hub_app"]
@@ -161,8 +162,10 @@ class FakeTransport:
         headers: dict[str, str] | None = None,
         timeout_s: float,
     ) -> Response:
-        if node.name == "broker" and form is not None and self.broker is not None:
-            return Response(200, orjson.dumps(self.broker(form)))
+        if node.name == BROKER:
+            if self.broker is None:
+                raise ConnectionError("no broker in this fake federation")
+            return Response(200, orjson.dumps(self.broker(dict(form or {}))))
         fake = self.nodes.get(node.name)
         if fake is None or fake.down:
             raise ConnectionError("ClientConnectorError")

@@ -97,9 +97,12 @@ def merge_counts(
     merged = release.merge(parts)
     if note := partial_warning(merged):
         warnings.append(note)
+    precision = None if merged.count is None else merged.count.precision
+    if precision is not None and merged.partial:
+        precision = Precision.IMPRECISE  # a lower bound: some nodes are not in it
     answer: dict[str, Any] = {
         "total": None if merged.count is None else merged.count.value,
-        "countPrecision": None if merged.count is None else merged.count.precision,
+        "countPrecision": precision,
         "partial": merged.partial,
         "exists": exists,
         "nodes": outcomes + [r.outcome() for r in also],
@@ -110,10 +113,15 @@ def merge_counts(
 
 
 def merge_result_sets(
-    replies: Sequence[NodeAnswer], release: ReleasePolicy, meta: dict[str, Any]
+    replies: Sequence[NodeAnswer],
+    release: ReleasePolicy,
+    meta: dict[str, Any],
+    *,
+    not_asked: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """One Beacon result-set response from the nodes' (those ``ok``); ``meta`` is the
-    hub's, less the granularity returned."""
+    hub's, less the granularity returned. Nodes in ``not_asked`` (the question was not for
+    them) are listed but leave nothing out."""
     docs = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
     granularity = Granularity.BOOLEAN
     for _, doc in docs:
@@ -132,11 +140,12 @@ def merge_result_sets(
     warnings = [
         f"{node}: {w}" for node, doc in docs for w in (doc.get("info") or {}).get("warnings", [])
     ]
-    silent = [r for r in replies if r.status != "ok" or r.document is None]
+    asked = [r for r in replies if r.node not in not_asked]
+    silent = [r for r in asked if r.status != "ok" or r.document is None]
     if silent and not summary["exists"]:
         names = ", ".join(f"{r.node} ({r.status})" for r in silent)
         warnings.append(f"'exists: false' covers only the nodes that answered; not {names}")
-    merged = release.merge(node_parts(replies))
+    merged = release.merge(node_parts(asked))
     if granularity != Granularity.BOOLEAN and merged.count is None:
         granularity = Granularity.BOOLEAN
         document["meta"]["returnedGranularity"] = granularity

@@ -73,6 +73,13 @@ class Federated:
 def plan(query: str) -> Routed | Federated:
     """Where ``query`` goes; raises ``QueryError`` saying what is wrong."""
     try:
+        return _plan(query)
+    except RecursionError:
+        raise QueryError("the query is nested too deeply; simplify it") from None
+
+
+def _plan(query: str) -> Routed | Federated:
+    try:
         statements = [s for s in sqlglot.parse(query, read="trino") if s is not None]
     except (ParseError, TokenError) as exc:
         raise QueryError(f"syntax error: {str(exc).splitlines()[0]}") from None
@@ -290,6 +297,17 @@ def merge_answers(
         precision: dict[str, Precision] = {}
         for model in document["models"]:
             precision.update(model_precisions(model))
+        problem = _bad_rows(query, document["rows"])
+        if problem is not None:  # a node's nonsense is its own error, never the hub's
+            errors.append(
+                {
+                    "source": node,
+                    "title": "Node error",
+                    "detail": f"the node's rows cannot be merged: {problem}",
+                    "code": "node_error",
+                }
+            )
+            continue
         partials.append(NodeRows(node, document["rows"], precision))
         models += document["models"]
         errors += [{**n, "source": node} for n in document["notes"] if isinstance(n, dict)]
@@ -310,6 +328,28 @@ def merge_answers(
     if errors:
         body["errors"] = errors
     return body
+
+
+def _bad_rows(query: Federated, rows: list[dict[str, Any]]) -> str | None:
+    """What is wrong with a node's rows, if anything: counts must be whole numbers, sums
+    and the parts of averages finite numbers."""
+    for row in rows:
+        for output in query.outputs:
+            if output.kind in ("key", "min", "max"):
+                continue
+            for column in output.columns:
+                value = row.get(column)
+                if value is None:
+                    continue
+                try:
+                    number = _number(value)
+                except (TypeError, ValueError):
+                    return f"{output.name}: {str(value)[:40]!r} is not a number"
+                if not math.isfinite(number):
+                    return f"{output.name}: {value!r} is not finite"
+                if output.kind == "count" and (number < 0 or float(number) != int(number)):
+                    return f"{output.name}: {value!r} is not a count"
+    return None
 
 
 def merged_model(query: Federated, models: list[dict[str, Any]]) -> dict[str, Any]:

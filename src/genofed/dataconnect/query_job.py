@@ -363,7 +363,7 @@ class QueryJobs:
         if index < 0:
             raise NotFoundError("no such page")
         try:
-            record = self.jobs.record(job_id, owner)
+            record = self.jobs.record(job_id, owner)  # a snapshot, taken before looking
         except NotFoundError:
             raise NotFoundError("no such page") from None
         for last in (False, True):

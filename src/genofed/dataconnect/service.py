@@ -226,6 +226,10 @@ class DataConnectService:
                 person_level=table.person_level,
             )
             counts = [shape.public[i][0] for i in plan.aggregate.count_columns]
+            precisions = {
+                shape.public[i][0]: release.precision(terms, rows=i in plan.aggregate.row_counts)
+                for i in plan.aggregate.count_columns
+            }
             transform = DisclosedAggregates(
                 counts,
                 table,
@@ -234,7 +238,7 @@ class DataConnectService:
                 caller.identity,
                 self._population(engine, table.name) if table.person_level else 0,
             )
-            model = _with_count_precision(model, counts, release.precision(terms))
+            model = _with_count_precision(model, precisions)
         return self.jobs.launch(
             engine, shape.sql, values, owner=caller.identity, model=model, transform=transform
         )
@@ -252,7 +256,7 @@ class DataConnectService:
         and the data model of the others, once per query and parameter types: the types
         of ``?`` can change a result's types. A result of ``few_rows`` of plain types is
         written as JSON in Python (``RowsAsJson``), any other by DuckDB."""
-        key = (sql, tuple(type(v).__name__ for v in values), few_rows)
+        key = (sql, tuple(_type_key(v) for v in values), few_rows)
         known = self._shapes.get(key)
         if known is None:
             cursor = engine.cursor()
@@ -332,15 +336,24 @@ class DisclosedAggregates:
         return kept
 
 
-def _with_count_precision(model: bytes, columns: list[str], precision: str) -> bytes:
+def _with_count_precision(model: bytes, precisions: dict[str, str]) -> bytes:
     """The data model, its count columns marked with how precise their values are (the
     hub reads it to make merged counts safe again)."""
-    if not columns:
+    if not precisions:
         return model
     schema = orjson.loads(model)
-    for name in columns:
+    for name, precision in precisions.items():
         schema["properties"][name][COUNT_PRECISION] = precision
     return orjson.dumps(schema)
+
+
+def _type_key(value: Any) -> Any:
+    """What of a parameter decides a result's types: its type, and those of its elements."""
+    if isinstance(value, list):
+        return ("list", tuple(sorted({repr(_type_key(v)) for v in value})))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _type_key(v)) for k, v in sorted(value.items())))
+    return type(value).__name__
 
 
 def _pinned_rows(

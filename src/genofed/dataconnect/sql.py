@@ -80,6 +80,7 @@ class AggregatePlan:
 
     table: TableSource
     count_columns: tuple[int, ...]
+    row_counts: frozenset[int] = frozenset()  # those of count_columns that are count(*)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,17 @@ def plan_query(
     ``visible`` are the tables the caller may query; ``aggregate_only`` those of them
     they may see only aggregates of.
     """
+    try:
+        return _plan(query, visible, aggregate_only)
+    except RecursionError:
+        raise QueryError("the query is nested too deeply; simplify it") from None
+
+
+def _plan(
+    query: str,
+    visible: Mapping[str, TableSource],
+    aggregate_only: frozenset[str],
+) -> Plan:
     tree = _parse(query)
     _check_nodes(tree)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
@@ -316,6 +328,7 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
             key_sql.add(key.sql())
     aggregates = 0
     count_columns = []
+    row_counts: set[int] = set()
     for position, item in enumerate(items):
         value = _unaliased(item)
         if value.find(exp.AggFunc) is not None:
@@ -325,6 +338,8 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
             aggregates += 1
             if isinstance(value, exp.Count):
                 count_columns.append(position)
+                if isinstance(value.this, exp.Star):
+                    row_counts.add(position)
         elif value.sql() not in key_sql and value.find(exp.Column) is not None:
             raise QueryError(hint + f"{value.sql()} must be in GROUP BY or inside an aggregate")
     if not aggregates:
@@ -338,7 +353,7 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
     if source.person_level:
         ids = exp.ArrayAgg(this=exp.Distinct(expressions=[row.copy()]))
         tree.select(exp.alias_(ids, HIDDEN_IDS), copy=False)
-    return AggregatePlan(source, tuple(count_columns))
+    return AggregatePlan(source, tuple(count_columns), frozenset(row_counts))
 
 
 def _pin_to_position(

@@ -144,17 +144,6 @@ class AccessPolicy:
             return None
         return Entitlement(min(Granularity(allowed), Granularity(ceiling)), standing)
 
-    def granularity(
-        self,
-        caller: Caller,
-        dataset_id: str,
-        ingest_tier: str | None,
-        ceiling: Granularity,
-    ) -> Granularity | None:
-        """The most ``caller`` may get from the dataset (``None``: it does not exist for them)."""
-        entitlement = self.entitlement(caller, dataset_id, ingest_tier, ceiling)
-        return None if entitlement is None else entitlement.granularity
-
 
 def _above(a: Granularity | None, b: Granularity | None) -> bool:
     return a is not None and (b is None or Granularity(a) > Granularity(b))

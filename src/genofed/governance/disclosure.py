@@ -14,11 +14,11 @@ the small SQLite files that every server worker of a node shares.
   dataset) by fewer than ``k`` individuals is withheld: subtracting the two would single
   those individuals out.
 * The public allele guard: an allele shown to an anonymous caller must reach the floor
-  without any one carrier, and a carrier who would decide an answer is left out of that
-  caller's later public allele answers (after Raisaro et al. 2017). Its state is per
-  caller, dataset and day, and bounded: once a caller has had ``max_excluded`` people
-  left out, their floor rises so far that no one carrier can matter, instead of leaving
-  out more. An allele the guard does not show is withheld, never reported absent.
+  without any one carrier, and a carrier who would decide an answer is left out of the
+  dataset's later anonymous allele answers (after Raisaro et al. 2017). Its state is per
+  dataset and time window, and bounded: once ``max_excluded`` people are left out, the
+  floor rises so far that no one carrier can matter, instead of leaving out more. An
+  allele the guard does not show is withheld, never reported absent.
 """
 
 from __future__ import annotations
@@ -141,6 +141,8 @@ class DifferencingGuard:
             "caller TEXT, dataset TEXT, ids BLOB, day INTEGER);"
             "CREATE INDEX IF NOT EXISTS answered_key ON answered (caller, dataset, seq);",
             durable=False,
+            # files of releases before 0.1 have no day: their answers count as today's
+            columns={"answered": {"day": f"INTEGER NOT NULL DEFAULT {_day(clock)}"}},
         )
 
     @staticmethod
@@ -210,8 +212,7 @@ class GuardedAlleles:
     """What the public allele guard lets a caller see of some candidate alleles."""
 
     shown: np.ndarray  # the candidates shown
-    floor: int  # the caller's floor now: alleles below it were withheld
-    examined: int  # candidates whose carriers were looked at
+    floor: int  # the floor now: alleles below it were withheld
 
 
 class PublicAlleleGuard:
@@ -264,17 +265,39 @@ class PublicAlleleGuard:
         )
         return row.fetchone() is not None
 
-    def _leave_out(self, dataset: str, samples: Iterable[str], full: bool, caller: str) -> None:
+    def _leave_out(self, dataset: str, samples: set[str], full: bool, caller: str) -> bool:
+        """Record ``samples`` as left out (and the window as full); returns whether the
+        window is full. Checked again inside one write transaction: workers answering at
+        the same time cannot leave out more than ``max_excluded`` between them."""
         window = self._window()
         con = self._con()
-        con.executemany(
-            "INSERT OR IGNORE INTO left_out VALUES (?, ?, ?, ?)",
-            [(dataset, window, s, caller) for s in samples],
-        )
-        if full:
-            con.execute("INSERT OR IGNORE INTO full VALUES (?, ?, ?)", [dataset, window, caller])
-        con.execute("DELETE FROM left_out WHERE window < ?", [window])
-        con.execute("DELETE FROM full WHERE window < ?", [window])
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            current = {
+                r[0]
+                for r in con.execute(
+                    "SELECT sample FROM left_out WHERE dataset = ? AND window = ?",
+                    [dataset, window],
+                ).fetchall()
+            }
+            if len(current | samples) > self.max_excluded:
+                full = True  # others left people out meanwhile: no room for these
+            else:
+                con.executemany(
+                    "INSERT OR IGNORE INTO left_out VALUES (?, ?, ?, ?)",
+                    [(dataset, window, s, caller) for s in samples],
+                )
+            if full:
+                con.execute(
+                    "INSERT OR IGNORE INTO full VALUES (?, ?, ?)", [dataset, window, caller]
+                )
+            con.execute("DELETE FROM left_out WHERE window < ?", [window])
+            con.execute("DELETE FROM full WHERE window < ?", [window])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return full
 
     def shown(
         self,
@@ -297,18 +320,16 @@ class PublicAlleleGuard:
         """
         excluded = self.left_out(dataset)
         full = len(excluded) >= self.max_excluded or self.is_full(dataset)
-        robust_floor = floor + 2 + 2 * (self.max_excluded if full else len(excluded))
+        robust_floor = floor + 2 + 2 * max(len(excluded), self.max_excluded if full else 0)
         keep = allele_counts >= robust_floor
         if full or (first_only and keep.any()):
-            return GuardedAlleles(candidates[keep], robust_floor if full else floor, 0)
+            return GuardedAlleles(candidates[keep], robust_floor if full else floor)
         near = np.flatnonzero(~keep & (allele_counts >= floor))
         newly: set[str] = set()
-        examined = 0
         if len(near):
             out = np.array([s in excluded for s in sample_ids], dtype=bool)
             copies = genotypes(near)
             for row, i in enumerate(near):
-                examined += 1
                 c = copies[row].astype(np.int64)
                 c[out] = 0
                 total = int(c.sum())
@@ -328,13 +349,13 @@ class PublicAlleleGuard:
                 out[pivotal] = True
                 newly.update(sample_ids[p] for p in pivotal)
         if newly or full:
-            self._leave_out(dataset, newly, full, caller)
+            full = self._leave_out(dataset, newly, full, caller)
         if full:
             # No room to leave out more: only alleles no carrier can matter to are shown.
-            robust_floor = floor + 2 + 2 * self.max_excluded
+            robust_floor = floor + 2 + 2 * max(self.max_excluded, len(excluded))
             keep = allele_counts >= robust_floor
-            return GuardedAlleles(candidates[keep], robust_floor, examined)
-        return GuardedAlleles(candidates[keep], floor, examined)
+            return GuardedAlleles(candidates[keep], robust_floor)
+        return GuardedAlleles(candidates[keep], floor)
 
     def status(self) -> list[tuple[str, int, bool, list[str]]]:
         """This window's ``(dataset, people left out, full, callers whose questions left

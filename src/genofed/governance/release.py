@@ -63,7 +63,6 @@ class Terms:
     """The rules one answer to one caller is released under (``ReleasePolicy.terms``)."""
 
     granularity: Granularity  # what the answer carries
-    entitled: Granularity  # the most the caller may have
     exact: bool  # counts are exact (the caller may see the records they count)
     floor: AlleleFloor | None  # anonymous allele answers
     differencing: bool  # counts over people are checked by the differencing guard
@@ -151,7 +150,6 @@ class ReleasePolicy:
         granularity = min(Granularity(asked), entitlement.granularity)
         return Terms(
             granularity=granularity,
-            entitled=entitlement.granularity,
             exact=exact,
             floor=floor,
             differencing=person_level and not exact,
@@ -219,12 +217,15 @@ class ReleasePolicy:
         """A count inside a released row (already past ``group``)."""
         return SafeCount(n, Precision.EXACT) if terms.exact else safe_count(n, self.rules)
 
-    def precision(self, terms: Terms) -> Precision:
-        """How exact the counts of released aggregate rows are (each at least
-        ``min_group``): exact, or rounded when the rules round."""
-        if terms.exact or self.rules.round_to <= 1:
+    def precision(self, terms: Terms, *, rows: bool = True) -> Precision:
+        """How exact a count column of released aggregate rows is: exact, or rounded when
+        the rules round. A count of the rows themselves is at least ``min_group``; any
+        other count (of a column's values) may be smaller, and then stands as the floor."""
+        if terms.exact:
             return Precision.EXACT
-        return Precision.ROUNDED
+        if not rows and self.rules.min_count > 1:
+            return Precision.IMPRECISE
+        return Precision.EXACT if self.rules.round_to <= 1 else Precision.ROUNDED
 
     def _differs(self, caller: str, subject: str, ids: Iterable[str], population: int) -> bool:
         if self.differencing is None:
@@ -247,7 +248,7 @@ class ReleasePolicy:
         anonymous caller is shown."""
         floor = terms.floor
         if floor is None or not floor.guard or self.alleles is None:
-            return GuardedAlleles(candidates, floor.min_count if floor else 0, 0)
+            return GuardedAlleles(candidates, floor.min_count if floor else 0)
         return self.alleles.shown(
             caller,
             dataset,

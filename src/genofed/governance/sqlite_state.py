@@ -11,10 +11,19 @@ class SqliteState:
     """One connection per thread to ``path``, created with ``schema`` on first use."""
 
     def __init__(
-        self, path: Path, schema: str, *, rows_as_dicts: bool = False, durable: bool = True
+        self,
+        path: Path,
+        schema: str,
+        *,
+        rows_as_dicts: bool = False,
+        durable: bool = True,
+        columns: dict[str, dict[str, str]] | None = None,
     ):
+        """``columns`` (table -> column -> definition) are added to a table an earlier
+        release created without them: the file is upgraded in place, keeping its rows."""
         self.path = path
         self.schema = schema
+        self.columns = columns or {}
         self.rows_as_dicts = rows_as_dicts
         self.durable = durable
         self._local = threading.local()
@@ -33,5 +42,10 @@ class SqliteState:
                 # few increments, never corrupt the file).
                 con.execute("PRAGMA synchronous=NORMAL")
             con.executescript(self.schema)
+            for table, wanted in self.columns.items():
+                have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+                for column, definition in wanted.items():
+                    if column not in have:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             self._local.con = con
         return con

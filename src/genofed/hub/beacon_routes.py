@@ -153,7 +153,8 @@ async def _federated_query(
     }
     if entry.collection:
         return merge_collections(replies, meta)
-    return merge_result_sets(replies, hub.release, meta)
+    others = frozenset(n.name for n in hub.config.nodes if only is not None and n.name != only)
+    return merge_result_sets(replies, hub.release, meta, not_asked=others)
 
 
 async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:

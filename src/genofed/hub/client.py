@@ -7,6 +7,7 @@ to ask: ``beacon`` and ``ask`` of every node, ``search`` and ``page`` of one.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from genofed._exceptions import NodeRefusedError, NotFoundError
@@ -97,3 +98,8 @@ class NodeClient:
     async def page(self, node: HubNode, path: str) -> Reply:
         """A later page of a node's Data Connect result (``path`` as the node gave it)."""
         return await self.one(node, "GET", path)
+
+    @staticmethod
+    def remaining(end: float) -> float:
+        """Seconds left before ``end`` (``time.monotonic()``), never negative."""
+        return max(0.0, end - time.monotonic())

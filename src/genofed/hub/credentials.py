@@ -26,6 +26,7 @@ from genofed.governance.passports import peek
 from genofed.hub.fanout import Credentials
 from genofed.hub.transport import Transport
 
+BROKER = "(broker)"  # the transport's name for the broker
 _RENEW_BEFORE_S = 30  # a cached Passport this close to expiry is exchanged again
 
 
@@ -40,7 +41,8 @@ class TokenExchange:
         self._broker: tuple[HubNode, str] | None = None
         if url is not None:
             parts = urlsplit(url)
-            origin = HubNode(name="broker", url=f"{parts.scheme}://{parts.netloc}")
+            # Not a node: a name no node can have (node names are [a-z0-9-]).
+            origin = HubNode.model_construct(name=BROKER, url=f"{parts.scheme}://{parts.netloc}")
             self._broker = (origin, parts.path or "/")
 
     def for_caller(self, authorization: str | None) -> Credentials | None:

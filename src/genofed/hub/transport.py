@@ -84,6 +84,8 @@ class AiohttpTransport:
                 content = await response.read()
                 response_headers = {k.lower(): v for k, v in response.headers.items()}
                 return Response(response.status, content, response_headers)
+        except TimeoutError:
+            raise  # aiohttp's timeouts are ClientErrors too: a timeout stays one
         except aiohttp.ClientError as exc:
             raise ConnectionError(type(exc).__name__) from exc
 

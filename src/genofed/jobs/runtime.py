@@ -14,11 +14,13 @@ worker can serve them::
     state/jobs/<id>/job.json      the record (written atomically on every change)
     state/jobs/<id>/<output>      outputs, each written atomically
 
-Jobs past their time to live are deleted (looked for at most once a minute).
+A job is deleted once it has been left alone (no change, no output read) for its time to
+live (looked for at most once a minute).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from typing import Any
 from genofed._exceptions import GenofedError, NotFoundError
 
 _ID_BYTES = 18
+_READ_AT = ".read-at"  # when a reader last took an output (the runtime's clock)
 _CLEAN_EVERY_S = 60.0
 
 
@@ -106,6 +109,10 @@ class Job:
 
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def snapshot(self) -> JobRecord:
+        with self._lock:
+            return replace(self.record, result=dict(self.record.result))
 
     def persist(self) -> None:
         """Write the job to the spool, so any worker can serve it (once; idempotent)."""
@@ -217,11 +224,11 @@ class JobRuntime:
         return job
 
     def _run(self, job: Job, body: Body) -> None:
-        if job.cancelled:
-            job.update(state=JobState.CANCELLED)
-            return
-        job.update(state=JobState.RUNNING)
         try:
+            if job.cancelled:
+                job.update(state=JobState.CANCELLED)
+                return
+            job.update(state=JobState.RUNNING)
             body(job)
         except GenofedError as exc:
             error = {"status": exc.status, "title": _title(exc), "detail": str(exc)}
@@ -248,7 +255,7 @@ class JobRuntime:
         """A job's record, for its owner; ``NotFoundError`` for anyone else or no job."""
         job = self._jobs.get(job_id)
         if job is not None:
-            record = job.record
+            record = job.snapshot()  # the body goes on changing the live one
         else:
             record = self._read_record(job_id)
         if record is None or record.owner != owner:
@@ -278,6 +285,9 @@ class JobRuntime:
                 path.unlink()
             except FileNotFoundError:
                 return None  # another reader took it first
+            # A reader is there: the job is in use (the clean-up looks at this).
+            with contextlib.suppress(FileNotFoundError):
+                write_atomically(path.parent / _READ_AT, repr(self.clock()).encode())
         return content
 
     def outputs(self, job_id: str) -> list[str]:
@@ -308,16 +318,23 @@ class JobRuntime:
             return
         self._cleaned = wall
         for directory in self.root.iterdir():
+            if directory.name in self._jobs:
+                continue  # running here
             record = self._read_record(directory.name)
-            try:
-                expired = (
-                    record.expires < wall
-                    if record is not None
-                    else directory.stat().st_mtime < wall - self.ttl_s
-                )
-            except FileNotFoundError:
+            if record is None:  # a directory left half-removed: by the file system's clock
+                try:
+                    orphaned = directory.stat().st_mtime + self.ttl_s < time.time()
+                except FileNotFoundError:
+                    continue
+                if orphaned:
+                    shutil.rmtree(directory, ignore_errors=True)
                 continue
-            if expired and directory.name not in self._jobs:
+            # Activity keeps a job: its record changing, or a reader taking an output.
+            try:
+                read_at = float((directory / _READ_AT).read_text())
+            except (FileNotFoundError, ValueError):
+                read_at = 0.0
+            if max(record.updated, read_at) + (record.expires - record.created) < wall:
                 shutil.rmtree(directory, ignore_errors=True)
 
     def close(self) -> None:
