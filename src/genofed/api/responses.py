@@ -1,10 +1,14 @@
-"""JSON responses rendered with orjson (fast, and NumPy scalars serialise)."""
+"""JSON responses rendered with orjson (fast, and NumPy scalars serialise), and the
+OpenAPI document's operation ids."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.routing import APIRoute
 
@@ -17,6 +21,31 @@ class JSONResponse(_StarletteJSON):
 
 
 def operation_id(route: APIRoute) -> str:
-    """A stable OpenAPI operation id: the route's tag and name."""
+    """A stable OpenAPI operation id: the route's tag and name (``install_openapi`` adds
+    the method)."""
     tag = str(route.tags[0]).replace(" ", "_") if route.tags else "genofed"
     return f"{tag}_{route.name}"
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The app's OpenAPI document with one operation id per method: ``<tag>_<name>_<method>``
+    (FastAPI gives a route serving GET and POST one id for both)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Duplicate Operation ID")
+                schema = get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            for operations in schema.get("paths", {}).values():
+                for method, operation in operations.items():
+                    if "operationId" in operation:
+                        operation["operationId"] = f"{operation['operationId']}_{method}"
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from genofed import __version__
 from genofed.api.errors import install_error_handlers
-from genofed.api.responses import JSONResponse, operation_id
+from genofed.api.responses import JSONResponse, install_openapi, operation_id
 from genofed.beacon.model import API_VERSION
 from genofed.config import HubConfig
 from genofed.hub.beacon_routes import build_hub_beacon_router
@@ -63,6 +63,7 @@ def create_hub_app(
         return {"beaconId": config.beacon_id, "apiVersion": API_VERSION}
 
     install_error_handlers(app, beacon_meta, "hub")
+    install_openapi(app)
 
     @app.get("/hub/nodes", tags=["hub"], summary="The nodes and their health", response_model=None)
     def nodes(hub: Hub) -> dict[str, Any]:

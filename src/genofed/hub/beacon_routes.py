@@ -107,15 +107,16 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
         summary = f"{link} of one {entry.id}, at every node"
         routes.append((f"/{name}/{{entry_id}}/{link}", linked, ["GET", "POST"], summary, link))
     for path, handler, methods, summary, kind in routes:
-        for method in methods:  # one route per method: each operation its own id
-            router.add_api_route(
-                path,
-                handler,
-                methods=[method],
-                summary=summary,
-                name=f"hub_{name}_{kind}_{method.lower()}",
-                response_model=None,
-            )
+        # One route for both methods: routes are matched one after another
+        # (api.responses.install_openapi gives each method its own operation id).
+        router.add_api_route(
+            path,
+            handler,
+            methods=methods,
+            summary=summary,
+            name=f"hub_{name}_{kind}",
+            response_model=None,
+        )
 
 
 async def _federated_query(

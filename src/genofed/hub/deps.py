@@ -17,14 +17,22 @@ DEADLINE_PARAM = "deadline_s"
 MAX_DEADLINE_S = 120.0
 
 
-def hub_runtime(request: Request) -> HubRuntime:
+# Dependencies are ``async``, though they do not await: FastAPI runs a plain ``def`` in
+# the thread pool, and a thread hop costs a tenth of a millisecond per dependency.
+
+
+def hub_of(request: Request) -> HubRuntime:
     return request.app.state.hub  # type: ignore[no-any-return]
+
+
+async def hub_runtime(request: Request) -> HubRuntime:
+    return hub_of(request)
 
 
 Hub = Annotated[HubRuntime, Depends(hub_runtime)]
 
 
-def request_deadline(request: Request, hub: Hub) -> float:
+def deadline_of(request: Request, hub: HubRuntime) -> float:
     """The request's own deadline (``Genofed-Deadline`` header or ``deadline_s`` parameter,
     in seconds), or the hub's default."""
     raw = request.headers.get(DEADLINE_HEADER) or request.query_params.get(DEADLINE_PARAM)
@@ -39,15 +47,21 @@ def request_deadline(request: Request, hub: Hub) -> float:
     return value
 
 
+async def request_deadline(request: Request, hub: Hub) -> float:
+    return deadline_of(request, hub)
+
+
 Deadline = Annotated[float, Depends(request_deadline)]
 
 
-def node_client(request: Request, hub: Hub, deadline: Deadline) -> NodeClient:
+async def node_client(request: Request) -> NodeClient:
     """The nodes, asked for the caller of ``request`` (never with their token: with a
-    Passport the broker issues for each node) within its deadline."""
+    Passport the broker issues for each node) within its deadline. One dependency, with
+    no others under it: the hub's routes are all busy ones."""
+    hub = hub_of(request)
     credentials = hub.exchange.for_caller(request.headers.get("authorization"))
     assert hub.transport is not None  # opened at start-up
-    return NodeClient(hub.registry, hub.transport, credentials, deadline)
+    return NodeClient(hub.registry, hub.transport, credentials, deadline_of(request, hub))
 
 
 Nodes = Annotated[NodeClient, Depends(node_client)]

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from genofed import __version__
 from genofed.api.errors import install_error_handlers
-from genofed.api.responses import JSONResponse, operation_id
+from genofed.api.responses import JSONResponse, install_openapi, operation_id
 from genofed.beacon.request import BeaconRequest
 from genofed.config import Granularity
 from genofed.node.audit_middleware import AuditMiddleware
@@ -60,6 +60,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         return runtime.beacon.meta(BeaconRequest(), None, Granularity.BOOLEAN)
 
     install_error_handlers(app, beacon_meta, "node")
+    install_openapi(app)
     app.add_middleware(AuditMiddleware, runtime=runtime, beacon_meta=beacon_meta)
 
     @app.get("/.well-known/jwks.json", tags=["governance"], response_model=None)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from genofed.api.responses import JSONResponse
 from genofed.beacon import framework
 from genofed.beacon.model import BY_PATH, ENTRY_TYPES, EntryType
-from genofed.node.deps import Audit, Beacon, BeaconCaller, Runtime
+from genofed.node.deps import Beacon, BeaconCaller, Runtime
 from genofed.store.selection import Context
 
 PREFIX = "/beacon/v2"
@@ -70,16 +70,16 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
     methods = ["GET", "POST"]
     options: dict[str, Any] = {"tags": tags, "response_model": None}
 
-    async def root(runtime: Runtime, call: Beacon, audit: Audit) -> dict[str, Any]:
-        return await _answer(runtime, call, audit, entry)
+    async def root(call: Beacon) -> dict[str, Any]:
+        return await _answer(call, entry)
 
     async def scoped_terms(runtime: Runtime, caller: BeaconCaller) -> dict[str, Any]:
         return await run_in_threadpool(
             lambda: runtime.beacon.filtering_terms(caller, scope=entry.entity)
         )
 
-    async def one(entry_id: str, runtime: Runtime, call: Beacon, audit: Audit) -> dict[str, Any]:
-        return await _answer(runtime, call, audit, entry, single_id=entry_id)
+    async def one(entry_id: str, call: Beacon) -> dict[str, Any]:
+        return await _answer(call, entry, single_id=entry_id)
 
     async def entry_terms(entry_id: str, runtime: Runtime, caller: BeaconCaller) -> dict[str, Any]:
         return await run_in_threadpool(
@@ -106,30 +106,25 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
         handler = _linked_endpoint(entry, BY_PATH[link])
         routes.append((f"{path}/{{entry_id}}/{link}", handler, f"{link} of one {entry.id}", link))
     for route_path, handler, summary, kind in routes:
-        for method in methods:  # one route per method: each operation its own id
-            router.add_api_route(
-                route_path,
-                handler,
-                methods=[method],
-                summary=summary,
-                name=f"{name}_{kind}_{method.lower()}",
-                **options,
-            )
+        # One route for both methods: routes are matched one after another, and the
+        # Beacon has many (api.responses.install_openapi gives each method its own id).
+        router.add_api_route(
+            route_path, handler, methods=methods, summary=summary, name=f"{name}_{kind}", **options
+        )
 
 
-async def _answer(
-    runtime: Runtime, call: Beacon, audit: Audit, entry: EntryType, **kwargs: Any
-) -> dict[str, Any]:
+async def _answer(call: Beacon, entry: EntryType, **kwargs: Any) -> dict[str, Any]:
     """Run the query in the thread pool; the audit record notes what it touched."""
+    beacon = call.runtime.beacon
     return await run_in_threadpool(
-        lambda: runtime.beacon.query(entry, call.request, call.caller, notes=audit, **kwargs)
+        lambda: beacon.query(entry, call.request, call.caller, notes=call.audit, **kwargs)
     )
 
 
 def _linked_endpoint(source: EntryType, target: EntryType):
     """The handler of ``/{source}/{id}/{target}`` (a factory, so each route keeps its pair)."""
 
-    async def linked(entry_id: str, runtime: Runtime, call: Beacon, audit: Audit) -> dict[str, Any]:
-        return await _answer(runtime, call, audit, target, context=Context(source.entity, entry_id))
+    async def linked(entry_id: str, call: Beacon) -> dict[str, Any]:
+        return await _answer(call, target, context=Context(source.entity, entry_id))
 
     return linked

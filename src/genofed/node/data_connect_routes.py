@@ -13,12 +13,12 @@ from genofed.api.responses import JSONResponse
 from genofed.beacon import framework
 from genofed.dataconnect.query_job import Page
 from genofed.dataconnect.sql import Plan, search_body
-from genofed.node.deps import Audit, CurrentCaller, PagingCaller, Runtime
+from genofed.node.deps import AuditRecord, Call, PagingCall, Runtime
 
 POLL_SECONDS = 1
 
 
-def _page_response(page: Page, plan: Plan | None, audit: Audit) -> Response:
+def _page_response(page: Page, plan: Plan | None, audit: AuditRecord) -> Response:
     """A TableData page, put together from the JSON the query thread already made."""
     headers = {}
     if page.data is None:  # not ready: poll the same page again
@@ -54,40 +54,35 @@ def build_data_connect_router() -> APIRouter:
         )
 
     @router.get("/tables", summary="Tables you may query", response_model=None)
-    async def tables(runtime: Runtime, caller: CurrentCaller) -> dict[str, Any]:
-        return await run_in_threadpool(runtime.data_connect.list_tables, caller)
+    async def tables(call: Call) -> dict[str, Any]:
+        return await run_in_threadpool(call.runtime.data_connect.list_tables, call.caller)
 
     @router.get("/table/{table_name}/info", summary="A table's data model", response_model=None)
-    async def table_info(
-        table_name: str, runtime: Runtime, caller: CurrentCaller, audit: Audit
-    ) -> dict[str, Any]:
-        audit.datasets = [table_name]
-        return await run_in_threadpool(runtime.data_connect.table_info, caller, table_name)
+    async def table_info(table_name: str, call: Call) -> dict[str, Any]:
+        call.audit.datasets = [table_name]
+        service = call.runtime.data_connect
+        return await run_in_threadpool(service.table_info, call.caller, table_name)
 
     @router.get("/table/{table_name}/data", summary="A table's rows", response_model=None)
-    async def table_data(
-        table_name: str, runtime: Runtime, caller: CurrentCaller, audit: Audit
-    ) -> Response:
-        audit.datasets = [table_name]
+    async def table_data(table_name: str, call: Call) -> Response:
+        call.audit.datasets = [table_name]
         # Planning is quick (cached after the first time) and runs here; the query runs in
         # a query thread, and the first page is awaited without holding a thread.
-        plan, run = runtime.data_connect.table_data(caller, table_name)
-        return _page_response(await runtime.data_connect.jobs.first_page(run), plan, audit)
+        service = call.runtime.data_connect
+        plan, run = service.table_data(call.caller, table_name)
+        return _page_response(await service.jobs.first_page(run), plan, call.audit)
 
     @router.post("/search", summary="Run an SQL query", response_model=None)
-    async def search(
-        request: Request, runtime: Runtime, caller: CurrentCaller, audit: Audit
-    ) -> Response:
+    async def search(request: Request, call: Call) -> Response:
         query, parameters = search_body(await request.body())
-        audit.statement = query[:2000]
-        plan, run = runtime.data_connect.search(caller, query, parameters)
-        return _page_response(await runtime.data_connect.jobs.first_page(run), plan, audit)
+        call.audit.statement = query[:2000]
+        service = call.runtime.data_connect
+        plan, run = service.search(call.caller, query, parameters)
+        return _page_response(await service.jobs.first_page(run), plan, call.audit)
 
     @router.get("/search/{job_id}/{index}", summary="A page of a query result", response_model=None)
-    async def search_page(
-        job_id: str, index: int, runtime: Runtime, caller: PagingCaller, audit: Audit
-    ) -> Response:
-        page = await runtime.data_connect.page(caller, job_id, index)
-        return _page_response(page, None, audit)
+    async def search_page(job_id: str, index: int, call: PagingCall) -> Response:
+        page = await call.runtime.data_connect.page(call.caller, job_id, index)
+        return _page_response(page, None, call.audit)
 
     return router
