@@ -41,3 +41,32 @@ def start_node_server(
             server.kill()
             raise AssertionError("the node server did not start")
         time.sleep(0.1)
+
+
+class ThreadServer:
+    """An app served by uvicorn in a thread of the test process, on a free loopback port
+    (for clients that need a URL: the command line, a GA4GH client)."""
+
+    def __init__(self, app: object):
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="test-server")
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise AssertionError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -246,11 +246,23 @@ def _print_counts(counts: dict[str, Any]) -> None:
             if count is None
             else f"{count}" + (f" ({precision})" if precision and precision != "exact" else "")
         )
+        if not shown and node.get("withheld"):
+            shown = f"{'some' if node.get('exists') else 'none'} ({node['withheld']})"
         table.add_row(node["node"], node["status"], shown)
     out.print(table)
     precision = counts.get("countPrecision")
-    suffix = f" ({precision})" if precision and precision != "exact" else ""
-    out.print(f"total: [bold]{counts['total']}[/]{suffix}")
+    total = counts.get("total")
+    if total is None:  # no node gave a count: only whether anyone matches
+        shown_total = "some match" if counts.get("exists") else "none match"
+    else:
+        shown_total = str(total)
+    notes = [p for p in (precision if precision != "exact" else None,) if p]
+    if counts.get("partial"):
+        notes.append("partial: some nodes gave no count")
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    out.print(f"total: [bold]{shown_total}[/]{suffix}")
+    for warning in counts.get("warnings") or []:
+        console.print(f"[yellow]{warning}[/]")
 
 
 @cohort_app.command("count")
