@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,6 +24,9 @@ from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
 from genofed.beacon.model import ENTRY_TYPES
+from genofed.node.app import create_app
+from genofed.store.bff_import import import_bff
+from genofed.store.vcf_ingest import DatasetSettings
 from tests.beacon_schemas import (
     REQUEST_BODY,
     RESPONSES,
@@ -30,6 +34,7 @@ from tests.beacon_schemas import (
     assert_valid_beacon_response,
     errors,
 )
+from tests.conftest import BFF_FIXTURES, make_node
 from tests.shared_data import HAVE_SHARED, SHARED, needs_shared
 
 DATA = Path(__file__).parent / "data"
@@ -609,12 +614,34 @@ FIXTURE_LINKS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def record_fixtures(tmp_path_factory, ontology) -> Iterator[TestClient]:
+    """The BFF fixtures at record level: links that start from one person are answered
+    only to callers who may see records."""
+    node = make_node(tmp_path_factory.mktemp("fixtures") / "node")
+    import_bff(
+        node,
+        "fixtures",
+        BFF_FIXTURES,
+        settings=DatasetSettings(granularity="record", tier="public"),
+    )
+    with TestClient(create_app(node.root, ontology=ontology)) as test_client:
+        yield test_client
+
+
 @pytest.mark.parametrize(
     ("path", "expected"), FIXTURE_LINKS, ids=[f[0][:60] for f in FIXTURE_LINKS]
 )
-def test_fixture_links(client, path, expected):
-    doc = ok(get(client, path, requestedGranularity="count"))
+def test_fixture_links(record_fixtures, path, expected):
+    doc = ok(get(record_fixtures, path, requestedGranularity="count"))
     assert doc["responseSummary"]["numTotalResults"] == expected()
+
+
+@pytest.mark.parametrize("path", [f[0] for f in FIXTURE_LINKS if "/g_variants/" not in f[0]])
+def test_links_from_one_person_need_record_access(client, path):
+    response = get(client, path, requestedGranularity="count", datasets="fixtures")
+    assert response.status_code == 403
+    assert "needs record-level access" in response.json()["error"]["errorMessage"]
 
 
 def test_fixture_variant_zero_of_case_level_data_is_the_first_variation():
@@ -641,8 +668,12 @@ def test_links_combine_with_a_variant_query(client):
 
 def test_single_entries(client):
     assert ids(ok(get(client, "/individuals/S4", requestedGranularity="record"))) == ["S4"]
-    doc = ok(get(client, "/individuals/NOPE", requestedGranularity="count"))
+    doc = ok(get(client, "/individuals/NOPE", requestedGranularity="count", datasets="small"))
     assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
+    # The count-level dataset does not answer about one named person: the total says so.
+    both = ok(get(client, "/individuals/NOPE", requestedGranularity="count"))
+    assert both["responseSummary"]["countPrecision"] == "imprecise"
+    assert any("one named individual" in w for w in both["info"]["warnings"])
     collections = ok(get(client, "/datasets/small"))["response"]["collections"]
     assert [c["id"] for c in collections] == ["small"]
 

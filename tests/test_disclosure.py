@@ -77,20 +77,36 @@ def client(gov: GovernedNode) -> Iterator[TestClient]:
         yield test_client
 
 
-def test_small_counts_are_never_exact_and_always_the_same(gov, client) -> None:
+def test_an_answer_about_fewer_than_min_count_people_is_withheld(gov, client) -> None:
     headers = passport_header(gov, "reg-1")
     seizure = [{"id": "HP:0001250"}]  # exactly one person (S3)
+    nobody = [{"id": "HP:0001250"}, {"id": "age", "operator": ">", "value": "P150Y"}]
     first = individuals(client, headers, seizure)
-    assert first["meta"]["returnedGranularity"] == "count"
-    assert first["responseSummary"]["numTotalResults"] == 5
-    assert first["responseSummary"]["countPrecision"] == "imprecise"
-    result_set = first["response"]["resultSets"][0]
-    assert result_set["resultsCount"] == 5 and result_set["countPrecision"] == "imprecise"
+    assert first["meta"]["returnedGranularity"] == "boolean"
+    assert first["responseSummary"] == {"exists": False}  # one, or none: not told apart
+    assert "fewer than 5 match (perhaps none)" in " ".join(first["info"]["warnings"])
+    assert individuals(client, headers, nobody)["responseSummary"] == first["responseSummary"]
+    everyone = individuals(client, headers, [])  # six people: a rounded count
+    assert everyone["responseSummary"]["numTotalResults"] == 5
+    assert everyone["responseSummary"]["countPrecision"] == "rounded"
     for _ in range(3):
-        assert individuals(client, headers, seizure)["responseSummary"] == first["responseSummary"]
+        assert individuals(client, headers, [])["responseSummary"] == everyone["responseSummary"]
 
 
-def test_differencing_with_overlapping_filters_is_refused(gov, client) -> None:
+@pytest.fixture
+def small_groups(tmp_path) -> Iterator[tuple[GovernedNode, TestClient]]:
+    """Groups of two count (min_count 2), so that the differencing guard is what stops
+    subtracting one answer from another in a six-person dataset."""
+    gov = build_governed_node(tmp_path, differencing_k=2)
+    config = load_config(gov.node.config_path)
+    config.disclosure.min_count = 2
+    save_config(config, gov.node.config_path)
+    with TestClient(create_app(gov.node.root)) as test_client:
+        yield gov, test_client
+
+
+def test_differencing_with_overlapping_filters_is_refused(small_groups) -> None:
+    gov, client = small_groups
     headers = passport_header(gov, "reg-2")
     female = individuals(client, headers, [{"id": FEMALE}])  # S1 S3 S5
     assert "numTotalResults" in female["responseSummary"]

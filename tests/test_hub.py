@@ -13,10 +13,8 @@ import json
 import shutil
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +24,13 @@ import pytest
 
 from genofed import devbroker as broker
 from genofed.config import (
-    HubConfig,
     HubNode,
-    TrustedIssuer,
-    default_config,
-    load_config,
-    save_config,
-    save_hub_config,
 )
-from genofed.governance import keys
 from genofed.governance.passports import peek
-from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
-from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.beacon_schemas import errors as schema_errors
+from tests.federation import Federation, statuses
+from tests.federation import federation as start_federation
 from tests.live_server import GENOFED, free_port, start_node_server
 from tests.shared_data import needs_shared
 
@@ -50,128 +41,31 @@ NODES = {"alpha": (11, 40), "beta": (12, 70), "gamma": (13, 110)}  # name: (seed
 RANGE = {"referenceName": "22", "start": "0", "end": "100000000", "requestedGranularity": "record"}
 
 
-@dataclass
-class Federation:
-    root: Path
-    key: keys.SigningKey
-    broker_url: str
-    nodes: dict[str, str]  # name -> base URL
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def audience(self, name: str) -> str:
-        return f"urn:genofed:node:{name}"
-
-    def hub_node(self, name: str, url: str | None = None) -> HubNode:
-        return HubNode(name=name, url=url or self.nodes[name], audience=self.audience(name))
-
-    def access_token(self, sub: str = "researcher-1") -> str:
-        return broker.access_token(self.key, sub, broker.bona_fide_visas(self.key, sub))
-
-
-def _wait(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise AssertionError(f"{url} did not come up")
-        time.sleep(0.1)
-
-
-def _build_node(root: Path, name: str, seed: int, samples: int, key: keys.SigningKey) -> Path:
-    """A governed node: anonymous callers get counts (made safe), registered ones records."""
-    node = NodeDir.create(root / name, default_config(name))
-    cohort = simulate_cohort(
-        root / f"{name}-data", n_samples=samples, n_sites=120, seed=seed, prefix=name.upper()
-    )
-    config = load_config(node.config_path)
-    trusted = TrustedIssuer(issuer=ISSUER, jwks=key.jwks())
-    config.trust.brokers = [trusted]
-    config.trust.visa_issuers = [trusted]
-    config.trust.audience = f"urn:genofed:node:{name}"
+def _hub_tests_config(config) -> None:
+    """Anonymous callers get counts (made safe), registered ones records."""
     config.tiers["public"].anonymous = "count"
     config.tiers["public"].registered = "record"
     # The individual guard makes public answers depend on earlier ones (carriers who would
-    # decide an answer are left out from then on); the hub's tests compare answers.
+    # decide an answer are left out for the window); the hub's tests compare answers.
     config.disclosure.public_individual_guard = False
     config.data_connect.page_rows = 25  # results of a few pages, read through the hub
-    save_config(config, node.config_path)
-    ingest_vcf(
-        node,
-        f"{name}-cohort",
-        cohort.vcf,
-        assembly="GRCh38",
-        individuals=cohort.clinical,
-        settings=DatasetSettings(granularity="record", tier="public"),
-    )
-    return node.root
+
+
+def _build_node(fed: Federation, name: str, seed: int, samples: int) -> Path:
+    return fed.build_node(name, seed=seed, samples=samples, configure=_hub_tests_config)
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    root = tmp_path_factory.mktemp("federation")
-    key = keys.create_key(root / "broker.json", ISSUER)
-    port = free_port()
-    broker_process = subprocess.Popen(
-        [GENOFED, "passport", "serve", str(root / "broker.json"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
-    fed = Federation(root, key, f"http://127.0.0.1:{port}", {})
-    fed.processes["broker"] = broker_process
-    try:
-        _wait(f"{fed.broker_url}/.well-known/jwks.json", broker_process)
+    with start_federation(tmp_path_factory.mktemp("federation")) as fed:
         for name, (seed, samples) in NODES.items():
-            process, base = start_node_server(_build_node(root, name, seed, samples, key))
-            fed.processes[name] = process
-            fed.nodes[name] = base
+            fed.add_node(name, seed=seed, samples=samples, configure=_hub_tests_config)
         yield fed
-    finally:
-        for process in fed.processes.values():
-            process.kill()
-            process.wait()
-
-
-def start_stub(fed: Federation, mode: str) -> tuple[str, Path]:
-    port = free_port()
-    log = fed.root / f"{mode}-{port}.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.stub_peer", mode, str(port), str(log)],
-        cwd=Path(__file__).parent.parent,
-    )
-    fed.processes[f"{mode}-{port}"] = process
-    url = f"http://127.0.0.1:{port}"
-    _wait(f"{url}/-/health", process)
-    return url, log
-
-
-def start_hub(fed: Federation, nodes: list[HubNode], **settings: Any) -> str:
-    config = HubConfig(
-        nodes=nodes, token_exchange_url=f"{fed.broker_url}/token", health_interval_s=1, **settings
-    )
-    path = fed.root / f"hub-{len(fed.processes)}.yaml"
-    save_hub_config(config, path)
-    port = free_port()
-    process = subprocess.Popen(
-        [GENOFED, "hub", "serve", "--config", str(path), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
-    fed.processes[path.name] = process
-    url = f"http://127.0.0.1:{port}"
-    _wait(f"{url}/-/health", process)
-    return url
 
 
 @pytest.fixture(scope="module")
 def hub(federation: Federation) -> str:
-    return start_hub(federation, [federation.hub_node(n) for n in NODES])
-
-
-def statuses(document: dict[str, Any]) -> dict[str, str]:
-    return {n["node"]: n["status"] for n in document["info"]["nodes"]}
+    return federation.start_hub([federation.hub_node(n) for n in NODES])
 
 
 def test_merged_counts_are_the_nodes_counts_summed_then_made_safe(
@@ -265,9 +159,8 @@ def test_a_registered_researcher_gets_records_through_per_node_passports(
 
 
 def test_the_callers_token_never_reaches_a_node(federation: Federation) -> None:
-    recorder, log = start_stub(federation, "recorder")
-    hub = start_hub(
-        federation,
+    recorder, log = federation.start_stub("recorder")
+    hub = federation.start_hub(
         [federation.hub_node("alpha"), HubNode(name="spy", url=recorder, audience="urn:spy")],
     )
     token = federation.access_token("researcher-2")
@@ -308,9 +201,9 @@ def test_a_passport_in_the_body_is_refused_not_forwarded(hub: str) -> None:
 
 
 def test_misbehaving_nodes_cost_no_more_than_the_deadline(federation: Federation) -> None:
-    slow, _ = start_stub(federation, "slow")
-    garbage, _ = start_stub(federation, "garbage")
-    doomed_root = _build_node(federation.root, "delta", 14, 50, federation.key)
+    slow, _ = federation.start_stub("slow")
+    garbage, _ = federation.start_stub("garbage")
+    doomed_root = _build_node(federation, "delta", 14, 50)
     doomed, doomed_url = start_node_server(doomed_root)
     federation.processes["delta"] = doomed
     nodes = [federation.hub_node(n) for n in NODES] + [
@@ -319,7 +212,7 @@ def test_misbehaving_nodes_cost_no_more_than_the_deadline(federation: Federation
         HubNode(name="delta", url=doomed_url, audience=federation.audience("delta")),
         HubNode(name="nowhere", url=f"http://127.0.0.1:{free_port()}"),
     ]
-    hub = start_hub(federation, nodes)
+    hub = federation.start_hub(nodes)
     expected = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
     doomed.kill()  # mid-federation: the hub has not noticed yet
     doomed.wait()
@@ -527,7 +420,15 @@ def test_a_cohort_is_counted_at_every_node_and_saved(federation: Federation, hub
     assert again["counts"]["total"] == counts["total"]
 
     anonymous = httpx.post(f"{hub}/hub/cohorts/count", json=COHORT, timeout=30).json()
-    assert anonymous["countPrecision"] in ("rounded", "imprecise")  # small counts are not exact
+    by_node = {n["node"]: n for n in anonymous["nodes"]}
+    for name, n in expected.items():  # small counts are withheld, others made safe
+        if n < 5:
+            assert "count" not in by_node[name] and by_node[name]["withheld"]
+        else:
+            assert by_node[name]["count"] == safe(n)
+    counted = [n for n in expected.values() if n >= 5]
+    assert anonymous["total"] == (safe(sum(counted)) if counted else None)
+    assert anonymous["partial"] is any(n < 5 for n in expected.values())
     only_alpha = httpx.post(
         f"{hub}/hub/cohorts/count",
         json={**COHORT, "datasets": ["alpha:alpha-cohort"]},
@@ -682,10 +583,16 @@ def test_the_portal_builds_a_cohort_by_clicking(federation: Federation, hub: str
                 json={"terms": [term], "sex": "female", "min_age": 50},
                 timeout=30,
             ).json()
-            assert shown_total == str(expected["total"])
+            if expected["total"] is None:  # no node gave this anonymous caller a count
+                assert shown_total == ("some" if expected["exists"] else "none")
+            else:
+                assert shown_total == str(expected["total"])
             assert set(shown) == set(NODES)
             for node in expected["nodes"]:
-                assert str(node["count"]) in shown[node["node"]]
+                if node.get("count") is not None:
+                    assert str(node["count"]) in shown[node["node"]]
+                else:  # withheld: the portal says whether anyone matches, not how many
+                    assert shown[node["node"]].endswith(("some", "none"))
 
             page.fill("#cohort-name", "clicked cohort")
             page.click("#save-cohort")
@@ -821,7 +728,7 @@ def test_the_hub_trusts_a_node_only_through_its_ca(federation: Federation) -> No
     certificate.private_key_pem.write_to_path(str(root / "node-tls.key"))
     authority.cert_pem.write_to_path(str(root / "node-ca.pem"))
     stranger.cert_pem.write_to_path(str(root / "stranger-ca.pem"))
-    node_root = _build_node(root, "secure", 21, 30, federation.key)
+    node_root = _build_node(federation, "secure", 21, 30)
     port = free_port()
     node = subprocess.Popen(
         [
@@ -853,7 +760,7 @@ def test_the_hub_trusts_a_node_only_through_its_ca(federation: Federation) -> No
         secure = HubNode(
             name="secure", url=url, audience=federation.audience("secure"), ca_file=ca_file
         )
-        hub = start_hub(federation, [federation.hub_node("alpha"), secure])
+        hub = federation.start_hub([federation.hub_node("alpha"), secure])
         merged = httpx.get(f"{hub}/beacon/v2/g_variants", params=RANGE, timeout=10).json()
         return {n["node"]: n for n in merged["info"]["nodes"]}
 

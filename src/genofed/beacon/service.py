@@ -19,6 +19,7 @@ from genofed.governance.disclosure import SafeCount
 from genofed.governance.gatekeeper import Gatekeeper
 from genofed.governance.release import Terms
 from genofed.store.dataset_reader import DatasetReader
+from genofed.store.filters import PERSON_ENTITIES
 from genofed.store.live import DatasetCatalog, LiveDatasets
 from genofed.store.selection import VARIANT, Context, Selection, carriers, select
 from genofed.store.variant_query import VariantQuery
@@ -34,15 +35,16 @@ class _DatasetAnswer:
     query: VariantQuery | None = None  # the variant query as run on this dataset
     count: SafeCount | None = None  # the count as released (at count granularity or more)
     warnings: list[str] = field(default_factory=list)  # what was withheld, and why
+    withheld: bool = False  # the whole answer: neither yes nor a count leaves
 
     @property
     def exists(self) -> bool:
-        return self.selection.count > 0
+        return not self.withheld and self.selection.count > 0
 
     @property
     def granularity(self) -> Granularity:
         """What this dataset's answer carries: yes or no only, when its count was withheld."""
-        if self.terms.counts and self.count is None:
+        if self.withheld or (self.terms.counts and self.count is None):
             return Granularity.BOOLEAN
         return self.terms.granularity
 
@@ -115,10 +117,30 @@ class BeaconService:
         target = entry.entity
         if single_id is not None and target != VARIANT:
             context = Context(target, single_id)
+        named = context is not None and context.entity in PERSON_ENTITIES
+        identifiers = [f.id for f in filters if filter_context.names_individuals(f)]
         release = self.gate.release
         answers = []
+        refusals = []
         for reader, entitlement in plan.readers:
             terms = release.terms(entitlement, request.granularity, person_level=target != VARIANT)
+            refusal = release.refusal(
+                terms,
+                names=f"{context.entity} {context.id}" if named else None,  # type: ignore[union-attr]
+                identifiers=identifiers,
+            )
+            if refusal is not None:
+                refusals.append(refusal)
+                answers.append(
+                    _DatasetAnswer(
+                        reader,
+                        Selection(),
+                        terms,
+                        withheld=True,
+                        warnings=[f"dataset {reader.dataset_id}: {refusal}"],
+                    )
+                )
+                continue
             query = None
             if plan.variant_query is not None:
                 query = VariantQuery(**vars(plan.variant_query))
@@ -136,13 +158,20 @@ class BeaconService:
                 context=context,
                 filter_context=filter_context,
                 variant_query=query,
+                min_entries=terms.min_group,
             )
             answer = _DatasetAnswer(reader, selection, terms, query)
-            if terms.floor is not None and target == VARIANT and query is not None:
+            if target == VARIANT and selection.group is not None and not terms.exact:
+                self._floor_in_group(answer, caller)
+            elif terms.floor is not None and target == VARIANT and query is not None:
                 self._guard_alleles(answer, caller)
-            if terms.counts and not entry.collection:
+            elif target != VARIANT and not entry.collection:
+                self._enough_people(answer)
+            if terms.counts and not entry.collection and not answer.withheld:
                 self._release_count(answer, caller, target)
             answers.append(answer)
+        if refusals and len(refusals) == len(plan.readers):
+            raise AccessDeniedError(refusals[0] + "; ask with a DAC grant for the dataset")
         if entry.collection:
             doc = self._collections(entry, request, answers, plan)
         else:
@@ -188,6 +217,72 @@ class BeaconService:
             warning = release.floor_warning(answer.terms, reader.dataset_id, floor)
             if warning:
                 answer.warnings.append(warning)
+
+    def _enough_people(self, answer: _DatasetAnswer) -> None:
+        """Below record level, an answer about people stands for at least ``min_count`` of
+        them: fewer (none included, or the two could be told apart) are withheld."""
+        minimum = answer.terms.min_group
+        if answer.terms.exact or minimum <= 1 or answer.selection.count >= minimum:
+            return
+        answer.withheld = True
+        answer.warnings.append(
+            f"dataset {answer.reader.dataset_id}: fewer than {answer.terms.min_group} match "
+            "(perhaps none); answers about so few people are withheld, not reported absent"
+        )
+
+    def _floor_in_group(self, answer: _DatasetAnswer, caller: Caller) -> None:
+        """A variant query whose filters or context leave some people, below record
+        level: a variant is shown only when at least ``min_count`` of those people carry
+        it, and, to anonymous callers, when it reaches the public floor among them with no
+        one carrier deciding it. The floors are about the people asked about, not the
+        whole dataset."""
+        reader, terms, selection = answer.reader, answer.terms, answer.selection
+        group = selection.group
+        assert group is not None and selection.variant_idx is not None
+        mask = group.carriers >= terms.min_group
+        floor = terms.floor
+        if floor is not None:
+            mask &= group.allele_counts >= floor.min_count
+            if floor.min_frequency > 0:
+                chromosomes = max(2 * len(group.columns), 1)
+                mask &= group.allele_counts / chromosomes >= floor.min_frequency
+        selection = selection.keep(mask)
+        shown_floor = None
+        if floor is not None and floor.guard and selection.variant_idx is not None:
+            candidates = selection.variant_idx[:_PUBLIC_CANDIDATES]
+            counts = selection.group.allele_counts[:_PUBLIC_CANDIDATES]  # type: ignore[union-attr]
+            if len(candidates):
+                sites, alleles, _ = reader.allele_rows(candidates)
+                columns = group.columns
+
+                def copies(rows: np.ndarray) -> np.ndarray:
+                    genotypes = reader.genotype_rows(sites[rows])[:, columns, :]
+                    return (genotypes == alleles[rows, None, None]).sum(axis=2)
+
+                guarded = self.gate.release.public_alleles(
+                    terms,
+                    caller=caller.identity,
+                    dataset=reader.dataset_id,
+                    sample_ids=[reader.biosample_ids[c] for c in columns],
+                    candidates=candidates,
+                    allele_counts=counts,
+                    genotypes=copies,
+                    first_only=not terms.counts,
+                )
+                selection = selection.keep(np.isin(selection.variant_idx, guarded.shown))
+                shown_floor = guarded.floor
+        answer.selection = selection
+        if not answer.exists or terms.counts:
+            answer.warnings.append(
+                f"dataset {reader.dataset_id}: below record level a variant is shown only "
+                f"when at least {terms.min_group} of the people your filters leave carry it"
+                + (
+                    f" and it is seen at least {shown_floor or floor.min_count} times among them"
+                    if floor is not None
+                    else ""
+                )
+                + "; others are withheld, not absent"
+            )
 
     def _release_count(self, answer: _DatasetAnswer, caller: Caller, entity: str) -> None:
         """The dataset's count as the release policy lets it leave (exact for callers

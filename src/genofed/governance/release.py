@@ -156,6 +156,23 @@ class ReleasePolicy:
             min_group=1 if exact else rules.min_count,
         )
 
+    def refusal(self, terms: Terms, *, names: str | None, identifiers: Sequence[str]) -> str | None:
+        """Why a question may not be answered under ``terms``, or ``None``. Below record
+        level no question may name one person: not by an entry in the path
+        (``/individuals/{id}/...``), not by a filter on an identifying field."""
+        if terms.exact:
+            return None
+        if names is not None:
+            return (
+                f"a question about one named {names.split()[0]} ({names}) needs record-level access"
+            )
+        if identifiers:
+            return (
+                f"filters on identifying fields ({', '.join(sorted(set(identifiers)))}) single "
+                "out individuals and need record-level access"
+            )
+        return None
+
     # -- applying it -------------------------------------------------------------------
 
     def admit(self, caller: str) -> None:

@@ -106,6 +106,15 @@ class FilterContext:
     term_scopes: dict[str, set[str]]  # term -> entities where it occurs
     path_scopes: dict[str, set[str]]  # field path -> entities where it occurs
     custom_terms: dict[str, tuple[str, str, set[str]]]  # custom id -> (path, value, scopes)
+    identifiers: frozenset[str] = frozenset()  # field paths that identify one entry
+
+    def names_individuals(self, flt: Filter) -> bool:
+        """Whether the filter tests a field that identifies entries (an ``id``, an
+        ``individualId``, or any text field whose values are nearly all different): such
+        a filter asks about named people."""
+        if flt.kind != "alphanumeric":
+            return False
+        return any(_path_matches(path, flt.id) for path in self.identifiers)
 
     def classify(self, flt: Filter) -> Filter:
         """Ontology-looking ids that are really custom terms become custom filters."""
@@ -152,6 +161,31 @@ class FilterContext:
 
 
 VARIANT_FIELDS = ("geneIds", "aminoacidChanges", "variantType")
+PERSON_ENTITIES = ("individual", "biosample", "run", "analysis")
+# A text field is an identifier when nearly all its values differ, in a dataset of at least
+# this many entries (in a smaller one every field looks unique).
+_UNIQUE_SHARE = 0.9
+_UNIQUE_MIN_ENTRIES = 10
+
+
+def identifier_paths(
+    value_paths: list[tuple[str, str, int, bool]], entries: dict[str, int]
+) -> set[str]:
+    """The field paths of person-level entries that identify one entry: ``id``, a path
+    ending in ``Id``/``_id`` (``individualId``, ``info.patient_id``), or a text field
+    whose values are nearly all different. Ontology-coded fields (``sex.id``,
+    ``diseaseCode.id``) are not: their values are shared."""
+    found = set()
+    for entity, path, distinct, numeric in value_paths:
+        if entity not in PERSON_ENTITIES or numeric:
+            continue
+        last = path.rsplit(".", 1)[-1]
+        named = path == "id" or (last != "id" and last.lower().endswith(("id", "_id")))
+        n = entries.get(entity, 0)
+        unique = n >= _UNIQUE_MIN_ENTRIES and distinct >= _UNIQUE_SHARE * n
+        if named or unique:
+            found.add(path)
+    return found
 
 
 def is_variant_field(flt: Filter) -> bool:

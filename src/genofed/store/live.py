@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.documents import as_number
-from genofed.store.filters import FilterContext
+from genofed.store.filters import PERSON_ENTITIES, FilterContext, identifier_paths
 from genofed.store.genes import load_gene_index
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
@@ -84,12 +84,18 @@ class DatasetCatalog:
 def _filter_context(ontology: OntologyIndex, readers: list[DatasetReader]) -> FilterContext:
     term_scopes: dict[str, set[str]] = {}
     path_scopes: dict[str, set[str]] = {}
+    identifiers: set[str] = set()
     for reader in readers:
         for entity, term, _label in reader.term_index():
             term_scopes.setdefault(term, set()).add(entity)
-        for entity, path, _n, _numeric in reader.value_paths():
+        paths = reader.value_paths()
+        for entity, path, _n, _numeric in paths:
             path_scopes.setdefault(path, set()).add(entity)
-    return FilterContext(ontology, term_scopes, path_scopes, custom_terms(readers))
+        entries = {e: len(reader.entry_ids(e)) for e in PERSON_ENTITIES}
+        identifiers |= identifier_paths(paths, entries)
+    return FilterContext(
+        ontology, term_scopes, path_scopes, custom_terms(readers), frozenset(identifiers)
+    )
 
 
 def custom_terms(readers: Iterable[DatasetReader]) -> dict[str, tuple[str, str, set[str]]]:

@@ -35,6 +35,17 @@ class Context:
     id: str
 
 
+@dataclass(frozen=True)
+class Group:
+    """The people a variant query's filters or context leave, and for each selected
+    variant how many of them carry it and with how many copies: floors and counts below
+    record level are about these people, not the whole dataset."""
+
+    columns: np.ndarray  # their genotype-matrix columns
+    carriers: np.ndarray  # per selected variant: carriers among them
+    allele_counts: np.ndarray  # per selected variant: copies among them
+
+
 @dataclass
 class Selection:
     """The outcome for one dataset: entry ids, or variant indices, that match."""
@@ -42,6 +53,15 @@ class Selection:
     ids: list[str] = field(default_factory=list)
     variant_idx: np.ndarray | None = None  # for variants when samples restrict them
     variant_count: int | None = None  # for variants without sample restriction
+    group: Group | None = None  # for variants when samples restrict them
+
+    def keep(self, mask: np.ndarray) -> Selection:
+        """The selected variants where ``mask`` holds (a group's counts kept aligned)."""
+        assert self.variant_idx is not None
+        group = self.group
+        if group is not None:
+            group = Group(group.columns, group.carriers[mask], group.allele_counts[mask])
+        return Selection(variant_idx=self.variant_idx[mask], group=group)
 
     @property
     def count(self) -> int:
@@ -73,8 +93,10 @@ def select(
     context: Context | None,
     filter_context: FilterContext,
     variant_query: VariantQuery | None = None,
+    min_entries: int = 1,
 ) -> Selection:
-    """Evaluate a query for entity ``target`` on one dataset."""
+    """Evaluate a query for entity ``target`` on one dataset. A collection (the dataset,
+    its cohorts) matches a filter on its entries when at least ``min_entries`` do."""
     allowed: set[str] | None = None  # target ids (entries) still allowed
     samples: set[str] | None = None  # biosample ids whose carriers restrict variants
     dataset_ok = True
@@ -105,8 +127,8 @@ def select(
             continue
         matched = matching_ids(reader, flt, scope, filter_context)
         if (scope in COLLECTIONS or target in COLLECTIONS) and target != scope:
-            # A dataset (and its cohort) matches when any of its entries does.
-            dataset_ok = dataset_ok and bool(matched)
+            # A dataset (and its cohort) matches when enough of its entries do.
+            dataset_ok = dataset_ok and len(matched) >= min_entries
         elif target == VARIANT:
             samples = narrow(samples, link(reader, "biosample", scope, matched))
         else:
@@ -192,17 +214,23 @@ def _select_variants(
     columns = np.array(
         [i for i, (bs, _) in enumerate(reader.samples) if bs in samples], dtype=np.int64
     )
+    empty = np.array([], dtype=np.int64)
     if len(columns) == 0:
-        return Selection(variant_idx=np.array([], dtype=np.int64))
+        return Selection(variant_idx=empty, group=Group(columns, empty, empty))
     idx, site, allele = reader.variant_sites(query, MAX_CANDIDATES)
     if len(idx) > MAX_CANDIDATES:
         raise QueryError(
             f"this query with filters would examine more than {MAX_CANDIDATES:,} variants; "
             "narrow it with referenceName/start/end or a geneId"
         )
-    keep = np.zeros(len(idx), dtype=bool)
+    carriers = np.zeros(len(idx), dtype=np.int64)
+    copies = np.zeros(len(idx), dtype=np.int64)
     for lo in range(0, len(idx), _GENOTYPE_BLOCK):
         hi = lo + _GENOTYPE_BLOCK
-        block = reader.genotype_rows(site[lo:hi])[:, columns, :]
-        keep[lo:hi] = (block == allele[lo:hi, None, None]).any(axis=(1, 2))
-    return Selection(variant_idx=idx[keep])
+        block = reader.genotype_rows(site[lo:hi])[:, columns, :] == allele[lo:hi, None, None]
+        per_person = block.sum(axis=2)
+        carriers[lo:hi] = (per_person > 0).sum(axis=1)
+        copies[lo:hi] = per_person.sum(axis=1)
+    keep = carriers > 0
+    group = Group(columns, carriers[keep], copies[keep])
+    return Selection(variant_idx=idx[keep], group=group)
