@@ -466,7 +466,7 @@ def test_registered_callers_get_safe_aggregates_only(
 def test_differencing_is_withheld(governed: tuple[GovernedNode, TestClient]) -> None:
     gov, client = governed
     headers = _bearer(gov.passport("reg-diff", bona_fide=True))
-    all_but_one = "SELECT count(*) AS n FROM reg.individuals WHERE id <> 'S1'"
+    all_but_one = "SELECT count(*) AS n FROM reg.individuals WHERE info->>'$.bmi' <> '31.2'"
     everyone = "SELECT count(*) AS n FROM reg.individuals"
     assert search(client, everyone, headers=headers).json()["data"] == [{"n": "5"}]
     second = search(client, all_but_one, headers=headers).json()

@@ -43,7 +43,8 @@ def test_differencing_guard_on_sets(tmp_path) -> None:
     assert guard.allows("eve", "d", everyone[:10], 20)
     assert not guard.allows("eve", "d", everyone[:12], 20)  # differs from [:10] by two
     assert guard.allows("eve", "d", everyone[:13], 20)  # three apart from [:10]: allowed
-    assert guard.allows("bob", "d", everyone[:12], 20)  # another caller's history is theirs
+    assert not guard.allows("bob", "d", everyone[:12], 20)  # the people's history, anyone's
+    assert guard.allows("bob", "other", everyone[:12], 20)  # another set of people
     # A second worker process on the same node shares the history.
     other_worker = DifferencingGuard(tmp_path / "differencing.sqlite", k=3)
     assert not other_worker.allows("eve", "d", everyone[:11], 20)
@@ -118,9 +119,9 @@ def test_differencing_with_overlapping_filters_is_refused(small_groups) -> None:
     # The complement route: everyone but one person.
     over_40 = individuals(client, headers, [{"id": "age", "operator": ">", "value": "P40Y"}])
     assert "numTotalResults" not in over_40["responseSummary"]  # 5 of 6: complement is S4
-    # Another researcher asking the second query first gets it.
-    fresh = individuals(client, passport_header(gov, "reg-3"), older)
-    assert "numTotalResults" in fresh["responseSummary"]
+    # Another researcher gains nothing: the history is the dataset's people's, not a caller's.
+    other = individuals(client, passport_header(gov, "reg-3"), older)
+    assert "numTotalResults" not in other["responseSummary"]
 
 
 def test_public_allele_queries_hide_rare_alleles(gov, client) -> None:

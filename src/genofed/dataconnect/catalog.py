@@ -79,6 +79,16 @@ class TableSource:
     source: str  # FROM (and WHERE) over the attached database {db}
     columns: dict[str, str] = field(default_factory=dict)
     dataset: str | None = None  # a variants table: its dataset, whose position index pins rows
+    people: str | None = None  # the column naming each row's individual (a dataset's people)
+    identifiers: frozenset[str] = frozenset()  # columns that identify a row's person
+
+    @property
+    def subject(self) -> str:
+        """Whose people this table's aggregates are about, for the differencing guard:
+        a dataset's individuals table shares them with the Beacon's answers."""
+        if self.people is not None:
+            return f"{self.owner}/individual"
+        return f"data-connect:{self.name}"
 
     @property
     def internal(self) -> str:
@@ -111,6 +121,8 @@ def dataset_tables(reader: DatasetReader) -> list[TableSource]:
             select=_INDIVIDUALS_COLUMNS_SQL,
             source="{db}.entries WHERE entity = 'individual'",
             columns=INDIVIDUAL_COLUMNS,
+            people="id",
+            identifiers=frozenset({"id"}),
             **common,
         ),
     ]

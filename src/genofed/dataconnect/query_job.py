@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import shutil
 import threading
 import time
@@ -128,6 +129,7 @@ class QueryRun:
         settings: DataConnect,
         watchdog: Watchdog,
         transform: Transform | None,
+        values: bool = True,
     ) -> None:
         errors: list[dict[str, str]] = []
         limit = settings.statement_timeout_s
@@ -179,7 +181,7 @@ class QueryRun:
                 "limit; narrow it or aggregate",
             )
         except duckdb.Error as exc:
-            self._fail(job, 400, "Invalid query", engine_message(exc))
+            self._fail(job, 400, "Invalid query", engine_message(exc, values=values))
         except Exception as exc:  # noqa: BLE001 - recorded for the client
             self._fail(job, 500, "Internal error", f"the query failed ({type(exc).__name__})")
         finally:
@@ -308,8 +310,10 @@ class QueryJobs:
         owner: str,
         model: bytes,
         transform: Transform | None = None,
+        values: bool = True,
     ) -> QueryRun:
-        """Start running a query in a query thread."""
+        """Start running a query in a query thread; without ``values`` its errors carry
+        no data values (``engine_message``)."""
         if self._watchdog is None:
             self._watchdog = Watchdog()
         run = QueryRun(model)
@@ -324,6 +328,7 @@ class QueryJobs:
                 settings=self.settings,
                 watchdog=watchdog,
                 transform=transform,
+                values=values,
             )
 
         run.job = self.jobs.submit(
@@ -395,7 +400,17 @@ def page_name(index: int, last: bool) -> str:
     return f"page-{index}{'-last' if last else ''}.json"
 
 
-def engine_message(exc: duckdb.Error) -> str:
-    """The engine's first line, which names the column or type at fault."""
+def engine_message(exc: duckdb.Error, *, values: bool = True) -> str:
+    """The engine's first line, which names the column or type at fault. Without
+    ``values`` (a caller who may not see records), every quoted value is taken out: the
+    engine quotes the data it failed on ("Could not convert string '<a document>'")."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text.replace("__genofed_rows:", "")[:500]
+    text = text.replace("__genofed_rows:", "")
+    if not values:
+        text = _QUOTED.sub("'…'", text)
+        text = _LONG.sub("…", text)
+    return text[:500]
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'?")
+_LONG = re.compile(r"[{\[][^\n]{40,}")  # a JSON document or list written into the message

@@ -214,7 +214,10 @@ class DataConnectService:
             values = [*values, *rows]
             if exact:  # at most the variants at one position
                 sql, few_rows = plan.point.sql, True
-        shape = self._shape(engine, sql, plan.refs, values, few_rows=few_rows)
+        records = plan.aggregate is None  # the caller may see the rows (and their values)
+        shape = self._shape(
+            engine, sql, plan.refs, values, few_rows=few_rows, values_in_errors=records
+        )
         transform: Transform | None = shape.encode
         model = shape.model
         if plan.aggregate is not None and visible is not None:
@@ -240,7 +243,13 @@ class DataConnectService:
             )
             model = _with_count_precision(model, precisions)
         return self.jobs.launch(
-            engine, shape.sql, values, owner=caller.identity, model=model, transform=transform
+            engine,
+            shape.sql,
+            values,
+            owner=caller.identity,
+            model=model,
+            transform=transform,
+            values=records,
         )
 
     def _shape(
@@ -251,6 +260,7 @@ class DataConnectService:
         values: list[Any],
         *,
         few_rows: bool = False,
+        values_in_errors: bool = True,
     ) -> _Shape:
         """Names and types of a query's result (bound, not run), which of them are hidden,
         and the data model of the others, once per query and parameter types: the types
@@ -264,7 +274,8 @@ class DataConnectService:
                 relation = cursor.sql(f"SELECT * FROM ({sql}) AS __q", params=values or None)
                 columns = list(zip(relation.columns, relation.types, strict=True))
             except duckdb.Error as exc:
-                raise QueryFailedError(400, "Invalid query", engine_message(exc)) from None
+                message = engine_message(exc, values=values_in_errors)
+                raise QueryFailedError(400, "Invalid query", message) from None
             finally:
                 cursor.close()
             hidden = tuple(n for n, _ in columns if n in (HIDDEN_COUNT, HIDDEN_IDS))
@@ -302,7 +313,7 @@ class DisclosedAggregates:
 
     def __call__(self, rows: list[tuple[Any, ...]]) -> list[str]:
         kept = []
-        subject = f"data-connect:{self.table.name}"
+        subject = self.table.subject
         for row in rows:
             ids = (lambda row=row: (str(x) for x in row[2])) if self.table.person_level else None
             released = self.release.group(

@@ -298,12 +298,22 @@ def _number_placeholders(tree: exp.Expression) -> int:
 
 
 def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: int) -> AggregatePlan:
+    """Check an aggregate-only query on its structure, against an allow-list: one SELECT
+    over the table (and UNNEST of its own lists) whose output columns are GROUP BY keys
+    and ``count``, ``sum`` or ``avg`` of a plain value, nothing around them; keys and
+    aggregated values are columns or scalar reads of one (a JSON field, a length, a
+    cast); no identifying column anywhere; no HAVING. Anything else could select single
+    people inside a group (``sum(CASE WHEN id = ...)``), or undo the rounding of counts
+    (``count(*) + 0``, ``sum(1)``)."""
     name = source.name
     hint = f"you may see only aggregates of {name!r}: "
     if not isinstance(tree, exp.Select) or tree.find(exp.CTE) is not None:
         raise QueryError(hint + "send one SELECT with count, sum or avg over that table")
     if n_tables > 1:
         raise QueryError(hint + "it cannot be joined with other tables")
+    for clause in ("having", "qualify", "distinct"):
+        if tree.args.get(clause):
+            raise QueryError(hint + f"{clause.upper()} is not allowed")
     for node in tree.walk():
         if node is not tree and isinstance(node, exp.Query | exp.Subquery):
             raise QueryError(hint + "subqueries are not allowed")
@@ -313,9 +323,20 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
             raise QueryError(hint + f"{node.key.upper()}() is not allowed, only count, sum, avg")
         if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
             raise QueryError(hint + "name the grouping columns instead of *")
+        identifying = _identifying(node, source)
+        if identifying is not None:
+            raise QueryError(
+                hint + f"{identifying} identifies individuals and may not be used below "
+                "record level"
+            )
+    unnested = set()
     for join in tree.args.get("joins") or []:
         if not isinstance(join.this, exp.Unnest):
             raise QueryError(hint + "it can only be joined with UNNEST of its own columns")
+        alias = join.this.args.get("alias")
+        unnested |= {c.name for c in (alias.columns if alias else [])} | (
+            {alias.name} if alias is not None and alias.name else set()
+        )
 
     group = tree.args.get("group")
     keys = list(group.expressions) if group else []
@@ -324,24 +345,41 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
     for key in keys:
         if isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(items):
             key_sql.add(_unaliased(items[int(key.this) - 1]).sql())
-        else:
+        elif isinstance(key, exp.Column) and key.name in {i.alias for i in items if i.alias}:
+            key_sql.add(_unaliased(next(i for i in items if i.alias == key.name)).sql())
+        elif _plain_value(key):
             key_sql.add(key.sql())
+        else:
+            raise QueryError(hint + f"GROUP BY a column, not {key.sql()}")
     aggregates = 0
     count_columns = []
     row_counts: set[int] = set()
     for position, item in enumerate(items):
         value = _unaliased(item)
         if value.find(exp.AggFunc) is not None:
-            loose = [c for c in value.find_all(exp.Column) if c.find_ancestor(exp.AggFunc) is None]
-            if loose:
-                raise QueryError(hint + f"{loose[0].sql()} must be inside an aggregate")
+            if not isinstance(value, AGGREGATE_ONLY_FUNCTIONS):
+                raise QueryError(
+                    hint + f"{value.sql()}: an output column is an aggregate as it is, with "
+                    "nothing around it"
+                )
+            argument = value.this
+            if isinstance(argument, exp.Distinct):
+                argument = argument.expressions[0] if len(argument.expressions) == 1 else None
+            star = isinstance(argument, exp.Star) and isinstance(value, exp.Count)
+            if not star and not _plain_value(argument):
+                raise QueryError(
+                    hint + f"{value.sql()}: count, sum and avg take a column (or a field of "
+                    "one), not an expression"
+                )
             aggregates += 1
             if isinstance(value, exp.Count):
                 count_columns.append(position)
-                if isinstance(value.this, exp.Star):
+                if star:
                     row_counts.add(position)
-        elif value.sql() not in key_sql and value.find(exp.Column) is not None:
-            raise QueryError(hint + f"{value.sql()} must be in GROUP BY or inside an aggregate")
+        elif value.sql() not in key_sql:
+            if value.find(exp.Column) is not None:
+                raise QueryError(hint + f"{value.sql()} must be in GROUP BY or inside an aggregate")
+            raise QueryError(hint + f"{value.sql()}: output columns are keys or aggregates")
     if not aggregates:
         raise QueryError(hint + "use count, sum or avg (grouped by columns if you like)")
 
@@ -351,9 +389,74 @@ def _make_aggregate_only(tree: exp.Expression, source: TableSource, n_tables: in
         copy=False,
     )
     if source.person_level:
-        ids = exp.ArrayAgg(this=exp.Distinct(expressions=[row.copy()]))
+        # who is behind each group: the individuals of a dataset's table (the ids the
+        # Beacon's answers are guarded by), the rows of any other table
+        person = row.copy()
+        if source.people is not None:
+            person = exp.column(source.people, table=row.args.get("table"))
+        ids = exp.ArrayAgg(this=exp.Distinct(expressions=[person]))
         tree.select(exp.alias_(ids, HIDDEN_IDS), copy=False)
     return AggregatePlan(source, tuple(count_columns), frozenset(row_counts))
+
+
+# Scalar reads of one column, allowed in aggregate-only queries (with literal paths).
+_READS = (
+    exp.JSONExtract,
+    exp.JSONExtractScalar,
+    exp.Lower,
+    exp.Upper,
+    exp.Length,
+    exp.ArraySize,
+    exp.Year,
+    exp.Month,
+    exp.Cast,
+    exp.TryCast,
+    exp.Paren,
+    exp.Coalesce,
+)
+_READ_FUNCTIONS = {"json_extract_string", "len", "array_length", "json_array_length"}
+
+
+def _plain_value(node: exp.Expression | None) -> bool:
+    """A column, or a scalar read of one column whose other arguments are literals (a JSON
+    path, a default): nothing that tests a value (no comparison, CASE, IF, arithmetic)."""
+    if node is None:
+        return False
+    if isinstance(node, exp.Column):
+        return True
+    if isinstance(node, _READS) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() in _READ_FUNCTIONS
+    ):
+        parts = [node.this] if node.this is not None and not isinstance(node, exp.Anonymous) else []
+        parts += list(node.expressions)
+        parts += [
+            node.args[k] for k in ("expression",) if isinstance(node.args.get(k), exp.Expression)
+        ]
+        columns = [p for p in parts if not isinstance(p, exp.Literal | exp.DataType | exp.JSONPath)]
+        return len(columns) == 1 and _plain_value(columns[0])
+    return False
+
+
+def _identifying(node: exp.Expression, source: TableSource) -> str | None:
+    """The identifying column or JSON field ``node`` names, if any: the table's own
+    identifying columns, and ``$.id`` or a ``...Id`` / ``..._id`` field of a JSON one."""
+    if isinstance(node, exp.Column) and node.name in source.identifiers:
+        return f"column {node.name}"
+    if isinstance(node, exp.Literal) and node.is_string and node.this.startswith("$"):
+        path = node.this.removeprefix("$").strip(".").replace("[", ".").split(".")
+        last = path[-1] if path else ""
+        if (len(path) == 1 and last.lower() == "id") or (
+            last != "id" and last.lower().endswith(("id", "_id"))
+        ):
+            return f"field {node.this}"
+    if isinstance(node, exp.JSONPath):
+        keys = [p.this for p in node.expressions if isinstance(p, exp.JSONPathKey)]
+        last = str(keys[-1]) if keys else ""
+        if (len(keys) == 1 and last.lower() == "id") or (
+            last != "id" and last.lower().endswith(("id", "_id"))
+        ):
+            return f"field $.{'.'.join(str(k) for k in keys)}"
+    return None
 
 
 def _pin_to_position(

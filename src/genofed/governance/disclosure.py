@@ -37,7 +37,7 @@ from genofed.config import Disclosure
 from genofed.governance.sqlite_state import SqliteState
 
 DAY = 86400
-_HISTORY = 256  # count answers remembered per caller and dataset
+_HISTORY = 1024  # count answers remembered per set of people (a dataset's, across callers)
 _DIFFERENCING_DAYS = 30  # ... for at most this long
 
 Clock = Callable[[], float]
@@ -124,12 +124,15 @@ class QueryBudget:
 
 
 class DifferencingGuard:
-    """Per caller and dataset: which individual sets were answered with a count.
+    """Per set of people (a dataset's individuals, a table's rows): which subsets were
+    answered with a count, by anyone, through any API.
 
-    Kept in SQLite, so a caller cannot spread a differencing attack over several server
-    workers; each check and its record happen in one write transaction. At most the last
-    ``_HISTORY`` answers of a caller and dataset, of the last ``_DIFFERENCING_DAYS`` days,
-    are kept.
+    The history is the people's, not a caller's: subtracting two answers isolates the
+    same people whoever asked them, so a second identity, address or API gains an
+    attacker nothing. Kept in SQLite, so an attack cannot be spread over server workers;
+    each check and its record happen in one write transaction. At most the last
+    ``_HISTORY`` answers per set of people, of the last ``_DIFFERENCING_DAYS`` days, are
+    kept (``caller`` is recorded for the operator).
     """
 
     def __init__(self, path: Path, k: int, *, clock: Clock = time.time):
@@ -139,7 +142,7 @@ class DifferencingGuard:
             path,
             "CREATE TABLE IF NOT EXISTS answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "caller TEXT, dataset TEXT, ids BLOB, day INTEGER);"
-            "CREATE INDEX IF NOT EXISTS answered_key ON answered (caller, dataset, seq);",
+            "CREATE INDEX IF NOT EXISTS answered_people ON answered (dataset, seq);",
             durable=False,
             # files of releases before 0.1 have no day: their answers count as today's
             columns={"answered": {"day": f"INTEGER NOT NULL DEFAULT {_day(clock)}"}},
@@ -163,9 +166,8 @@ class DifferencingGuard:
         con.execute("BEGIN IMMEDIATE")
         try:
             rows = con.execute(
-                "SELECT ids FROM answered WHERE caller = ? AND dataset = ? AND day >= ? "
-                "ORDER BY seq DESC LIMIT ?",
-                [caller, dataset, day - _DIFFERENCING_DAYS, _HISTORY],
+                "SELECT ids FROM answered WHERE dataset = ? AND day >= ? ORDER BY seq DESC LIMIT ?",
+                [dataset, day - _DIFFERENCING_DAYS, _HISTORY],
             ).fetchall()
             for (blob,) in rows:
                 earlier = np.frombuffer(blob, dtype=np.uint64)
@@ -180,10 +182,9 @@ class DifferencingGuard:
             )
             if len(rows) == _HISTORY:
                 con.execute(
-                    "DELETE FROM answered WHERE caller = ? AND dataset = ? AND seq NOT IN "
-                    "(SELECT seq FROM answered WHERE caller = ? AND dataset = ? "
-                    "ORDER BY seq DESC LIMIT ?)",
-                    [caller, dataset, caller, dataset, _HISTORY],
+                    "DELETE FROM answered WHERE dataset = ? AND seq NOT IN "
+                    "(SELECT seq FROM answered WHERE dataset = ? ORDER BY seq DESC LIMIT ?)",
+                    [dataset, dataset, _HISTORY],
                 )
             con.execute("COMMIT")
             return True
