@@ -82,7 +82,7 @@ json_value = st.recursive(
         st.none(),
         st.booleans(),
         st.integers(-(2**63), 2**63),
-        st.floats(allow_nan=False),
+        st.floats(allow_nan=False, allow_infinity=False),
         text,
     ),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(text, inner, max_size=3)),
