@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.governance import build_governed_node  # noqa: E402
 
 from genofed import devbroker as broker  # noqa: E402
-from genofed.governance import keys  # noqa: E402
 from genofed.governance.audit import AuditLog, verify  # noqa: E402
 from genofed.node.app import create_app  # noqa: E402
 
@@ -69,9 +68,7 @@ def bench_passports(root: Path, n: int) -> dict:
         return gov.passport("bench", bona_fide=True, grants=("ctrl",))
 
     # A researcher's visas are minted once; the broker re-mints the Passport around them.
-    kept_visas = broker.bona_fide_visas(gov.broker, "bench") + [
-        keys.sign_visa(gov.dac, "bench", "ControlledAccessGrants", gov.grant("ctrl"), by="dac")
-    ]
+    kept_visas = broker.bona_fide_visas(gov.broker, "bench") + [gov.issue_grant("bench", "ctrl")]
     cold = [fresh() for _ in range(n)]
     reissued = [broker.passport(gov.broker, "bench", kept_visas) for _ in range(n)]
     clearinghouse.passport(cold[0])  # warm the key caches

@@ -30,6 +30,11 @@ class GovernedNode:
     def grant(self, dataset: str) -> str:
         return grant_value(load_config(self.node.config_path), dataset)
 
+    def issue_grant(self, sub: str, dataset: str, iss: str = BROKER) -> str:
+        """A ControlledAccessGrants visa as the node's DAC issues it: an application by
+        ``(sub, iss)``, approved by a reviewer; the DAC records whom it granted."""
+        return issue_grant(self.node, self.dac, sub, dataset, iss)
+
     def passport(
         self,
         sub: str = "researcher-1",
@@ -41,11 +46,21 @@ class GovernedNode:
     ) -> str:
         key = key or self.broker
         visas = broker.bona_fide_visas(key, sub) if bona_fide else []
-        visas += [
-            keys.sign_visa(self.dac, sub, "ControlledAccessGrants", self.grant(d), by="dac")
-            for d in grants
-        ]
+        visas += [self.issue_grant(sub, d, key.issuer) for d in grants]
         return broker.passport(key, sub, visas, **kwargs)
+
+
+def issue_grant(node: NodeDir, key: SigningKey, sub: str, dataset: str, iss: str) -> str:
+    """The DAC's whole flow for one grant, in process: apply, submit, approve, collect."""
+    from genofed.governance.dac import Dac
+    from genofed.governance.duo import ResearchPurpose
+
+    dac = Dac(node.dac_path, load_config(node.config_path), key, lambda term: frozenset())
+    purpose = ResearchPurpose(category="general")
+    app = dac.create(sub, iss, dataset, f"Access to {dataset}", purpose)
+    dac.submit(app["id"], (sub, iss))  # no consent codes recorded: a reviewer decides
+    dac.decide(app["id"], "test reviewer", "approve", None)
+    return dac.visa(app["id"], (sub, iss))
 
 
 def build_governed_node(

@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from genofed import devbroker as broker
 from genofed.beacon.model import ENTRY_TYPES
 from genofed.config import load_config, save_config
-from genofed.governance import keys
 from genofed.node.app import create_app
 from genofed.store.dataset_reader import DatasetReader
 from tests.governance import TIERS, GovernedNode, build_governed_node
@@ -93,10 +92,7 @@ def client(governed: tuple[GovernedNode, str]) -> Iterator[TestClient]:
 def _tokens(gov: GovernedNode) -> dict[str, list[str]]:
     """Visa sets of each kind of caller (controlled: grants for every dataset, no bona fide)."""
     b = gov.broker
-    grant = [
-        keys.sign_visa(gov.dac, "u-ctrl", "ControlledAccessGrants", gov.grant(d), by="dac")
-        for d in TIERS
-    ]
+    grant = [gov.issue_grant("u-ctrl", d) for d in TIERS]
     return {
         "authenticated": [],
         "registered": broker.bona_fide_visas(b, "u-reg"),

@@ -12,11 +12,11 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from genofed import devbroker as broker
-from genofed.config import load_config, save_config
+from genofed.config import DacReviewer, load_config, save_config
 from genofed.governance.duo import ResearchPurpose, match
 from genofed.node.app import create_app
 from genofed.store.ontology import OntologyIndex
-from tests.governance import GovernedNode, build_governed_node
+from tests.governance import BROKER, GovernedNode, build_governed_node
 
 SEIZURE, FOCAL_SEIZURE = "HP:0001250", "HP:0007359"  # focal-onset seizure is_a seizure
 
@@ -54,7 +54,7 @@ def test_duo_matching(codes, diseases, wanted, outcome, ontology: OntologyIndex)
 def gov(tmp_path) -> GovernedNode:
     gov = build_governed_node(tmp_path, differencing_k=1)
     config = load_config(gov.node.config_path)
-    config.dac_reviewers = ["reviewer-1"]
+    config.dac_reviewers = [DacReviewer(sub="reviewer-1", iss=BROKER)]
     save_config(config, gov.node.config_path)
     return gov
 
@@ -143,7 +143,8 @@ def test_matched_application_is_approved_and_its_visa_opens_the_dataset_until_re
             f"/dac/applications/{app['id']}", headers=auth(gov, "reviewer-1")
         ).json()["events"]
         assert [e["action"] for e in history] == ["create", "submit", "approve", "revoke"]
-        assert history[2]["actor"] == "duo-matcher" and history[3]["actor"] == "reviewer-1"
+        assert history[2]["actor"] == "duo-matcher"
+    assert history[3]["actor"] == f"reviewer-1 ({BROKER})"  # the identity is sub and iss
 
 
 def test_denied_purpose_is_rejected_with_the_reason(gov: GovernedNode, client: TestClient) -> None:

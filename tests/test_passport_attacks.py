@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from genofed.devbroker import SigningKey
+from genofed.config import DatasetPolicy, load_config, save_config
 from genofed.governance import keys
+from genofed.governance.keys import SigningKey
 from genofed.node.app import create_app
 from tests.governance import BROKER, GovernedNode, build_governed_node
 
@@ -64,6 +65,10 @@ def passport_claims(gov: GovernedNode, visas: list[str], **changes: Any) -> dict
 
 
 def grant(gov: GovernedNode, dataset: str = "ctrl", **kwargs: Any) -> str:
+    """Mallory's grant: issued by the node's DAC, or (with ``kwargs``) signed with its key
+    but altered the way an attacker would."""
+    if not kwargs:
+        return gov.issue_grant("mallory", dataset)
     kwargs.setdefault("by", "dac")
     return keys.sign_visa(
         gov.dac, "mallory", "ControlledAccessGrants", gov.grant(dataset), **kwargs
@@ -152,9 +157,9 @@ def revoked_grant(gov: GovernedNode) -> str:
 
     dac = NodeRuntime(gov.node.root).gate.dac
     app = dac.create("mallory", BROKER, "ctrl", "Replay", ResearchPurpose(category="general"))
-    dac.submit(app["id"], "mallory")  # no consent codes recorded: a reviewer decides
+    dac.submit(app["id"], ("mallory", BROKER))  # no consent codes recorded: a reviewer decides
     dac.decide(app["id"], "reviewer", "approve", None)
-    passport = pp(gov, [dac.visa(app["id"], "mallory")])
+    passport = pp(gov, [dac.visa(app["id"], ("mallory", BROKER))])
     dac.revoke(app["id"], "reviewer", "replay test")
     return passport
 
@@ -310,13 +315,27 @@ def test_the_same_grant_done_right_is_accepted(gov: GovernedNode, client: TestCl
     assert "S1" in response.text
 
 
-def test_conditions_that_are_met_open_the_dataset(gov: GovernedNode, client: TestClient) -> None:
+def test_conditions_that_are_met_open_the_dataset(gov: GovernedNode) -> None:
+    """An external DAC's grant (a value the operator lists for the dataset) with
+    conditions: honoured when the holder's other visas meet them."""
+    config = load_config(gov.node.config_path)
+    config.datasets["ctrl"] = DatasetPolicy(grant_values=["https://external-dac.test/ctrl"])
+    save_config(config, gov.node.config_path)
     affiliation = keys.sign_visa(
         gov.broker, "mallory", "AffiliationAndRole", "faculty@uni.test", by="system"
     )
-    conditional = with_conditions(
-        gov, [[{"type": "AffiliationAndRole", "value": "pattern:faculty@*", "by": "const:system"}]]
+    conditions = [
+        [{"type": "AffiliationAndRole", "value": "pattern:faculty@*", "by": "const:system"}]
+    ]
+    conditional = keys.sign_visa(
+        gov.broker,
+        "mallory",
+        "ControlledAccessGrants",
+        "https://external-dac.test/ctrl",
+        by="dac",
+        conditions=conditions,
     )
+    client = TestClient(create_app(gov.node.root))
     response = client.get(
         "/beacon/v2/individuals",
         params={"datasets": "ctrl", "requestedGranularity": "record"},
@@ -331,9 +350,9 @@ def test_linked_identities_join_visas_of_another_subject(
     gov: GovernedNode, client: TestClient
 ) -> None:
     link = keys.sign_visa(
-        gov.broker, "mallory", "LinkedIdentities", f"alice,{gov.dac.issuer.replace(':', '%3A')}"
+        gov.broker, "mallory", "LinkedIdentities", f"alice,{BROKER.replace(':', '%3A')}"
     )
-    other = signed(gov.dac, visa_claims(gov, sub="alice"))
+    other = gov.issue_grant("alice", "ctrl")  # the DAC granted (alice, the broker)
     response = client.get(
         "/beacon/v2/individuals",
         params={"datasets": "ctrl", "requestedGranularity": "record"},

@@ -235,6 +235,27 @@ class DataConnect(BaseModel):
     )
 
 
+class DacReviewer(BaseModel):
+    """A person the node's DAC trusts to decide applications."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    sub: str = Field(min_length=1, description="The reviewer's Passport `sub`")
+    iss: str = Field(min_length=1, description="The issuer of the reviewer's Passport (`iss`)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_bare_sub(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError(
+                f"a reviewer is a Passport's sub and iss, not {value!r} alone: write "
+                f"{{sub: {value}, iss: <the issuer of their Passports>}}"
+            )
+        return value
+
+    def is_(self, sub: str | None, iss: str | None) -> bool:
+        return self.sub == sub and self.iss == iss
+
+
 def _check_format(value: int, what: str) -> int:
     if value != CONFIG_FORMAT:
         raise ValueError(
@@ -281,9 +302,10 @@ class NodeConfig(BaseModel):
     disclosure: Disclosure = Field(
         default_factory=Disclosure, description="What may leave the node (on by default)"
     )
-    dac_reviewers: list[str] = Field(
+    dac_reviewers: list[DacReviewer] = Field(
         default_factory=list,
-        description="Passport `sub`s allowed to decide DAC applications through the API",
+        description="Who may decide DAC applications through the API: each a Passport's "
+        "`sub` and `iss` (the same `sub` at another issuer is another person)",
     )
     dac_grant_days: float = Field(365, gt=0, description="Lifetime of the visas the DAC signs")
     data_connect: DataConnect = Field(

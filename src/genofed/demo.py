@@ -28,6 +28,7 @@ from rich.table import Table
 from genofed import devbroker as broker
 from genofed._exceptions import GenofedError
 from genofed.config import (
+    DacReviewer,
     DatasetPolicy,
     HubConfig,
     HubNode,
@@ -99,7 +100,7 @@ def build_institution(
     config.trust.brokers, config.trust.visa_issuers = [trusted], [trusted]
     config.trust.audience = audience(site)
     config.datasets[site.dataset] = DatasetPolicy(duo=["DUO:0000042"])
-    config.dac_reviewers = ["demo-reviewer"]
+    config.dac_reviewers = [DacReviewer(sub="demo-reviewer", iss=DEMO_BROKER)]
     NodeDir.create(node_dir, config)
     summary = ingest_vcf(
         NodeDir(node_dir),

@@ -110,6 +110,10 @@ def broker_app(key: SigningKey) -> FastAPI:
         except HTTPException as exc:
             raise HTTPException(400, {"error": "invalid_grant"}) from exc
         if subject_token_type == JWT_TOKEN_TYPE:
+            # Only a Passport meant for the broker itself may be exchanged: one a node
+            # received (its aud that node) must not buy a Passport for another node.
+            if claims.get("aud") not in (None, key.issuer, [key.issuer]):
+                raise HTTPException(400, {"error": "invalid_grant"})
             visas = claims.get("ga4gh_passport_v1")
         else:
             visas = claims.get("genofed_visas", [])

@@ -17,18 +17,33 @@ import httpx
 import pytest
 
 from genofed import devbroker as broker
-from genofed.config import load_config
+from genofed.config import DacReviewer, NodeConfig, TrustedIssuer
 from genofed.governance import keys
-from genofed.governance.access import grant_value
-from tests.federation import Federation, federation
+from genofed.store.node_dir import NodeDir
+from tests.federation import ISSUER, Federation, federation
+from tests.governance import issue_grant
 
-pytestmark = pytest.mark.servers
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/attacks/" in str(item.fspath):
+            item.add_marker(pytest.mark.servers)  # real processes on 127.0.0.1
 
 
 @dataclass
 class Attacked:
     fed: Federation
     hub: str
+    other_idp: keys.SigningKey  # a second trusted identity provider (its own users)
+
+    def passport_of(
+        self, sub: str, visas: list[str] | None = None, *, idp: keys.SigningKey | None = None
+    ) -> dict[str, str]:
+        """A Passport for ``sub`` at the broker (or ``idp``), addressed to alpha."""
+        key = idp or self.fed.key
+        given = broker.bona_fide_visas(key, sub) if visas is None else visas
+        token = broker.passport(key, sub, given, audience=self.fed.audience("alpha"))
+        return {"Authorization": f"Bearer {token}"}
 
     def node(self, name: str = "alpha") -> str:
         return self.fed.nodes[name]
@@ -46,13 +61,10 @@ class Attacked:
         return {"Authorization": f"Bearer {self.fed.access_token(sub)}"}
 
     def grant_holder(self, sub: str, node: str = "alpha") -> dict[str, str]:
-        """A Passport with a DAC grant of ``node``'s dataset (signed by its DAC key)."""
-        root = self.fed.root / node
-        config = load_config(root / "node.yaml")
-        dac = keys.load_key(root / "keys" / "dac-signing.json")
-        grant = keys.sign_visa(
-            dac, sub, "ControlledAccessGrants", grant_value(config, f"{node}-cohort"), by="dac"
-        )
+        """A Passport with a grant of ``node``'s dataset, issued through its DAC."""
+        directory = NodeDir(self.fed.root / node)
+        dac = keys.load_key(directory.signing_key_path)
+        grant = issue_grant(directory, dac, sub, f"{node}-cohort", ISSUER)
         token = broker.passport(self.fed.key, sub, [grant], audience=self.fed.audience(node))
         return {"Authorization": f"Bearer {token}"}
 
@@ -68,13 +80,25 @@ class Attacked:
         )
 
 
+OTHER_ISSUER = "https://other-idp.genofed.test"  # a second identity provider alpha trusts
+
+
 @pytest.fixture(scope="package")
 def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
-    with federation(tmp_path_factory.mktemp("attacks")) as fed:
-        fed.add_node("alpha", seed=31, samples=200, sites=300)
+    root = tmp_path_factory.mktemp("attacks")
+    other = keys.create_key(root / "other-idp.json", OTHER_ISSUER)
+
+    def alpha(config: NodeConfig) -> None:
+        trusted = TrustedIssuer(issuer=OTHER_ISSUER, jwks=other.jwks())
+        config.trust.brokers.append(trusted)
+        config.trust.visa_issuers.append(trusted)
+        config.dac_reviewers = [DacReviewer(sub="reviewer-1", iss=ISSUER)]
+
+    with federation(root) as fed:
+        fed.add_node("alpha", seed=31, samples=200, sites=300, configure=alpha)
         fed.add_node("beta", seed=32, samples=150, sites=300)
         hub = fed.start_hub()
         # the nodes must have the DAC key (created when the node first starts)
         for name in ("alpha", "beta"):
             assert (fed.root / name / "keys" / "dac-signing.json").exists()
-        yield Attacked(fed, hub)
+        yield Attacked(fed, hub, other)

@@ -43,6 +43,7 @@ class Caller:
     iss: str | None = None
     registered: bool = False
     grants: tuple[Visa, ...] = field(default_factory=tuple)  # ControlledAccessGrants, by dac
+    identities: frozenset[tuple[str, str]] = frozenset()  # (sub, iss), linked ones included
 
     @property
     def identity(self) -> str:
@@ -67,6 +68,7 @@ def caller_from_passports(passports: list[Passport], client: str) -> Caller:
         iss=passports[0].iss,
         registered=registered,
         grants=grants,
+        identities=frozenset().union(*(p.identities or {(p.sub, p.iss)} for p in passports)),
     )
 
 
@@ -94,9 +96,15 @@ def grant_value(config: NodeConfig, dataset_id: str) -> str:
 class AccessPolicy:
     """Tier table plus per-dataset policy; ``revoked`` says if a DAC has withdrawn a visa."""
 
-    def __init__(self, config: NodeConfig, revoked: Callable[[Visa], bool]):
+    def __init__(
+        self,
+        config: NodeConfig,
+        revoked: Callable[[Visa], bool],
+        holder: Callable[[Visa], tuple[str, str | None] | None] = lambda visa: None,
+    ):
         self.config = config
         self.revoked = revoked
+        self.holder = holder  # whom one of this node's own visas was issued to
 
     def tier(self, dataset_id: str, ingest_tier: str | None) -> str | None:
         policy = self.config.datasets.get(dataset_id)
@@ -110,11 +118,16 @@ class AccessPolicy:
         own = grant_value(self.config, dataset_id)
         policy = self.config.datasets.get(dataset_id)
         external = set(policy.grant_values) if policy is not None else set()
-        return any(
-            ((v.value == own and v.iss == self.config.issuer) or v.value in external)
-            and not self.revoked(v)
-            for v in caller.grants
-        )
+        for visa in caller.grants:
+            if visa.value == own and visa.iss == self.config.issuer:
+                # The DAC granted it to one identity, (sub, iss): the same sub at another
+                # issuer is another person.
+                mine = caller.identities or {(caller.sub, caller.iss)}
+                if self.holder(visa) in mine and not self.revoked(visa):
+                    return True
+            elif visa.value in external and not self.revoked(visa):
+                return True
+        return False
 
     def entitlement(
         self,

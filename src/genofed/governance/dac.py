@@ -29,6 +29,7 @@ from genofed.governance.passports import Visa, peek
 from genofed.governance.sqlite_state import SqliteState
 
 MATCHER = "duo-matcher"
+Identity = tuple[str, str | None]  # (sub, iss): the same sub at two issuers is two people
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS applications (
     id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, applicant_sub TEXT NOT NULL,
@@ -63,10 +64,12 @@ class Dac:
             raise NotFoundError(f"application {app_id!r} not found")
         return self._public(dict(row))
 
-    def list(self, applicant_sub: str | None = None) -> list[dict[str, Any]]:
+    def list(self, applicant: Identity | None = None) -> list[dict[str, Any]]:
+        """Every application, or those of one applicant (``(sub, iss)``)."""
         sql, params = "SELECT * FROM applications", []
-        if applicant_sub is not None:
-            sql, params = sql + " WHERE applicant_sub = ?", [applicant_sub]
+        if applicant is not None:
+            sql += " WHERE applicant_sub = ? AND applicant_iss IS ?"
+            params = [applicant[0], applicant[1]]
         rows = self._con().execute(sql + " ORDER BY created", params).fetchall()
         return [self._public(dict(r)) for r in rows]
 
@@ -83,6 +86,21 @@ class Dac:
             row["status"] = "expired"
         row.pop("visa", None)
         return row
+
+    def holder(self, visa: Visa) -> Identity | None:
+        """Whom one of this node's own grant visas was issued to, ``(sub, iss)`` of the
+        applicant's Passport (None: not one of this node's visas)."""
+        if visa.iss != self.config.issuer or visa.jti is None:
+            return None
+        row = (
+            self._con()
+            .execute(
+                "SELECT applicant_sub, applicant_iss FROM applications WHERE visa_jti = ?",
+                [visa.jti],
+            )
+            .fetchone()
+        )
+        return None if row is None else (row["applicant_sub"], row["applicant_iss"])
 
     def is_revoked(self, visa: Visa) -> bool:
         """Whether one of this node's own visas has been withdrawn (or cannot be tracked)."""
@@ -129,7 +147,7 @@ class Dac:
         return self.get(app_id)
 
     def edit(
-        self, app_id: str, actor: str, title: str | None, purpose: ResearchPurpose | None
+        self, app_id: str, actor: Identity, title: str | None, purpose: ResearchPurpose | None
     ) -> dict[str, Any]:
         app = self._owned(app_id, actor)
         if app["status"] not in EDITABLE:
@@ -146,14 +164,14 @@ class Dac:
                 app_id,
             ],
         )
-        self._event(app_id, actor, "edit", app["status"], app["status"], None)
+        self._event(app_id, _name(actor), "edit", app["status"], app["status"], None)
         return self.get(app_id)
 
-    def submit(self, app_id: str, actor: str) -> dict[str, Any]:
+    def submit(self, app_id: str, actor: Identity) -> dict[str, Any]:
         app = self._owned(app_id, actor)
         if app["status"] not in EDITABLE:
             raise DacError(f"application {app_id} is {app['status']}; it cannot be submitted again")
-        self._move(app, actor, "submit", "submitted", None)
+        self._move(app, _name(actor), "submit", "submitted", None)
         policy = self.config.datasets.get(app["dataset_id"])
         result = match(
             ResearchPurpose.model_validate(app["purpose"]),
@@ -195,7 +213,7 @@ class Dac:
         self._move(app, reviewer, "revoke", "revoked", note)
         return self.get(app_id)
 
-    def visa(self, app_id: str, actor: str) -> str:
+    def visa(self, app_id: str, actor: Identity) -> str:
         app = self._owned(app_id, actor)
         if app["status"] != "approved":
             raise DacError(f"application {app_id} is {app['status']}; there is no valid visa")
@@ -221,9 +239,10 @@ class Dac:
         self._move(app, actor, "approve", "approved", note)
         return self.get(app["id"])
 
-    def _owned(self, app_id: str, actor: str) -> dict[str, Any]:
+    def _owned(self, app_id: str, actor: Identity) -> dict[str, Any]:
+        """The application, if ``actor`` (``(sub, iss)``) made it."""
         app = self.get(app_id)
-        if app["applicant_sub"] != actor:
+        if (app["applicant_sub"], app["applicant_iss"]) != actor:
             raise AccessDeniedError(f"application {app_id} is not yours")
         return app
 
@@ -244,3 +263,8 @@ class Dac:
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
             [app_id, time.time(), actor, action, before, after, note],
         )
+
+
+def _name(identity: Identity) -> str:
+    sub, iss = identity
+    return sub if iss is None else f"{sub} ({iss})"

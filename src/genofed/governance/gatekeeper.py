@@ -48,10 +48,11 @@ class Gatekeeper:
             visa_issuers,
             audience=config.trust.audience or config.public_url,
             leeway=config.trust.leeway_seconds,
+            own_issuer=config.issuer,
         )
         self.credentials = CredentialResolver(self.clearinghouse, self.http)
         self.dac = Dac(node.dac_path, config, self.signing_key, descendants)
-        self.access = AccessPolicy(config, revoked=self.dac.is_revoked)
+        self.access = AccessPolicy(config, revoked=self.dac.is_revoked, holder=self.dac.holder)
         self.release = ReleasePolicy(config.disclosure, node.state_dir, clock=clock)
         self.audit = AuditLog(node.audit_path)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class Passport:
     sub: str
     exp: int
     visas: tuple[Visa, ...] = field(default_factory=tuple)
+    # (sub, iss) of the holder and of every identity a LinkedIdentities visa joins to it
+    identities: frozenset[tuple[str, str]] = frozenset()
 
 
 def _b64json(part: str) -> dict[str, Any]:
@@ -110,7 +113,9 @@ class Clearinghouse:
         audience: str | None,
         leeway: int,
         cache_size: int = 4096,
+        own_issuer: str | None = None,
     ):
+        self.own_issuer = own_issuer  # this node's DAC: its visas' holders are on record
         self.brokers = brokers
         self.visa_issuers = visa_issuers
         self.audience = audience
@@ -127,6 +132,9 @@ class Clearinghouse:
     def verify(self, token: str, keys: KeyRing, what: str) -> dict[str, Any]:
         """Claims of ``token`` after checking algorithm, issuer, signature and times."""
         header, unverified = peek(token)
+        for name in ("alg", "kid", "typ", "jku"):
+            if header.get(name) is not None and not isinstance(header[name], str):
+                raise CredentialError(f"the {what} header's {name} must be a string")
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise CredentialError(
@@ -149,13 +157,17 @@ class Clearinghouse:
         if claims.get("iss") != issuer:
             raise CredentialError(f"{what} issuer changed after signing")
         now = time.time()
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
-            raise CredentialError(f"{what} must carry numeric exp and iat claims")
+        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
+        if not _timestamp(exp) or not _timestamp(iat):
+            raise CredentialError(f"{what} must carry exp and iat claims as times in seconds")
+        if nbf is not None and not _timestamp(nbf):
+            raise CredentialError(f"{what}'s nbf claim must be a time in seconds")
         if exp + self.leeway < now:
             raise CredentialError(f"{what} has expired")
         if iat - self.leeway > now:
             raise CredentialError(f"{what} is issued in the future")
+        if nbf is not None and nbf - self.leeway > now:
+            raise CredentialError(f"{what} is not valid yet (nbf is in the future)")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise CredentialError(f"{what} has no sub claim")
         return claims
@@ -181,11 +193,15 @@ class Clearinghouse:
         if not isinstance(raw_visas, list) or not all(isinstance(v, str) for v in raw_visas):
             raise CredentialError("ga4gh_passport_v1 must be a list of visa JWTs")
         visas = [v for v in (self._visa(t) for t in raw_visas) if v is not None]
+        identities = holder_identities(claims["sub"], claims["iss"], visas)
         passport = Passport(
             iss=claims["iss"],
             sub=claims["sub"],
             exp=int(claims["exp"]),
-            visas=tuple(usable_visas(claims["sub"], claims["iss"], visas)),
+            visas=tuple(
+                usable_visas(claims["sub"], claims["iss"], visas, identities, self.own_issuer)
+            ),
+            identities=frozenset(identities),
         )
         with self._lock:
             if len(self._cache) >= self._cache_size:
@@ -203,11 +219,13 @@ class Clearinghouse:
             raise CredentialError("ga4gh_passport_v1 must be a list of visa JWTs")
         visas = [v for v in (self._visa(t) for t in raw_visas) if v is not None]
         sub = info["sub"]
+        identities = holder_identities(sub, broker, visas)
         return Passport(
             iss=broker,
             sub=sub,
             exp=int(time.time() + ttl),
-            visas=tuple(usable_visas(sub, broker, visas)),
+            visas=tuple(usable_visas(sub, broker, visas, identities, self.own_issuer)),
+            identities=frozenset(identities),
         )
 
     def _visa(self, token: str) -> Visa | None:
@@ -236,7 +254,9 @@ class Clearinghouse:
         asserted, by = body.get("asserted"), body.get("by")
         if not all(isinstance(x, str) for x in (visa_type, value, source)):
             return None
-        if not isinstance(asserted, int) or asserted > time.time() + self.leeway:
+        if not (isinstance(asserted, int) and _timestamp(asserted)) or (
+            asserted > time.time() + self.leeway
+        ):
             return None
         if by is not None and not isinstance(by, str):
             return None
@@ -264,6 +284,16 @@ class Clearinghouse:
         )
 
 
+def _timestamp(value: object) -> bool:
+    """A JWT time: a finite number of seconds, not a boolean, in a plausible range."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < 1e11
+    )
+
+
 def linked_identities(value: str) -> set[tuple[str, str]]:
     """``sub,iss`` pairs of a LinkedIdentities value (URI-encoded, ';'-separated)."""
     pairs = set()
@@ -274,26 +304,45 @@ def linked_identities(value: str) -> set[tuple[str, str]]:
     return pairs
 
 
-def usable_visas(sub: str, broker: str, visas: list[Visa]) -> list[Visa]:
-    """Visas of the Passport's holder whose conditions are met.
-
-    The holder is the Passport's ``sub``; LinkedIdentities visas held by the holder add
-    the identities they link (transitively). Conditions are then evaluated against the
-    holder's visas, never against visas that carry conditions themselves.
-    """
-
-    def holds(visa: Visa) -> bool:
-        return visa.sub == sub or (visa.sub, visa.iss) in identities
-
+def holder_identities(sub: str, broker: str, visas: list[Visa]) -> set[tuple[str, str]]:
+    """The Passport holder's identity, ``(sub, iss)``, and those LinkedIdentities visas
+    held by the holder join to it (transitively): the only way identities are joined."""
     identities = {(sub, broker)}
     changed = True
     while changed:
         changed = False
         for visa in visas:
-            if visa.type == "LinkedIdentities" and visa.conditions is None and holds(visa):
+            held = visa.sub == sub or (visa.sub, visa.iss) in identities
+            if visa.type == "LinkedIdentities" and visa.conditions is None and held:
                 new = linked_identities(visa.value) - identities
                 identities |= new
                 changed = changed or bool(new)
+    return identities
+
+
+def usable_visas(
+    sub: str,
+    broker: str,
+    visas: list[Visa],
+    identities: set[tuple[str, str]] | None = None,
+    own_issuer: str | None = None,
+) -> list[Visa]:
+    """Visas of the Passport's holder whose conditions are met.
+
+    The holder is the Passport's ``sub`` and the identities linked to it. A visa of this
+    node's own DAC (``own_issuer``) is kept for any of the holder's subs: the DAC records
+    whom it granted, ``(sub, iss)``, and that record decides (``AccessPolicy``).
+    Conditions are evaluated against the holder's visas, never against visas that carry
+    conditions themselves.
+    """
+    identities = identities or holder_identities(sub, broker, visas)
+    subs = {s for s, _ in identities}
+
+    def holds(visa: Visa) -> bool:
+        if own_issuer is not None and visa.iss == own_issuer:
+            return visa.sub in subs
+        return visa.sub == sub or (visa.sub, visa.iss) in identities
+
     held = [v for v in visas if holds(v)]
     objects = [v.as_object() for v in held]
     return [v for v in held if v.conditions is None or conditions_met(v.conditions, objects)]

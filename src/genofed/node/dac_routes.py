@@ -43,10 +43,18 @@ class Revocation(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
+def _is_reviewer(runtime: NodeRuntime, caller: Caller) -> bool:
+    return any(r.is_(caller.sub, caller.iss) for r in runtime.config.dac_reviewers)
+
+
 def _reviewer(runtime: NodeRuntime, caller: Caller) -> str:
-    if caller.sub not in runtime.config.dac_reviewers:
+    if not _is_reviewer(runtime, caller):
         raise AccessDeniedError("only the node's DAC reviewers may do this")
-    return str(caller.sub)
+    return caller.identity
+
+
+def _me(caller: Caller) -> tuple[str, str | None]:
+    return str(caller.sub), caller.iss
 
 
 def build_dac_router() -> APIRouter:
@@ -71,7 +79,7 @@ def build_dac_router() -> APIRouter:
         response_model=None,
     )
     def listing(runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
-        mine = None if caller.sub in runtime.config.dac_reviewers else caller.sub
+        mine = None if _is_reviewer(runtime, caller) else _me(caller)
         return {"applications": runtime.gate.dac.list(mine)}
 
     @router.get(
@@ -79,7 +87,7 @@ def build_dac_router() -> APIRouter:
     )
     def show(app_id: str, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
         app = runtime.gate.dac.get(app_id)
-        if app["applicant_sub"] != caller.sub:
+        if (app["applicant_sub"], app["applicant_iss"]) != _me(caller):
             _reviewer(runtime, caller)
         return {**app, "events": runtime.gate.dac.events(app_id)}
 
@@ -91,7 +99,7 @@ def build_dac_router() -> APIRouter:
     def edit(
         app_id: str, body: ApplicationEdit, runtime: Runtime, caller: IdentifiedCaller
     ) -> dict[str, Any]:
-        return runtime.gate.dac.edit(app_id, str(caller.sub), body.title, body.purpose)
+        return runtime.gate.dac.edit(app_id, _me(caller), body.title, body.purpose)
 
     @router.post(
         "/applications/{app_id}/submit",
@@ -99,7 +107,7 @@ def build_dac_router() -> APIRouter:
         response_model=None,
     )
     def submit(app_id: str, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
-        return runtime.gate.dac.submit(app_id, str(caller.sub))
+        return runtime.gate.dac.submit(app_id, _me(caller))
 
     @router.post(
         "/applications/{app_id}/decision",
@@ -128,6 +136,6 @@ def build_dac_router() -> APIRouter:
         response_model=None,
     )
     def visa(app_id: str, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
-        return {"visa": runtime.gate.dac.visa(app_id, str(caller.sub))}
+        return {"visa": runtime.gate.dac.visa(app_id, _me(caller))}
 
     return router
