@@ -318,3 +318,62 @@ def test_a_query_naming_one_node_is_exact_about_that_node(hub) -> None:
     response = client.get("/beacon/v2/individuals/a:P1", params=COUNT).json()
     assert response["responseSummary"] == {"exists": True, "numTotalResults": 3}
     assert "warnings" not in response["info"]  # b was not asked: nothing is left out
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"meta": ["not", "an", "object"], "responseSummary": {"exists": True}},
+        {"meta": {"returnedGranularity": "everything"}, "responseSummary": {"exists": True}},
+        {"meta": {}, "responseSummary": {"exists": "yes"}},
+        {
+            "meta": {"returnedGranularity": "count"},
+            "responseSummary": {"exists": True, "numTotalResults": -5},
+        },
+        {
+            "meta": {"returnedGranularity": "count"},
+            "responseSummary": {"exists": True, "numTotalResults": 10**15},
+        },
+        {"meta": {}, "responseSummary": {"exists": True}, "info": {"warnings": [{"x": 1}]}},
+        {"meta": {}, "responseSummary": {"exists": True}, "response": {"resultSets": "many"}},
+        {
+            "meta": {},
+            "responseSummary": {"exists": True},
+            "response": {"resultSets": [{"info": []}]},
+        },
+    ],
+)
+def test_a_node_answering_nonsense_is_that_nodes_error(hub, document) -> None:
+    """Before: a node's malformed meta, summary or result-set info gave the hub's 500, and
+    a negative or absurd count became part of the total."""
+    client = hub([FakeNode.counting("good", 10), FakeNode("bad", beacon=document)])
+    answer = individuals(client)
+    outcomes = {n["node"]: n for n in answer["info"]["nodes"]}
+    assert outcomes["bad"]["status"] == "error" and "malformed" in outcomes["bad"]["detail"]
+    assert answer["responseSummary"]["numTotalResults"] == 10
+
+
+def test_a_node_cannot_speak_in_another_nodes_name(hub) -> None:
+    liar = FakeNode.counting("liar", 10, warnings=["honest: all clear"])
+    liar.beacon["response"]["resultSets"][0]["info"] = {"node": "honest"}  # type: ignore[index]
+    answer = individuals(hub([FakeNode.counting("honest", 5), liar]))
+    sets = {s["id"]: s for s in answer["response"]["resultSets"]}
+    assert sets["liar:liar-data"]["info"]["node"] == "liar"
+    assert "liar: honest: all clear" in answer["info"]["warnings"]
+
+
+def test_a_hub_failure_never_counts_against_a_node(hub) -> None:
+    """Before: a body the hub could read but not write back (deep JSON) failed at every
+    node's breaker: three requests darkened the federation."""
+    node = FakeNode.counting("a", 10)
+    client = hub([node], breaker_failures=1)
+    deep: object = "x"
+    for _ in range(300):
+        deep = [deep]
+    for _ in range(3):
+        refused = client.post(
+            "/beacon/v2/individuals", json={"query": {"filters": [{"id": "x", "value": deep}]}}
+        )
+        assert refused.status_code == 400 and "nests deeper" in refused.text
+    assert individuals(client)["info"]["nodes"][0]["status"] == "ok"
+    assert node.requests and all(r.path != "/-/health" for r in node.requests)

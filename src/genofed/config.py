@@ -311,6 +311,12 @@ class NodeConfig(BaseModel):
     data_connect: DataConnect = Field(
         default_factory=DataConnect, description="Limits of Data Connect SQL"
     )
+    max_request_bytes: int = Field(
+        1_000_000, ge=1024, description="A request body larger than this is refused (413)"
+    )
+    max_filters: int = Field(
+        100, ge=1, description="Filters one Beacon request may carry (each costs a look-up)"
+    )
 
     @field_validator("format")
     @classmethod
@@ -429,6 +435,14 @@ class HubConfig(BaseModel):
     )
     state_dir: str = Field(
         "hub-state", description="Saved cohorts and other state (relative to hub.yaml)"
+    )
+    max_request_bytes: int = Field(
+        1_000_000, ge=1024, description="A request body larger than this is refused (413)"
+    )
+    max_reply_bytes: int = Field(
+        32_000_000,
+        ge=1024,
+        description="A node's reply larger than this is cut off: that node's error",
     )
 
     @field_validator("format")

@@ -49,3 +49,32 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+MAX_JSON_DEPTH = 32  # request bodies nest a handful of levels; deeper is refused (400)
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deep ``value`` nests (stopping counting past ``limit``), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def dig(value: Any, *keys: str, default: Any) -> Any:
+    """``value[k1][k2]...`` of a peer's JSON, or ``default`` when any step is missing or
+    of another type than ``default``'s: a node's answer is read, never trusted."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return default
+        value = value.get(key)
+    return value if isinstance(value, type(default)) else default

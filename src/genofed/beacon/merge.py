@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from genofed.api.responses import dig
 from genofed.beacon.model import API_VERSION, ENTRY_TYPES, SCHEMA_BASE
 from genofed.config import Granularity
 from genofed.governance.disclosure import Precision, SafeCount
@@ -28,6 +29,57 @@ class NodeAnswer(Protocol):
     document: dict[str, Any] | None
 
     def outcome(self) -> dict[str, Any]: ...
+
+
+MAX_COUNT = 10**10  # a node claiming more results than this is broken, or lying
+
+
+def problem(document: dict[str, Any], *, collection: bool = False) -> str | None:
+    """What makes a node's Beacon answer unusable, if anything: the hub merges only the
+    shapes it understands, so a node's malformed ``meta``, ``responseSummary``, result
+    sets or warnings are that node's error, never the hub's."""
+    meta = document.get("meta", {})
+    if not isinstance(meta, dict):
+        return "meta is not an object"
+    returned = meta.get("returnedGranularity", "boolean")
+    if returned not in ("boolean", "count", "record"):
+        return "meta.returnedGranularity is not boolean, count or record"
+    summary = document.get("responseSummary", {})
+    if not isinstance(summary, dict):
+        return "responseSummary is not an object"
+    if "exists" in summary and not isinstance(summary["exists"], bool):
+        return "responseSummary.exists is not true or false"
+    total = summary.get("numTotalResults")
+    if total is not None and (
+        not isinstance(total, int) or isinstance(total, bool) or not 0 <= total <= MAX_COUNT
+    ):
+        return "responseSummary.numTotalResults is not a count"
+    if summary.get("countPrecision", "exact") not in ("exact", "rounded", "imprecise"):
+        return "responseSummary.countPrecision is not exact, rounded or imprecise"
+    info = document.get("info", {})
+    if not isinstance(info, dict):
+        return "info is not an object"
+    warnings = info.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return "info.warnings is not a list of text"
+    response = document.get("response", {})
+    if not isinstance(response, dict):
+        return "response is not an object"
+    key = "collections" if collection else "resultSets"
+    items = response.get(key, [])
+    if not isinstance(items, list):
+        return f"response.{key} is not a list"
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("id", ""), str):
+            return f"response.{key} holds something that is not a set with an id"
+        count = item.get("resultsCount")
+        if count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_COUNT
+        ):
+            return f"response.{key}[].resultsCount is not a count"
+        if not isinstance(item.get("info", {}), dict):
+            return f"response.{key}[].info is not an object"
+    return None
 
 
 def node_count(node: str, summary: dict[str, Any]) -> Part:
@@ -48,7 +100,7 @@ def node_parts(replies: Sequence[NodeAnswer]) -> list[Part]:
     parts = []
     for reply in replies:
         if reply.status == "ok" and reply.document is not None:
-            parts.append(node_count(reply.node, reply.document.get("responseSummary") or {}))
+            parts.append(node_count(reply.node, dig(reply.document, "responseSummary", default={})))
         else:
             parts.append(Part(reply.node, None, f"{reply.status}: {reply.detail or 'no answer'}"))
     return parts
@@ -79,7 +131,7 @@ def merge_counts(
         outcome = reply.outcome()
         document = reply.document if reply.status == "ok" else None
         if document is not None:
-            summary = document.get("responseSummary") or {}
+            summary = dig(document, "responseSummary", default={})
             part = node_count(reply.node, summary)
             exists = exists or bool(summary.get("exists"))
             outcome["exists"] = bool(summary.get("exists"))
@@ -88,7 +140,7 @@ def merge_counts(
                 outcome["countPrecision"] = part.count.precision
             else:
                 outcome["withheld"] = part.reason
-            notes = (document.get("info") or {}).get("warnings", [])
+            notes = dig(document, "info", "warnings", default=[])
             warnings += [f"{reply.node}: {w}" for w in notes]
         else:
             part = Part(reply.node, None, f"{reply.status}: {reply.detail or 'no answer'}")
@@ -125,7 +177,7 @@ def merge_result_sets(
     docs = [(r.node, r.document) for r in replies if r.status == "ok" and r.document]
     granularity = Granularity.BOOLEAN
     for _, doc in docs:
-        returned = (doc.get("meta") or {}).get("returnedGranularity", "boolean")
+        returned = dig(doc, "meta", "returnedGranularity", default="boolean")
         try:
             granularity = max(granularity, Granularity(returned))
         except ValueError:
@@ -138,7 +190,7 @@ def merge_result_sets(
         "info": {"nodes": [r.outcome() for r in replies]},
     }
     warnings = [
-        f"{node}: {w}" for node, doc in docs for w in (doc.get("info") or {}).get("warnings", [])
+        f"{node}: {w}" for node, doc in docs for w in dig(doc, "info", "warnings", default=[])
     ]
     asked = [r for r in replies if r.node not in not_asked]
     silent = [r for r in asked if r.status != "ok" or r.document is None]
@@ -159,7 +211,7 @@ def merge_result_sets(
             summary["countPrecision"] = precision
         result_sets = []
         for node, doc in docs:
-            for result_set in (doc.get("response") or {}).get("resultSets") or []:
+            for result_set in dig(doc, "response", "resultSets", default=[]):
                 if isinstance(result_set, dict):
                     result_sets.append(_from_node(node, result_set))
         document["response"] = {"resultSets": result_sets}
@@ -175,7 +227,7 @@ def merge_collections(replies: Sequence[NodeAnswer], meta: dict[str, Any]) -> di
     for reply in replies:
         if reply.status != "ok" or not reply.document:
             continue
-        for item in (reply.document.get("response") or {}).get("collections") or []:
+        for item in dig(reply.document, "response", "collections", default=[]):
             if isinstance(item, dict):
                 collections.append(_from_node(reply.node, item))
     return {
@@ -189,7 +241,7 @@ def merge_collections(replies: Sequence[NodeAnswer], meta: dict[str, Any]) -> di
 def _from_node(node: str, result_set: dict[str, Any]) -> dict[str, Any]:
     out = dict(result_set)
     out["id"] = f"{node}:{result_set.get('id', '')}"
-    info = dict(out.get("info") or {})
+    info = dict(dig(out, "info", default={}))
     info["node"] = node
     out["info"] = info
     return out
@@ -200,7 +252,7 @@ def union_filtering_terms(replies: Sequence[NodeAnswer], meta: dict[str, Any]) -
     terms: dict[tuple[str, str], dict[str, Any]] = {}
     resources: dict[str, dict[str, Any]] = {}
     for reply in replies:
-        response = (reply.document or {}).get("response") or {}
+        response = dig(reply.document, "response", default={})
         for term in response.get("filteringTerms") or []:
             if not isinstance(term, dict) or "id" not in term:
                 continue
@@ -233,7 +285,7 @@ def merge_info(
     """The federated Beacon's ``/info``: the hub's own, listing each node's."""
     members = []
     for reply in replies:
-        response = (reply.document or {}).get("response") or {}
+        response = dig(reply.document, "response", default={})
         members.append(
             {
                 **reply.outcome(),
@@ -262,7 +314,7 @@ def merge_map(replies: Sequence[NodeAnswer], *, beacon_id: str, base_url: str) -
     """The federated Beacon's ``/map``: the entry types any node serves, at the hub."""
     served = set()
     for reply in replies:
-        sets = ((reply.document or {}).get("response") or {}).get("endpointSets") or {}
+        sets = dig(reply.document, "response", "endpointSets", default={})
         served |= {v.get("entryType") for v in sets.values() if isinstance(v, dict)}
     sets = {
         f"{e.id}Endpoints": {"entryType": e.id, "rootUrl": f"{base_url}/{e.path}"}

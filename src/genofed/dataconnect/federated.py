@@ -20,6 +20,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from genofed._exceptions import QueryError
+from genofed.api.responses import dig
 from genofed.dataconnect.results import COUNT_PRECISION
 from genofed.governance.disclosure import Precision, SafeCount
 from genofed.governance.release import Part, ReleasePolicy
@@ -357,16 +358,15 @@ def merged_model(query: Federated, models: list[dict[str, Any]]) -> dict[str, An
     columns say how exact the merged counts are."""
     node_properties: dict[str, Any] = {}
     for model in models:
-        for name, schema in (model.get("properties") or {}).items():
+        for name, schema in dig(model, "properties", default={}).items():
             node_properties.setdefault(name, schema)
     properties: dict[str, Any] = {}
     for output in query.outputs:
         if output.kind == "count":
             properties[output.name] = {"type": "string", "format": "bigint"}
             precisions = {
-                (m.get("properties") or {}).get(output.columns[0], {}).get(COUNT_PRECISION)
-                for m in models
-            } - {None, Precision.EXACT}
+                dig(m, "properties", output.columns[0], COUNT_PRECISION, default="") for m in models
+            } - {"", Precision.EXACT}
             if precisions:
                 properties[output.name][COUNT_PRECISION] = (
                     Precision.IMPRECISE if Precision.IMPRECISE in precisions else Precision.ROUNDED
@@ -386,7 +386,7 @@ def merged_model(query: Federated, models: list[dict[str, Any]]) -> dict[str, An
 def model_precisions(model: dict[str, Any]) -> dict[str, Precision]:
     """The precision of each count column a node's data model marks."""
     marked = {}
-    for name, schema in (model.get("properties") or {}).items():
+    for name, schema in dig(model, "properties", default={}).items():
         value = schema.get(COUNT_PRECISION) if isinstance(schema, dict) else None
         if value is not None:
             try:

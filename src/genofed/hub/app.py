@@ -52,6 +52,7 @@ def create_hub_app(
         default_response_class=JSONResponse,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        max_body_size=config.max_request_bytes,
     )
     app.state.hub = hub  # read by hub.deps only
     app.include_router(build_hub_data_connect_router())

@@ -11,13 +11,14 @@ from fastapi import APIRouter, Request
 
 from genofed import __version__
 from genofed._exceptions import QueryError
-from genofed.api.responses import JSONResponse
+from genofed.api.responses import MAX_JSON_DEPTH, JSONResponse, json_depth
 from genofed.beacon.merge import (
     informational_meta,
     merge_collections,
     merge_info,
     merge_map,
     merge_result_sets,
+    problem,
     union_filtering_terms,
 )
 from genofed.beacon.model import API_VERSION, BY_PATH, ENTRY_TYPES, EntryType, returned_schema
@@ -145,7 +146,7 @@ async def _federated_query(
         sent = body if request.method == "POST" else None
         return await nodes.send(node, request.method, path, end, params=params or None, body=sent)
 
-    replies = await nodes.each(call)
+    replies = [_checked(r, entry.collection) for r in await nodes.each(call)]
     meta = {
         "beaconId": hub.config.beacon_id,
         "apiVersion": API_VERSION,
@@ -156,6 +157,16 @@ async def _federated_query(
         return merge_collections(replies, meta)
     others = frozenset(n.name for n in hub.config.nodes if only is not None and n.name != only)
     return merge_result_sets(replies, hub.release, meta, not_asked=others)
+
+
+def _checked(reply: Reply, collection: bool) -> Reply:
+    """A node's answer as the hub may merge it: a malformed one is that node's error."""
+    if reply.status != "ok" or reply.document is None:
+        return reply
+    wrong = problem(reply.document, collection=collection)
+    if wrong is None:
+        return reply
+    return Reply(reply.node, "error", ms=reply.ms, http_status=200, detail=f"malformed: {wrong}")
 
 
 async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:
@@ -172,6 +183,11 @@ async def _forwarded(request: Request) -> tuple[list[tuple[str, str]], dict[str,
                 raise QueryError(f"the request body is not valid JSON: {exc}") from None
             if not isinstance(body, dict):
                 raise QueryError("the request body must be a JSON object")
+            if json_depth(body) > MAX_JSON_DEPTH:
+                raise QueryError(
+                    f"the request body nests deeper than {MAX_JSON_DEPTH} levels; "
+                    "a Beacon request needs a handful"
+                )
         if "passports" in body:
             raise QueryError(
                 "send your Passport to the hub as 'Authorization: Bearer'; the hub obtains "

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 
 from genofed._exceptions import NotFoundError
 from genofed.api.errors import DATA_CONNECT_PREFIX as PREFIX
-from genofed.api.responses import JSONResponse
+from genofed.api.responses import JSONResponse, dig
 from genofed.config import HubNode
 from genofed.dataconnect.federated import Federated, Routed, merge_answers, plan
 from genofed.dataconnect.sql import search_body
@@ -50,7 +50,7 @@ def build_hub_data_connect_router() -> APIRouter:
         replies = await nodes.ask("GET", f"{PREFIX}/tables")
         listed = []
         for reply in replies:
-            for table in (reply.document or {}).get("tables") or []:
+            for table in dig(reply.document, "tables", default=[]):
                 if isinstance(table, dict) and isinstance(table.get("name"), str):
                     listed.append({**table, "name": f"{reply.node}.{table['name']}"})
         body: dict[str, Any] = {"tables": listed}
@@ -96,6 +96,15 @@ def build_hub_data_connect_router() -> APIRouter:
     return router
 
 
+def _seconds(retry_after: str | None) -> float:
+    """A node's Retry-After, in seconds (1 when absent or odd; never more than 10)."""
+    try:
+        value = float(retry_after or 1)
+    except ValueError:
+        return 1.0
+    return min(max(value, 0.0), 10.0) if value == value else 1.0
+
+
 def _split(nodes: NodeClient, name: str) -> tuple[HubNode, str]:
     node, _, local = name.partition(".")
     if not local:
@@ -112,7 +121,7 @@ def _document(reply: Reply) -> dict[str, Any]:
 
 def _paged(node: HubNode, document: dict[str, Any]) -> dict[str, Any]:
     """A node's page with its next page reached through the hub."""
-    pagination = document.get("pagination") or {}
+    pagination = dig(document, "pagination", default={})
     next_url = pagination.get("next_page_url")
     if isinstance(next_url, str):
         path = urlsplit(next_url).path
@@ -135,7 +144,7 @@ async def _every_page(
         return listed
     names = [
         t["name"]
-        for t in listed.document.get("tables") or []
+        for t in dig(listed.document, "tables", default=[])
         if isinstance(t, dict) and query.matches(str(t.get("name")))
     ]
     rows: list[dict[str, Any]] = []
@@ -149,19 +158,22 @@ async def _every_page(
                 reply.detail = f"{name}: {reply.detail}"
                 return reply
             page = reply.document
-            rows += [r for r in page.get("data") or [] if isinstance(r, dict)]
-            if page.get("data_model"):
+            rows += [r for r in dig(page, "data", default=[]) if isinstance(r, dict)]
+            if dig(page, "data_model", default={}):
                 models.append(page["data_model"])
-            notes += page.get("errors") or []
+            notes += dig(page, "errors", default=[])
             if len(rows) > _MAX_PARTIAL_ROWS:
                 return Reply(node.name, "error", detail="too many groups to merge")
-            next_url = (page.get("pagination") or {}).get("next_page_url")
+            next_url = dig(page, "pagination", "next_page_url", default="")
             if not next_url:
                 break
+            path = urlsplit(next_url).path
+            if not path.startswith(f"{PREFIX}/search/"):  # a page of this result, nothing else
+                return Reply(node.name, "error", detail=f"{name}: an odd next_page_url")
             if not page.get("data"):
-                wait = float(reply.headers.get("retry-after", "1") or 1)
+                wait = _seconds(reply.headers.get("retry-after"))
                 await asyncio.sleep(min(wait, nodes.remaining(end)))
-            reply = await nodes.send(node, "GET", urlsplit(next_url).path, end)
+            reply = await nodes.send(node, "GET", path, end)
     document = {"rows": rows, "models": models, "notes": notes, "tables": names}
     ms = (time.perf_counter() - start) * 1000
     return Reply(node.name, "ok", ms=ms, http_status=200, document=document)

@@ -38,12 +38,14 @@ class Reply:
     detail: str | None = None
     document: dict[str, Any] | None = None  # the JSON object, when ``ok``
     headers: dict[str, str] = field(default_factory=dict)  # the node's response headers
+    hub_fault: bool = False  # it failed in the hub, not at the node
 
     @property
     def node_failed(self) -> bool:
         """The node itself failed (no answer, a 5xx, malformed JSON), as opposed to
-        refusing the request (4xx): what counts towards its circuit breaker."""
-        if self.status in ("ok", "unauthorised", "skipped"):
+        refusing the request (4xx) or the hub failing: only this counts towards the
+        node's circuit breaker, so a caller's bad request never darkens a node."""
+        if self.status in ("ok", "unauthorised", "skipped") or self.hub_fault:
             return False
         return self.http_status is None or not 400 <= self.http_status < 500
 
@@ -102,7 +104,9 @@ async def fan_out(
             try:
                 replies[node.name] = task.result()
             except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
-                replies[node.name] = Reply(node.name, "error", detail=f"failed ({exc!r:.200})")
+                replies[node.name] = Reply(
+                    node.name, "error", detail=f"failed ({type(exc).__name__})", hub_fault=True
+                )
     for reply in replies.values():
         if reply.status != "skipped":
             registry.record(reply.node, not reply.node_failed, reply.detail)
@@ -147,7 +151,7 @@ async def send(
     except ConnectionError as exc:
         return reply("error", f"could not be reached ({exc})")
     except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
-        return reply("error", f"failed ({type(exc).__name__})")
+        return reply("error", f"failed ({type(exc).__name__})", hub_fault=True)
     try:
         document = orjson.loads(content)
     except orjson.JSONDecodeError:

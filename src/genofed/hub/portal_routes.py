@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from genofed.api.responses import dig
 from genofed.hub.deps import Nodes
 
 WEB = Path(__file__).parent / "web"
@@ -33,7 +34,7 @@ def mount_portal(app: FastAPI) -> None:
         needle = q.strip().lower()
         found: dict[str, dict[str, Any]] = {}
         for reply in replies:
-            response = (reply.document or {}).get("response") or {}
+            response = dig(reply.document, "response", default={})
             for term in response.get("filteringTerms") or []:
                 if not isinstance(term, dict) or term.get("type") == "alphanumeric":
                     continue

@@ -49,6 +49,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         default_response_class=JSONResponse,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        max_body_size=runtime.config.max_request_bytes,
     )
     app.state.runtime = runtime  # read by node.deps only
     # Data Connect first: routes are tried in order, and the Beacon has many.
