@@ -146,3 +146,53 @@ def test_an_unexpected_error_is_audited_too(tmp_path) -> None:
     assert last["status"] == 500 and last["decision"] == "error"
     assert last["caller"]["sub"] == "ann" and last["datasets"] == ["ctrl"]
     assert verify(gov.node.root / "audit" / "audit.log").ok
+
+
+def test_a_long_request_is_recorded_in_full_and_the_log_stays_appendable(tmp_path) -> None:
+    """Before: one request with a long path made the log unreadable after a restart (every
+    request then 503), and filters or SQL padded past a length limit were logged only up to
+    the padding. After: long texts are kept by digest under texts/, the chain reads back."""
+    gov = build_governed_node(tmp_path)
+    path = gov.node.root / "audit" / "audit.log"
+    long_path = "/beacon/v2/individuals/" + "x" * 20_000
+    padded = "NCIT:C0" + " " * 5000 + ",HP:0000118"
+    body = {"query": {"filters": [{"id": "HP:0000118"}]}, "meta": {"pad": "y" * 10_000}}
+    with TestClient(create_app(gov.node.root)) as client:
+        client.get(long_path)
+        client.get("/beacon/v2/individuals", params={"filters": padded})
+        client.post("/beacon/v2/individuals", json=body)
+    with TestClient(create_app(gov.node.root)) as client:  # a restart reads the tail back
+        assert client.get("/beacon/v2/info").status_code == 200
+    log = entries(path)
+    texts = path.parent / "texts"
+
+    def full(value: dict) -> str:
+        return (texts / value["sha256"]).read_text()
+
+    assert full(log[0]["endpoint"]) == f"GET {long_path}"
+    query = full(log[1]["query"])  # the filter after the padding is there too
+    assert query.endswith("0000118") and len(query) > 5000
+    assert orjson.loads(full(log[2]["body"])) == body
+    assert verify(path).ok and verify(path).entries == 4
+    (texts / log[2]["body"]["sha256"]).write_text("{}")  # the kept text is edited
+    assert "the full body" in str(verify(path).problems[0])
+
+
+def test_a_torn_tail_is_set_aside_reported_and_the_node_keeps_serving(tmp_path) -> None:
+    """Before: a torn last line of the audit log took the whole node down."""
+    gov = build_governed_node(tmp_path)
+    path = gov.node.root / "audit" / "audit.log"
+    with TestClient(create_app(gov.node.root)) as client:
+        client.get("/beacon/v2/info")
+    with path.open("ab") as handle:
+        handle.write(b'{"seq":2,"time":17')  # killed mid-write
+    torn = cli_verify(gov)
+    assert torn.returncode == 0 and "torn tail" in " ".join(torn.stderr.split())
+    with TestClient(create_app(gov.node.root)) as client:
+        assert client.get("/beacon/v2/info").status_code == 200
+        assert client.get("/beacon/v2/individuals").status_code == 200
+    result = verify(path)
+    assert result.ok and result.entries == 3 and len(result.torn) == 1
+    assert result.torn[0].read_bytes() == b'{"seq":2,"time":17'
+    reported = " ".join(cli_verify(gov).stderr.split())
+    assert "torn tail set aside" in reported and "intact: 3 entries" in reported

@@ -245,3 +245,43 @@ def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path, stop
     for node in nodes:
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{node['url']}/-/health", timeout=2)
+
+
+def test_a_damaged_signing_key_stops_start_up_with_advice_not_a_traceback(tmp_path: Path) -> None:
+    """Before: a garbage keys/dac-signing.json crashed start-up with a traceback."""
+    node = tmp_path / "damaged"
+    run("node", "init", str(node), "--name", "damaged")
+    (node / "keys").mkdir(exist_ok=True)
+    (node / "keys" / "dac-signing.json").write_text('{"issuer": 1, "jwk": "garbage"')
+    started = run("node", "serve", str(node), "--port", str(free_port()), check=False)
+    assert started.returncode != 0
+    said = " ".join(started.stderr.split())
+    assert "dac-signing.json is not a signing key" in said and "Restore it" in said
+    assert "Traceback" not in started.stderr
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("proxies", [[], ["127.0.0.1"]])
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(
+    tmp_path: Path, proxies: list[str]
+) -> None:
+    """Before: uvicorn believed X-Forwarded-For from 127.0.0.1, so any local process could
+    write another address into the audit log. After: only `trust.proxies` are believed."""
+    import orjson
+
+    from genofed.config import load_config, save_config
+
+    node = tmp_path / "proxied"
+    run("node", "init", str(node), "--name", "proxied")
+    config = load_config(node / "node.yaml")
+    config.trust.proxies = proxies
+    save_config(config, node / "node.yaml")
+    server, base = start_node_server(node, stderr=subprocess.DEVNULL)
+    try:
+        httpx.get(f"{base}/beacon/v2/info", headers={"X-Forwarded-For": "203.0.113.9"})
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    log = (node / "audit" / "audit.log").read_bytes().splitlines()
+    clients = {orjson.loads(line)["caller"].get("client") for line in log}
+    assert clients == ({"203.0.113.9", "127.0.0.1"} if proxies else {"127.0.0.1"})

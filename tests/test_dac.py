@@ -225,3 +225,16 @@ def test_cli_revocation_reaches_a_running_server(gov: GovernedNode) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert records(client, auth(gov, "dave", [visa])) == 403
+
+
+def test_applying_does_not_tell_which_datasets_exist(client: TestClient, gov: GovernedNode) -> None:
+    """Before: 404 for a dataset that does not exist, 201 for a controlled one, while the
+    Beacon answers 403 for both. After: both are applications (201), alike in shape."""
+    body = app_body()
+    real = client.post("/dac/applications", json=body, headers=auth(gov, "prober"))
+    made_up = client.post(
+        "/dac/applications", json={**body, "dataset_id": "no-such-set"}, headers=auth(gov, "prober")
+    )
+    assert real.status_code == made_up.status_code == 201, made_up.text
+    assert set(real.json()) == set(made_up.json())
+    assert made_up.json()["dataset_id"] == "no-such-set" and made_up.json()["status"] == "draft"

@@ -12,7 +12,7 @@ from genofed._exceptions import GenofedError
 from genofed.cli_governance import audit_app, dac_app, guard_app, node_trust, passport_app
 from genofed.cli_output import console, fail
 from genofed.cli_query import cohort_app, query_app
-from genofed.config import Granularity, Tier, default_config
+from genofed.config import Granularity, Tier, default_config, load_config
 from genofed.store.node_dir import NodeDir
 
 app = typer.Typer(
@@ -245,7 +245,8 @@ def node_serve(
     tls = (tls_cert, tls_key) if tls_cert and tls_key else None
     scheme = "https" if tls else "http"
     console.print(f"Serving node at [bold]{scheme}://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
-    serve_node(directory, app, host=host, port=port, workers=workers, tls=tls)
+    proxies = load_config(NodeDir(directory).config_path).trust.proxies
+    serve_node(directory, app, host=host, port=port, workers=workers, tls=tls, proxies=proxies)
 
 
 @hub_app.command("serve")
@@ -266,7 +267,7 @@ def hub_serve(
 
     from genofed.config import load_hub_config
     from genofed.hub.app import create_hub_app
-    from genofed.node.serve import NoDelayHttpToolsProtocol
+    from genofed.node.serve import NoDelayHttpToolsProtocol, server_limits
 
     try:
         settings = load_hub_config(config)
@@ -281,6 +282,7 @@ def hub_serve(
         log_level="warning",
         http=NoDelayHttpToolsProtocol,
         loop="uvloop",
+        **server_limits([]),  # the hub believes no forwarded headers
     )
 
 

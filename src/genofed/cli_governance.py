@@ -181,6 +181,16 @@ def audit_verify(
     result = verify(NodeDir(directory).audit_path, anchor)
     for problem in result.problems:
         console.print(f"[bold red]tampered:[/] {problem}")
+    if result.torn_tail:
+        console.print(
+            "[yellow]torn tail:[/] the last line was never finished (a crash or a full disk); "
+            "the node sets it aside on its next request"
+        )
+    for torn in result.torn:
+        console.print(
+            f"[yellow]torn tail set aside:[/] {torn.name} ({torn.stat().st_size:,} bytes, "
+            "a line never finished; not part of the chain)"
+        )
     if not result.ok:
         raise typer.Exit(code=1)
     console.print(

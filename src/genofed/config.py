@@ -105,6 +105,12 @@ class Trust(BaseModel):
         default_factory=list, description="Sign Passports and resolve access tokens"
     )
     visa_issuers: list[TrustedIssuer] = Field(default_factory=list, description="Sign visas")
+    proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies in front of the node whose X-Forwarded-For "
+        "and X-Forwarded-Proto it believes (none by default: the client address the audit log "
+        "records is the connection's; headers from anyone else are ignored)",
+    )
 
 
 class TierGrants(BaseModel):

@@ -103,6 +103,12 @@ class BeaconService:
         records (datasets touched, results returned)."""
         if request.limit is None:
             request.limit = self.config.default_limit
+        if len(request.filters) > self.config.max_filters:
+            # each filter is a look-up: thousands of them cost seconds of CPU per request
+            raise QueryError(
+                f"the request has {len(request.filters):,} filters; this node answers at most "
+                f"{self.config.max_filters:,} in one request"
+            )
         live = self.datasets.live()
         visible = self.visible(live, caller)
         plan = self._plan(entry, request, live, single_id, visible)

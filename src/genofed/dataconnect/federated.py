@@ -22,6 +22,7 @@ from sqlglot.errors import ParseError, TokenError
 from genofed._exceptions import QueryError
 from genofed.api.responses import dig
 from genofed.dataconnect.results import COUNT_PRECISION
+from genofed.dataconnect.sql import check_size
 from genofed.governance.disclosure import Precision, SafeCount
 from genofed.governance.release import Part, ReleasePolicy
 
@@ -80,6 +81,7 @@ def plan(query: str) -> Routed | Federated:
 
 
 def _plan(query: str) -> Routed | Federated:
+    check_size(query)  # the same bounds as a node's, before the hub spends time parsing
     try:
         statements = [s for s in sqlglot.parse(query, read="trino") if s is not None]
     except (ParseError, TokenError) as exc:

@@ -407,7 +407,36 @@ def bind_parameters(expected: int, parameters: list[Any] | None) -> list[Any]:
             f"the query has {expected} ? placeholder(s) but {len(parameters)} parameter(s) "
             "were sent"
         )
+    _check_parameter_size(parameters)
     return [_sql_value(v, i) for i, v in enumerate(parameters, start=1)]
+
+
+# Deeply nested or huge parameters cost DuckDB far more to bind than they cost to send.
+MAX_PARAMETER_DEPTH = 4  # arrays or objects inside one parameter
+MAX_PARAMETER_ELEMENTS = 100_000  # values in all the parameters together
+
+
+def _check_parameter_size(parameters: list[Any]) -> None:
+    # Iterative, so that a parameter nested a thousand levels deep is refused, not a crash.
+    stack = [(value, position, 0) for position, value in enumerate(parameters, start=1)]
+    elements = 0
+    while stack:
+        value, position, depth = stack.pop()
+        if not isinstance(value, list | dict):
+            continue
+        if depth >= MAX_PARAMETER_DEPTH:
+            raise QueryError(
+                f"parameter {position} nests arrays or objects more than "
+                f"{MAX_PARAMETER_DEPTH} levels deep"
+            )
+        children = value.values() if isinstance(value, dict) else value
+        elements += len(children)
+        if elements > MAX_PARAMETER_ELEMENTS:
+            raise QueryError(
+                f"the parameters hold more than {MAX_PARAMETER_ELEMENTS:,} values in all; "
+                "send fewer, or narrow the query"
+            )
+        stack.extend((child, position, depth + 1) for child in children)
 
 
 def _sql_value(value: Any, position: int) -> Any:
@@ -416,10 +445,10 @@ def _sql_value(value: Any, position: int) -> Any:
     if isinstance(value, int | float):
         return float(value)  # JSON numbers are doubles, as the specification says
     if isinstance(value, list):
-        kinds = {type(_sql_value(v, position)) for v in value if v is not None}
-        if len(kinds) > 1:
+        values = [_sql_value(v, position) for v in value]
+        if len({type(v) for v in values if v is not None}) > 1:
             raise QueryError(f"parameter {position}: all elements of an array must be one type")
-        return [_sql_value(v, position) for v in value]
+        return values
     if isinstance(value, dict):
         return {str(k): _sql_value(v, position) for k, v in value.items()}
     raise QueryError(f"parameter {position} is not a JSON value")

@@ -22,12 +22,31 @@ from typing import Any
 import orjson
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.trino import Trino
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from genofed._exceptions import QueryError
 from genofed.dataconnect.catalog import ROW_ID, TableSource
 
 MAX_QUERY_CHARS = 100_000
+# Bounds checked on the tokens, before parsing: parsing, checking and planning take time
+# and stack in proportion to them (a sum of 30,000 terms blocked a node for 9 s; 5,000
+# nested parentheses or 20,000 NOTs overflowed the parser's stack).
+MAX_QUERY_TOKENS = 10_000
+MAX_NESTING = 64  # parentheses (and CASE ... END) inside one another
+MAX_UNARY_RUN = 16  # NOT, -, + or ~ in a row
+MAX_SELECTS = 32  # SELECTs in one query (CTEs, subqueries, set operations)
+# Functions whose result can be much longer than their input: one of them inside another
+# (nested replace() built 10 GB strings and killed a node) is refused, and what they add
+# must be short and literal.
+STRING_GROWTH: tuple[type[exp.Expression], ...] = (
+    exp.Replace,
+    exp.RegexpReplace,
+    exp.Pad,
+)
+MAX_GROWTH_LITERAL = 256  # characters of a replacement or padding
+MAX_PAD_LENGTH = 10_000
 HIDDEN_COUNT = "__genofed_n"
 HIDDEN_IDS = "__genofed_ids"
 
@@ -176,11 +195,47 @@ def _duckdb(tree: exp.Expression) -> str:
     return tree.sql(dialect="duckdb", comments=False)
 
 
-def _parse(query: str) -> exp.Expression:
+def check_size(query: str) -> None:
+    """Refuse, before parsing, a query too long, too nested or with too many tokens."""
     if not query.strip():
         raise QueryError("the query is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise QueryError(f"the query is longer than {MAX_QUERY_CHARS:,} characters")
+    try:
+        tokens = Trino().tokenize(query)
+    except TokenError as exc:
+        raise QueryError(f"syntax error: {exc}") from None
+    if len(tokens) > MAX_QUERY_TOKENS:
+        raise QueryError(
+            f"the query has {len(tokens):,} tokens; at most {MAX_QUERY_TOKENS:,} are allowed "
+            "(send long lists of values as an array parameter)"
+        )
+    depth = run = selects = 0
+    for token in tokens:
+        kind = token.token_type
+        if kind in _OPENING:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise QueryError(
+                    f"the query is nested too deeply (more than {MAX_NESTING} levels); simplify it"
+                )
+        elif kind in _CLOSING:
+            depth -= 1
+        run = run + 1 if kind in _UNARY else 0
+        if run > MAX_UNARY_RUN:
+            raise QueryError(f"more than {MAX_UNARY_RUN} NOT or signs in a row; simplify")
+        selects += kind is TokenType.SELECT
+        if selects > MAX_SELECTS:
+            raise QueryError(f"the query has more than {MAX_SELECTS} SELECTs; simplify it")
+
+
+_OPENING = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.CASE})
+_CLOSING = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.END})
+_UNARY = frozenset({TokenType.NOT, TokenType.DASH, TokenType.PLUS, TokenType.TILDE})
+
+
+def _parse(query: str) -> exp.Expression:
+    check_size(query)
     try:
         statements = [s for s in sqlglot.parse(query, read="trino") if s is not None]
     except ParseError as exc:
@@ -206,6 +261,10 @@ def _parse(query: str) -> exp.Expression:
 
 def _check_nodes(tree: exp.Expression) -> None:
     for node in tree.walk():
+        if isinstance(node, exp.With) and node.args.get("recursive"):
+            raise QueryError("WITH RECURSIVE is not allowed in a Data Connect query")
+        if isinstance(node, STRING_GROWTH):
+            _check_growth(node)
         if isinstance(node, exp.Anonymous):
             name = node.name.lower()
             if name not in ALLOWED_FUNCTION_NAMES:
@@ -226,6 +285,31 @@ def _check_nodes(tree: exp.Expression) -> None:
                     "joins need a condition: write JOIN ... ON (cross joins of tables are not "
                     "allowed)"
                 )
+
+
+def _check_growth(node: exp.Expression) -> None:
+    name = node.sql_name().lower() if isinstance(node, exp.Func) else node.key
+    nested = (
+        isinstance(inner, STRING_GROWTH)
+        for child in node.iter_expressions()
+        for inner in child.walk()
+    )
+    if any(nested):
+        raise QueryError(f"{name}() may not hold another replace() or pad()")
+    added = node.args.get("fill_pattern" if isinstance(node, exp.Pad) else "replacement")
+    if added is not None:
+        if not (isinstance(added, exp.Literal) and added.is_string):
+            raise QueryError(f"the text {name}() adds must be a string literal")
+        if len(added.this) > MAX_GROWTH_LITERAL:
+            raise QueryError(
+                f"the text {name}() adds is longer than {MAX_GROWTH_LITERAL} characters"
+            )
+    if isinstance(node, exp.Pad):
+        length = node.args.get("expression")
+        if not (isinstance(length, exp.Literal) and not length.is_string):
+            raise QueryError(f"{name}() needs a number as its length")
+        if float(length.this) > MAX_PAD_LENGTH:
+            raise QueryError(f"{name}() pads to at most {MAX_PAD_LENGTH:,} characters")
 
 
 def _table_name(table: exp.Table) -> str:

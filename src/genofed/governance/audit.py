@@ -10,6 +10,13 @@ that it is still there.
 
 Appends take an exclusive ``flock``, so several server workers share one log. There is no
 switch to turn auditing off: if an entry cannot be written, the request fails (503).
+
+A line left half-written (the process killed mid-write, a full disk) is a torn tail: the next
+append moves those bytes to ``audit.log.torn-<time>`` and carries on from the last whole entry,
+and ``verify`` reports every torn file beside the log. Long request texts (a path, a query, a
+body) are recorded as their SHA-256 and length, the text itself kept under ``texts/`` named by
+that digest, so an entry records the whole request whatever its size and ``verify`` checks the
+texts too.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from typing import Any
 import orjson
 
 GENESIS = "0" * 64
-_TAIL = 8192
+_TAIL = 8192  # bytes read back at a time to find the last entry
+MAX_INLINE_TEXT = 2048  # longer texts are kept under texts/, the entry holding their digest
 
 
 _HASH_MEMBER = b',"hash":"'
@@ -50,6 +58,22 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._known: tuple[int, int, str] | None = None  # (file size, last seq, last hash)
+        self.texts = path.parent / "texts"
+
+    def text(self, value: str) -> str | dict[str, Any]:
+        """``value`` as an entry records it: itself when short, otherwise its digest and
+        length, the text kept (once) under ``texts/``."""
+        if len(value) <= MAX_INLINE_TEXT:
+            return value
+        data = value.encode("utf-8", "surrogateescape")
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.texts / digest
+        if not target.exists():
+            self.texts.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}")
+            partial.write_bytes(data)
+            partial.replace(target)  # whole or absent, never half a text
+        return {"sha256": digest, "chars": len(value)}
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Write ``entry`` (plus seq, time, prev and hash) at the end of the chain."""
@@ -60,6 +84,7 @@ class AuditLog:
                 if self._known is not None and self._known[0] == size:
                     seq, prev = self._known[1], self._known[2]
                 else:
+                    size = _set_aside_torn_tail(self.path, handle, size)
                     seq, prev = _last(handle, size)
                 record = {"seq": seq + 1, "time": round(time.time(), 6), **entry, "prev": prev}
                 line, record["hash"] = _line(record)
@@ -75,17 +100,68 @@ class AuditLog:
         if not self.path.exists():
             return 0, GENESIS
         with self.path.open("rb") as handle:
-            return _last(handle, os.fstat(handle.fileno()).st_size)
+            return _last(handle, _whole_size(handle, os.fstat(handle.fileno()).st_size))
+
+
+def _tail_start(handle: Any, size: int) -> int:
+    """Where the last line that ends in a newline begins (lines may be any length)."""
+    end = size
+    handle.seek(end - 1)
+    if handle.read(1) == b"\n":
+        end -= 1  # the newline that ends the last line
+    position = end
+    while position > 0:
+        start = max(0, position - _TAIL)
+        handle.seek(start)
+        found = handle.read(position - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        position = start
+    return 0
+
+
+def _whole_size(handle: Any, size: int) -> int:
+    """The size of the log up to its last whole, readable entry."""
+    if size == 0:
+        return 0
+    handle.seek(size - 1)
+    end = size if handle.read(1) == b"\n" else None
+    if end is None:  # the last line was never finished
+        return _tail_start(handle, size)
+    start = _tail_start(handle, size)
+    handle.seek(start)
+    try:
+        last = orjson.loads(handle.read(end - start))
+        int(last["seq"]), str(last["hash"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return start  # a whole line, but not an entry: set aside like a torn one
+    return size
+
+
+def _set_aside_torn_tail(path: Path, handle: Any, size: int) -> int:
+    whole = _whole_size(handle, size)
+    if whole == size:
+        return size
+    handle.seek(whole)
+    torn = handle.read(size - whole)
+    aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}")
+    aside.write_bytes(torn)
+    handle.truncate(whole)
+    return whole
 
 
 def _last(handle: Any, size: int) -> tuple[int, str]:
     if size == 0:
         return 0, GENESIS
-    handle.seek(max(0, size - _TAIL))
-    tail = handle.read()
-    lines = tail.rstrip(b"\n").split(b"\n")
-    last = orjson.loads(lines[-1])
+    start = _tail_start(handle, size)
+    handle.seek(start)
+    last = orjson.loads(handle.read(size - start))
     return int(last["seq"]), str(last["hash"])
+
+
+def torn_files(path: Path) -> list[Path]:
+    """Torn tails set aside beside the log, oldest first."""
+    return sorted(path.parent.glob(f"{path.name}.torn-*"))
 
 
 @dataclass(frozen=True)
@@ -104,6 +180,8 @@ class Verification:
     entries: int
     head: tuple[int, str]
     problems: list[Problem]
+    torn: list[Path]  # torn tails set aside (reported; the chain before them is checked)
+    torn_tail: bool = False  # the log ends in a line never finished (set aside on next write)
 
     @property
     def ok(self) -> bool:
@@ -124,12 +202,17 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
     prev, last_seq, count = GENESIS, 0, 0
     last = (0, GENESIS)
     anchored: str | None = None
+    torn_tail = False
     for number, raw in enumerate(_lines(path) if path.exists() else [], start=1):
         count += 1
         try:
             entry = orjson.loads(raw)
             seq, stored, linked = int(entry["seq"]), str(entry["hash"]), str(entry["prev"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            if not raw.endswith(b"\n"):  # the last line, never finished: a torn tail
+                torn_tail = True
+                count -= 1
+                continue
             problems.append(Problem(number, None, "not a valid audit entry (edited by hand?)"))
             continue
         cut = raw.rfind(_HASH_MEMBER)
@@ -144,6 +227,7 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
             problems.append(
                 Problem(number, seq, "does not follow the entry before it (inserted or replaced)")
             )
+        problems.extend(_text_problems(path.parent / "texts", number, seq, entry))
         seen.add(seq)
         if expect_head is not None and seq == expect_head[0]:
             anchored = stored
@@ -165,4 +249,18 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
             else "has a different hash: the log was rewritten up to there"
         )
         problems.append(Problem(count, seq, f"the recorded head {digest[:12]}… {what}"))
-    return Verification(count, last, problems)
+    return Verification(count, last, problems, torn_files(path), torn_tail)
+
+
+def _text_problems(texts: Path, line: int, seq: int, entry: dict[str, Any]) -> list[Problem]:
+    found = []
+    for name, value in entry.items():
+        if not (isinstance(value, dict) and set(value) == {"sha256", "chars"}):
+            continue
+        digest = str(value["sha256"])
+        target = texts / digest
+        if not target.is_file():
+            found.append(Problem(line, seq, f"the full {name} (texts/{digest[:12]}…) is missing"))
+        elif hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+            found.append(Problem(line, seq, f"the full {name} (texts/{digest[:12]}…) was modified"))
+    return found

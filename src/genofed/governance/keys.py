@@ -27,7 +27,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from genofed._exceptions import UntrustedKeyError
+from genofed._exceptions import ConfigError, UntrustedKeyError
 from genofed.config import TrustedIssuer
 
 REFRESH_INTERVAL = 30.0  # seconds between re-fetches of one key set
@@ -79,8 +79,17 @@ def create_key(path: Path, issuer: str) -> SigningKey:
 
 
 def load_key(path: Path) -> SigningKey:
-    data = json.loads(path.read_text())
-    return SigningKey(data["issuer"], ECKey.import_key(data["jwk"]))
+    """The signing key saved at ``path``; ``ConfigError`` saying what to do if it is damaged."""
+    text = path.read_text(errors="replace")  # FileNotFoundError is the caller's to handle
+    try:
+        data = json.loads(text)
+        return SigningKey(str(data["issuer"]), ECKey.import_key(data["jwk"]))
+    except Exception as exc:  # noqa: BLE001 - any damage gets the same advice, no traceback
+        raise ConfigError(
+            f"{path} is not a signing key saved by genofed ({type(exc).__name__}). Restore it "
+            "from a backup; or, to start over, move it away and restart: a new key is made, "
+            "and visas signed with the old one stop being accepted"
+        ) from None
 
 
 def load_or_create_key(path: Path, issuer: str) -> SigningKey:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from genofed._exceptions import NotFoundError
 from genofed.api.errors import DATA_CONNECT_PREFIX as PREFIX
@@ -74,7 +75,7 @@ def build_hub_data_connect_router() -> APIRouter:
     )
     async def search(request: Request, hub: Hub, nodes: Nodes) -> dict[str, Any]:
         query, parameters = search_body(await request.body())
-        where = plan(query)
+        where = await run_in_threadpool(plan, query)  # parsing is off the event loop
         if isinstance(where, Routed):
             node = nodes.node(where.node)
             return _paged(node, _document(await nodes.search(node, where.sql, parameters)))

@@ -2,6 +2,8 @@
 
 The entry is appended when the response starts, so a request whose entry cannot be
 written is answered 503 instead: auditing fails closed and cannot be skipped silently.
+The entry records the request in full: its path, query string and, for the query APIs
+(Beacon, Data Connect), its body; a long text is recorded by digest (``AuditLog.text``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from genofed.node.runtime import NodeRuntime
 _UNAVAILABLE = ApiError(
     503, "the node cannot write its audit log; the operator must fix it", AUDIT_UNAVAILABLE
 )
+
+
+# Bodies of these are the question asked, so they are audited; other bodies (DAC
+# applications, Passports in a body) are not copied into the log.
+_AUDITED_BODIES = ("/beacon/", "/data-connect/")
+_MAX_AUDITED_BODY = 4_000_000  # more than any request body the node accepts
 
 
 def _decision(status: int) -> str:
@@ -39,6 +47,16 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
+        if scope["method"] == "POST" and scope["path"].startswith(_AUDITED_BODIES):
+            body = bytearray()
+            state["audit_body"] = body
+            inner_receive = receive
+
+            async def receive() -> Message:
+                message = await inner_receive()
+                if message["type"] == "http.request" and len(body) < _MAX_AUDITED_BODY:
+                    body.extend(message.get("body", b"")[: _MAX_AUDITED_BODY - len(body)])
+                return message
 
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -73,20 +91,23 @@ class AuditMiddleware:
         record: AuditRecord = state.get(AUDIT_STATE) or AuditRecord()
         caller = record.caller
         client = scope.get("client")
+        audit = self.runtime.gate.audit
+        query = scope.get("query_string", b"").decode("latin-1")
         entry = {
             "caller": (
                 {"sub": caller.sub, "iss": caller.iss}
                 if caller is not None and caller.sub is not None
                 else {"client": client[0] if client else None}
             ),
-            "endpoint": f"{scope['method']} {scope['path']}",
-            "query": scope.get("query_string", b"").decode("latin-1")[:512] or None,
+            "endpoint": audit.text(f"{scope['method']} {scope['path']}"),
+            "query": audit.text(query) if query else None,
             "datasets": record.datasets,
             "decision": _decision(status),
             "status": status,
             "policy": self.runtime.gate.policy_version,
             "results": record.results,
         }
-        if record.statement:
-            entry["statement"] = record.statement
-        self.runtime.gate.audit.append(entry)
+        body = state.get("audit_body")
+        if body:
+            entry["body"] = audit.text(bytes(body).decode("utf-8", "replace"))
+        audit.append(entry)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from genofed._exceptions import AccessDeniedError, NotFoundError
+from genofed._exceptions import AccessDeniedError
 from genofed.api.responses import JSONResponse
 from genofed.governance.access import Caller
 from genofed.governance.duo import ResearchPurpose
@@ -67,8 +67,9 @@ def build_dac_router() -> APIRouter:
         response_model=None,
     )
     def create(body: NewApplication, runtime: Runtime, caller: IdentifiedCaller) -> dict[str, Any]:
-        if body.dataset_id not in runtime.live().readers:
-            raise NotFoundError(f"dataset {body.dataset_id!r} not found")
+        # A dataset that does not exist is applied for like a controlled one (201): a 404
+        # would tell anyone with an identity which hidden datasets exist, which the Beacon's
+        # one 403 for both does not. The reviewers see the id and reject it.
         return runtime.gate.dac.create(
             str(caller.sub), caller.iss, body.dataset_id, body.title, body.purpose
         )

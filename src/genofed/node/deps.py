@@ -30,7 +30,6 @@ class AuditRecord:
     caller: Caller | None = None
     datasets: list[str] = field(default_factory=list)
     results: int | None = None
-    statement: str | None = None  # Data Connect SQL, from the POST body
 
 
 # Dependencies are ``async``, though they do not await: FastAPI runs a plain ``def`` in

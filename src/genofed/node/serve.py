@@ -36,15 +36,18 @@ def serve_node(
     port: int,
     workers: int,
     tls: tuple[Path, Path] | None = None,
+    proxies: list[str] | None = None,
 ) -> None:
     """Serve until interrupted; with several workers each process builds its own app.
-    ``tls`` is (certificate, private key), both PEM: HTTPS instead of HTTP."""
+    ``tls`` is (certificate, private key), both PEM: HTTPS instead of HTTP. ``proxies``
+    are the addresses whose X-Forwarded-For the node believes (``trust.proxies``)."""
     options: dict[str, object] = {
         "host": host,
         "port": port,
         "log_level": "warning",
         "http": NoDelayHttpToolsProtocol,
         "loop": "uvloop",
+        **server_limits(proxies or []),
     }
     if tls is not None:
         options["ssl_certfile"], options["ssl_keyfile"] = str(tls[0]), str(tls[1])
@@ -55,3 +58,19 @@ def serve_node(
         )
     else:
         uvicorn.run(app, **options)
+
+
+def server_limits(proxies: list[str]) -> dict[str, object]:
+    """uvicorn settings every genofed server runs with.
+
+    uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so any local process could
+    put another address in the audit log: forwarded headers are read only from configured
+    proxies. Idle keep-alive connections close after 5 s, and past ``limit_concurrency``
+    connections and requests at once new ones get 503 instead of queueing without bound.
+    """
+    return {
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": ",".join(proxies) if proxies else None,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 2048,
+    }
