@@ -93,6 +93,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
         config.trust.brokers.append(trusted)
         config.trust.visa_issuers.append(trusted)
         config.dac_reviewers = [DacReviewer(sub="reviewer-1", iss=ISSUER)]
+        config.trust.proxies = ["127.0.0.1"]  # the hub; beta trusts no proxy
 
     with federation(root) as fed:
         fed.add_node("alpha", seed=31, samples=200, sites=300, configure=alpha)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.attacks.conftest import Attacked
@@ -115,3 +116,24 @@ def test_thousands_of_filters_are_refused_before_any_look_up(attacked: Attacked)
     assert _health(attacked.node()) == 200
     few = attacked.beacon("/individuals", filters="NCIT:C20197")
     assert few.status_code == 200, few.text[:300]
+
+
+def _clients(attacked: Attacked, node: str) -> set[str | None]:
+    log = (attacked.fed.root / node / "audit" / "audit.log").read_bytes().splitlines()
+    return {orjson.loads(line)["caller"].get("client") for line in log}
+
+
+def test_anonymous_users_behind_the_hub_keep_their_own_address(attacked: Attacked) -> None:
+    """Before: every anonymous user behind the hub shared one budget at each node (the hub's
+    address), and X-Forwarded-For was believed from 127.0.0.1, so anyone local forged the
+    audited client. After: the hub forwards the end client's address; a node believes it
+    only from its configured proxies (alpha lists the hub, beta nothing)."""
+    user = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30)
+    with user:
+        assert user.get(f"{attacked.hub}/beacon/v2/individuals").status_code == 200
+        forged = {"X-Forwarded-For": "198.51.100.7"}
+        assert user.get(f"{attacked.node('beta')}/beacon/v2/info", headers=forged).is_success
+    assert "127.0.0.2" in _clients(attacked, "alpha")  # through the hub, its own address
+    beta = _clients(attacked, "beta")
+    assert "127.0.0.2" in beta  # asked directly: the connection's address, not the forged one
+    assert "198.51.100.7" not in beta

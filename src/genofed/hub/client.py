@@ -26,11 +26,15 @@ class NodeClient:
         transport: Transport,
         credentials: Credentials | None,
         deadline_s: float,
+        client_address: str | None = None,
     ):
         self.registry = registry
         self.transport = transport
         self.credentials = credentials
         self.deadline_s = deadline_s
+        # Sent as X-Forwarded-For, so a node that lists the hub in trust.proxies keeps each
+        # anonymous user's own budget and audits their address, not the hub's.
+        self.client_address = client_address
 
     @property
     def nodes(self) -> list[HubNode]:
@@ -53,7 +57,17 @@ class NodeClient:
         body: Any = None,
     ) -> Reply:
         """One request to one node before ``end`` (``time.monotonic()``), as the caller."""
-        return await send(self.transport, node, method, path, end, params, body, self.credentials)
+        return await send(
+            self.transport,
+            node,
+            method,
+            path,
+            end,
+            params,
+            body,
+            self.credentials,
+            forwarded_for=self.client_address,
+        )
 
     async def each(self, call: Call, nodes: list[HubNode] | None = None) -> list[Reply]:
         """``call`` for every node (or ``nodes``) at once, under the request's deadline."""

@@ -61,7 +61,10 @@ async def node_client(request: Request) -> NodeClient:
     hub = hub_of(request)
     credentials = hub.exchange.for_caller(request.headers.get("authorization"))
     assert hub.transport is not None  # opened at start-up
-    return NodeClient(hub.registry, hub.transport, credentials, deadline_of(request, hub))
+    client = request.client.host if request.client else None
+    return NodeClient(
+        hub.registry, hub.transport, credentials, deadline_of(request, hub), client_address=client
+    )
 
 
 Nodes = Annotated[NodeClient, Depends(node_client)]

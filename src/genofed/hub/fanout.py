@@ -122,8 +122,11 @@ async def send(
     params: list[tuple[str, str]] | None = None,
     body: Any = None,
     credentials: Credentials | None = None,
+    *,
+    forwarded_for: str | None = None,
 ) -> Reply:
-    """One request to one node, classified; never raises."""
+    """One request to one node, classified; never raises. ``forwarded_for`` is the end
+    client's address (X-Forwarded-For)."""
     start = time.perf_counter()
 
     def reply(status: Status, detail: str | None = None, **kw: Any) -> Reply:
@@ -134,6 +137,8 @@ async def send(
         headers = await credentials(node, end) if credentials else {}
         if body is not None:
             headers = {**headers, "content-type": "application/json"}
+        if forwarded_for:
+            headers = {**headers, "x-forwarded-for": forwarded_for}
         response = await transport.request(
             node,
             method,
