@@ -43,10 +43,8 @@ MAX_SELECTS = 32  # SELECTs in one query (CTEs, subqueries, set operations)
 STRING_GROWTH: tuple[type[exp.Expression], ...] = (
     exp.Replace,
     exp.RegexpReplace,
-    exp.Pad,
 )
-MAX_GROWTH_LITERAL = 256  # characters of a replacement or padding
-MAX_PAD_LENGTH = 10_000
+MAX_GROWTH_LITERAL = 256  # characters of a replacement
 HIDDEN_COUNT = "__genofed_n"
 HIDDEN_IDS = "__genofed_ids"
 
@@ -295,8 +293,8 @@ def _check_growth(node: exp.Expression) -> None:
         for inner in child.walk()
     )
     if any(nested):
-        raise QueryError(f"{name}() may not hold another replace() or pad()")
-    added = node.args.get("fill_pattern" if isinstance(node, exp.Pad) else "replacement")
+        raise QueryError(f"{name}() may not hold another replace()")
+    added = node.args.get("replacement")
     if added is not None:
         if not (isinstance(added, exp.Literal) and added.is_string):
             raise QueryError(f"the text {name}() adds must be a string literal")
@@ -304,12 +302,6 @@ def _check_growth(node: exp.Expression) -> None:
             raise QueryError(
                 f"the text {name}() adds is longer than {MAX_GROWTH_LITERAL} characters"
             )
-    if isinstance(node, exp.Pad):
-        length = node.args.get("expression")
-        if not (isinstance(length, exp.Literal) and not length.is_string):
-            raise QueryError(f"{name}() needs a number as its length")
-        if float(length.this) > MAX_PAD_LENGTH:
-            raise QueryError(f"{name}() pads to at most {MAX_PAD_LENGTH:,} characters")
 
 
 def _table_name(table: exp.Table) -> str:
