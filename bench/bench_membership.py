@@ -1,42 +1,62 @@
 """Membership-inference check: the Shringarpure–Bustamante likelihood-ratio attack on a
-node's public Beacon, with defences off, with the node's defaults on, and with the
-defaults but the public guard as it was before (``bench/legacy_guard.py``), side by side.
+node's Beacon, plain and with what an attacker knows about a target (sex and age, a name),
+each against the node with its defences off, with ``node.yaml`` defaults, and with the
+defaults but the one rule that mode tests turned off, side by side.
 
 Usage::
 
     .venv/bin/python bench/bench_membership.py [--out bench/results/membership.json] [--quick]
+        [--modes plain,covariates,identifier,differencing]
 
-1. Simulate genomes with msprime (out-of-Africa-free single population, Ne 10,000,
-   mutation and recombination 1.25e-8 / 1e-8 per bp, ``--length`` bp): ``--beacon``
-   individuals go into the node, as many others are held out, and a reference panel of
-   the same size gives the attacker allele frequencies.
-2. Build three real nodes from the same VCF, all serving the dataset as ``public``: one
-   with defences off (no allele floor, no budget), one with ``node.yaml`` defaults
-   (allele floor AC >= 5, the public allele guard, 1,000 queries per caller per day,
-   small counts suppressed), and one with the defaults but the old guard (which left
-   pivotal carriers out of every answer for good).
-3. For each target (``--targets`` beacon members and as many held-out individuals) the
-   attacker asks the node, as an anonymous caller with its own address, whether each
-   allele the target carries exists, rarest (by the reference panel) first, up to
-   10,000 queries. Each query is charged to the caller's budget and answered by the node's
-   own Beacon service (the code behind ``/beacon/v2/g_variants``, minus HTTP); a refused
-   query (budget spent) tells the attacker nothing. Answers for a variant are reused
-   across targets when the node's answer cannot differ (the floor is per variant).
+1. Simulate genomes with msprime (one population, Ne 10,000, mutation and recombination
+   1.25e-8 / 1e-8 per bp, ``--length`` bp): ``--beacon`` individuals go into the node
+   (with a sex and an age, 18 to 90, in a clinical table), as many others are held out,
+   and a reference panel of the same size gives the attacker allele frequencies. Every
+   target's sex and age are known to the attacker, and its name (held-out people have
+   names the node has never seen).
+2. For each attack mode, build real nodes from the same VCF and table, the dataset
+   ``public``: defences off (no floors, no budget, no guards, no identifier rule), the
+   defaults (allele floor AC >= 5, the public allele guard, 1,000 queries per caller per
+   day, small counts suppressed, the identifier rule, the differencing guard at k = 5),
+   and the defaults with the rule the mode is about turned off.
+3. For each target (``--targets`` members and as many held-out people) the attacker asks
+   whether each allele the target carries exists, rarest (by the reference panel) first,
+   up to ``--max-queries`` queries, each charged to its own budget (a fresh address or
+   identity per target: the most generous attacker) and answered by the node's own Beacon
+   service (the code behind ``/beacon/v2/g_variants``, minus HTTP). The modes:
+
+   * ``plain``: no filters, anonymous (the published attack); also against the public
+     guard as it was before (``bench/legacy_guard.py``).
+   * ``covariates``: filters ``sex.label=<sex>,age=P<age>Y``, anonymous: the question is
+     about the few people of the target's sex and age.
+   * ``identifier``: filter ``id=<name>``, anonymous: the question is about the target.
+   * ``differencing``: a registered caller asks twice per allele, for the people of the
+     target's sex aged ``[a, a + w]`` and aged ``(a, a + w]`` (``w`` chosen so that about
+     ``min_count`` carriers are expected), and reads "shown for the first, not the
+     second" as a carrier of the target's sex and age.
+
+   A refused question, or an answer withheld with the reason "differs from an earlier
+   query's", tells the attacker nothing; every other "no" is taken at face value.
 4. The LRT statistic of Shringarpure & Bustamante (2015) after n queries, with
-   D_N = (1 - f)^(2N) and genotyping error 1e-6; members are called when the statistic
-   is below the 5th percentile of the held-out targets'. Reported: power at 5 % FPR for
-   n = 10 … 10,000 (goal with defaults: <= 0.1 at 10,000; without defences it should be
-   high), JSON plus a table; and, after the attack, the share of common alleles (AC >= 100)
-   a new anonymous caller is still told exist (below 1: true answers turned false).
+   D_N = (1 - f)^(2N), N the people asked about (the node; the expected number of the
+   target's sex and age; one), genotyping error 1e-6; for ``differencing``, minus the
+   number of "first, not second" pairs. Members are called when the statistic is below
+   the 5th percentile of the held-out targets'. Reported: power at 5 % FPR for n = 10 …
+   ``--max-queries`` (goal with defaults: <= 0.1 at 10,000 in every mode; defences off it
+   should be high), and, after each attack, the share of common alleles (AC >= 100) a new
+   anonymous caller is still told exist, with no filters and with ``sex.label=female``
+   (below 1: true answers turned false).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import msprime
@@ -49,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.legacy_guard import LegacyIndividualGuard  # noqa: E402
 
-from genofed import BudgetExhaustedError  # noqa: E402
+from genofed import AccessDeniedError, BudgetExhaustedError  # noqa: E402
 from genofed.beacon.model import BY_PATH  # noqa: E402
 from genofed.beacon.request import from_query_string  # noqa: E402
 from genofed.config import Disclosure, default_config  # noqa: E402
@@ -61,6 +81,28 @@ from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf  # noqa: E402
 console = Console()
 CHECKPOINTS = (10, 30, 100, 300, 1000, 3000, 10000)
 ERROR = 1e-6
+AGES = np.arange(18, 91)  # the ages people have, uniformly
+SEXES = ("female", "male")
+DIFFERENCED = "differ from an earlier query's"  # the guard's reason: the attacker knows it
+
+OFF = "defences off"
+ON = "defaults on"
+# Per mode, the nodes it is run against: defences off, the defaults, and the defaults
+# with the rule the mode is about turned off (for plain: the old public guard).
+MODES: dict[str, tuple[str, ...]] = {
+    "plain": (OFF, ON, "defaults, old guard"),
+    "covariates": (OFF, ON),
+    "identifier": (OFF, "defaults, no identifier rule", ON),
+    "differencing": (OFF, "defaults, no differencing guard", ON),
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    genotype: np.ndarray  # 0..2 per site
+    sex: str
+    age: int
 
 
 def simulate(n_total: int, length: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,41 +129,45 @@ def simulate(n_total: int, length: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.array(rows), np.array(positions)
 
 
-def write_vcf(path: Path, genotypes: np.ndarray, positions: np.ndarray) -> None:
+def write_vcf(path: Path, genotypes: np.ndarray, positions: np.ndarray, names: list[str]) -> None:
     calls = {0: "0|0", 1: "0|1", 2: "1|1"}
     with path.open("w") as out:
         out.write("##fileformat=VCFv4.2\n##contig=<ID=22,length=50818468>\n")
         out.write('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n')
-        names = "\t".join(f"B{i}" for i in range(genotypes.shape[1]))
-        out.write(f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{names}\n")
+        header = "\t".join(names)
+        out.write(f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{header}\n")
         for pos, row in zip(positions, genotypes, strict=True):
             gts = "\t".join(calls[int(g)] for g in row)
             out.write(f"22\t{pos}\t.\tA\tG\t.\tPASS\t.\tGT\t{gts}\n")
 
 
-# The nodes the attack is run against: defences off, the defaults (this release's guard),
-# and the defaults with the guard as it was before (bench/legacy_guard.py).
-SETUPS = ("defences off", "defaults on", "defaults, old guard")
+def write_people(path: Path, people: list[Person]) -> None:
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["sample_id", "sex", "age"])
+        writer.writerows([p.name, p.sex, p.age] for p in people)
 
 
-def build_node(
-    root: Path, vcf: Path, setup: str, overrides: dict[str, float | int | None]
-) -> NodeRuntime:
+def build_node(root: Path, vcf: Path, table: Path, setup: str) -> NodeRuntime:
     config = default_config("membership")
-    if setup == "defences off":
+    if setup == OFF:
         config.disclosure = Disclosure.off()
-    else:
-        config.disclosure = config.disclosure.model_copy(update=overrides)
+    elif setup == "defaults, no differencing guard":
+        config.disclosure = config.disclosure.model_copy(update={"differencing_k": 1})
     ingest_vcf(
         NodeDir.create(root, config),
         "beacon",
         vcf,
         assembly="GRCh38",
+        individuals=table,
         settings=DatasetSettings(granularity="record", tier="public"),
     )
-    runtime = NodeRuntime(root, clock=lambda: 0.0)  # one day: the guard's window never ends
+    runtime = NodeRuntime(root, clock=lambda: 0.0)  # one day: the guards' window never ends
+    release = runtime.gate.release
     if setup == "defaults, old guard":
-        runtime.gate.release.alleles = LegacyIndividualGuard()  # type: ignore[assignment]
+        release.alleles = LegacyIndividualGuard()  # type: ignore[assignment]
+    if setup in (OFF, "defaults, no identifier rule"):
+        release.refusal = lambda terms, **_: None  # type: ignore[method-assign]
     return runtime
 
 
@@ -134,29 +180,42 @@ def _left_out(runtime: NodeRuntime) -> int:
     return len(guard.left_out("beacon"))
 
 
+def ask(runtime: NodeRuntime, caller: Caller, position: int, filters: str | None) -> bool | None:
+    """The node's yes or no for the allele at ``position``; ``None`` when the answer is
+    refused or withheld for a reason that says it tells nothing."""
+    params = [
+        ("referenceName", "22"),
+        ("start", str(position - 1)),
+        ("referenceBases", "A"),
+        ("alternateBases", "G"),
+    ]
+    if filters:
+        params.append(("filters", filters))
+    try:
+        doc = runtime.beacon.query(BY_PATH["g_variants"], from_query_string(params), caller)
+    except AccessDeniedError:
+        return None
+    if any(DIFFERENCED in w for w in doc.get("info", {}).get("warnings", [])):
+        return None
+    return bool(doc["responseSummary"]["exists"])
+
+
 def common_shown(
-    runtime: NodeRuntime, beacon: np.ndarray, positions: np.ndarray, how_many: int = 200
+    runtime: NodeRuntime,
+    beacon: np.ndarray,
+    positions: np.ndarray,
+    filters: str | None = None,
+    how_many: int = 200,
 ) -> float:
     """After the attack: the share of common alleles (AC >= 100 in the node) an anonymous
     newcomer is still told exist. Anything below 1 is a true answer turned false."""
-    entry = BY_PATH["g_variants"]
     common = np.flatnonzero(beacon.sum(axis=1) >= 100)[:how_many]
-    caller = Caller(client="after-the-attack")
-    shown = 0
-    for site in common:
-        request = from_query_string(
-            [
-                ("referenceName", "22"),
-                ("start", str(int(positions[site]) - 1)),
-                ("referenceBases", "A"),
-                ("alternateBases", "G"),
-            ]
-        )
-        shown += bool(runtime.beacon.query(entry, request, caller)["responseSummary"]["exists"])
+    caller = Caller(client=f"after-the-attack-{filters}")
+    shown = sum(bool(ask(runtime, caller, int(positions[s]), filters)) for s in common)
     return shown / max(len(common), 1)
 
 
-def lrt_terms(freq: np.ndarray, n_beacon: int) -> tuple[np.ndarray, np.ndarray]:
+def lrt_terms(freq: np.ndarray, n_beacon: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-query contributions to log L(H0) - log L(H1) for a yes and for a no."""
     d_n = np.power(1 - freq, 2 * n_beacon)
     d_n1 = np.power(1 - freq, 2 * n_beacon - 2)
@@ -165,10 +224,26 @@ def lrt_terms(freq: np.ndarray, n_beacon: int) -> tuple[np.ndarray, np.ndarray]:
     return yes, no
 
 
+def group_size(n_beacon: int) -> float:
+    """How many people of one sex and one age the node is expected to hold."""
+    return n_beacon / (len(SEXES) * len(AGES))
+
+
+def age_window(age: int, freq: float, n_beacon: int, min_count: int) -> tuple[int, int]:
+    """The ages ``[lo, hi]`` of the first differencing question (the second leaves out
+    ``age``): wide enough that about ``min_count`` carriers of the allele are expected."""
+    carriers_per_year = group_size(n_beacon) * (1 - (1 - freq) ** 2)
+    width = int(np.clip(round((min_count - 0.5) / max(carriers_per_year, 1e-9)), 1, 40))
+    if age + width <= AGES[-1]:
+        return age, age + width
+    return age - width, age
+
+
 def attack(
     runtime: NodeRuntime,
+    mode: str,
     label: str,
-    targets: list[np.ndarray],
+    targets: list[Person],
     positions: np.ndarray,
     freq: np.ndarray,
     n_beacon: int,
@@ -176,47 +251,74 @@ def attack(
     progress: Progress,
     answered_counts: list[int],
 ) -> list[np.ndarray]:
-    """Cumulative LRT after each query, per target."""
-    entry = BY_PATH["g_variants"]
+    """Cumulative statistic after each query, per target."""
     budget = runtime.gate.release.budget
     assert budget is not None
-    yes, no = lrt_terms(freq, n_beacon)
+    people = {"plain": n_beacon, "identifier": 1}.get(mode, group_size(n_beacon))
+    yes, no = lrt_terms(freq, max(people, 1.0))
+    rules = runtime.config.disclosure
     # Answers are reused across targets only when the node keeps no state that changes
-    # them (the individual guard does: it excludes carriers as queries come in).
-    stateless = not runtime.config.disclosure.public_individual_guard
-    answers: dict[int, bool] = {}
+    # them (the allele guard and the differencing guard do).
+    stateless = not rules.public_individual_guard and rules.differencing_k <= 1
+    answers: dict[tuple[int, str | None], bool | None] = {}
     curves = []
-    task = progress.add_task(f"attacking ({label})", total=len(targets))
-    for t, genotype in enumerate(targets):
-        carried = np.flatnonzero(genotype > 0)
-        order = carried[np.argsort(freq[carried], kind="stable")][:max_queries]
-        caller = Caller(client=f"attacker-{label}-{t}")
-        contributions = np.zeros(len(order))
-        answered = 0
-        for i, site in enumerate(order):
+    task = progress.add_task(f"{mode}: {label}", total=len(targets))
+    for t, person in enumerate(targets):
+        carried = np.flatnonzero(person.genotype > 0)
+        order = carried[np.argsort(freq[carried], kind="stable")]
+        if mode == "differencing":
+            caller = Caller(
+                client=f"{label}-{t}", sub=f"attacker-{t}", iss="bench", registered=True
+            )
+        else:
+            caller = Caller(client=f"attacker-{mode}-{label}-{t}")
+
+        def answer(site: int, filters: str | None, caller: Caller = caller) -> bool | None:
+            key = (site, filters)
+            if key not in answers or not stateless:
+                answers[key] = ask(runtime, caller, int(positions[site]), filters)
+            return answers[key]
+
+        contributions: list[float] = []
+        for site in map(int, order):
+            if len(contributions) >= max_queries:
+                break
+            questions = _questions(mode, person, freq[site], n_beacon, rules.min_count)
+            replies = []
             try:
-                budget.charge(caller.identity)
+                for filters in questions:
+                    budget.charge(caller.identity)
+                    replies.append(answer(site, filters))
             except BudgetExhaustedError:
                 break  # refused: the remaining queries tell the attacker nothing
-            answered += 1
-            site = int(site)
-            if site not in answers or not stateless:
-                request = from_query_string(
-                    [
-                        ("referenceName", "22"),
-                        ("start", str(int(positions[site]) - 1)),
-                        ("referenceBases", "A"),
-                        ("alternateBases", "G"),
-                    ]
-                )
-                answers[site] = bool(
-                    runtime.beacon.query(entry, request, caller)["responseSummary"]["exists"]
-                )
-            contributions[i] = yes[site] if answers[site] else no[site]
-        curves.append(np.cumsum(contributions))
-        answered_counts.append(answered)
+            contributions.extend([0.0] * (len(questions) - 1))
+            if mode == "differencing":
+                contributions.append(-1.0 if replies == [True, False] else 0.0)
+            elif replies[0] is None:
+                contributions.append(0.0)
+            else:
+                contributions.append(yes[site] if replies[0] else no[site])
+        curves.append(np.cumsum(contributions[:max_queries]))
+        answered_counts.append(len(contributions))
         progress.advance(task)
     return curves
+
+
+def _questions(
+    mode: str, person: Person, freq: float, n_beacon: int, min_count: int
+) -> list[str | None]:
+    """The filters of the question(s) asked about one allele of ``person``."""
+    if mode == "plain":
+        return [None]
+    if mode == "covariates":
+        return [f"sex.label={person.sex},age=P{person.age}Y"]
+    if mode == "identifier":
+        return [f"id={person.name}"]
+    lo, hi = age_window(person.age, freq, n_beacon, min_count)
+    sex = f"sex.label={person.sex}"
+    if lo == person.age:
+        return [f"{sex},age>=P{lo}Y,age<=P{hi}Y", f"{sex},age>P{lo}Y,age<=P{hi}Y"]
+    return [f"{sex},age>=P{lo}Y,age<=P{hi}Y", f"{sex},age>=P{lo}Y,age<P{hi}Y"]
 
 
 def power_at(
@@ -238,96 +340,97 @@ def main() -> int:
     )
     parser.add_argument("--length", type=float, default=40e6, help="simulated bp")
     parser.add_argument("--max-queries", type=int, default=10_000)
+    parser.add_argument(
+        "--max-queries-off",
+        type=int,
+        default=1_000,
+        help="queries per target against the undefended node in modes other than plain "
+        "(they have no reuse across targets; power is 1 long before)",
+    )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
-    parser.add_argument(
-        "--min-ac", type=int, help="override public_min_allele_count (defended node)"
-    )
-    parser.add_argument("--min-af", type=float, help="override public_min_allele_frequency")
-    parser.add_argument("--budget", type=int, help="override query_budget")
     args = parser.parse_args()
-    overrides = {
-        name: value
-        for name, value in (
-            ("public_min_allele_count", args.min_ac),
-            ("public_min_allele_frequency", args.min_af),
-            ("query_budget", args.budget),
-        )
-        if value is not None
-    }
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown modes {unknown}; choose from {', '.join(MODES)}")
     if args.quick:
-        args.beacon, args.targets, args.length, args.max_queries = 100, 10, 4e6, 1000
+        args.beacon, args.targets, args.length = 100, 6, 3e6
+        args.max_queries = args.max_queries_off = 300
     out = args.out or Path(
         "bench/results/membership-quick.json" if args.quick else "bench/results/membership.json"
     )
     started = time.time()
     n = args.beacon
+    rng = np.random.default_rng(args.seed)
     with console.status(f"simulating {3 * n} genomes over {args.length / 1e6:.0f} Mb"):
         genotypes, positions = simulate(3 * n, args.length, args.seed)
-    beacon, held_out, panel = genotypes[:, :n], genotypes[:, n : 2 * n], genotypes[:, 2 * n :]
+    sexes = rng.choice(SEXES, size=3 * n)
+    ages = rng.choice(AGES, size=3 * n)
+
+    def person(i: int, prefix: str) -> Person:
+        return Person(f"{prefix}{i}", genotypes[:, i], str(sexes[i]), int(ages[i]))
+
+    beacon, panel = genotypes[:, :n], genotypes[:, 2 * n :]
     # The attacker's frequencies, from the panel (never zero: a pseudo-count).
     freq = (panel.sum(axis=1) + 0.5) / (2 * panel.shape[1] + 1)
     console.print(f"{len(positions):,} sites; beacon {n}, held out {n}, panel {n}")
-    members = [beacon[:, i] for i in range(args.targets)]
-    others = [held_out[:, i] for i in range(args.targets)]
-    results = {}
+    members = [person(i, "B") for i in range(args.targets)]
+    others = [person(n + i, "H") for i in range(args.targets)]
+    # Members and others alternate, so both meet the same evolving node state.
+    mixed = [t for pair in zip(members, others, strict=True) for t in pair]
+    results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        vcf = Path(tmp) / "beacon.vcf"
-        write_vcf(vcf, beacon, positions)
+        vcf, table = Path(tmp) / "beacon.vcf", Path(tmp) / "people.csv"
+        write_vcf(vcf, beacon, positions, names=[f"B{i}" for i in range(n)])
+        write_people(table, [person(i, "B") for i in range(n)])
         with Progress(console=console) as progress:
-            for label in SETUPS:
-                folder = Path(tmp) / label.replace(" ", "-").replace(",", "")
-                runtime = build_node(folder, vcf, label, overrides)
-                answered: list[int] = []
-                # Members and others alternate, so both meet the same evolving node state.
-                mixed = [t for pair in zip(members, others, strict=True) for t in pair]
-                curves = attack(
-                    runtime,
-                    label,
-                    mixed,
-                    positions,
-                    freq,
-                    n,
-                    args.max_queries,
-                    progress,
-                    answered,
-                )
-                member_curves, other_curves = curves[0::2], curves[1::2]
-                results[label] = {
-                    "power_at_5pct_fpr": {
-                        str(k): power_at(member_curves, other_curves, k)
-                        for k in CHECKPOINTS
-                        if k <= args.max_queries
-                    },
-                    "answered_queries_per_target": int(np.median(answered)),
-                    "disclosure": runtime.config.disclosure.model_dump(),
-                    "people_left_out": _left_out(runtime),
-                    "common_alleles_still_shown": common_shown(runtime, beacon, positions),
-                }
-    table = Table("queries", *results)
-    for k in CHECKPOINTS:
-        if k <= args.max_queries:
-            table.add_row(
-                f"{k:,}", *(f"{results[r]['power_at_5pct_fpr'][str(k)]:.2f}" for r in results)
-            )
-    table.add_row("people left out", *(str(results[r]["people_left_out"]) for r in results))
-    table.add_row(
-        "common alleles shown after",
-        *(f"{results[r]['common_alleles_still_shown']:.2f}" for r in results),
-    )
-    console.print("Power of the attack at 5 % false positives:")
-    console.print(table)
+            for mode in modes:
+                results[mode] = {}
+                for label in MODES[mode]:
+                    folder = Path(tmp) / f"{mode}-{label}".replace(" ", "-").replace(",", "")
+                    runtime = build_node(folder, vcf, table, label)
+                    limit = args.max_queries
+                    if label == OFF and mode != "plain":
+                        limit = min(limit, args.max_queries_off)
+                    answered: list[int] = []
+                    curves = attack(
+                        runtime, mode, label, mixed, positions, freq, n, limit, progress, answered
+                    )
+                    member_curves, other_curves = curves[0::2], curves[1::2]
+                    results[mode][label] = {
+                        "power_at_5pct_fpr": {
+                            str(k): power_at(member_curves, other_curves, k)
+                            for k in CHECKPOINTS
+                            if k <= limit
+                        },
+                        "queries_per_target": limit,
+                        "answered_queries_per_target": int(np.median(answered)),
+                        "disclosure": runtime.config.disclosure.model_dump(),
+                        "people_left_out": _left_out(runtime),
+                        "common_alleles_still_shown": common_shown(runtime, beacon, positions),
+                        "common_alleles_still_shown_to_women": common_shown(
+                            runtime, beacon, positions, "sex.label=female"
+                        ),
+                    }
     final = str(max(k for k in CHECKPOINTS if k <= args.max_queries))
-    goal_met = results["defaults on"]["power_at_5pct_fpr"][final] <= 0.1
-    off, on, old = (results[k]["power_at_5pct_fpr"][final] for k in SETUPS)
-    console.print(
-        f"after {int(final):,} queries: power {on:.2f} with defaults "
-        f"(goal <= 0.1: {'met' if goal_met else 'NOT met'}), {old:.2f} with the old guard, "
-        f"{off:.2f} with defences off; common alleles still shown: "
-        f"{results['defaults on']['common_alleles_still_shown']:.2f} (old guard: "
-        f"{results['defaults, old guard']['common_alleles_still_shown']:.2f})"
-    )
+    goal = {}
+    for mode, by_setup in results.items():
+        _print_mode(mode, by_setup)
+        on = by_setup[ON]
+        goal[mode] = on["power_at_5pct_fpr"][final] <= 0.1
+        off = by_setup[OFF]["power_at_5pct_fpr"]
+        console.print(
+            f"{mode}: after {int(final):,} queries power {on['power_at_5pct_fpr'][final]:.2f} "
+            f"with defaults (goal <= 0.1: {'met' if goal[mode] else 'NOT met'}); "
+            f"{off[max(off, key=int)]:.2f} with defences off; common alleles still shown "
+            f"{on['common_alleles_still_shown']:.2f} (to women: "
+            f"{on['common_alleles_still_shown_to_women']:.2f})"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
@@ -336,7 +439,11 @@ def main() -> int:
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "parameters": vars(args) | {"out": str(out), "n_sites": int(len(positions))},
                 "results": results,
-                "goal": {"defaults_power_at_10000_max": 0.1, "met": goal_met},
+                "goal": {
+                    "defaults_power_at_max_queries_max": 0.1,
+                    "max_queries": int(final),
+                    "met": goal,
+                },
                 "seconds": time.time() - started,
             },
             indent=2,
@@ -344,6 +451,27 @@ def main() -> int:
     )
     console.print(f"wrote {out}")
     return 0
+
+
+def _print_mode(mode: str, by_setup: dict[str, dict]) -> None:
+    table = Table("queries", *by_setup, title=f"{mode}: power of the attack at 5 % false positives")
+    for k in CHECKPOINTS:
+        cells = [by_setup[s]["power_at_5pct_fpr"].get(str(k)) for s in by_setup]
+        if any(c is not None for c in cells):
+            table.add_row(f"{k:,}", *("—" if c is None else f"{c:.2f}" for c in cells))
+    table.add_row(
+        "answered per target", *(str(r["answered_queries_per_target"]) for r in by_setup.values())
+    )
+    table.add_row("people left out", *(str(r["people_left_out"]) for r in by_setup.values()))
+    table.add_row(
+        "common alleles shown after",
+        *(f"{r['common_alleles_still_shown']:.2f}" for r in by_setup.values()),
+    )
+    table.add_row(
+        "... to women",
+        *(f"{r['common_alleles_still_shown_to_women']:.2f}" for r in by_setup.values()),
+    )
+    console.print(table)
 
 
 if __name__ == "__main__":

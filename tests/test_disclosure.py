@@ -48,6 +48,12 @@ def test_differencing_guard_on_sets(tmp_path) -> None:
     # A second worker process on the same node shares the history.
     other_worker = DifferencingGuard(tmp_path / "differencing.sqlite", k=3)
     assert not other_worker.allows("eve", "d", everyone[:11], 20)
+    # The same people again are answered, and remembered once, as the latest answer.
+    remembered = sum(n for _, d, n in guard.status() if d == "d")
+    assert guard.allows("mallory", "d", list(reversed(everyone[:10])), 20)
+    assert sum(n for _, d, n in guard.status() if d == "d") == remembered
+    assert ("mallory", "d", 1) in guard.status()
+    assert not guard.allows("eve", "d", everyone[:9], 20)  # still one apart from [:10]
 
 
 def passport_header(gov: GovernedNode, sub: str) -> dict[str, str]:
@@ -193,9 +199,13 @@ def test_a_differencing_file_of_an_earlier_release_is_upgraded_in_place(tmp_path
         "CREATE TABLE answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, caller TEXT, "
         "dataset TEXT, ids BLOB);"
     )
+    everyone = [f"P{i}" for i in range(20)]
+    earlier = DifferencingGuard._ids(everyone[:5]).tobytes()  # an answer it gave then
+    old.execute("INSERT INTO answered (caller, dataset, ids) VALUES ('eve', 'd', ?)", [earlier])
+    old.commit()
     old.close()
     guard = DifferencingGuard(path, k=3)
-    everyone = [f"P{i}" for i in range(20)]
+    assert not guard.allows("eve", "d", everyone[:6], 20)  # one apart from the old answer
     assert guard.allows("eve", "d", everyone[:10], 20)
     assert not guard.allows("eve", "d", everyone[:12], 20)  # still compared with the earlier
-    assert guard.status() == [("eve", "d", 1)]
+    assert guard.status() == [("eve", "d", 2)]

@@ -103,3 +103,34 @@ def test_a_dataset_is_not_listed_by_one_persons_filter(attacked: Attacked) -> No
     person = attacked.people()[3]["sample_id"]
     refused = attacked.beacon("/datasets", filters=f"id={person}")
     assert refused.status_code == 403
+
+
+def test_two_groups_a_few_people_apart_are_not_both_answered(attacked: Attacked) -> None:
+    """Before: ``sex=female,age>=P43Y`` and ``sex=female,age>P43Y`` were both answered
+    (each group is large), so a variant shown for the first and not the second is carried
+    by a woman of 43; for an attacker who knows a person's sex and age, that is
+    membership. The people a question is about pass the differencing guard like a count."""
+    females = [p for p in attacked.people() if p["sex"] == "female"]
+    ages = sorted(int(p["age"]) for p in females)
+    age = next(a for a in ages if 0 < ages.count(a) < 5 and sum(x > a for x in ages) >= 20)
+    region = {"referenceName": "22", "start": 0, "end": 10**8}
+    for headers in (None, attacked.registered("differencer")):
+        first = attacked.beacon(
+            "/g_variants", headers=headers, filters=f"sex.label=female,age>=P{age}Y", **region
+        ).json()
+        assert first["responseSummary"]["exists"] is True, first["info"]
+        second = attacked.beacon(
+            "/g_variants", headers=headers, filters=f"sex.label=female,age>P{age}Y", **region
+        ).json()
+        assert second["responseSummary"]["exists"] is False
+        warnings = " ".join(second["info"]["warnings"])
+        assert "differ from an earlier query's by fewer than 5 individuals" in warnings
+    # the same question again is the same people: answered
+    again = attacked.beacon(
+        "/g_variants", filters=f"sex.label=female,age>=P{age}Y", **region
+    ).json()
+    assert again["responseSummary"]["exists"] is True
+    # and a yes from /individuals is guarded the same way (one history per dataset)
+    alone = attacked.beacon("/individuals", filters=f"sex.label=female,age>P{age}Y").json()
+    assert alone["responseSummary"]["exists"] is False
+    assert "differ from an earlier query's" in " ".join(alone["info"]["warnings"])

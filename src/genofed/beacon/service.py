@@ -172,7 +172,7 @@ class BeaconService:
             elif terms.floor is not None and target == VARIANT and query is not None:
                 self._guard_alleles(answer, caller)
             elif target != VARIANT and not entry.collection:
-                self._enough_people(answer)
+                self._enough_people(answer, caller, target)
             if terms.counts and not entry.collection and not answer.withheld:
                 self._release_count(answer, caller, target)
             answers.append(answer)
@@ -224,17 +224,41 @@ class BeaconService:
             if warning:
                 answer.warnings.append(warning)
 
-    def _enough_people(self, answer: _DatasetAnswer) -> None:
+    def _enough_people(self, answer: _DatasetAnswer, caller: Caller, entity: str) -> None:
         """Below record level, an answer about people stands for at least ``min_count`` of
         them: fewer (none included, or the two could be told apart) are withheld."""
         minimum = answer.terms.min_group
-        if answer.terms.exact or minimum <= 1 or answer.selection.count >= minimum:
+        if answer.terms.exact:
             return
-        answer.withheld = True
-        answer.warnings.append(
-            f"dataset {answer.reader.dataset_id}: fewer than {answer.terms.min_group} match "
-            "(perhaps none); answers about so few people are withheld, not reported absent"
+        if minimum > 1 and answer.selection.count < minimum:
+            answer.withheld = True
+            answer.warnings.append(
+                f"dataset {answer.reader.dataset_id}: fewer than {answer.terms.min_group} "
+                "match (perhaps none); answers about so few people are withheld, not "
+                "reported absent"
+            )
+        elif not answer.terms.counts and entity in PERSON_ENTITIES:
+            # a yes is guarded like a count (counts go through _release_count)
+            self._differenced(answer, caller, answer.selection.ids, entity)
+
+    def _differenced(
+        self, answer: _DatasetAnswer, caller: Caller, people: list[str], entity: str
+    ) -> bool:
+        """Withhold ``answer`` when the people it is about (``entity`` entries of its
+        dataset) differ from an earlier answer's by fewer than k; say so."""
+        reader = answer.reader
+        warning = self.gate.release.people_asked_about(
+            answer.terms,
+            caller=caller.identity,
+            subject=f"{reader.dataset_id}/{entity}",
+            ids=lambda: people,
+            population=len(reader.entry_ids(entity)),
         )
+        if warning is None:
+            return False
+        answer.withheld = True
+        answer.warnings.append(f"dataset {warning}")
+        return True
 
     def _floor_in_group(self, answer: _DatasetAnswer, caller: Caller) -> None:
         """A variant query whose filters or context leave some people, below record
@@ -245,6 +269,9 @@ class BeaconService:
         reader, terms, selection = answer.reader, answer.terms, answer.selection
         group = selection.group
         assert group is not None and selection.variant_idx is not None
+        people = [reader.samples[c][1] for c in group.columns]
+        if self._differenced(answer, caller, people, PERSON_ENTITIES[0]):
+            return
         mask = group.carriers >= terms.min_group
         floor = terms.floor
         if floor is not None:

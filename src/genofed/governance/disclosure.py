@@ -24,6 +24,7 @@ the small SQLite files that every server worker of a node shares.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -123,6 +124,12 @@ class QueryBudget:
         return self._con().execute(sql, params).rowcount
 
 
+def _near(earlier: int | None, n: int, k: int) -> bool:
+    """Whether a set of ``earlier`` people (``None``: not recorded) could differ from one
+    of ``n`` by fewer than k: sets whose sizes differ by k or more never can."""
+    return earlier is None or abs(earlier - n) < k
+
+
 class DifferencingGuard:
     """Per set of people (a dataset's individuals, a table's rows): which subsets were
     answered with a count, by anyone, through any API.
@@ -141,11 +148,18 @@ class DifferencingGuard:
         self._con = SqliteState(
             path,
             "CREATE TABLE IF NOT EXISTS answered (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "caller TEXT, dataset TEXT, ids BLOB, day INTEGER);"
+            "caller TEXT, dataset TEXT, ids BLOB, day INTEGER, n INTEGER, digest BLOB);"
             "CREATE INDEX IF NOT EXISTS answered_people ON answered (dataset, seq);",
             durable=False,
-            # files of releases before 0.1 have no day: their answers count as today's
-            columns={"answered": {"day": f"INTEGER NOT NULL DEFAULT {_day(clock)}"}},
+            # files of releases before 0.1 have no day: their answers count as today's;
+            # nor sizes and digests: those answers are compared in full
+            columns={
+                "answered": {
+                    "day": f"INTEGER NOT NULL DEFAULT {_day(clock)}",
+                    "n": "INTEGER",
+                    "digest": "BLOB",
+                }
+            },
         )
 
     @staticmethod
@@ -161,26 +175,30 @@ class DifferencingGuard:
             return False  # the complement (everyone minus this set) would be tiny
         if self.k <= 1:
             return True  # nothing to compare: the guard is off
+        digest = hashlib.blake2b(current.tobytes(), digest_size=16).digest()
         day = _day(self.clock)
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
-            rows = con.execute(
-                "SELECT ids FROM answered WHERE dataset = ? AND day >= ? ORDER BY seq DESC LIMIT ?",
+            window = con.execute(
+                "SELECT seq, n, digest FROM answered WHERE dataset = ? AND day >= ? "
+                "ORDER BY seq DESC LIMIT ?",
                 [dataset, day - _DIFFERENCING_DAYS, _HISTORY],
             ).fetchall()
-            for (blob,) in rows:
-                earlier = np.frombuffer(blob, dtype=np.uint64)
-                # Individuals in exactly one of the two sets: what subtracting reveals.
-                common = len(np.intersect1d(current, earlier, assume_unique=True))
-                if 0 < (n - common) + (len(earlier) - common) < self.k:
-                    con.execute("COMMIT")
-                    return False
+            same = [seq for seq, _, d in window if d == digest]
+            if same:
+                # The same people as an answer already given, which every later answer
+                # was checked against: nothing new. It moves to the front of the window.
+                con.execute("DELETE FROM answered WHERE seq = ?", [same[0]])
+            elif not self._apart(con, current, [s for s, m, _ in window if _near(m, n, self.k)]):
+                con.execute("COMMIT")
+                return False
             con.execute(
-                "INSERT INTO answered (caller, dataset, ids, day) VALUES (?, ?, ?, ?)",
-                [caller, dataset, current.tobytes(), day],
+                "INSERT INTO answered (caller, dataset, ids, day, n, digest) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [caller, dataset, current.tobytes(), day, n, digest],
             )
-            if len(rows) == _HISTORY:
+            if len(window) == _HISTORY and not same:
                 con.execute(
                     "DELETE FROM answered WHERE dataset = ? AND seq NOT IN "
                     "(SELECT seq FROM answered WHERE dataset = ? ORDER BY seq DESC LIMIT ?)",
@@ -191,6 +209,20 @@ class DifferencingGuard:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _apart(self, con: sqlite3.Connection, current: np.ndarray, candidates: list[int]) -> bool:
+        """Whether ``current`` differs from each earlier set in ``candidates`` by none or
+        by at least k people (the individuals in exactly one of the two: what subtracting
+        the answers reveals)."""
+        for lo in range(0, len(candidates), 500):
+            chunk = candidates[lo : lo + 500]
+            marks = ",".join("?" * len(chunk))
+            for (blob,) in con.execute(f"SELECT ids FROM answered WHERE seq IN ({marks})", chunk):
+                earlier = np.frombuffer(blob, dtype=np.uint64)
+                common = len(np.intersect1d(current, earlier, assume_unique=True))
+                if 0 < (len(current) - common) + (len(earlier) - common) < self.k:
+                    return False
+        return True
 
     def status(self) -> list[tuple[str, str, int]]:
         """``(caller, dataset, answers remembered)`` of the window."""

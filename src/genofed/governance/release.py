@@ -209,6 +209,27 @@ class ReleasePolicy:
             )
         return Released(safe_count(n, self.rules))
 
+    def people_asked_about(
+        self,
+        terms: Terms,
+        *,
+        caller: str,
+        subject: str,
+        ids: Callable[[], Iterable[str]],
+        population: int,
+    ) -> str | None:
+        """Why an answer about the people ``ids`` (those a question's filters leave) is
+        withheld, or ``None``. Below record level even a yes or no about a set of people
+        is checked by the differencing guard: two filters whose people differ by fewer
+        than k (age >= 43 and age > 43) would, side by side, answer for those few."""
+        if terms.exact or self._differs(caller, subject, ids(), population):
+            return None
+        return (
+            f"{subject}: answer withheld; the people your filters leave differ from an "
+            f"earlier query's by fewer than {self.rules.differencing_k} individuals, so the "
+            "two answers together would be about those few"
+        )
+
     def group(
         self,
         terms: Terms,

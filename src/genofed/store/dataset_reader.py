@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +29,9 @@ VARIANT_COLUMNS = (
     "vtype, vcf_id, ac, an, af, n_het, n_homalt, genes, aa_changes, hgvs, effects, doc"
 )
 VARIANT_FIELDS = tuple(c.strip().strip('"') for c in VARIANT_COLUMNS.split(","))
+# Filter answers kept per reader (a dataset version never changes), up to this many ids in
+# all: the same filters are asked again and again, and each costs a DuckDB query.
+_FILTER_CACHE_IDS = 200_000
 
 
 class DatasetReader:
@@ -37,6 +41,9 @@ class DatasetReader:
         self._local = threading.local()
         self._entry_ids: dict[str, tuple[str, ...]] = {}
         self._entry_links: dict[str, dict[str, tuple[str | None, str | None, str | None]]] = {}
+        self._filtered: OrderedDict[tuple, frozenset[str]] = OrderedDict()
+        self._filtered_ids = 0
+        self._filtered_lock = threading.Lock()
         doc = self._con.execute("SELECT doc FROM meta").fetchone()
         self.meta: dict[str, Any] = json.loads(doc[0])
         if self.meta.get("format_version") != FORMAT_VERSION:
@@ -254,6 +261,12 @@ class DatasetReader:
         return {r[0] for r in rows}
 
     def ids_with_value(self, entity: str, sql: str, params: list[Any]) -> set[str]:
+        key = (entity, sql, *map(repr, params))
+        with self._filtered_lock:
+            cached = self._filtered.get(key)
+            if cached is not None:
+                self._filtered.move_to_end(key)
+                return set(cached)
         rows = (
             self.cursor()
             .execute(
@@ -262,7 +275,15 @@ class DatasetReader:
             )
             .fetchall()
         )
-        return {r[0] for r in rows}
+        ids = frozenset(r[0] for r in rows)
+        with self._filtered_lock:
+            if key not in self._filtered and len(ids) <= _FILTER_CACHE_IDS:
+                self._filtered[key] = ids
+                self._filtered_ids += len(ids)
+                while self._filtered_ids > _FILTER_CACHE_IDS:
+                    _, dropped = self._filtered.popitem(last=False)
+                    self._filtered_ids -= len(dropped)
+        return set(ids)
 
     def term_index(self) -> list[tuple[str, str, str | None]]:
         """(entity, term, label) of every ontology term present."""
