@@ -168,17 +168,52 @@ def audit_verify(
             help="SEQ:HASH recorded earlier with `genofed audit head` (detects truncation)"
         ),
     ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file of signed heads the hub kept for this node (GET "
+            "/hub/audit-anchors/NODE): detects a log rewritten with every hash recomputed",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Check the whole hash chain; name every modified, deleted, inserted or reordered entry."""
-    from genofed.governance.audit import verify
+    """Check the whole hash chain; name every modified, deleted, inserted or reordered entry.
 
-    anchor = None
+    The chain alone cannot show a log rewritten from some entry on with every later hash
+    recomputed; heads recorded elsewhere can. Give them with --expect-head or --anchors:
+
+        curl -s http://hub:8000/hub/audit-anchors/alpha > alpha-anchors.jsonl
+        genofed audit verify nodes/alpha --anchors alpha-anchors.jsonl
+    """
+    from genofed.governance.audit import verify
+    from genofed.governance.audit_anchors import read_anchors
+    from genofed.governance.keys import load_key
+
+    node = NodeDir(directory)
+    heads: list[tuple[int, str]] = []
     if expect_head:
         seq, _, digest = expect_head.partition(":")
         if not seq.isdigit() or len(digest) != 64:
             raise fail(GenofedError("--expect-head must be SEQ:HASH as printed by `audit head`"))
-        anchor = (int(seq), digest)
-    result = verify(NodeDir(directory).audit_path, anchor)
+        heads.append((int(seq), digest))
+    bad_anchors: list[str] = []
+    if anchors is not None:
+        try:
+            key = load_key(node.signing_key_path).key
+        except FileNotFoundError:
+            raise fail(
+                GenofedError(f"{node.signing_key_path} is missing: anchors cannot be checked")
+            ) from None
+        found, bad_anchors = read_anchors(anchors, key)
+        heads.extend((a.seq, a.hash) for a in found)
+        console.print(f"Checking {len(found):,} anchors from {anchors}")
+    result = verify(node.audit_path, heads)
+    for problem in bad_anchors:
+        console.print(
+            f"[bold red]anchor not this node's:[/] {problem} (the node's key was replaced, "
+            "or the file is another node's)"
+        )
     for problem in result.problems:
         console.print(f"[bold red]tampered:[/] {problem}")
     if result.torn_tail:
@@ -191,7 +226,7 @@ def audit_verify(
             f"[yellow]torn tail set aside:[/] {torn.name} ({torn.stat().st_size:,} bytes, "
             "a line never finished; not part of the chain)"
         )
-    if not result.ok:
+    if not result.ok or bad_anchors:
         raise typer.Exit(code=1)
     console.print(
         f"Audit log intact: {result.entries:,} entries, head {result.head[0]}:{result.head[1]}"

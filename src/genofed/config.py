@@ -423,6 +423,12 @@ class HubConfig(BaseModel):
     health_interval_s: float = Field(
         10.0, gt=0, description="How often each node's health is checked in the background"
     )
+    audit_anchor_interval_s: float = Field(
+        300.0,
+        ge=0,
+        description="How often the hub fetches each node's signed audit head and keeps it "
+        "(under state_dir/audit-anchors/, for `genofed audit verify --anchors`); 0: never",
+    )
     breaker_failures: int = Field(
         3,
         ge=1,

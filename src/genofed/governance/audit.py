@@ -6,7 +6,8 @@ written as the line's last member, so checking a line hashes its own bytes. Chan
 inserting or reordering any entry breaks the chain at that point, and ``verify`` names it.
 Removing entries from the end leaves a shorter valid chain, so ``head`` gives the latest
 ``seq:hash`` to record elsewhere (a ticket, another node) and ``verify --expect-head`` checks
-that it is still there.
+that it is still there; the hub keeps signed heads of every node it federates for
+``verify --anchors`` (``audit_anchors``).
 
 Appends take an exclusive ``flock``, so several server workers share one log. There is no
 switch to turn auditing off: if an entry cannot be written, the request fails (503).
@@ -26,7 +27,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,15 +194,18 @@ def _lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
-def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verification:
-    """Check the whole chain; every break is named by line and sequence number."""
+def verify(path: Path, anchors: Sequence[tuple[int, str]] = ()) -> Verification:
+    """Check the whole chain; every break is named by line and sequence number. Each of
+    ``anchors`` (``(seq, hash)`` recorded elsewhere earlier) must still be in it."""
     problems: list[Problem] = []
     jumps: list[tuple[int, int, int]] = []  # (line, seq, expected seq)
     seen: set[int] = set()
     repeated: set[int] = set()
     prev, last_seq, count = GENESIS, 0, 0
     last = (0, GENESIS)
-    anchored: str | None = None
+    heads = sorted(set(anchors))
+    wanted = {seq for seq, _ in heads}
+    found: dict[int, str] = {}
     torn_tail = False
     for number, raw in enumerate(_lines(path) if path.exists() else [], start=1):
         count += 1
@@ -229,8 +233,8 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
             )
         problems.extend(_text_problems(path.parent / "texts", number, seq, entry))
         seen.add(seq)
-        if expect_head is not None and seq == expect_head[0]:
-            anchored = stored
+        if seq in wanted:
+            found.setdefault(seq, stored)
         prev, last_seq = stored, seq
         last = (seq, stored)
     for number, seq, expected in jumps:
@@ -241,8 +245,9 @@ def verify(path: Path, expect_head: tuple[int, str] | None = None) -> Verificati
             what = f"out of order: seq {seq} where {expected} was expected (reordered)"
         problems.append(Problem(number, seq, what))
     problems.sort(key=lambda p: p.line)
-    if expect_head is not None and anchored != expect_head[1]:
-        seq, digest = expect_head
+    for seq, digest in heads:
+        if found.get(seq) == digest:
+            continue
         what = (
             "is missing: entries were removed from the end"
             if seq > last[0]

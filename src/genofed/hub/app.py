@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from genofed import __version__
+from genofed._exceptions import NotFoundError
 from genofed.api.errors import install_error_handlers
 from genofed.api.responses import JSONResponse, install_openapi, operation_id
 from genofed.beacon.model import API_VERSION
@@ -38,11 +39,15 @@ def create_hub_app(
         hub.start()
         assert hub.transport is not None
         await hub.registry.check_all(hub.transport)  # who is up, before the first request
-        watcher = asyncio.create_task(hub.registry.watch(hub.transport))
+        watchers = [
+            asyncio.create_task(hub.registry.watch(hub.transport)),
+            asyncio.create_task(hub.anchors.watch(hub.transport)),
+        ]
         yield
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for watcher in watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await hub.close()
 
     app = FastAPI(
@@ -69,6 +74,21 @@ def create_hub_app(
     @app.get("/hub/nodes", tags=["hub"], summary="The nodes and their health", response_model=None)
     def nodes(hub: Hub) -> dict[str, Any]:
         return {"nodes": [s.as_json() for s in hub.registry.states.values()]}
+
+    @app.get(
+        "/hub/audit-anchors/{node}",
+        tags=["hub"],
+        summary="The signed audit heads kept for a node",
+        response_model=None,
+    )
+    def audit_anchors(node: str, hub: Hub) -> Response:
+        """One JSON line per head the hub has seen of ``node``'s audit log, each signed by
+        the node (``jws``): the file ``genofed audit verify --anchors`` reads."""
+        if node not in hub.registry.states:
+            raise NotFoundError(f"no node {node!r} in this hub; GET /hub/nodes lists them")
+        path = hub.anchors.path(node)
+        content = path.read_bytes() if path.exists() else b""
+        return Response(content, media_type="application/x-ndjson")
 
     @app.get("/-/health", include_in_schema=False, response_model=None)
     def health() -> dict[str, str]:

@@ -1,5 +1,5 @@
 """What a hub's requests share: its configuration, nodes, transport, token exchange,
-release policy and saved cohorts."""
+release policy, saved cohorts and the audit heads it keeps."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from genofed.config import HubConfig
 from genofed.governance.release import ReleasePolicy
+from genofed.hub.anchors import AnchorKeeper
 from genofed.hub.cohorts import CohortStore
 from genofed.hub.credentials import TokenExchange
 from genofed.hub.nodes import Registry
@@ -22,6 +23,7 @@ class HubRuntime:
     registry: Registry = field(init=False)
     release: ReleasePolicy = field(init=False)
     cohorts: CohortStore = field(init=False)
+    anchors: AnchorKeeper = field(init=False)
     exchange: TokenExchange = field(init=False)
 
     def __post_init__(self) -> None:
@@ -29,6 +31,9 @@ class HubRuntime:
         # The hub has no data and keeps no guard state: it only makes merged counts safe.
         self.release = ReleasePolicy(self.config.disclosure, None)
         self.cohorts = CohortStore(self.directory / self.config.state_dir / "cohorts")
+        self.anchors = AnchorKeeper(
+            self.config, self.directory / self.config.state_dir / "audit-anchors"
+        )
 
     def start(self) -> None:
         """Open the connections to the nodes (in the server's event loop)."""

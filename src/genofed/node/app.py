@@ -17,6 +17,7 @@ from genofed.api.errors import install_error_handlers
 from genofed.api.responses import JSONResponse, install_openapi, operation_id
 from genofed.beacon.request import BeaconRequest
 from genofed.config import Granularity
+from genofed.governance.audit_anchors import signed_head
 from genofed.node.audit_middleware import AuditMiddleware
 from genofed.node.beacon_routes import build_router
 from genofed.node.dac_routes import build_dac_router
@@ -68,6 +69,13 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     def jwks(runtime: Runtime) -> dict[str, object]:
         """Public keys of the visas this node's Data Access Committee signs."""
         return runtime.gate.signing_key.jwks()
+
+    @app.get("/-/audit/head", tags=["governance"], response_model=None)
+    def audit_head(runtime: Runtime) -> dict[str, object]:
+        """The audit log's head (``seq``, ``hash``), signed with the node's key (``jws``,
+        verifiable with ``/.well-known/jwks.json``): for the hub to keep, so that a log
+        rewritten later no longer matches it (``genofed audit verify --anchors``)."""
+        return signed_head(runtime.gate.audit, runtime.gate.signing_key, runtime.config.name)
 
     @app.get("/-/health", include_in_schema=False, response_model=None)
     def health(runtime: Runtime) -> dict[str, object]:
