@@ -215,6 +215,28 @@ def node_genes(
     console.print(f"Loaded {len(genes):,} gene regions for {canonical}")
 
 
+@node_app.command("check")
+def node_check(directory: NodePath) -> None:
+    """Check that every dataset in the catalogue can be served: name each damaged or
+    missing file and what to do (a running node leaves such datasets out)."""
+    from genofed.store.live import DatasetCatalog
+    from genofed.store.ontology import OntologyIndex
+
+    node = NodeDir(directory)
+    try:
+        node.check()
+    except GenofedError as err:
+        raise fail(err) from None
+    live = DatasetCatalog(node, OntologyIndex()).live()  # terms are not needed here
+    for dataset_id, reader in sorted(live.readers.items()):
+        console.print(f"[green]ok[/] {dataset_id} ({reader.version.version})")
+    for problem in live.problems:
+        console.print(f"[bold red]not served:[/] {problem}")
+    if live.problems:
+        raise typer.Exit(code=1)
+    console.print(f"All {len(live.readers)} datasets can be served")
+
+
 @node_app.command("serve")
 def node_serve(
     directory: NodePath,

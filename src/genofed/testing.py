@@ -197,6 +197,10 @@ def fake_hub_app(
     from genofed.hub.app import create_hub_app
 
     nodes = list(nodes)
+    # Fake nodes hold no audit log to anchor; anchoring is tested against real node processes
+    # (tests/attacks/test_audit_anchors.py). Left on, its fetches would show among the requests
+    # a test records.
+    settings.setdefault("audit_anchor_interval_s", 0)
     config = HubConfig(
         nodes=[HubNode(name=n.name, url=n.url) for n in nodes],
         disclosure=disclosure or Disclosure(),

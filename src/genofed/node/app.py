@@ -79,10 +79,17 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
 
     @app.get("/-/health", include_in_schema=False, response_model=None)
     def health(runtime: Runtime) -> dict[str, object]:
-        # Liveness only (the catalogue is loaded): which datasets exist is for callers
-        # allowed to see them.
-        runtime.live()
-        return {"status": "ok"}
+        # Which datasets exist is for callers allowed to see them: a damaged one is
+        # counted here, and named (with what to do) in the log and `genofed node check`.
+        problems = runtime.live().problems
+        if not problems:
+            return {"status": "ok"}
+        return {
+            "status": "degraded",
+            "problems": len(problems),
+            "detail": "some datasets are not served; the operator runs `genofed node check "
+            "NODE_DIR` to see which files and what to do",
+        }
 
     return app
 

@@ -7,16 +7,22 @@ that finishes while the server runs is served from the next request on, without 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import duckdb
+
+from genofed._exceptions import ConfigError
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.documents import as_number
 from genofed.store.filters import PERSON_ENTITIES, FilterContext, identifier_paths
 from genofed.store.genes import load_gene_index
-from genofed.store.node_dir import NodeDir
+from genofed.store.node_dir import DatasetVersion, NodeDir
 from genofed.store.ontology import OntologyIndex
+
+log = logging.getLogger(__name__)
 
 # Text fields with at most this many distinct values are offered as custom filters.
 _CUSTOM_FILTER_MAX_VALUES = 12
@@ -28,6 +34,8 @@ class LiveDatasets:
     genes: dict[str, dict[str, list[tuple[str, int, int]]]]
     catalog_mtime: float
     ontology: OntologyIndex
+    # What could not be served, each naming the file and what to do (left out, not fatal)
+    problems: list[str] = field(default_factory=list)
     _contexts: dict[frozenset[str], FilterContext] = field(default_factory=dict)
 
     def filter_context(self, dataset_ids: Iterable[str]) -> FilterContext:
@@ -68,17 +76,50 @@ class DatasetCatalog:
             return 0.0
 
     def _load(self, mtime: float) -> LiveDatasets:
+        """The datasets that can be served; a damaged catalogue or dataset is left out
+        and reported (``problems``, the log), and the rest of the node keeps serving."""
         old = self._live.readers if self._live else {}
         readers: dict[str, DatasetReader] = {}
-        for version in self.node.datasets():
+        problems: list[str] = []
+        try:
+            versions = self.node.datasets()
+        except ConfigError as exc:
+            versions, problems = [], [str(exc)]
+        for version in versions:
             previous = old.get(version.dataset_id)
             if previous is not None and previous.version == version:
                 readers[version.dataset_id] = previous
-            else:
-                readers[version.dataset_id] = DatasetReader(version)
+                continue
+            try:
+                readers[version.dataset_id] = _open(version)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        for problem in problems:
+            log.error("not served: %s", problem)
         genes_dir = self.node.genes_dir
         genes = load_gene_index(genes_dir) if genes_dir.is_dir() else {}
-        return LiveDatasets(readers, genes, mtime, self.ontology)
+        return LiveDatasets(readers, genes, mtime, self.ontology, problems=problems)
+
+
+def _open(version: DatasetVersion) -> DatasetReader:
+    """A reader of ``version``; ``ConfigError`` naming the file and what to do if its files
+    are missing or damaged."""
+    dataset = version.dataset_id
+    again = f"re-ingest it: genofed node ingest NODE_DIR {dataset} ... (same arguments as before)"
+    if not version.database.is_file():
+        raise ConfigError(
+            f"dataset {dataset}: {version.database} is missing (catalog.json names version "
+            f"{version.version}); {again}"
+        )
+    try:
+        return DatasetReader(version)
+    except ConfigError as exc:
+        raise ConfigError(f"dataset {dataset}: {exc}") from None
+    except (duckdb.Error, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"dataset {dataset}: {version.database} cannot be read ({type(exc).__name__}: "
+            f"damaged or empty); {again}"
+        ) from None
 
 
 def _filter_context(ontology: OntologyIndex, readers: list[DatasetReader]) -> FilterContext:

@@ -22,6 +22,8 @@ running server never sees a half-written dataset.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -119,14 +121,34 @@ class NodeDir:
             )
 
     def read_catalog(self) -> dict:
+        """The catalogue; ``ConfigError`` naming the file and what to do if it is damaged."""
         if not self.catalog_path.exists():
             return {"format": CATALOG_FORMAT, "datasets": {}}
-        catalog = json.loads(self.catalog_path.read_text())
+        path = self.catalog_path
+        advice = (
+            "Restore it from a backup; or move it away and re-ingest each dataset "
+            "(the versions under datasets/ are kept)"
+        )
+        try:
+            catalog = json.loads(path.read_text(errors="replace"))
+        except ValueError as exc:
+            raise ConfigError(f"{path} is damaged (not JSON: {exc}). {advice}") from None
+        if not isinstance(catalog, dict) or not isinstance(catalog.get("datasets"), dict):
+            raise ConfigError(f"{path} is damaged (no 'datasets' object). {advice}")
         if catalog.get("format") != CATALOG_FORMAT:
             raise ConfigError(
-                f"{self.catalog_path} has format {catalog.get('format')!r}; this genofed "
+                f"{path} has format {catalog.get('format')!r}; this genofed "
                 f"reads format {CATALOG_FORMAT}. Re-create the node with this version."
             )
+        for ds_id, entry in catalog["datasets"].items():
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("version"), str)
+                and isinstance(entry.get("path"), str)
+            ):
+                raise ConfigError(
+                    f"{path} is damaged (dataset {ds_id!r} has no version and path). {advice}"
+                )
         return catalog
 
     def datasets(self) -> list[DatasetVersion]:
@@ -144,35 +166,49 @@ class NodeDir:
 
     @contextmanager
     def staging(self, dataset_id: str) -> Iterator[Path]:
-        """A fresh directory to write a dataset version into; published only on success."""
+        """A fresh directory to write a dataset version into; published only on success.
+        Its name carries the ingest's process id, so folders that killed ingests left
+        behind are recognised and removed by the next ingest."""
         self.check()
         parent = self.root / "datasets" / dataset_id
         parent.mkdir(parents=True, exist_ok=True)
-        stage = parent / f".staging-{uuid.uuid4().hex[:12]}"
+        _remove_abandoned_stages(parent)
+        stage = parent / f".staging-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         stage.mkdir()
         try:
             yield stage
+            self._publish(dataset_id, stage)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
-            if not any(parent.iterdir()):
+            with contextlib.suppress(OSError):  # not empty: another ingest is writing
                 parent.rmdir()
             raise
-        self._publish(dataset_id, stage)
+
+    @contextmanager
+    def _catalog_lock(self) -> Iterator[None]:
+        """Several ingests at once: each reads, changes and writes the catalogue alone."""
+        with (self.root / ".catalog.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _publish(self, dataset_id: str, stage: Path) -> None:
         version = time.strftime("v%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
         final = stage.parent / version
-        stage.rename(final)
-        catalog = self.read_catalog()
-        catalog["datasets"][dataset_id] = {
-            "version": version,
-            "path": str(final.relative_to(self.root)),
-        }
-        self._write_catalog(catalog)
-        self._prune(dataset_id, keep=version)
+        with self._catalog_lock():
+            catalog = self.read_catalog()  # damaged: ConfigError before anything moves
+            stage.rename(final)
+            catalog["datasets"][dataset_id] = {
+                "version": version,
+                "path": str(final.relative_to(self.root)),
+            }
+            self._write_catalog(catalog)
+            self._prune(dataset_id, keep=version)
 
     def _write_catalog(self, catalog: dict) -> None:
-        tmp = self.catalog_path.with_suffix(".json.tmp")
+        tmp = self.catalog_path.with_name(f".catalog.json.{os.getpid()}.{uuid.uuid4().hex[:8]}")
         tmp.write_text(json.dumps(catalog, indent=2, sort_keys=True))
         os.replace(tmp, self.catalog_path)
 
@@ -184,3 +220,28 @@ class NodeDir:
         )
         for path in old[: max(0, len(old) - _KEEP_OLD_VERSIONS)]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+_ABANDONED_AFTER_S = 24 * 3600  # a staging folder without a process id (older releases)
+
+
+def _remove_abandoned_stages(parent: Path) -> None:
+    """Remove staging folders of ingests that are no longer running (killed)."""
+    for stage in parent.glob(".staging-*"):
+        pid_text = stage.name.removeprefix(".staging-").partition("-")[0]
+        if pid_text.isdigit() and stage.name.count("-") >= 2:
+            if _running(int(pid_text)):
+                continue
+        elif time.time() - stage.stat().st_mtime < _ABANDONED_AFTER_S:
+            continue
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
