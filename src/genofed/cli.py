@@ -289,7 +289,7 @@ def hub_serve(
 
     from genofed.config import load_hub_config
     from genofed.hub.app import create_hub_app
-    from genofed.node.serve import NoDelayHttpToolsProtocol, server_limits
+    from genofed.node.serve import server_options
 
     try:
         settings = load_hub_config(config)
@@ -302,9 +302,7 @@ def hub_serve(
         host=host,
         port=port,
         log_level="warning",
-        http=NoDelayHttpToolsProtocol,
-        loop="uvloop",
-        **server_limits([]),  # the hub believes no forwarded headers
+        **server_options([]),  # the hub believes no forwarded headers
     )
 
 

@@ -7,12 +7,15 @@ health check answers throughout."""
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from genofed.node.serve import HEADER_TIMEOUT_S
 from tests.attacks.conftest import Attacked
 
 TABLE = '"alpha-cohort.individuals"'
@@ -137,3 +140,49 @@ def test_anonymous_users_behind_the_hub_keep_their_own_address(attacked: Attacke
     beta = _clients(attacked, "beta")
     assert "127.0.0.2" in beta  # asked directly: the connection's address, not the forged one
     assert "198.51.100.7" not in beta
+
+
+def _hold_open(base: str, how_many: int) -> list[socket.socket]:
+    """Connections that send half a request line and headers and then nothing."""
+    address = httpx.URL(base)
+    held = []
+    for _ in range(how_many):
+        sock = socket.create_connection((address.host, address.port), timeout=5)
+        sock.sendall(b"GET /-/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        held.append(sock)
+    return held
+
+
+def _answer_on(sock: socket.socket, until: float) -> bytes | None:
+    """What the server sends before it closes ``sock`` (``None``: still open at the
+    ``time.monotonic()`` ``until``)."""
+    sock.settimeout(max(until - time.monotonic(), 0.01))
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return None
+    finally:
+        sock.close()
+    return received
+
+
+@pytest.mark.parametrize("server", ["node", "hub"])
+def test_connections_whose_headers_never_end_are_closed(attacked: Attacked, server: str) -> None:
+    """Before: 500 connections with incomplete headers stayed open (30 s and more), each
+    holding a slot of the server's concurrency limit. After: each gets 408 and is closed
+    once HEADER_TIMEOUT_S has passed, and the server answers others meanwhile."""
+    base = attacked.node() if server == "node" else attacked.hub
+    held = _hold_open(base, 200)
+    try:
+        assert httpx.get(f"{base}/-/health", timeout=10).status_code == 200
+        # generous: the first is closed HEADER_TIMEOUT_S after it connected; 4x covers a
+        # loaded machine, and before the fix none is ever closed
+        until = time.monotonic() + 4 * HEADER_TIMEOUT_S
+        answers = [_answer_on(sock, until) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+    assert None not in answers
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers)  # type: ignore[union-attr]
