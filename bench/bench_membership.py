@@ -44,9 +44,9 @@ Usage::
    the 5th percentile of the held-out targets'. Reported: power at 5 % FPR for n = 10 …
    ``--max-queries`` (goal with defaults: <= 0.1 at 10,000 in every mode; defences off it
    should be high; the registered ``differencing`` mode does not meet it yet, see
-   docs/governance.md "What is not yet protected"), and, after each attack, the share of common alleles (AC >= 100) a new
-   anonymous caller is still told exist, with no filters and with ``sex.label=female``
-   (below 1: true answers turned false).
+   docs/governance.md "What is not yet protected"), and, after each attack, the share of
+   common alleles (AC >= 100) a new anonymous caller is still told exist, with no filters
+   and with ``sex.label=female`` (below 1: true answers turned false).
 """
 
 from __future__ import annotations
