@@ -197,7 +197,10 @@ def bff_variants_of(biosample: str) -> int:
     return sum(1 for calls in bff_calls() if calls.get(column, 0) > 0)
 
 
-BFF_PRESENT = sum(1 for calls in bff_calls() if any(calls.values()))
+# A variant is served when someone carries it, or when it has no case-level data at all
+# (it exists, without calls); the fixture has one such record.
+BFF_UNCALLED = len(bff("genomicVariations.json")) - len(bff_calls())
+BFF_PRESENT = sum(1 for calls in bff_calls() if any(calls.values())) + BFF_UNCALLED
 
 # -- talking to the node ---------------------------------------------------------------------
 
@@ -518,6 +521,19 @@ def test_carriers_of_rs587697622(client):
 def test_uncarried_variant_has_no_carriers(client, entity):
     assert ROW["22-16052000-C-T"].ac == 0
     doc = ok(get(client, f"/g_variants/22-16052000-C-T/{entity}", requestedGranularity="count"))
+    assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
+
+
+def test_bff_variant_without_case_level_data_is_served(client):
+    called = {entry["id"] for entry in bff("caseLevelData.json")}
+    uncalled = [
+        v for v in bff("genomicVariations.json") if v["identifiers"]["genomicHGVSId"] not in called
+    ]
+    assert len(uncalled) == BFF_UNCALLED == 1
+    variant_id = uncalled[0]["variantInternalId"]
+    doc = ok(get(client, f"/g_variants/{variant_id}", requestedGranularity="count"))
+    assert doc["responseSummary"] == {"exists": True, "numTotalResults": 1}
+    doc = ok(get(client, f"/g_variants/{variant_id}/individuals", requestedGranularity="count"))
     assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
 
 
@@ -910,6 +926,13 @@ def test_grch37_accession_asks_only_grch37_datasets(client):
         ("hg19", {"fixtures"}, lambda: BFF_PRESENT),
         ("GRCh38", {"small"}, lambda: len(PRESENT)),
         ("hg38", {"small"}, lambda: len(PRESENT)),
+        # NCBI accessions and patch releases name their major release.
+        ("GCF_000001405.25", {"fixtures"}, lambda: BFF_PRESENT),  # GRCh37.p13, RefSeq
+        ("GCA_000001405.14", {"fixtures"}, lambda: BFF_PRESENT),  # GRCh37.p13, GenBank
+        ("GRCh37.p13", {"fixtures"}, lambda: BFF_PRESENT),
+        ("GCF_000001405.39", {"small"}, lambda: len(PRESENT)),  # the spec's example
+        ("GCF_000001405.26", {"small"}, lambda: len(PRESENT)),  # GRCh38
+        ("GRCh38.p14", {"small"}, lambda: len(PRESENT)),
     ],
 )
 def test_assembly_id_selects_datasets(client, assembly, datasets, expected):
@@ -1227,6 +1250,7 @@ GET_ERRORS = [
     ("half-bracket", "/g_variants", {"referenceName": "22", "start": "5,6", "end": "16"}),
     ("unknown-referenceName", "/g_variants", {"referenceName": "chrZZ"}),
     ("unknown-assemblyId", "/g_variants", {"assemblyId": "GRCh99"}),
+    ("unknown-accession", "/g_variants", {"assemblyId": "GCF_000001405.41"}),
     ("assembly-conflict", "/g_variants", {"referenceName": "NC_000022.10", "assemblyId": "hg38"}),
     (
         "bad-referenceBases",
@@ -1303,12 +1327,12 @@ POST_ERRORS = [
         True,
     ),
     (
-        "variant-scope-on-individuals",
+        "unsupported-variant-field-on-individuals",
         "/individuals",
         request_body(
             filters=[
                 {
-                    "id": "molecularAttributes.geneIds",
+                    "id": "molecularAttributes.clinicalInterpretations",
                     "operator": "=",
                     "value": "BRAF",
                     "scope": "genomicVariation",

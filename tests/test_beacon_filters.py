@@ -213,6 +213,12 @@ TEXT = [
     ("sex.label=fem%", lambda p: p.sex.startswith("fem")),
     ("sex.label=%male", lambda p: p.sex.endswith("male")),
     ("info.smoker=no", lambda p: p.smoker == "no"),
+    # "sex" holds an ontology id and a label per person: "!" and patterns are decided over
+    # both, so a woman (NCIT:C16576, "female") does not match "sex!female" by her id.
+    ("sex!female", lambda p: p.sex != "female"),
+    ("sex!%fem%", lambda p: "fem" not in p.sex),
+    ("sex!NCIT:C20197", lambda p: p.sex != "male"),
+    ("sex!%male", lambda p: not p.sex.endswith("male")),
 ]
 
 
@@ -304,6 +310,40 @@ def test_variants_filtered_on_their_own_fields(client):
         "scope": "genomicVariation",
     }
     assert _variants(client, [flt]) == expected
+
+
+BRAF = {
+    "id": "molecularAttributes.geneIds",
+    "operator": "=",
+    "value": "BRAF",
+    "scope": "genomicVariation",
+}
+
+
+@pytest.mark.parametrize("path", ["/individuals", "/biosamples"])
+def test_variant_filters_select_the_carriers(client, path):
+    # A filter scoped genomicVariation on people: those who carry a matching variant.
+    expected = sorted({s for r in PRESENT if "BRAF" in r.genes for s in r.carriers})
+    assert expected  # the fixture has BRAF carriers, and not everyone is one
+    assert len(expected) < len(PEOPLE)
+    body = request_body(
+        requestedGranularity="record", filters=[BRAF], pagination={"skip": 0, "limit": 100}
+    )
+    assert sorted(ids(ok(post(client, path, body)))) == expected
+
+
+def test_variant_filters_combine_with_person_filters(client):
+    braf = {s for r in PRESENT if "BRAF" in r.genes for s in r.carriers}
+    expected = people(lambda p: p.sex == "female" and p.id in braf)
+    assert ids(individuals(client, [BRAF, {"id": FEMALE}])) == expected
+
+
+def test_datasets_filtered_by_a_variant_filter(client):
+    doc = ok(get(client, "/datasets"))
+    assert doc["response"]["collections"]
+    body = request_body(filters=[BRAF])
+    names = [c["id"] for c in ok(post(client, "/datasets", body))["response"]["collections"]]
+    assert names == ["small"]  # the only dataset with BRAF carriers
 
 
 def test_matching_variant_filter_has_no_warning(client):

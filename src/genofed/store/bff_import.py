@@ -270,16 +270,21 @@ def _genotypes(
     matrix = np.zeros((len(rows), len(columns), 2), dtype=np.int8)
     column_of = {bs: i for i, (bs, _) in enumerate(columns)}
     if case_data:
+        # A variant without any case-level entry exists but has no calls: missing (-1),
+        # so it is served as a variant with no carriers (an = 0), not as hom-ref everywhere.
+        called = np.zeros(len(rows), dtype=bool)
         for entry in case_data:
             row = _find_row(entry, by_key)
             if row is None:
                 continue
+            called[row] = True
             for key, value in entry.items():
                 if key.isdigit() and int(key) < len(columns):
                     calls = [1 if ch == "1" else 0 for ch in str(value)[:2]]
                     matrix[row, int(key), : len(calls)] = calls
                     if len(calls) == 1:
                         matrix[row, int(key), 1] = -2
+        matrix[~called] = -1
         return matrix
     for row_index, row in enumerate(rows):
         for call in row["embedded"]:

@@ -210,16 +210,23 @@ def matching_ids(
         return reader.ids_with_value(entity, "path = ? AND lower(text) = lower(?)", [path, value])
     value = flt.value or ""
     path_sql = "contains('.' || path || '.', ?)"
+    field = f".{flt.id}."
     number = as_number(value)
-    if number is not None:
-        op = _SQL_NUMERIC[flt.operator]
-        return reader.ids_with_value(entity, f"{path_sql} AND num {op} ?", [f".{flt.id}.", number])
-    if flt.operator not in ("=", "!"):
+    if number is None and flt.operator not in ("=", "!"):
         raise QueryError(
             f"operator {flt.operator!r} on {flt.id!r} needs a number or an ISO 8601 duration "
             f"such as P70Y; got {value!r}"
         )
-    negate = "NOT " if flt.operator == "!" else ""
-    return reader.ids_with_value(
-        entity, f"{path_sql} AND {negate}(text ILIKE ?)", [f".{flt.id}.", value]
-    )
+    if number is not None and flt.operator != "!":
+        op = _SQL_NUMERIC[flt.operator]
+        return reader.ids_with_value(entity, f"{path_sql} AND num {op} ?", [field, number])
+    if number is not None:
+        matched = reader.ids_with_value(entity, f"{path_sql} AND num = ?", [field, number])
+    else:
+        matched = reader.ids_with_value(entity, f"{path_sql} AND text ILIKE ?", [field, value])
+    if flt.operator == "=":
+        return matched
+    # "!" is decided per entry over all its values on the field: one stored value that
+    # is not "European" (the ontology id next to the label "European") must not make a
+    # European match "ethnicity ! European". Entries without the field are not selected.
+    return reader.ids_with_value(entity, path_sql, [field]) - matched

@@ -8,6 +8,7 @@ wrong assembly before anything is written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 CHROMOSOMES: tuple[str, ...] = (*(str(i) for i in range(1, 23)), "X", "Y", "MT")
@@ -99,12 +100,9 @@ _ASSEMBLY_SYNONYMS = {
     "grch37": "GRCh37",
     "hg19": "GRCh37",
     "b37": "GRCh37",
-    "grch37.p13": "GRCh37",
     "hs37d5": "GRCh37",
     "grch38": "GRCh38",
     "hg38": "GRCh38",
-    "grch38.p13": "GRCh38",
-    "grch38.p14": "GRCh38",
     "b38": "GRCh38",
 }
 ASSEMBLIES: tuple[str, ...] = tuple(_LENGTHS)
@@ -118,9 +116,32 @@ class ContigName:
     assembly: str | None = None
 
 
+# Patch releases (GRCh37.p13) and NCBI assembly accessions name the same coordinates as
+# their major release. The versions of GCF_/GCA_000001405 are NCBI's: GRCh37 is RefSeq
+# .13 (GRCh37) to .25 (GRCh37.p13) and GenBank .1 to .14; GRCh38 is RefSeq .26 to .40
+# (GRCh38.p14) and GenBank .15 to .29.
+_PATCH = re.compile(r"(grch3[78])\.p\d{1,2}")
+_ACCESSION = re.compile(r"gc([af])_000001405\.(\d{1,2})")
+_ACCESSION_VERSIONS = {
+    "f": {"GRCh37": range(13, 26), "GRCh38": range(26, 41)},
+    "a": {"GRCh37": range(1, 15), "GRCh38": range(15, 30)},
+}
+
+
 def canonical_assembly(name: str) -> str | None:
-    """``hg19`` → ``GRCh37``; ``None`` when the name is not a known human assembly."""
-    return _ASSEMBLY_SYNONYMS.get(name.strip().lower())
+    """``hg19``, ``GRCh37.p13`` or ``GCF_000001405.25`` → ``GRCh37``; ``None`` when the
+    name is not a known human assembly."""
+    key = name.strip().lower()
+    if key in _ASSEMBLY_SYNONYMS:
+        return _ASSEMBLY_SYNONYMS[key]
+    if patch := _PATCH.fullmatch(key):
+        return _ASSEMBLY_SYNONYMS[patch.group(1)]
+    if accession := _ACCESSION.fullmatch(key):
+        version = int(accession.group(2))
+        for assembly, versions in _ACCESSION_VERSIONS[accession.group(1)].items():
+            if version in versions:
+                return assembly
+    return None
 
 
 def chromosome_length(assembly: str, chrom: str) -> int:

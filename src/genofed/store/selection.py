@@ -116,14 +116,16 @@ def select(
         else:
             allowed = narrow(allowed, link(reader, target, context.entity, {context.id}))
 
+    # Variant filters on another entity select the carriers of the matching variants.
+    carried: VariantQuery | None = None
     for flt in filters:
         scope = flt.scope or _default_scope(flt, target, filter_context)
         if scope == VARIANT:
             if target != VARIANT:
-                raise QueryError(
-                    f"filter {flt.id!r} with scope genomicVariation can only be used on g_variants"
-                )
-            _apply_variant_filter(flt, variant_query)
+                carried = carried or VariantQuery()
+                _apply_variant_filter(flt, carried)
+            else:
+                _apply_variant_filter(flt, variant_query)
             continue
         matched = matching_ids(reader, flt, scope, filter_context)
         if (scope in COLLECTIONS or target in COLLECTIONS) and target != scope:
@@ -133,6 +135,14 @@ def select(
             samples = narrow(samples, link(reader, "biosample", scope, matched))
         else:
             allowed = narrow(allowed, link(reader, target, scope, matched))
+
+    if carried is not None:
+        biosamples = _carrier_biosamples_of(reader, carried)
+        if target in COLLECTIONS:
+            carriers_in = link(reader, "individual", "biosample", biosamples)
+            dataset_ok = dataset_ok and len(carriers_in) >= min_entries
+        else:
+            allowed = narrow(allowed, link(reader, target, "biosample", biosamples))
 
     if restricted_by_variant is not None:
         if target == VARIANT:
@@ -196,6 +206,22 @@ def _carrier_biosamples(reader: DatasetReader, variant_id: str) -> set[str]:
         return set()
     calls = carriers(reader, rows[0])
     return {biosample for biosample, _, _ in calls}
+
+
+def _carrier_biosamples_of(reader: DatasetReader, query: VariantQuery) -> set[str]:
+    """The biosamples carrying any variant that ``query`` selects."""
+    idx, site, allele = reader.variant_sites(query, MAX_CANDIDATES)
+    if len(idx) > MAX_CANDIDATES:
+        raise QueryError(
+            f"these variant filters match more than {MAX_CANDIDATES:,} variants; "
+            "use a more specific geneId, aminoacidChange or variantType"
+        )
+    carrying = np.zeros(len(reader.samples), dtype=bool)
+    for lo in range(0, len(idx), _GENOTYPE_BLOCK):
+        hi = lo + _GENOTYPE_BLOCK
+        block = reader.genotype_rows(site[lo:hi]) == allele[lo:hi, None, None]
+        carrying |= block.any(axis=(0, 2))
+    return {reader.samples[i][0] for i in np.flatnonzero(carrying)}
 
 
 def carriers(reader: DatasetReader, row: dict) -> list[tuple[str, str, int]]:
