@@ -422,6 +422,32 @@ def test_unknown_things_are_404_beacon_errors(client, path):
     assert response.json()["error"]["errorCode"] == 404
 
 
+def test_an_unknown_entry_type_says_where_the_real_ones_are(client):
+    response = get(client, "/individual")
+    assert response.status_code == 404
+    message = response.json()["error"]["errorMessage"]
+    assert "'individual' is not an entry type" in message and "/beacon/v2/entry_types" in message
+
+
+def test_a_one_based_start_that_matches_nothing_gets_a_hint(client):
+    row = ROW["22-16050075-A-G"]  # VCF POS 16050075: Beacon start 16050074
+    exact = {"referenceName": "22", "referenceBases": row.ref, "alternateBases": row.alt}
+    found = ok(get(client, "/g_variants", start=str(row.start), **exact))
+    assert found["responseSummary"]["exists"] is True
+    assert not warnings_of(found)
+    missed = ok(get(client, "/g_variants", start=str(row.start + 1), **exact))
+    assert missed["responseSummary"]["exists"] is False
+    hint = warnings_of(missed)
+    assert "0-based" in hint and f"VCF POS of {row.start + 1} is start={row.start}" in hint
+
+
+def test_an_unknown_gene_id_gets_a_hint(client):
+    doc = ok(get(client, "/g_variants", geneId="BRAFF"))
+    assert doc["responseSummary"]["exists"] is False
+    assert "'BRAFF' is not in this node's gene table" in warnings_of(doc)
+    assert not warnings_of(ok(get(client, "/g_variants", geneId="BRAF")))
+
+
 @needs_shared
 @pytest.mark.parametrize("path", NOT_FOUND)
 def test_not_found_schema(client, path):
@@ -462,8 +488,9 @@ def test_entry_endpoint_answers(client, method, path, target):
         doc = ok(query(client, method, path, requestedGranularity=granularity))
         meta = doc["meta"]
         assert meta["returnedSchemas"][0]["entityType"] == target.id
-        if target.collection:
-            assert "collections" in doc["response"]
+        if target.collection:  # catalogue metadata: the granularity asked for
+            assert meta["returnedGranularity"] == granularity
+            assert ("collections" in doc.get("response", {})) == (granularity == "record")
             continue
         order = ("boolean", "count", "record")
         assert order.index(meta["returnedGranularity"]) <= order.index(granularity)
@@ -1165,6 +1192,22 @@ def test_collections_paginate(client):
     assert first["responseSummary"]["numTotalResults"] == 2
 
 
+@pytest.mark.parametrize("path", ["/datasets", "/cohorts"])
+@pytest.mark.parametrize("granularity", ["boolean", "count"])
+def test_collections_answer_the_granularity_asked_for(client, path, granularity):
+    listed = ok(get(client, path))["responseSummary"]["numTotalResults"]
+    doc = ok(get(client, path, requestedGranularity=granularity))
+    assert doc["meta"]["returnedGranularity"] == granularity
+    assert "response" not in doc  # no records for a boolean or a count
+    expected = {"exists": listed > 0}
+    if granularity == "count":
+        expected["numTotalResults"] = listed
+    assert doc["responseSummary"] == expected
+    schema = "beaconBooleanResponse" if granularity == "boolean" else "beaconCountResponse"
+    if HAVE_SHARED:
+        assert_valid(doc, f"{RESPONSES}/{schema}.json")
+
+
 @pytest.mark.parametrize(
     "path", ["/individuals", "/biosamples", "/g_variants", "/individuals/S1/g_variants"]
 )
@@ -1424,6 +1467,17 @@ def test_get_errors(safe_client, path, params):
 @pytest.mark.parametrize(("path", "body", "conforms"), POST_ERROR_PARAMS)
 def test_post_errors(safe_client, path, body, conforms):
     _assert_error(_send_post_error(safe_client, path, body, conforms))
+
+
+@pytest.mark.parametrize("path", ["/individuals", "/g_variants", "/datasets"])
+def test_post_with_query_string_parameters_is_refused(safe_client, path):
+    # A POST reads its body only: a limit or granularity in the URL would be ignored.
+    response = safe_client.post(
+        f"/beacon/v2{path}?requestedGranularity=record&limit=5", json=request_body()
+    )
+    _assert_error(response)
+    message = response.json()["error"]["errorMessage"]
+    assert "['limit', 'requestedGranularity']" in message and "body" in message
 
 
 @pytest.mark.parametrize("content", RAW_ERRORS)

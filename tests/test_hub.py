@@ -113,6 +113,21 @@ def test_merged_answers_follow_the_official_schemas(hub: str) -> None:
     assert not schema_errors(beacon_map, "framework/json/responses/beaconMapResponse.json")
 
 
+def test_collections_through_the_hub_answer_the_granularity_asked_for(hub: str) -> None:
+    listed = httpx.get(f"{hub}/beacon/v2/datasets", timeout=10).json()
+    names = [c["id"] for c in listed["response"]["collections"]]
+    assert sorted(names) == sorted(f"{n}:{n}-cohort" for n in NODES)
+    assert listed["responseSummary"]["numTotalResults"] == len(NODES)
+    for granularity, summary in (
+        ("count", {"exists": True, "numTotalResults": len(NODES)}),
+        ("boolean", {"exists": True}),
+    ):
+        params = {"requestedGranularity": granularity}
+        doc = httpx.get(f"{hub}/beacon/v2/datasets", params=params, timeout=10).json()
+        assert doc["meta"]["returnedGranularity"] == granularity
+        assert doc["responseSummary"] == summary and "response" not in doc
+
+
 def test_framework_documents_are_the_union_of_the_nodes(federation: Federation, hub: str) -> None:
     info = httpx.get(f"{hub}/beacon/v2/info", timeout=10).json()
     members = {m["node"]: m for m in info["response"]["info"]["nodes"]}
@@ -259,6 +274,14 @@ def test_bad_deadlines_and_requests_are_refused_readably(hub: str) -> None:
     assert bad.status_code == 400
     unusable = httpx.get(f"{hub}/beacon/v2/g_variants", headers={"Authorization": "Basic x"})
     assert unusable.status_code == 401
+    # A POST reads its body only: parameters in its query string are refused, not ignored.
+    ignored = httpx.post(
+        f"{hub}/beacon/v2/individuals", params={"requestedGranularity": "record"}, json={}
+    )
+    assert ignored.status_code == 400
+    assert "requestedGranularity" in ignored.json()["error"]["errorMessage"]
+    timed = httpx.post(f"{hub}/beacon/v2/individuals", params={"deadline_s": "5"}, json={})
+    assert timed.status_code == 200  # the hub's own deadline parameter is the hub's
 
 
 # -- Data Connect ----------------------------------------------------------------------

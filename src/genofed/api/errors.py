@@ -79,6 +79,18 @@ def error_body(path: str, error: ApiError, beacon_meta: BeaconMeta) -> dict[str,
     }
 
 
+def _no_such_path(path: str) -> str:
+    """A 404 for a path no route has, saying where the real ones are listed."""
+    shown = path if len(path) <= 120 else path[:120] + "…"
+    if path.startswith("/beacon/v2/"):
+        entry = path.removeprefix("/beacon/v2/").split("/")[0][:60]
+        return (
+            f"{entry!r} is not an entry type or endpoint of this Beacon; its entry types are "
+            "listed at /beacon/v2/entry_types and every endpoint at /beacon/v2/map"
+        )
+    return f"no endpoint {shown}; the API is described at /docs and /openapi.json"
+
+
 def install_error_handlers(app: FastAPI, beacon_meta: BeaconMeta, operator: str) -> None:
     """Answer every error readably; ``operator`` names who can read the logs."""
 
@@ -104,7 +116,10 @@ def install_error_handlers(app: FastAPI, beacon_meta: BeaconMeta, operator: str)
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        response = respond(request, ApiError(exc.status_code, str(exc.detail), code))
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = _no_such_path(request.url.path)
+        response = respond(request, ApiError(exc.status_code, message, code))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response

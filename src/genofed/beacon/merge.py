@@ -220,22 +220,34 @@ def merge_result_sets(
     return document
 
 
-def merge_collections(replies: Sequence[NodeAnswer], meta: dict[str, Any]) -> dict[str, Any]:
+def merge_collections(
+    replies: Sequence[NodeAnswer], meta: dict[str, Any], granularity: str = "record"
+) -> dict[str, Any]:
     """One Beacon collections response (datasets, cohorts: catalogue metadata) from the
-    nodes'; each collection's ``id`` becomes ``<node>:<id>``."""
+    nodes'; each collection's ``id`` becomes ``<node>:<id>``. Asked for a boolean or a
+    count, the nodes answer with one and the hub sums them (collections are not people:
+    their number is catalogue metadata)."""
     collections = []
+    total, exists = 0, False
     for reply in replies:
         if reply.status != "ok" or not reply.document:
             continue
+        summary = dig(reply.document, "responseSummary", default={})
+        exists = exists or summary.get("exists") is True
+        total += summary.get("numTotalResults") or 0
         for item in dig(reply.document, "response", "collections", default=[]):
             if isinstance(item, dict):
                 collections.append(_from_node(reply.node, item))
-    return {
-        "meta": {**meta, "returnedGranularity": "record"},
-        "responseSummary": {"exists": bool(collections), "numTotalResults": len(collections)},
-        "response": {"collections": collections},
-        "info": {"nodes": [r.outcome() for r in replies]},
+    merged: dict[str, Any] = {
+        "meta": {**meta, "returnedGranularity": granularity},
+        "responseSummary": {"exists": exists},
     }
+    if granularity != "boolean":
+        merged["responseSummary"]["numTotalResults"] = total
+    if granularity == "record":
+        merged["response"] = {"collections": collections}
+    merged["info"] = {"nodes": [r.outcome() for r in replies]}
+    return merged
 
 
 def _from_node(node: str, result_set: dict[str, Any]) -> dict[str, Any]:

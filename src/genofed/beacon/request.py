@@ -87,6 +87,7 @@ class BeaconRequest:
     """A request after parsing: what the handlers work with."""
 
     granularity: Granularity = Granularity.BOOLEAN
+    granularity_given: bool = False  # asked for, not the default
     include: IncludeResultsets = "HIT"
     skip: int = 0
     limit: int | None = None  # None: the node's default_limit
@@ -145,6 +146,7 @@ def from_body(body: Any) -> BeaconRequest:
         raise QueryError(f"datasets must be a list of dataset ids; got {datasets!r}")
     return BeaconRequest(
         granularity=parsed.query.requestedGranularity,
+        granularity_given="requestedGranularity" in parsed.query.model_fields_set,
         include=parsed.query.includeResultsetResponses,
         skip=parsed.query.pagination.skip,
         limit=parsed.query.pagination.limit,
@@ -155,6 +157,19 @@ def from_body(body: Any) -> BeaconRequest:
         requested_schemas=parsed.meta.requestedSchemas,
         api_version=parsed.meta.apiVersion or "v2.0.0",
     )
+
+
+def from_post(body: Any, query: list[tuple[str, str]]) -> BeaconRequest:
+    """A POST request: everything is in the JSON body. Query-string parameters next to it
+    would be silently ignored, so they are refused."""
+    if query:
+        names = sorted({k for k, _ in query})
+        raise QueryError(
+            f"query-string parameters {names} are not read on a POST; put them in the JSON "
+            "body (meta.requestedGranularity, query.requestParameters, query.filters, "
+            "query.pagination) or send a GET"
+        )
+    return from_body(body)
 
 
 def from_query_string(items: list[tuple[str, str]]) -> BeaconRequest:
@@ -176,6 +191,7 @@ def from_query_string(items: list[tuple[str, str]]) -> BeaconRequest:
                     "requestedGranularity",
                 )
             )
+            request.granularity_given = True
         if "includeResultsetResponses" in values:
             request.include = _choice(
                 values["includeResultsetResponses"].upper(),

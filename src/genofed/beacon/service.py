@@ -178,6 +178,8 @@ class BeaconService:
             answers.append(answer)
         if refusals and len(refusals) == len(plan.readers):
             raise AccessDeniedError(refusals[0] + "; ask with a DAC grant for the dataset")
+        if plan.variant_query is not None and not any(a.exists for a in answers):
+            plan.warnings.extend(_why_no_variant(plan.variant_query, live.genes))
         if entry.collection:
             doc = self._collections(entry, request, answers, plan)
         else:
@@ -531,20 +533,46 @@ class BeaconService:
     def _collections(
         self, entry: EntryType, request: BeaconRequest, answers: list[_DatasetAnswer], plan: _Plan
     ) -> dict[str, Any]:
-        """Datasets and cohorts: catalogue metadata, returned as records to anyone."""
+        """Datasets and cohorts: catalogue metadata, returned as records to anyone who
+        does not ask for less (a boolean or a count of the collections)."""
         docs = []
         for answer in answers:
             docs.extend(answer.reader.entry_docs(entry.entity, answer.selection.ids))
-        skip, limit = request.skip, self._limit(request)
-        page = [_strip(d) for d in docs[skip : skip + limit]]
+        granularity = request.granularity if request.granularity_given else Granularity.RECORD
+        summary: dict[str, Any] = {"exists": bool(docs)}
+        if granularity >= Granularity.COUNT:
+            summary["numTotalResults"] = len(docs)
         doc: dict[str, Any] = {
-            "meta": self.meta(request, entry, Granularity.RECORD),
-            "responseSummary": {"exists": bool(docs), "numTotalResults": len(docs)},
-            "response": {"collections": page},
+            "meta": self.meta(request, entry, granularity),
+            "responseSummary": summary,
         }
+        if granularity >= Granularity.RECORD:
+            skip, limit = request.skip, self._limit(request)
+            doc["response"] = {"collections": [_strip(d) for d in docs[skip : skip + limit]]}
         if plan.warnings:
             doc["info"] = {"warnings": plan.warnings}
         return doc
+
+
+def _why_no_variant(query: VariantQuery, genes: dict[str, dict[str, Any]]) -> list[str]:
+    """Hints for a variant query nothing answered, from the query alone and the node's
+    gene tables (never from the data: a hint must not tell what a floor withholds)."""
+    hints = []
+    if query.chrom is not None and len(query.start) == 1 and not query.end:
+        start = query.start[0]
+        hints.append(
+            f"no variant starts at start={start}; Beacon v2 coordinates are 0-based, so a VCF "
+            f"POS of {start} is start={start - 1} (and start={start} is VCF POS {start + 1})"
+        )
+    if query.gene_id and not any(query.gene_id.upper() in table for table in genes.values()):
+        listed = sum(len(table) for table in genes.values())
+        hints.append(
+            f"geneId {query.gene_id!r} is not in this node's gene table "
+            + (f"({listed:,} genes)" if listed else "(it has none)")
+            + "; it matches only variants annotated with that gene symbol: check the HGNC "
+            "symbol's spelling"
+        )
+    return hints
 
 
 def _strip(doc: dict[str, Any]) -> dict[str, Any]:

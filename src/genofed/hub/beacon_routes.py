@@ -22,7 +22,7 @@ from genofed.beacon.merge import (
     union_filtering_terms,
 )
 from genofed.beacon.model import API_VERSION, BY_PATH, ENTRY_TYPES, EntryType, returned_schema
-from genofed.beacon.request import from_body, from_query_string
+from genofed.beacon.request import from_post, from_query_string
 from genofed.config import HubNode
 from genofed.hub.deps import Hub, Nodes, forwarded_params
 from genofed.hub.fanout import Reply
@@ -132,7 +132,8 @@ async def _federated_query(
     An id written ``<node>:<id>`` (as the hub names datasets) is asked of that node only."""
     params, body = await _forwarded(request)
     # The nodes would refuse a malformed request one by one: refuse it once, here.
-    parsed = from_body(body) if request.method == "POST" else from_query_string(params)
+    post = request.method == "POST"
+    parsed = from_post(body, params) if post else from_query_string(params)
     only, local_id = None, entry_id
     if entry_id is not None:
         node_name, _, rest = entry_id.partition(":")
@@ -143,8 +144,9 @@ async def _federated_query(
     async def call(node: HubNode, end: float) -> Reply:
         if only is not None and node.name != only:
             return Reply(node.name, "skipped", detail=f"the id names node {only}")
-        sent = body if request.method == "POST" else None
-        return await nodes.send(node, request.method, path, end, params=params or None, body=sent)
+        if post:
+            return await nodes.send(node, "POST", path, end, body=body)
+        return await nodes.send(node, "GET", path, end, params=params or None)
 
     replies = [_checked(r, entry.collection) for r in await nodes.each(call)]
     meta = {
@@ -154,7 +156,8 @@ async def _federated_query(
         "returnedSchemas": [returned_schema(entry)],
     }
     if entry.collection:
-        return merge_collections(replies, meta)
+        given = parsed.granularity if parsed.granularity_given else "record"
+        return merge_collections(replies, meta, given)
     others = frozenset(n.name for n in hub.config.nodes if only is not None and n.name != only)
     return merge_result_sets(replies, hub.release, meta, not_asked=others)
 

@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from genofed._exceptions import CredentialError, QueryError
-from genofed.beacon.request import BeaconRequest, from_body, from_query_string
+from genofed.beacon.request import BeaconRequest, from_post, from_query_string
 from genofed.governance.access import Caller
 from genofed.node.runtime import NodeRuntime
 
@@ -141,15 +141,16 @@ class BeaconCall:
 
 async def _beacon_request(request: Request) -> tuple[BeaconRequest, object]:
     if request.method == "POST":
+        query = list(request.query_params.multi_items())
         raw = await request.body()
         if not raw.strip():
-            return from_body({}), None
+            return from_post({}, query), None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise QueryError(f"the request body is not valid JSON: {exc}") from exc
         passports = body.pop("passports", None) if isinstance(body, dict) else None
-        return from_body(body), passports
+        return from_post(body, query), passports
     return from_query_string(list(request.query_params.multi_items())), None
 
 
