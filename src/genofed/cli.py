@@ -10,7 +10,7 @@ import typer
 
 from genofed._exceptions import GenofedError
 from genofed.cli_governance import audit_app, dac_app, guard_app, node_trust, passport_app
-from genofed.cli_output import console, fail
+from genofed.cli_output import console, fail, warn
 from genofed.cli_query import cohort_app, query_app
 from genofed.config import Granularity, Tier, default_config, load_config
 from genofed.store.node_dir import NodeDir
@@ -20,6 +20,33 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+_debug = False  # --debug: let unexpected errors show their traceback
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from genofed import __version__
+
+        typer.echo(f"genofed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the Python traceback of an unexpected error")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
 node_app = typer.Typer(
     help="Create, fill and serve a node (one institution).", no_args_is_help=True
 )
@@ -113,6 +140,23 @@ def node_ingest(
         f"{summary.n_sites:,} sites, {summary.n_variants:,} variants, "
         f"{summary.n_samples:,} samples in {summary.seconds:.1f} s ({rate:,.0f} genotypes/s)"
     )
+    for text in summary.warnings:
+        warn(text)
+    _warn_without_tier(NodeDir(directory), dataset, tier)
+
+
+def _warn_without_tier(node: NodeDir, dataset: str, tier: str | None) -> None:
+    """A dataset without a tier is served to no one: legal (closed by default), but
+    rarely what the operator meant, so say how to open it."""
+    if tier is not None:
+        return
+    policy = load_config(node.config_path).datasets.get(dataset)
+    if policy is None or policy.tier is None:
+        warn(
+            f"dataset {dataset} has no tier, so it is served to no one; give it one with "
+            f"--tier public|registered|controlled, or set datasets.{dataset}.tier in "
+            f"{node.config_path}"
+        )
 
 
 @node_app.command("import-bff")
@@ -148,6 +192,7 @@ def node_import_bff(
         f"Dataset [bold]{summary.dataset_id}[/] ({summary.assembly}): "
         f"{summary.n_variants:,} variants, {summary.n_samples:,} biosamples with genotypes"
     )
+    _warn_without_tier(NodeDir(directory), dataset, tier)
 
 
 @node_app.command("table")
@@ -332,8 +377,27 @@ def demo(
 
 def main() -> None:
     try:
-        app()
+        app()  # usage errors and Ctrl-C are click's to report
+    except Exception as err:
+        # One readable line, never a traceback (unless asked for): what went wrong and
+        # how to see more. GenofedErrors are printed by the commands themselves.
+        if _debug:
+            raise
+        console.print(f"[bold red]error:[/] {_readable(err)}")
+        if not isinstance(err, GenofedError):  # ours say what to do; others may need more
+            console.print("[dim]run again with --debug to see the traceback[/]")
+        raise SystemExit(1) from None
     finally:
         # The process is about to exit: a last cycle collection over the heap that
         # numba, zarr and DuckDB leave behind only delays it (by ~0.4 s after an ingest).
         gc.freeze()
+
+
+def _readable(err: Exception) -> str:
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"{err.filename}: no such file or directory"
+    if isinstance(err, PermissionError) and err.filename:
+        return f"{err.filename}: permission denied"
+    if isinstance(err, IsADirectoryError) and err.filename:
+        return f"{err.filename} is a directory; give a file"
+    return str(err) or type(err).__name__

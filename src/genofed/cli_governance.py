@@ -112,6 +112,21 @@ def serve_broker(
     uvicorn.run(broker_app(load_key(key_file)), host=host, port=port, log_level="warning")
 
 
+def _read_jwks(path: Path) -> dict:
+    """A JWK Set file's keys, or a ConfigError saying what is wrong with the file."""
+    text = path.read_text()
+    try:
+        jwks = json.loads(text) if text.strip() else None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not JSON ({exc}); give the issuer's JWK Set") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ConfigError(
+            f'{path} holds no keys: a JWK Set is {{"keys": [...]}} with at least one key '
+            "(`genofed passport jwks KEYFILE` prints one)"
+        )
+    return jwks
+
+
 def node_trust(
     directory: Annotated[Path, typer.Argument(help="The node directory")],
     issuer: Annotated[str, typer.Option(help="The exact `iss` of the tokens to trust")],
@@ -138,7 +153,7 @@ def node_trust(
         config = load_config(path)
         if (jwks_file is None) == (jwks_url is None):
             raise ConfigError("give exactly one of --jwks-file and --jwks-url")
-        pinned = json.loads(jwks_file.read_text()) if jwks_file else None
+        pinned = _read_jwks(jwks_file) if jwks_file else None
         entry = TrustedIssuer(
             issuer=issuer,
             jwks=pinned,
@@ -191,6 +206,10 @@ def audit_verify(
     from genofed.governance.keys import load_key
 
     node = NodeDir(directory)
+    try:
+        node.check()  # a path that is not a node has no log to call intact
+    except GenofedError as err:
+        raise fail(err) from None
     heads: list[tuple[int, str]] = []
     if expect_head:
         seq, _, digest = expect_head.partition(":")
@@ -238,7 +257,12 @@ def audit_head(directory: Annotated[Path, typer.Argument(help="The node director
     """Print SEQ:HASH of the latest entry, to record somewhere the node cannot rewrite."""
     from genofed.governance.audit import AuditLog
 
-    seq, digest = AuditLog(NodeDir(directory).audit_path).head()
+    node = NodeDir(directory)
+    try:
+        node.check()
+    except GenofedError as err:
+        raise fail(err) from None
+    seq, digest = AuditLog(node.audit_path).head()
     typer.echo(f"{seq}:{digest}")
 
 
@@ -264,12 +288,37 @@ def dac_consent(
         list[str] | None, typer.Option(help="Disease term of a DS code (repeatable)")
     ] = None,
 ) -> None:
-    """Record a dataset's DUO consent codes (in node.yaml), used to match applications."""
-    from genofed.config import DatasetPolicy
+    """Record a dataset's DUO consent codes (in node.yaml), used to match applications.
 
-    path = NodeDir(directory).config_path
+    Example: genofed dac consent ./node demo-cohort --duo DUO:0000007 --disease ICD10:E11
+    """
+    from genofed.config import DatasetPolicy
+    from genofed.governance.duo import DS, NAMES
+    from genofed.store.documents import curie_problem
+
+    node = NodeDir(directory)
+    path = node.config_path
     try:
         config = load_config(path)
+        known = sorted(d.dataset_id for d in node.datasets())
+        if dataset not in known:
+            raise GenofedError(
+                f"node {directory} has no dataset {dataset!r}; its datasets: "
+                f"{', '.join(known) or 'none yet (run genofed node ingest)'}"
+            )
+        unknown = [code for code in duo if code not in NAMES]
+        if unknown:
+            raise GenofedError(
+                f"{', '.join(unknown)}: not a DUO code this node knows; use one of "
+                f"{', '.join(sorted(NAMES))} (see https://github.com/EBISPOT/DUO)"
+            )
+        for term in disease or []:
+            if (problem := curie_problem(term)) is not None:
+                raise GenofedError(f"--disease {term!r} {problem}")
+        if DS in duo and not disease:
+            raise GenofedError(
+                f"{DS} (disease specific research) needs the diseases: add --disease TERM"
+            )
     except GenofedError as err:
         raise fail(err) from None
     policy = config.datasets.get(dataset) or DatasetPolicy()

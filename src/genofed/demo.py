@@ -558,7 +558,7 @@ def _stop(_signum: int, _frame: Any) -> None:
 
 
 def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)  # commands must paste as printed
     # Ctrl-C, and a plain `kill`, stop the servers too: they run in sessions of their own.
     # (A shell starting the demo in the background would otherwise have it ignore SIGINT.)
     signal.signal(signal.SIGINT, signal.default_int_handler)

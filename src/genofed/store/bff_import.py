@@ -28,7 +28,7 @@ from genofed.store.dataset_db import (
 )
 from genofed.store.documents import read_json_documents
 from genofed.store.individuals import cohort_doc, dataset_doc
-from genofed.store.node_dir import NodeDir
+from genofed.store.node_dir import NodeDir, check_dataset_id
 from genofed.store.vcf_ingest import DatasetSettings, IngestSummary
 
 COLLECTIONS = {
@@ -73,6 +73,7 @@ def import_bff(
     assembly: str | None = None,
     settings: DatasetSettings = DatasetSettings(),
 ) -> IngestSummary:
+    check_dataset_id(dataset_id)  # before reading anything
     started = time.perf_counter()
     if not folder.is_dir():
         raise IngestError("not a folder of BFF JSON files", source=str(folder))

@@ -31,6 +31,47 @@ SEX_TERMS = {
     "1": ("NCIT:C20197", "male"),
 }
 UNKNOWN_SEX = ("NCIT:C17998", "unknown")
+# How a clinical file says the sex is not known (PLINK's 0 among them).
+_UNKNOWN_SEX_CELLS = {"", "unknown", "u", "0", "na", "n/a", "not known", "unspecified", "other"}
+# The identifiers of the ontologies a clinical file names most, with their shapes: a
+# malformed one (HP:00008222, ICD-10:E11.9) would be a term no filter ever finds.
+_CURIE_SHAPES = {
+    "HP": re.compile(r"HP:\d{7}"),
+    "ICD10": re.compile(r"ICD10:[A-Z]\d{2}(\.\d{1,4})?"),
+    "NCIT": re.compile(r"NCIT:C\d+"),
+    "MONDO": re.compile(r"MONDO:\d{7}"),
+    "ORPHA": re.compile(r"ORPHA:\d+"),
+    "OMIM": re.compile(r"OMIM:\d{6}"),
+    "EFO": re.compile(r"EFO:\d{7}"),
+    "SNOMED": re.compile(r"SNOMED:\d+"),
+}
+_CURIE_EXAMPLES = {
+    "HP": "HP:0001250",
+    "ICD10": "ICD10:E11.9",
+    "NCIT": "NCIT:C16576",
+    "MONDO": "MONDO:0005148",
+    "ORPHA": "ORPHA:558",
+    "OMIM": "OMIM:154700",
+    "EFO": "EFO:0000400",
+    "SNOMED": "SNOMED:44054006",
+}
+_PREFIX_SPELLINGS = {"ICD-10": "ICD10", "ICD10CM": "ICD10", "HPO": "HP", "NCI": "NCIT"}
+
+
+def curie_problem(curie: str) -> str | None:
+    """Why ``curie`` is not a well-formed ontology term, or ``None``."""
+    if not CURIE.match(curie):
+        return "is not an ontology CURIE such as HP:0001250 or ICD10:E11.9"
+    prefix = curie.split(":", 1)[0]
+    if prefix.upper() in _PREFIX_SPELLINGS:
+        right = _PREFIX_SPELLINGS[prefix.upper()]
+        return f"uses the prefix {prefix!r}; write it {right}: (e.g. {_CURIE_EXAMPLES[right]})"
+    shape = _CURIE_SHAPES.get(prefix)
+    if shape is not None and not shape.fullmatch(curie):
+        return f"is not a well-formed {prefix} term (e.g. {_CURIE_EXAMPLES[prefix]})"
+    return None
+
+
 _LIST_COLUMNS = {
     "phenotypes": "phenotypicFeatures",
     "hpo": "phenotypicFeatures",
@@ -108,10 +149,10 @@ def _walk(node: Any, path: str, flat: FlatDocument) -> None:
 def _curies(cell: str, *, source: str, line: int, column: str) -> list[str]:
     items = [c.strip() for c in re.split(r"[;|]", cell) if c.strip()]
     for item in items:
-        if not CURIE.match(item):
+        problem = curie_problem(item)
+        if problem is not None:
             raise IngestError(
-                f"column {column!r} holds {item!r}, which is not an ontology CURIE such as "
-                "HP:0001250 or ICD10:E11.9; separate several with ';'",
+                f"column {column!r} holds {item!r}, which {problem}; separate several with ';'",
                 source=source,
                 where=f"line {line}",
             )
@@ -163,6 +204,13 @@ def _individual_from_row(
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": (row.get("individual_id") or sample_id).strip()}
     sex_cell = (row.get("sex") or "").strip().lower()
+    if sex_cell not in SEX_TERMS and sex_cell not in _UNKNOWN_SEX_CELLS:
+        raise IngestError(
+            f"sex {row.get('sex')!r} is not female (female, f, 2), male (male, m, 1) or "
+            "unknown (blank, unknown, u, 0)",
+            source=source,
+            where=f"line {line}",
+        )
     sex_id, sex_label = SEX_TERMS.get(sex_cell, UNKNOWN_SEX)
     doc["sex"] = {"id": sex_id, "label": sex_label}
     info: dict[str, Any] = {}
@@ -184,7 +232,7 @@ def _individual_from_row(
                     doc.setdefault("diseases", []).append({"diseaseCode": term})
                 else:
                     doc.setdefault("phenotypicFeatures", []).append({"featureType": term})
-        elif lowered == "ethnicity" and CURIE.match(cell):
+        elif lowered == "ethnicity" and CURIE.match(cell) and not curie_problem(cell):
             doc["ethnicity"] = {"id": cell, "label": labels.get(cell, cell)}
         elif lowered == "age":
             years = as_number(cell)

@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -40,6 +41,19 @@ from genofed.config import NodeConfig, save_config
 CATALOG_FORMAT = 1
 # Versions kept besides the live one, so a server still reading the previous one survives.
 _KEEP_OLD_VERSIONS = 1
+
+
+# A dataset id names a folder and, at the hub, half of ``<node>:<dataset>``: letters,
+# digits, '-' and '_' only (no '/', '..', ':' or spaces), starting with a letter or digit.
+DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    if not DATASET_ID.fullmatch(dataset_id):
+        raise ConfigError(
+            f"dataset id {dataset_id!r} is not allowed: use 1-64 letters, digits, '-' and '_', "
+            "starting with a letter or digit (e.g. my-cohort_2024)"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,7 @@ class NodeDir:
         """A fresh directory to write a dataset version into; published only on success.
         Its name carries the ingest's process id, so folders that killed ingests left
         behind are recognised and removed by the next ingest."""
+        check_dataset_id(dataset_id)
         self.check()
         parent = self.root / "datasets" / dataset_id
         parent.mkdir(parents=True, exist_ok=True)

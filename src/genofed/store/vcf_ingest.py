@@ -38,7 +38,7 @@ from genofed.store.dataset_db import (
     lean_codecs,
 )
 from genofed.store.individuals import Individuals, dataset_entries, load_individuals
-from genofed.store.node_dir import NodeDir
+from genofed.store.node_dir import NodeDir, check_dataset_id
 from genofed.store.vcf_reader import Record, RecordBlock, info_value, open_vcf
 
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
@@ -54,6 +54,7 @@ class IngestSummary:
     n_variants: int
     assembly: str
     seconds: float
+    warnings: tuple[str, ...] = ()  # legal, but probably a mistake
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def ingest_vcf(
     progress: bool = False,
 ) -> IngestSummary:
     """Replace dataset ``dataset_id`` of ``node`` with the contents of ``vcf_path``."""
+    check_dataset_id(dataset_id)  # before reading anything
     started = time.perf_counter()
     source = str(vcf_path)
     _check_readable(vcf_path)
@@ -125,6 +127,24 @@ def ingest_vcf(
         sites.n_variants,
         assembly,
         time.perf_counter() - started,
+        _unlinked_warning(samples, people, individuals),
+    )
+
+
+def _unlinked_warning(
+    samples: list[str], people: Individuals | None, source: Path | None
+) -> tuple[str, ...]:
+    """VCF samples the clinical file has no row for: served with unknown sex and no
+    phenotypes, which a filter never selects. Legal, but usually the wrong file or column."""
+    if people is None:
+        return ()
+    missing = [s for s in samples if s not in people.by_sample]
+    if not missing:
+        return ()
+    shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+    return (
+        f"{len(missing):,} of {len(samples):,} VCF samples have no row in {source}: {shown}; "
+        "they are served with unknown sex and no phenotypes",
     )
 
 
