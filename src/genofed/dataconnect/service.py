@@ -78,12 +78,20 @@ class _Catalog:
 class DataConnectService:
     """Data Connect over one node's datasets and registered tables."""
 
-    def __init__(self, node: NodeDir, datasets: DatasetCatalog, gate: Gatekeeper, jobs: JobRuntime):
+    def __init__(
+        self,
+        node: NodeDir,
+        datasets: DatasetCatalog,
+        gate: Gatekeeper,
+        jobs: JobRuntime,
+        query_jobs: QueryJobs | None = None,
+    ):
         self.node = node
         self.datasets = datasets
         self.gate = gate
         self.settings = gate.config.data_connect
-        self.jobs = QueryJobs(jobs, self.settings)
+        # Given when the service is rebuilt for a new node.yaml: running queries go on.
+        self.jobs = query_jobs or QueryJobs(jobs, self.settings)
         self._lock = threading.Lock()
         self._catalog: _Catalog | None = None
         self._populations: dict[str, int] = {}

@@ -35,6 +35,7 @@ class Gatekeeper:
         descendants: Callable[[str], frozenset[str]],
         *,
         clock: Clock = time.time,
+        audit: AuditLog | None = None,
     ):
         self.config = config
         self.policy_version = hashlib.sha256(node.config_path.read_bytes()).hexdigest()[:12]
@@ -54,7 +55,9 @@ class Gatekeeper:
         self.dac = Dac(node.dac_path, config, self.signing_key, descendants)
         self.access = AccessPolicy(config, revoked=self.dac.is_revoked, holder=self.dac.holder)
         self.release = ReleasePolicy(config.disclosure, node.state_dir, clock=clock)
-        self.audit = AuditLog(node.audit_path)
+        # One AuditLog per process: a gate rebuilt after a node.yaml change keeps it, so
+        # the chain's head is never held by two writers.
+        self.audit = audit or AuditLog(node.audit_path)
 
     def close(self) -> None:
         self.http.close()

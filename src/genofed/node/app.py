@@ -82,14 +82,20 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
         # Which datasets exist is for callers allowed to see them: a damaged one is
         # counted here, and named (with what to do) in the log and `genofed node check`.
         problems = runtime.live().problems
-        if not problems:
+        if not problems and runtime.config_error is None:
             return {"status": "ok"}
-        return {
-            "status": "degraded",
-            "problems": len(problems),
-            "detail": "some datasets are not served; the operator runs `genofed node check "
-            "NODE_DIR` to see which files and what to do",
-        }
+        details = []
+        if problems:
+            details.append(
+                "some datasets are not served; the operator runs `genofed node check "
+                "NODE_DIR` to see which files and what to do"
+            )
+        if runtime.config_error is not None:
+            details.append(
+                "the latest edit of node.yaml is not in force (the node's log says why); "
+                "the previous configuration still is"
+            )
+        return {"status": "degraded", "problems": len(problems), "detail": "; ".join(details)}
 
     return app
 

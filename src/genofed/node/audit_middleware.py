@@ -46,6 +46,7 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.runtime.refresh()  # a changed node.yaml is in force from this request on
         state: dict[str, Any] = scope.setdefault("state", {})
         if scope["method"] == "POST" and scope["path"].startswith(_AUDITED_BODIES):
             body = bytearray()
