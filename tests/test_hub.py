@@ -93,6 +93,34 @@ def test_merged_counts_are_the_nodes_counts_summed_then_made_safe(
         assert sets[f"{name}:{name}-cohort"]["info"]["node"] == name
 
 
+def test_the_hubs_dataset_names_ask_those_nodes_for_those_datasets(
+    federation: Federation, hub: str
+) -> None:
+    direct = httpx.get(f"{federation.nodes['alpha']}/beacon/v2/g_variants", params=RANGE).json()
+    expected = direct["responseSummary"]["numTotalResults"]
+    params = {**RANGE, "datasets": "alpha:alpha-cohort"}
+    merged = httpx.get(f"{hub}/beacon/v2/g_variants", params=params, timeout=10).json()
+    assert statuses(merged) == {"alpha": "ok", "beta": "skipped", "gamma": "skipped"}
+    assert merged["responseSummary"]["numTotalResults"] == safe(expected)
+    assert [r["id"] for r in merged["response"]["resultSets"]] == ["alpha:alpha-cohort"]
+    body = {
+        "meta": {"apiVersion": "2.0"},
+        "query": {
+            "requestedGranularity": "count",
+            "requestParameters": {"datasets": ["beta:beta-cohort", "gamma:gamma-cohort"]},
+        },
+    }
+    posted = httpx.post(f"{hub}/beacon/v2/individuals", json=body, timeout=10).json()
+    assert statuses(posted) == {"alpha": "skipped", "beta": "ok", "gamma": "ok"}
+    # A dataset no node has is a 403 from the hub (as from a node), not 200 with statuses.
+    nowhere = httpx.get(f"{hub}/beacon/v2/individuals", params={"datasets": "nowhere"})
+    assert nowhere.status_code == 403
+    assert "no node serves" in nowhere.json()["error"]["errorMessage"]
+    unknown = httpx.get(f"{hub}/beacon/v2/individuals", params={"datasets": "zeta:cohort"})
+    assert unknown.status_code == 400
+    assert "names no node of this hub" in unknown.json()["error"]["errorMessage"]
+
+
 def safe(n: int, min_count: int = 5, step: int = 5) -> int:
     """The hub's rules (hub.yaml leaves them at their defaults), written out independently
     of genofed's code: 1..4 stand as 5, the rest round to the nearest 5."""

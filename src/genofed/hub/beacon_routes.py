@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Request
 
 from genofed import __version__
-from genofed._exceptions import QueryError
+from genofed._exceptions import AccessDeniedError, QueryError
 from genofed.api.responses import MAX_JSON_DEPTH, JSONResponse, json_depth
 from genofed.beacon.merge import (
     informational_meta,
@@ -140,15 +140,29 @@ async def _federated_query(
         if rest and node_name in hub.registry.states:
             only, local_id = node_name, rest
     path = PREFIX + template.replace("{id}", quote(local_id or "", safe=""))
+    datasets = _datasets_per_node(parsed.datasets, list(hub.registry.states))
 
     async def call(node: HubNode, end: float) -> Reply:
         if only is not None and node.name != only:
             return Reply(node.name, "skipped", detail=f"the id names node {only}")
+        if datasets is not None and node.name not in datasets:
+            return Reply(node.name, "skipped", detail="the datasets asked for are elsewhere")
+        ids = None if datasets is None else datasets[node.name]
         if post:
-            return await nodes.send(node, "POST", path, end, body=body)
-        return await nodes.send(node, "GET", path, end, params=params or None)
+            return await nodes.send(node, "POST", path, end, body=_with_datasets(body, ids))
+        sent = params if ids is None else _params_with_datasets(params, ids)
+        return await nodes.send(node, "GET", path, end, params=sent or None)
 
     replies = [_checked(r, entry.collection) for r in await nodes.each(call)]
+    if parsed.datasets and not entry.collection:
+        asked = [r for r in replies if datasets is None or r.node in datasets]
+        if asked and all(r.status == "unauthorised" and r.http_status == 403 for r in asked):
+            # The nodes' own answer, once: none serves these datasets to this caller.
+            raise AccessDeniedError(
+                f"no node serves dataset(s) {sorted(parsed.datasets)} to you (they do not "
+                "exist, or are not open to you); see /beacon/v2/datasets for the datasets you "
+                "can query, named <node>:<dataset>"
+            )
     meta = {
         "beaconId": hub.config.beacon_id,
         "apiVersion": API_VERSION,
@@ -158,8 +172,56 @@ async def _federated_query(
     if entry.collection:
         given = parsed.granularity if parsed.granularity_given else "record"
         return merge_collections(replies, meta, given)
-    others = frozenset(n.name for n in hub.config.nodes if only is not None and n.name != only)
+    others = frozenset(
+        n.name
+        for n in hub.config.nodes
+        if (only is not None and n.name != only)
+        or (datasets is not None and n.name not in datasets)
+    )
     return merge_result_sets(replies, hub.release, meta, not_asked=others)
+
+
+def _datasets_per_node(names: list[str] | None, nodes: list[str]) -> dict[str, list[str]] | None:
+    """The datasets to ask each node for: ``<node>:<dataset>`` (the hub's own names) of
+    that node only; a plain id of every node. ``None``: no datasets named, ask all."""
+    if not names:
+        return None
+    plain = [n for n in names if ":" not in n]
+    per_node: dict[str, list[str]] = {node: list(plain) for node in nodes} if plain else {}
+    for name in names:
+        node, sep, local = name.partition(":")
+        if not sep:
+            continue
+        if node not in nodes or not local:
+            raise QueryError(
+                f"dataset {name!r} names no node of this hub; name datasets <node>:<dataset> "
+                f"with a node of {', '.join(sorted(nodes))} (see /beacon/v2/datasets)"
+            )
+        per_node.setdefault(node, list(plain)).append(local)
+    return per_node
+
+
+def _params_with_datasets(params: list[tuple[str, str]], ids: list[str]) -> list[tuple[str, str]]:
+    kept = [(k, v) for k, v in params if k not in ("datasets", "datasetIds")]
+    return [*kept, ("datasets", ",".join(ids))]
+
+
+def _with_datasets(body: dict[str, Any], ids: list[str] | None) -> dict[str, Any]:
+    """``body`` asking for the datasets ``ids`` (the node's own names) instead."""
+    if ids is None:
+        return body
+    query = dict(body.get("query") or {})
+    parameters = dict(query.get("requestParameters") or {})
+    for key in ("datasets", "datasetIds"):
+        parameters.pop(key, None)
+    nested = parameters.get("g_variant")
+    if isinstance(nested, dict):
+        parameters["g_variant"] = {
+            k: v for k, v in nested.items() if k not in ("datasets", "datasetIds")
+        }
+    parameters["datasets"] = ids
+    query["requestParameters"] = parameters
+    return {**body, "query": query}
 
 
 def _checked(reply: Reply, collection: bool) -> Reply:
