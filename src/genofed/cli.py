@@ -282,6 +282,64 @@ def node_check(directory: NodePath) -> None:
     console.print(f"All {len(live.readers)} datasets can be served")
 
 
+@node_app.command("datasets")
+def node_datasets(directory: NodePath) -> None:
+    """List every dataset version on disk: which one is live, which ones a running
+    server still reads, and their size. ``genofed node prune`` removes the rest."""
+    from rich.table import Table
+
+    node = NodeDir(directory)
+    try:
+        node.check()
+        versions = node.stored_versions()
+    except GenofedError as err:
+        raise fail(err) from None
+    if not versions:
+        console.print(f"No datasets in {directory}; add one with: genofed node ingest")
+        return
+    table = Table("dataset", "version", "state", "size")
+    for v in versions:
+        state = "live" if v.live else ("old, in use" if v.in_use else "old, unused")
+        table.add_row(v.dataset_id, v.version, state, _size_text(v.bytes))
+    console.print(table)
+    unused = [v for v in versions if not v.live and not v.in_use]
+    if unused:
+        freed = _size_text(sum(v.bytes for v in unused))
+        console.print(
+            f"{len(unused)} unused old versions ({freed}): genofed node prune {directory}"
+        )
+
+
+@node_app.command("prune")
+def node_prune(
+    directory: NodePath,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed, remove nothing")
+    ] = False,
+) -> None:
+    """Remove old dataset versions that no running server reads. The live version of
+    each dataset is never removed; a version a server still holds is kept and named."""
+    node = NodeDir(directory)
+    try:
+        result = node.prune(dry_run=dry_run)
+    except GenofedError as err:
+        raise fail(err) from None
+    verb = "Would remove" if dry_run else "Removed"
+    for v in result.removed:
+        console.print(f"{verb} {v.dataset_id} {v.version} ({_size_text(v.bytes)})")
+    for v in result.kept_in_use:
+        console.print(f"Kept {v.dataset_id} {v.version}: a running server still reads it")
+    console.print(f"{verb} {len(result.removed)} old versions, {_size_text(result.freed_bytes)}")
+
+
+def _size_text(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
 @node_app.command("serve")
 def node_serve(
     directory: NodePath,

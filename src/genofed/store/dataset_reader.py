@@ -7,7 +7,9 @@ because DuckDB connections are not shared between threads.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from functools import cached_property
 from typing import Any
@@ -19,7 +21,7 @@ import zarr
 from genofed._exceptions import ConfigError
 from genofed.config import Granularity
 from genofed.store.dataset_db import FORMAT_VERSION
-from genofed.store.node_dir import DatasetVersion
+from genofed.store.node_dir import DatasetVersion, hold_for_reading
 from genofed.store.position_index import FILE_NAME as POSITIONS_FILE
 from genofed.store.position_index import PositionIndex
 from genofed.store.variant_query import VariantQuery, where_clause
@@ -37,6 +39,9 @@ _FILTER_CACHE_IDS = 200_000
 class DatasetReader:
     def __init__(self, version: DatasetVersion):
         self.version = version
+        # prune leaves this version alone while the reader lives (closed with it, or when a
+        # replaced reader is collected)
+        self._hold = weakref.finalize(self, os.close, hold_for_reading(version.database))
         self._con = duckdb.connect(str(version.database), read_only=True)
         self._local = threading.local()
         self._entry_ids: dict[str, tuple[str, ...]] = {}
@@ -83,6 +88,7 @@ class DatasetReader:
 
     def close(self) -> None:
         self._con.close()
+        self._hold()
 
     # -- variants ---------------------------------------------------------------------
 

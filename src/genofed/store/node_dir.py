@@ -39,7 +39,8 @@ from genofed._exceptions import ConfigError, NotFoundError
 from genofed.config import NodeConfig, save_config
 
 CATALOG_FORMAT = 1
-# Versions kept besides the live one, so a server still reading the previous one survives.
+# Versions kept besides the live one at publication, so a server that read the catalogue
+# just before and has not opened its reader yet still finds the version it was told of.
 _KEEP_OLD_VERSIONS = 1
 
 
@@ -54,6 +55,38 @@ def check_dataset_id(dataset_id: str) -> None:
             f"dataset id {dataset_id!r} is not allowed: use 1-64 letters, digits, '-' and '_', "
             "starting with a letter or digit (e.g. my-cohort_2024)"
         )
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version directory on disk, live or not (``genofed node datasets``)."""
+
+    dataset_id: str
+    version: str
+    path: Path
+    live: bool
+    in_use: bool
+    bytes: int
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: list[StoredVersion]
+    kept_in_use: list[StoredVersion]
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(v.bytes for v in self.removed)
+
+
+def hold_for_reading(database: Path) -> int:
+    """Mark ``database``'s version as in use for as long as the returned descriptor is
+    open (a shared ``flock``, released by the kernel when the reader's process ends), so
+    that ``prune`` never removes a version a running server still reads. A raw descriptor,
+    so that a reader dropped without ``close()`` releases it quietly when collected."""
+    fd = os.open(database, os.O_RDONLY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -234,7 +267,83 @@ class NodeDir:
             key=lambda p: p.name,
         )
         for path in old[: max(0, len(old) - _KEEP_OLD_VERSIONS)]:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_unless_read(path)
+
+    def stored_versions(self) -> list[StoredVersion]:
+        """Every version directory of every dataset, oldest first, with whether it is
+        live, whether a running reader holds it, and its size."""
+        live = {ds.dataset_id: ds.version for ds in self.datasets()}
+        found: list[StoredVersion] = []
+        datasets_dir = self.root / "datasets"
+        if not datasets_dir.is_dir():
+            return found
+        for parent in sorted(p for p in datasets_dir.iterdir() if p.is_dir()):
+            for path in sorted(p for p in parent.iterdir() if p.name.startswith("v")):
+                found.append(
+                    StoredVersion(
+                        dataset_id=parent.name,
+                        version=path.name,
+                        path=path,
+                        live=live.get(parent.name) == path.name,
+                        in_use=_in_use(path),
+                        bytes=_size(path),
+                    )
+                )
+        return found
+
+    def prune(self, dry_run: bool = False) -> PruneResult:
+        """Remove every version that is not live and that no running reader holds (and
+        staging folders of killed ingests). The live version is never touched."""
+        removed: list[StoredVersion] = []
+        kept: list[StoredVersion] = []
+        self.check()
+        with self._catalog_lock():  # no version becomes live (or old) meanwhile
+            for version in self.stored_versions():
+                if version.live:
+                    continue
+                if version.in_use:
+                    kept.append(version)
+                elif dry_run or _remove_unless_read(version.path):
+                    removed.append(version)
+                else:
+                    kept.append(version)
+            if not dry_run:
+                for parent in (self.root / "datasets").glob("*/"):
+                    _remove_abandoned_stages(parent)
+        return PruneResult(removed, kept)
+
+
+def _in_use(path: Path) -> bool:
+    database = path / "dataset.duckdb"
+    if not database.is_file():
+        return False
+    with database.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _remove_unless_read(path: Path) -> bool:
+    """Remove a version directory unless a reader holds it; ``True`` if removed. The
+    exclusive lock is held while removing, so no reader can start on it meanwhile."""
+    database = path / "dataset.duckdb"
+    if not database.is_file():
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    with database.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+    return True
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 _ABANDONED_AFTER_S = 24 * 3600  # a staging folder without a process id (older releases)
