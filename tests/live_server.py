@@ -20,26 +20,33 @@ def free_port() -> int:
 
 
 def start_node_server(
-    node: Path, *, workers: int = 1, **popen: object
+    node: Path, *, workers: int = 1, port: int | None = None, **popen: object
 ) -> tuple[subprocess.Popen, str]:
     """Start serving ``node`` and wait until ``/-/health`` answers; returns the process
     (the caller stops it) and the base URL."""
-    port = free_port()
+    port = port or free_port()
     server = subprocess.Popen(
         [GENOFED, "node", "serve", str(node), "--port", str(port), "--workers", str(workers)],
         **popen,  # type: ignore[call-overload]
     )
     base = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{base}/-/health", server)
+    return server, base
+
+
+def wait_until_up(url: str, server: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 200 (30 s at most, or until ``server`` exits)."""
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{base}/-/health", timeout=1).status_code == 200:
-                return server, base
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
         except httpx.TransportError:
             pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise AssertionError("the node server did not start")
+        if time.monotonic() > deadline or (server is not None and server.poll() is not None):
+            if server is not None:
+                server.kill()
+            raise AssertionError(f"{url} did not answer")
         time.sleep(0.1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -195,6 +196,9 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     assert "Federated variant look-up" in out
     assert "hospital-a ok, biobank-b ok, national-c ok" in out
     assert "Cross-node cohort" in out and "saved as cohort-" in out
+    # every count says what it counts: "5 (imprecise)" is not read as five people
+    assert re.search(r"│ \d+ variants", out) and re.search(r"│ \d+ people", out), out
+    assert not re.search(r"│ \d+ \((imprecise|rounded)\)", out), out
     assert "Federated Data Connect" in out and "female" in out and "male" in out
     for site in ("hospital-a", "biobank-b", "national-c"):
         assert (tmp_path / "demo" / "nodes" / site / "catalog.json").exists()
@@ -231,6 +235,7 @@ def test_the_demo_federation_serves_the_portal_until_ctrl_c(tmp_path: Path, stop
             if "Press Ctrl-C" in line:
                 break
         assert "The portal:" in seen, seen
+        assert ". .venv/bin/activate" in seen  # genofed is not on PATH by itself
         hub = seen.split("The portal: ")[1].split()[0].rstrip("/")
         assert "cohort builder" in httpx.get(hub, timeout=10).text.lower()
         nodes = httpx.get(f"{hub}/hub/nodes", timeout=10).json()["nodes"]
@@ -285,3 +290,26 @@ def test_forwarded_addresses_are_believed_only_from_configured_proxies(
     log = (node / "audit" / "audit.log").read_bytes().splitlines()
     clients = {orjson.loads(line)["caller"].get("client") for line in log}
     assert clients == ({"203.0.113.9", "127.0.0.1"} if proxies else {"127.0.0.1"})
+
+
+def test_the_demo_keeps_its_ports_when_only_time_wait_connections_hold_them() -> None:
+    """Before: a second demo run moved the nodes to random ports although nothing listened
+    on the usual ones (only connections of the first run in TIME-WAIT)."""
+    import socket
+
+    from genofed.demo import _port
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first: its end stays in TIME-WAIT
+    client.close()
+    listener.close()
+    with socket.socket() as plain:  # the condition of the bug: a plain bind is refused
+        with pytest.raises(OSError, match="in use"):
+            plain.bind(("127.0.0.1", port))
+    assert _port(port) == port

@@ -157,3 +157,11 @@ def test_printed_commands_are_not_wrapped(tmp_path: Path) -> None:
         [GENOFED, "audit", "head", str(deep)], capture_output=True, text=True, env=env
     )
     assert f"genofed node init {deep} --name NAME" in result.stderr
+
+
+def test_a_visa_that_is_not_a_jwt_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "broker.json"
+    assert run("passport", "keygen", str(key), "--issuer", "https://b.test").returncode == 0
+    result = run("passport", "issue", str(key), "--sub", "a", "--visa", "not-a-visa")
+    refused(result, "--visa takes the visa's JWT itself")
+    assert result.stdout == ""  # no Passport printed

@@ -68,6 +68,13 @@ def issue(
     affiliation: Annotated[
         str | None, typer.Option(help="Add an AffiliationAndRole visa, e.g. faculty@uni.example")
     ] = None,
+    visa: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Carry this visa (a JWT issued elsewhere, e.g. by a node's DAC: "
+            "GET /dac/applications/{id}/visa); repeatable"
+        ),
+    ] = None,
     hours: Annotated[float, typer.Option(help="Lifetime of the Passport and its visas")] = 1.0,
     audience: Annotated[str | None, typer.Option(help="Set `aud` (a node's public URL)")] = None,
     access_token: Annotated[
@@ -90,6 +97,15 @@ def issue(
         )
     if affiliation:
         visas.append(keys.sign_visa(key, sub, "AffiliationAndRole", affiliation, by="system"))
+    for token in visa or []:
+        if token.count(".") != 2:
+            raise fail(
+                GenofedError(
+                    "--visa takes the visa's JWT itself (header.payload.signature), e.g. "
+                    'the "visa" member of GET /dac/applications/{id}/visa'
+                )
+            )
+        visas.append(token.strip())
     if access_token:
         typer.echo(broker.access_token(key, sub, visas, hours=hours))
     else:

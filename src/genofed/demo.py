@@ -257,9 +257,9 @@ def compare_callers(
                 shown = sum(
                     len(r["results"]) for r in body.get("response", {}).get("resultSets", [])
                 )
-                count = summary.get("numTotalResults", "—")
-                if summary.get("countPrecision"):
-                    count = f"{count} ({summary['countPrecision']})"
+                count = _count_text(
+                    summary.get("numTotalResults"), summary.get("countPrecision"), query.path
+                )
                 table.add_row(
                     query.title if name == "anonymous" else "",
                     name,
@@ -295,7 +295,9 @@ def run_queries(
             table.add_row(
                 query.title,
                 "yes" if summary.get("exists") else "no",
-                f"{summary.get('numTotalResults', '—')}",
+                _count_text(
+                    summary.get("numTotalResults"), summary.get("countPrecision"), query.path
+                ),
                 f"{elapsed:.1f}",
             )
     console.print(table)
@@ -401,9 +403,12 @@ class Processes:
 
 
 def _port(preferred: int) -> int:
-    """``preferred`` if it is free, else any free port."""
+    """``preferred`` if it is free, else any free port. Probed as the servers bind (with
+    ``SO_REUSEADDR``, as uvicorn does), so that connections of an earlier run still in
+    TIME-WAIT do not move the nodes to other ports."""
     for candidate in (preferred, 0):
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
@@ -488,14 +493,16 @@ def run_federation(hub_url: str, token: str, planted: str, console: Console) -> 
                     caller,
                     result_set["id"],
                     str(result_set.get("exists")),
-                    "" if count is None else str(count),
+                    _count_text(count, result_set.get("countPrecision"), "g_variants"),
                 )
             summary = body["responseSummary"]
             table.add_row(
                 caller,
                 "[bold]all nodes[/]",
                 str(summary.get("exists")),
-                str(summary.get("numTotalResults", "—")),
+                _count_text(
+                    summary.get("numTotalResults"), summary.get("countPrecision"), "g_variants"
+                ),
             )
         console.print(table)
         console.print(f"    nodes: {_outcomes(shown['variant registered researcher'])}")
@@ -512,11 +519,13 @@ def run_federation(hub_url: str, token: str, planted: str, console: Console) -> 
             table.add_row(
                 node["node"],
                 node["status"],
-                ""
-                if count is None
-                else f"{count}{'' if precision in (None, 'exact') else f' ({precision})'}",
+                _count_text(count, precision, "individuals"),
             )
-        table.add_row("[bold]total[/]", "", f"{counts['total']} ({counts['countPrecision']})")
+        table.add_row(
+            "[bold]total[/]",
+            "",
+            _count_text(counts["total"], counts["countPrecision"], "individuals"),
+        )
         console.print(table)
         saved = client.post(
             "/hub/cohorts",
@@ -551,6 +560,20 @@ def run_federation(hub_url: str, token: str, planted: str, console: Console) -> 
                 f"  [yellow]{error.get('source')}: {error['title']}[/]: {error['detail']}"
             )
     return shown
+
+
+_UNITS = {"g_variants": "variants", "individuals": "people", "biosamples": "biosamples"}
+
+
+def _count_text(count: int | None, precision: str | None, path: str) -> str:
+    """A count with what it counts, so that "5 variants (imprecise)" is not read as five
+    people; "imprecise" is a floor standing for any count from 1 up to it."""
+    if count is None:
+        return "—"
+    unit = _UNITS.get(path.split("/")[-1], "records")
+    if precision in (None, "exact"):
+        return f"{count} {unit}"
+    return f"{count} {unit} ({precision})"
 
 
 def _stop(_signum: int, _frame: Any) -> None:
@@ -605,7 +628,8 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
                 "to ask as a registered researcher)\n"
                 f"The hub's Beacon: {hub_url}/beacon/v2 · nodes: "
                 + ", ".join(f"{n} {u}" for n, u in urls.items())
-                + "\nTry:\n"
+                + "\nTry (genofed is in .venv: run `. .venv/bin/activate` first, or call "
+                ".venv/bin/genofed):\n"
                 f"  genofed query beacon --hub {hub_url} --chrom 22 --start 0 --end 2000000\n"
                 f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed query sql --hub {hub_url} "
                 "'SELECT sex, count(*) AS n FROM \"*.individuals\" GROUP BY sex'\n"

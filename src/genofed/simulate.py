@@ -37,8 +37,10 @@ import numpy as np
 __all__ = [
     "DISEASE_TERMS",
     "PHENOTYPE_TERMS",
+    "ExampleFiles",
     "SimulatedCohort",
     "simulate_cohort",
+    "write_example",
 ]
 
 #: Human-like simulation parameters.
@@ -604,6 +606,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -621,5 +624,65 @@ def _progress(enabled: bool) -> Iterator[Any]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # stdout stays for what a script reads
     ) as prog:
         yield prog
+
+
+# --------------------------------------------------------------------------------------
+# the README's example files
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExampleFiles:
+    """The files the README's "Running a node" steps use (``genofed example``)."""
+
+    vcf: Path
+    clinical: Path
+    genes: Path
+    visits: Path
+    n_samples: int
+    n_sites: int
+    planted_variant: str | None
+
+
+#: Gene regions over the simulated stretch of chromosome 22 (which starts at position 1).
+#: The names say they are made up: no real gene lies there.
+_EXAMPLE_GENES = (("EXGENE1", 100_000, 300_000), ("EXGENE2", 900_000, 1_000_000))
+
+
+def write_example(out_dir: Path, *, n_samples: int = 400, seed: int = 7) -> ExampleFiles:
+    """A small realistic node's input in ``out_dir``: ``cohort1.vcf.gz`` (+ ``.tbi``) of
+    ``n_samples`` simulated genomes on chromosome 22, ``clinical.csv`` (sex, age, HPO and
+    ICD-10), ``genes.bed`` and ``visits.csv`` (a table to register). Large enough that the
+    README's example questions are answered above the default disclosure floor."""
+    out_dir = Path(out_dir)
+    cohort = simulate_cohort(out_dir, n_samples=n_samples, seed=seed, prefix="P", progress=True)
+    vcf = out_dir / "cohort1.vcf.gz"
+    cohort.vcf.replace(vcf)
+    cohort.tbi.replace(vcf.with_name(vcf.name + ".tbi"))
+    clinical = out_dir / "clinical.csv"
+    cohort.clinical.replace(clinical)
+    genes = out_dir / "genes.bed"
+    genes.write_text("".join(f"22\t{s}\t{e}\t{name}\n" for name, s, e in _EXAMPLE_GENES))
+    visits = out_dir / "visits.csv"
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    with visits.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["sample_id", "visit", "year", "systolic_bp", "bmi"])
+        for i in range(n_samples):
+            first_year = 2015 + int(rng.integers(0, 4))
+            for visit in range(1, int(rng.integers(1, 4)) + 1):
+                w.writerow(
+                    [
+                        f"P{i:05d}",
+                        visit,
+                        first_year + visit - 1,
+                        int(rng.normal(128, 15)),
+                        round(float(rng.normal(27, 4)), 1),
+                    ]
+                )
+    return ExampleFiles(
+        vcf, clinical, genes, visits, cohort.n_samples, cohort.n_sites, cohort.planted_variant
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genofed._exceptions import IngestError
@@ -255,6 +256,7 @@ def _progress(enabled: bool, path: Path) -> Progress:
         TimeElapsedColumn(),
         disable=not enabled,
         transient=False,
+        console=Console(stderr=True),  # stdout stays for what a script reads
     )
 
 
