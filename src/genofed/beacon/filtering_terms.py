@@ -41,8 +41,10 @@ def filtering_terms(
             if scope and entity != scope:
                 continue
             item = terms.setdefault(term, {"type": "ontology", "id": term, "scopes": set()})
-            if label and "label" not in item:
+            if "label" not in item and label and label != term:
                 item["label"] = label
+            elif "label" not in item and (named := live.ontology.label(term)):
+                item["label"] = named  # datasets ingested before terms carried names
             item["scopes"].add(entity)
             prefixes.add(term.split(":", 1)[0])
         if entry is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import isodate
 
 from genofed._exceptions import IngestError
+from genofed.store.ontology import standard_label
 
 CURIE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*:\S+$")
 SEX_TERMS = {
@@ -160,10 +161,13 @@ def _curies(cell: str, *, source: str, line: int, column: str) -> list[str]:
 
 
 def read_clinical_csv(
-    path: Path, *, sample_column: str = "sample_id", labels: dict[str, str] | None = None
+    path: Path,
+    *,
+    sample_column: str = "sample_id",
+    label: Callable[[str], str | None] = standard_label,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``(sample_id, individual document)`` for each row of a clinical CSV/TSV."""
-    labels = labels or {}
+    """Yield ``(sample_id, individual document)`` for each row of a clinical CSV/TSV; each
+    ontology term carries its name (from HPO and ICD-10; the id where none is known)."""
     source = str(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         sample = handle.read(4096)
@@ -190,7 +194,7 @@ def read_clinical_csv(
             seen.add(sample_id)
             yield (
                 sample_id,
-                _individual_from_row(row, sample_id, source, line, labels, sample_column),
+                _individual_from_row(row, sample_id, source, line, label, sample_column),
             )
 
 
@@ -199,7 +203,7 @@ def _individual_from_row(
     sample_id: str,
     source: str,
     line: int,
-    labels: dict[str, str],
+    label: Callable[[str], str | None],
     sample_column: str,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": (row.get("individual_id") or sample_id).strip()}
@@ -227,13 +231,13 @@ def _individual_from_row(
         if lowered in _LIST_COLUMNS:
             target = _LIST_COLUMNS[lowered]
             for curie in _curies(cell, source=source, line=line, column=key):
-                term = {"id": curie, "label": labels.get(curie, curie)}
+                term = {"id": curie, "label": label(curie) or curie}
                 if target == "diseases":
                     doc.setdefault("diseases", []).append({"diseaseCode": term})
                 else:
                     doc.setdefault("phenotypicFeatures", []).append({"featureType": term})
         elif lowered == "ethnicity" and CURIE.match(cell) and not curie_problem(cell):
-            doc["ethnicity"] = {"id": cell, "label": labels.get(cell, cell)}
+            doc["ethnicity"] = {"id": cell, "label": label(cell) or cell}
         elif lowered == "age":
             years = as_number(cell)
             if years is None:

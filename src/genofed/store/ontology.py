@@ -232,3 +232,14 @@ class OntologyIndex:
             # HPO first, so earlier results are complete; clearing is a cheap guard in case a
             # future hp.obo gains is_a edges into other ontologies.
             self._descendants_cached.cache_clear()
+
+
+@functools.cache
+def _standard_index() -> OntologyIndex:
+    return OntologyIndex()
+
+
+def standard_label(term_id: str) -> str | None:
+    """The name of an HPO or ICD-10 term (``HP:0001250`` → ``Seizure``), ``None`` for a
+    term of another ontology: what ingest writes next to each id in the records."""
+    return _standard_index().label(term_id)
