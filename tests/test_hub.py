@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -825,3 +826,17 @@ def test_the_hub_trusts_a_node_only_through_its_ca(federation: Federation) -> No
         assert refused["secure"]["status"] == "skipped", refused
         assert "health check failed" in refused["secure"]["detail"]
         assert refused["alpha"]["status"] == "ok"
+
+
+def test_the_portal_and_api_docs_load_nothing_from_the_internet(
+    federation: Federation, hub: str
+) -> None:
+    """Before: /docs loaded Swagger UI from a CDN (blank on an offline hospital network)."""
+    for base in (hub, *federation.nodes.values()):
+        assert httpx.get(f"{base}/docs", timeout=10).status_code == 404
+        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
+    page = httpx.get(hub, timeout=10).text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), page
+    assert 'rel="icon"' in page
+    icon = httpx.get(f"{hub}/portal/favicon.svg", timeout=10)
+    assert icon.status_code == 200 and "<svg" in icon.text

@@ -88,7 +88,7 @@ def _no_such_path(path: str) -> str:
             f"{entry!r} is not an entry type or endpoint of this Beacon; its entry types are "
             "listed at /beacon/v2/entry_types and every endpoint at /beacon/v2/map"
         )
-    return f"no endpoint {shown}; the API is described at /docs and /openapi.json"
+    return f"no endpoint {shown}; the API is described at /openapi.json"
 
 
 def install_error_handlers(app: FastAPI, beacon_meta: BeaconMeta, operator: str) -> None:

@@ -57,6 +57,10 @@ def create_hub_app(
         default_response_class=JSONResponse,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # Swagger UI and ReDoc load their scripts from a CDN, which an offline hospital
+        # network cannot reach: the API is described at /openapi.json instead.
+        docs_url=None,
+        redoc_url=None,
         max_body_size=config.max_request_bytes,
     )
     app.state.hub = hub  # read by hub.deps only

@@ -25,8 +25,52 @@ async function api(path, options = {}) {
   return body;
 }
 
-function showError(error) {
-  $("#error").textContent = error ? String(error.message || error) : "";
+// Each part of the page shows its own errors next to it (#<where>-error).
+function showError(error, where) {
+  const box = $(`#${where}-error`);
+  box.textContent = error ? String(error.message || error) : "";
+}
+
+// Who the token says the caller is: sub, issuer, expiry and the access its visas ask for
+// (each node still decides for itself). Decoded only to show it; never trusted here.
+function decodeJwt(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+  } catch (_error) {
+    return null;
+  }
+}
+
+function describeToken(token) {
+  if (!token) return { text: "Anonymous: public yes/no answers only", expired: false };
+  const claims = decodeJwt(token);
+  if (!claims) return { text: "Token set (not a JWT: each node's broker decides)", expired: false };
+  const visas = (claims.ga4gh_passport_v1 || []).map((v) => (decodeJwt(v) || {}).ga4gh_visa_v1 || {});
+  const types = new Set(visas.map((v) => v.type));
+  let level = "access token (exchanged for a Passport per node)";
+  if (claims.ga4gh_passport_v1) {
+    level = types.has("ControlledAccessGrants") ? "controlled (DAC grants)"
+      : types.has("ResearcherStatus") ? "registered researcher" : "no researcher visas";
+  }
+  const expires = claims.exp ? new Date(claims.exp * 1000) : null;
+  const expired = expires !== null && expires.getTime() < Date.now();
+  const until = expires ? (expired ? ` · expired ${expires.toLocaleString()}` : ` · until ${expires.toLocaleString()}`) : "";
+  return { text: `Signed in as ${claims.sub || "?"} (${claims.iss || "?"}) · ${level}${until}`, expired };
+}
+
+function showIdentity() {
+  const { text, expired } = describeToken($("#token").value.trim());
+  $("#identity").textContent = text;
+  showError(expired ? "This token has expired: paste a new one" : null, "token");
+}
+
+// Results that no longer match what is typed (or who asks) are cleared, never left up.
+function clearResults() {
+  $("#variant-result").replaceChildren();
+  $("#cohort-counts tbody").replaceChildren();
+  $("#cohort-total").textContent = "–";
+  $("#cohort-precision").textContent = "";
 }
 
 function cell(row, text, className) {
@@ -57,8 +101,9 @@ async function loadNodes() {
       cell(row, node.breakerOpen ? "open (skipped)" : "closed");
       cell(row, node.healthMs === null ? "" : node.healthMs.toFixed(0));
     });
+    showError(null, "nodes");
   } catch (error) {
-    showError(error);
+    showError(error, "nodes");
   }
 }
 
@@ -70,8 +115,10 @@ async function loadDatasets() {
       cell(row, dataset.name);
       cell(row, dataset.description);
     });
+    showError(null, "datasets");
   } catch (error) {
-    showError(error);
+    $("#datasets tbody").replaceChildren();
+    showError(error, "datasets");
   }
 }
 
@@ -88,12 +135,15 @@ async function lookUpVariant(event) {
     const body = await api("/beacon/v2/g_variants?" + params);
     const summary = body.responseSummary;
     const found = summary.exists ? "found" : "not found";
-    const total = summary.numTotalResults === undefined ? "" : ` (${summary.numTotalResults})`;
+    const total = summary.numTotalResults === undefined ? "" : ` (${summary.numTotalResults} variants)`;
     const nodes = body.info.nodes.map((n) => `${n.node}: ${n.status}`).join(", ");
-    $("#variant-result").textContent = `${found}${total} — ${nodes}`;
-    showError(null);
+    const line = document.createElement("p");
+    line.textContent = `${found}${total} — ${nodes}`;
+    $("#variant-result").replaceChildren(line);
+    showError(null, "variant");
   } catch (error) {
-    showError(error);
+    $("#variant-result").replaceChildren();
+    showError(error, "variant");
   }
 }
 
@@ -143,9 +193,13 @@ async function countCohort() {
     $("#cohort-precision").textContent = notes.length ? `(${notes.join("; ")})` : "";
     $("#cohort-precision").title = (counts.warnings || []).join("\n");
     $("#cohort-counts").setAttribute("aria-busy", "false");
-    showError(null);
+    showError(null, "cohort");
   } catch (error) {
-    if (ticket === state.countRequest) showError(error);
+    if (ticket === state.countRequest) {
+      clearResults();
+      $("#cohort-counts").setAttribute("aria-busy", "false");
+      showError(error, "cohort");
+    }
   }
 }
 
@@ -171,6 +225,15 @@ function renderTerms() {
   }
 }
 
+function pickTerm(id) {
+  if (!state.terms.includes(id)) state.terms.push(id);
+  $("#term-input").value = "";
+  $("#term-suggestions").replaceChildren();
+  showError(null, "save");
+  renderTerms();
+  scheduleCount();
+}
+
 let suggestTimer = null;
 function suggestTerms() {
   clearTimeout(suggestTimer);
@@ -184,24 +247,47 @@ function suggestTerms() {
     try {
       const { terms } = await api("/hub/terms?q=" + encodeURIComponent(text));
       list.replaceChildren();
+      if (!terms.length) {
+        const none = document.createElement("li");
+        none.className = "no-matches";
+        none.textContent = `No term of any node matches “${text}”`;
+        list.appendChild(none);
+      }
       for (const term of terms) {
         const item = document.createElement("li");
         item.setAttribute("role", "option");
+        item.setAttribute("aria-selected", "false");
         item.dataset.term = term.id;
-        item.textContent = term.label ? `${term.id} — ${term.label}` : term.id;
-        item.addEventListener("click", () => {
-          if (!state.terms.includes(term.id)) state.terms.push(term.id);
-          $("#term-input").value = "";
-          list.replaceChildren();
-          renderTerms();
-          scheduleCount();
-        });
+        item.textContent = term.label ? `${term.label} (${term.id})` : term.id;
+        item.addEventListener("click", () => pickTerm(term.id));
         list.appendChild(item);
       }
+      showError(null, "cohort");
     } catch (error) {
-      showError(error);
+      showError(error, "cohort");
     }
   }, 200);
+}
+
+// Arrow keys move through the suggestions, Enter picks, Escape closes.
+function termKeys(event) {
+  const options = [...document.querySelectorAll("#term-suggestions li[role=option]")];
+  const current = options.findIndex((o) => o.getAttribute("aria-selected") === "true");
+  let next = current;
+  if (event.key === "ArrowDown") next = Math.min(options.length - 1, current + 1);
+  else if (event.key === "ArrowUp") next = Math.max(0, current - 1);
+  else if (event.key === "Enter") {
+    event.preventDefault();
+    const chosen = options[current] || (options.length === 1 ? options[0] : null);
+    if (chosen) pickTerm(chosen.dataset.term);
+    return;
+  } else if (event.key === "Escape") {
+    $("#term-suggestions").replaceChildren();
+    return;
+  } else return;
+  event.preventDefault();
+  options.forEach((o, i) => o.setAttribute("aria-selected", String(i === next)));
+  if (options[next]) options[next].scrollIntoView({ block: "nearest" });
 }
 
 async function loadCohorts() {
@@ -215,13 +301,20 @@ async function loadCohorts() {
       item.textContent = `${cohort.name} (${cohort.id}): ${JSON.stringify(cohort.criteria)}`;
       list.appendChild(item);
     }
+    showError(null, "save");
   } catch (error) {
-    showError(error);
+    showError(error, "save");
   }
 }
 
 async function saveCohort(event) {
   event.preventDefault();
+  const typed = $("#term-input").value.trim();
+  if (typed) {
+    // never save a cohort without a term the researcher typed but did not pick
+    showError(`“${typed}” is not one of the cohort's terms yet: pick it from the list, or clear the box`, "save");
+    return;
+  }
   try {
     await api("/hub/cohorts", {
       method: "POST",
@@ -229,21 +322,32 @@ async function saveCohort(event) {
     });
     $("#cohort-name").value = "";
     await loadCohorts();
-    showError(null);
   } catch (error) {
-    showError(error);
+    showError(error, "save");
   }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#variant-form").addEventListener("submit", lookUpVariant);
   $("#term-input").addEventListener("input", suggestTerms);
+  $("#term-input").addEventListener("keydown", termKeys);
+  for (const id of ["#v-chrom", "#v-pos", "#v-ref", "#v-alt"]) {
+    $(id).addEventListener("input", () => $("#variant-result").replaceChildren());
+  }
   for (const id of ["#sex", "#min-age", "#max-age"]) {
     $(id).addEventListener("input", scheduleCount);
     $(id).addEventListener("change", scheduleCount);
   }
   $("#save-form").addEventListener("submit", saveCohort);
+  // The token lives in this tab's session storage: it survives a reload, not the tab.
+  $("#token").value = sessionStorage.getItem("genofed-token") || "";
+  showIdentity();
   $("#token").addEventListener("change", () => {
+    const token = $("#token").value.trim();
+    if (token) sessionStorage.setItem("genofed-token", token);
+    else sessionStorage.removeItem("genofed-token");
+    showIdentity();
+    clearResults();
     loadDatasets();
     scheduleCount();
   });
