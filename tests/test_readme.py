@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -80,14 +81,10 @@ def _doc_block(page: str, language: str, index: int = 0) -> str:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)[index]
 
 
-@pytest.mark.servers
-def test_the_dnastack_example_in_the_data_connect_docs_runs(tmp_path: Path) -> None:
-    """Before: the example had no Passport (no tables, then a traceback). As written, with
-    the README's node: DNAstack's client exchanges the researcher's token at the broker."""
-    code = _doc_block("data-connect.md", "python")
-    node_port, broker_port = free_port(), free_port()
-    code = code.replace("8701", str(node_port)).replace("8780", str(broker_port))
-    (tmp_path / "client.py").write_text(code)
+def _readme_node(tmp_path: Path, *ingest: str) -> Callable[..., str]:
+    """The README's node in ``tmp_path``, built by the command line: the example files, the
+    node, ``cohort1`` ingested with ``ingest`` options, and the development broker trusted.
+    Returns a runner of further ``genofed`` commands there."""
 
     def genofed(*args: str) -> str:
         done = subprocess.run(
@@ -99,29 +96,28 @@ def test_the_dnastack_example_in_the_data_connect_docs_runs(tmp_path: Path) -> N
     genofed("example", ".")
     genofed("node", "init", "mynode", "--name", "Example Hospital")
     genofed(
-        "node",
-        "ingest",
-        "mynode",
-        "--dataset",
-        "cohort1",
-        "--vcf",
-        "cohort1.vcf.gz",
-        "--individuals",
-        "clinical.csv",
-        "--tier",
-        "registered",
-    )
+        "node", "ingest", "mynode", "--dataset", "cohort1", "--vcf", "cohort1.vcf.gz",
+        "--individuals", "clinical.csv", *ingest,
+    )  # fmt: skip
     genofed("passport", "keygen", "broker.json", "--issuer", "https://broker.example.org")
     (tmp_path / "jwks.json").write_text(genofed("passport", "jwks", "broker.json"))
     genofed(
-        "node",
-        "trust",
-        "mynode",
-        "--issuer",
-        "https://broker.example.org",
-        "--jwks-file",
-        "jwks.json",
-    )
+        "node", "trust", "mynode", "--issuer", "https://broker.example.org",
+        "--jwks-file", "jwks.json",
+    )  # fmt: skip
+    return genofed
+
+
+@pytest.mark.servers
+def test_the_dnastack_example_in_the_data_connect_docs_runs(tmp_path: Path) -> None:
+    """Before: the example had no Passport (no tables, then a traceback). As written, with
+    the README's node: DNAstack's client exchanges the researcher's token at the broker."""
+    code = _doc_block("data-connect.md", "python")
+    node_port, broker_port = free_port(), free_port()
+    code = code.replace("8701", str(node_port)).replace("8780", str(broker_port))
+    (tmp_path / "client.py").write_text(code)
+
+    genofed = _readme_node(tmp_path, "--tier", "registered")
     token = genofed("passport", "issue", "broker.json", "--sub", "alice", "--bona-fide").strip()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     broker = subprocess.Popen(
@@ -162,41 +158,7 @@ def test_the_dac_visa_is_used_as_the_governance_docs_show(tmp_path: Path) -> Non
     port = free_port()
     block = block.replace("8701", str(port))
 
-    def genofed(*args: str) -> str:
-        done = subprocess.run(
-            [GENOFED, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    genofed("example", ".")
-    genofed("node", "init", "mynode", "--name", "Example Hospital")
-    genofed(
-        "node",
-        "ingest",
-        "mynode",
-        "--dataset",
-        "cohort1",
-        "--vcf",
-        "cohort1.vcf.gz",
-        "--individuals",
-        "clinical.csv",
-        "--tier",
-        "controlled",
-        "--granularity",
-        "record",
-    )
-    genofed("passport", "keygen", "broker.json", "--issuer", "https://broker.example.org")
-    (tmp_path / "jwks.json").write_text(genofed("passport", "jwks", "broker.json"))
-    genofed(
-        "node",
-        "trust",
-        "mynode",
-        "--issuer",
-        "https://broker.example.org",
-        "--jwks-file",
-        "jwks.json",
-    )
+    genofed = _readme_node(tmp_path, "--tier", "controlled", "--granularity", "record")
     genofed("dac", "consent", "mynode", "cohort1", "--duo", "DUO:0000042")  # general research
     passport = genofed("passport", "issue", "broker.json", "--sub", "alice", "--bona-fide")
     passport = passport.strip()

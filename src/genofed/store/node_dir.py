@@ -313,33 +313,34 @@ class NodeDir:
         return PruneResult(removed, kept)
 
 
-def _in_use(path: Path) -> bool:
+@contextmanager
+def _unless_read(path: Path) -> Iterator[bool]:
+    """Whether no reader holds the version at ``path``; while ``True`` is in hand an
+    exclusive lock is held, so no reader can start on it meanwhile."""
     database = path / "dataset.duckdb"
     if not database.is_file():
-        return False
+        yield True
+        return
     with database.open("rb") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+            yield False
+            return
+        yield True
+
+
+def _in_use(path: Path) -> bool:
+    with _unless_read(path) as free:
+        return not free
 
 
 def _remove_unless_read(path: Path) -> bool:
-    """Remove a version directory unless a reader holds it; ``True`` if removed. The
-    exclusive lock is held while removing, so no reader can start on it meanwhile."""
-    database = path / "dataset.duckdb"
-    if not database.is_file():
-        shutil.rmtree(path, ignore_errors=True)
-        return True
-    with database.open("rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        shutil.rmtree(path, ignore_errors=True)
-    return True
+    """Remove a version directory unless a reader holds it; ``True`` if removed."""
+    with _unless_read(path) as free:
+        if free:
+            shutil.rmtree(path, ignore_errors=True)
+        return free
 
 
 def _size(path: Path) -> int:
