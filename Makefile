@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench bench-quick lint docs format clean
+.PHONY: demo test test-fast bench bench-quick lint docs format screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ docs: $(STAMP)  ## regenerate docs/reference/ (CLI, settings, endpoints, error c
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench tools
 	$(BIN)/ruff check --fix src tests bench tools
+
+screenshots: $(STAMP)  ## the portal's screenshots in docs/ (needs Debian's chromium)
+	$(BIN)/python tools/portal_screenshots.py
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info

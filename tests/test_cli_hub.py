@@ -65,6 +65,32 @@ def test_cohort_create_and_list(hub: str) -> None:
     assert cohort_id in run("cohort", "list", "--hub", hub)
 
 
+def test_saved_cohorts_read_as_summaries_and_are_shown_and_deleted_by_full_id(hub: str) -> None:
+    created = run(
+        "cohort", "create", "--hub", hub, "--name", "Older women with seizures",
+        "--term", "HP:0001250", "--sex", "female", "--min-age", "50",
+    )  # fmt: skip
+    cohort_id = created.split("saved as")[1].split()[0]
+    listed = run("cohort", "list", "--hub", hub)  # an 80-column terminal
+    row = next(line for line in listed.splitlines() if cohort_id in line)  # never wrapped
+    assert "20 (imprecise; partial)" in row  # the total when saved, as it was made safe
+    wide = runner.invoke(app, ["cohort", "list", "--hub", hub], env={"COLUMNS": "200"}).output
+    row = next(line for line in wide.splitlines() if cohort_id in line)
+    assert "Older women with seizures" in row and "HP:0001250 · female · aged 50+" in row
+    shown = run("cohort", "show", cohort_id, "--hub", hub)
+    assert "Older women with seizures" in shown
+    assert "who: HP:0001250 · female · aged 50+" in shown
+    assert "count then: 20 (imprecise; partial)" in shown
+    assert "alpha" in shown and "total: 20" in shown  # counted again now
+
+    prefix = runner.invoke(app, ["cohort", "show", cohort_id[:-2], "--hub", hub])
+    assert prefix.exit_code != 0 and "in full" in prefix.output  # a prefix is never enough
+    assert f"deleted {cohort_id}" in run("cohort", "delete", cohort_id, "--hub", hub)
+    assert cohort_id not in run("cohort", "list", "--hub", hub)
+    again = runner.invoke(app, ["cohort", "delete", cohort_id, "--hub", hub])
+    assert again.exit_code != 0 and "HTTP 404" in again.output and "no cohort" in again.output
+
+
 def test_query_sql_merges_every_node(hub: str) -> None:
     output = run(
         "query", "sql", "--hub", hub, 'SELECT sex, count(*) AS n FROM "*.individuals" GROUP BY sex'

@@ -496,6 +496,77 @@ def test_a_cohort_is_counted_at_every_node_and_saved(federation: Federation, hub
     assert only_alpha["total"] == expected["alpha"]
 
 
+def _pooled_rows(federation: Federation) -> list[tuple[str, int]]:
+    """(sex, age) of everyone at every node, read from the clinical files."""
+    rows: list[tuple[str, int]] = []
+    for node in NODES:
+        csv = federation.root / f"{node}-data" / f"{node.upper()}.clinical.csv"
+        rows += duckdb.sql(
+            "SELECT sex, CAST(age AS INTEGER) FROM read_csv(?, all_varchar = true)",
+            params=[str(csv)],
+        ).fetchall()
+    return rows
+
+
+def test_a_cohort_breaks_down_by_sex_and_age_band(federation: Federation, hub: str) -> None:
+    rows = _pooled_rows(federation)
+    registered = httpx.post(
+        f"{hub}/hub/cohorts/breakdown", json={}, headers=_bearer(federation), timeout=60
+    )
+    assert registered.status_code == 200, registered.text
+    parts = registered.json()
+    sexes = {p["value"]: p["total"] for p in parts["sex"]}
+    assert sexes == {s: sum(r[0] == s for r in rows) for s in ("female", "male")}
+    bands = {p["value"]: p["total"] for p in parts["age"]}
+    edges = {"0–17": (0, 17), "18–39": (18, 39), "40–59": (40, 59), "60–79": (60, 79)}
+    expected = {k: sum(lo <= r[1] <= hi for r in rows) for k, (lo, hi) in edges.items()}
+    expected["80+"] = sum(r[1] >= 80 for r in rows)
+    assert bands == expected and sum(bands.values()) == len(rows)  # the bands cover everyone
+    assert all(p["countPrecision"] == "exact" for p in parts["sex"] + parts["age"])
+
+    # within the cohort's own range only, and anonymous: safe counts, never a false 0
+    anonymous = httpx.post(
+        f"{hub}/hub/cohorts/breakdown", json={"min_age": 45, "sex": "female"}, timeout=60
+    ).json()
+    assert [p["value"] for p in anonymous["sex"]] == ["female"]
+    assert [p["value"] for p in anonymous["age"]] == ["40–59", "60–79", "80+"]
+    for part in anonymous["age"]:
+        low, high = {"40–59": (45, 59), "60–79": (60, 79), "80+": (80, 200)}[part["value"]]
+        pooled = sum(r[0] == "female" and low <= r[1] <= high for r in rows)
+        assert part["countPrecision"] != "exact" or part["total"] is None
+        if pooled:
+            assert part["total"] != 0 and part["exists"]
+
+
+def test_saved_cohorts_keep_their_count_and_can_be_deleted(
+    federation: Federation, hub: str
+) -> None:
+    headers = _bearer(federation)
+    saved = httpx.post(
+        f"{hub}/hub/cohorts",
+        json={"name": "to delete", "criteria": {**COHORT, "max_age": 70}},
+        headers=headers,
+        timeout=30,
+    ).json()
+    pooled = sum(_pooled_cohort(federation, n) for n in NODES)
+    assert saved["countAtSave"]["total"] <= pooled  # at most 70, of those 50 and over
+    assert saved["countAtSave"]["countPrecision"] == "exact"
+    listed = {c["id"]: c for c in httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]}
+    assert listed[saved["id"]]["summary"] == "ICD10:G40 · female · aged 50–70"
+    assert listed[saved["id"]]["countAtSave"] == saved["countAtSave"]
+
+    deleted = httpx.delete(f"{hub}/hub/cohorts/{saved['id']}", timeout=10)
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert saved["id"] not in {
+        c["id"] for c in httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]
+    }
+    for method in ("GET", "DELETE"):
+        gone = httpx.request(method, f"{hub}/hub/cohorts/{saved['id']}", timeout=10)
+        assert gone.status_code == 404 and "no cohort" in gone.text
+    prefix = httpx.delete(f"{hub}/hub/cohorts/{saved['id'][:10]}", timeout=10)
+    assert prefix.status_code == 404 and "in full" in prefix.text
+
+
 def test_bad_cohorts_are_refused_readably(hub: str) -> None:
     for criteria, needle in (
         ({"terms": ["epilepsy"]}, "CURIE"),
@@ -583,79 +654,264 @@ def test_the_cli_asks_the_hub_and_prints_tables(federation: Federation, hub: str
 CHROMIUM = shutil.which("chromium")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_the_portal_builds_a_cohort_by_clicking(federation: Federation, hub: str) -> None:
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _bars(page: Any, chart: str) -> dict[str, str]:
+    """A chart's bars as the page drew them: label -> value ('' for a withheld one)."""
+    return {
+        bar.get_attribute("data-label"): bar.get_attribute("data-value")
+        for bar in page.locator(f"{chart} rect").all()
+    }
+
+
+def _idle(page: Any) -> None:
+    page.wait_for_function(
+        "document.querySelector('#cohort-counts').getAttribute('aria-busy') === 'false'"
+    )
+
+
+def _common_variant(federation: Federation) -> tuple[str, int, str, str]:
     with duckdb.connect(
         str(NodeDir(federation.root / "alpha").dataset("alpha-cohort").database), read_only=True
     ) as con:
         [(chrom, pos, ref, alt)] = con.execute(
             "SELECT chrom, pos, ref, alt FROM variants ORDER BY ac DESC LIMIT 1"
         ).fetchall()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            page = browser.new_page()
-            page.goto(hub)
-            page.wait_for_function("document.querySelectorAll('#nodes tbody tr').length === 3")
-            assert page.locator("#nodes .health-up").count() == 3
-            page.wait_for_selector("#datasets tbody tr")
-            datasets = page.inner_text("#datasets")
-            assert all(f"{n}:{n}-cohort" in datasets for n in NODES)
+    return chrom, pos, ref, alt
 
-            # variant look-up
-            page.fill("#v-chrom", chrom)
-            page.fill("#v-pos", str(pos))
-            page.fill("#v-ref", ref)
-            page.fill("#v-alt", alt)
-            page.click("#variant-form button")
-            page.wait_for_function("document.querySelector('#variant-result').textContent !== ''")
-            assert page.inner_text("#variant-result").startswith("found")
 
-            # the cohort builder: a term from the autocompletion, sex, an age
-            page.fill("#term-input", "G40")
-            suggestion = page.locator("#term-suggestions li[data-term^='ICD10:G40']").first
-            suggestion.wait_for()
-            term = suggestion.get_attribute("data-term")
-            suggestion.click()
-            page.wait_for_selector(f"#terms .chip[data-term='{term}']")
-            page.select_option("#sex", "female")
-            with page.expect_response(lambda r: r.url.endswith("/hub/cohorts/count")) as last:
-                page.fill("#min-age", "50")
-            assert last.value.ok
-            page.wait_for_function(
-                "document.querySelector('#cohort-counts').getAttribute('aria-busy') === 'false'"
-            )
-            shown_total = page.inner_text("#cohort-total")
-            shown = {
-                row.get_attribute("data-node"): row.inner_text()
-                for row in page.locator("#cohort-counts tbody tr").all()
-            }
-            expected = httpx.post(
-                f"{hub}/hub/cohorts/count",
-                json={"terms": [term], "sex": "female", "min_age": 50},
-                timeout=30,
-            ).json()
-            if expected["total"] is None:  # no node gave this anonymous caller a count
-                assert shown_total == ("some" if expected["exists"] else "none")
-            else:
-                assert shown_total == str(expected["total"])
-            assert set(shown) == set(NODES)
-            for node in expected["nodes"]:
-                if node.get("count") is not None:
-                    assert str(node["count"]) in shown[node["node"]]
-                else:  # withheld: the portal says whether anyone matches, not how many
-                    assert shown[node["node"]].endswith(("some", "none"))
+@needs_chromium
+def test_the_portal_builds_a_cohort_by_clicking(
+    federation: Federation, hub: str, browser: Any
+) -> None:
+    chrom, pos, ref, alt = _common_variant(federation)
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Delete the saved cohort …?"
+    page.goto(hub)
+    page.wait_for_function("document.querySelectorAll('#nodes tbody tr').length === 3")
+    assert page.locator("#nodes .health-up").count() == 3
+    page.wait_for_selector("#datasets tbody tr")
+    datasets = page.inner_text("#datasets")
+    assert all(f"{n}:{n}-cohort" in datasets for n in NODES)
 
-            page.fill("#cohort-name", "clicked cohort")
-            page.click("#save-cohort")
-            page.wait_for_selector("#saved-cohorts li:has-text('clicked cohort')")
-            assert "analyses" in page.inner_text("#jobs")
-        finally:
-            browser.close()
+    # variant look-up: the overall answer, then each node's answer and carriers, charted
+    page.fill("#v-chrom", chrom)
+    page.fill("#v-pos", str(pos))
+    page.fill("#v-ref", ref)
+    page.fill("#v-alt", alt)
+    page.click("#variant-form button")
+    page.wait_for_selector("#variant-chart rect")
+    assert page.inner_text("#variant-result").startswith("found")
+    variant = {"referenceName": chrom, "start": pos - 1, "referenceBases": ref,
+               "alternateBases": alt}  # fmt: skip
+    carriers = httpx.post(f"{hub}/hub/cohorts/count", json={"variant": variant}, timeout=30).json()
+    rows = {r.get_attribute("data-node"): r.inner_text() for r in page.locator(
+        "#variant-nodes tbody tr").all()}  # fmt: skip
+    assert set(rows) == set(NODES) and all("ok" in text for text in rows.values())
+    drawn = _bars(page, "#variant-chart")
+    for node in carriers["nodes"]:
+        assert drawn[node["node"]] == ("" if node.get("count") is None else str(node["count"]))
+    assert any(value not in ("", "0") for value in drawn.values())  # someone carries it
+
+    # the cohort builder: a term from the autocompletion, sex, an age
+    page.fill("#term-input", "G40")
+    suggestion = page.locator("#term-suggestions li[data-term^='ICD10:G40']").first
+    suggestion.wait_for()
+    term = suggestion.get_attribute("data-term")
+    suggestion.click()
+    page.wait_for_selector(f"#terms .chip[data-term='{term}']")
+    page.select_option("#sex", "female")
+    with page.expect_response(lambda r: r.url.endswith("/hub/cohorts/count")) as last:
+        page.fill("#min-age", "50")
+    assert last.value.ok
+    _idle(page)
+    shown_total = page.inner_text("#cohort-total")
+    shown = {
+        row.get_attribute("data-node"): row.inner_text()
+        for row in page.locator("#cohort-counts tbody tr").all()
+    }
+    chosen = {"terms": [term], "sex": "female", "min_age": 50}
+    expected = httpx.post(f"{hub}/hub/cohorts/count", json=chosen, timeout=30).json()
+    if expected["total"] is None:  # no node gave this anonymous caller a count
+        assert shown_total == ("some" if expected["exists"] else "none")
+    else:
+        assert shown_total == str(expected["total"])
+    assert set(shown) == set(NODES)
+    page.wait_for_selector("#cohort-chart rect")
+    drawn = _bars(page, "#cohort-chart")
+    for node in expected["nodes"]:
+        if node.get("count") is not None:
+            assert str(node["count"]) in shown[node["node"]]
+            assert drawn[node["node"]] == str(node["count"])
+        else:  # withheld: the portal says whether anyone matches, not how many, no bar
+            assert shown[node["node"]].endswith(("some", "none"))
+            assert drawn[node["node"]] == ""
+
+    # the cohort by sex and age band, as the hub's safe breakdown gives it
+    page.click("#breakdown-button")
+    page.wait_for_selector("#age-chart rect")
+    parts = httpx.post(f"{hub}/hub/cohorts/breakdown", json=chosen, timeout=60).json()
+    for chart, axis in (("#sex-chart", "sex"), ("#age-chart", "age")):
+        assert _bars(page, chart) == {
+            p["value"]: "" if p["total"] is None else str(p["total"]) for p in parts[axis]
+        }
+    assert list(_bars(page, "#sex-chart")) == ["female"]  # the cohort is women only
+    page.fill("#max-age", "80")  # new criteria: the old breakdown is cleared at once
+    assert page.locator("#age-chart rect").count() == 0
+    page.fill("#max-age", "")
+    _idle(page)
+
+    # saved: a readable summary with its count and date, then open and delete
+    page.fill("#cohort-name", "clicked cohort")
+    page.click("#save-cohort")
+    item = page.locator("#saved-cohorts li:has-text('clicked cohort')")
+    item.wait_for()
+    assert f"{term} · female · aged 50+" in item.inner_text()
+    saved = next(
+        c
+        for c in httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]
+        if c["name"] == "clicked cohort"
+    )
+    assert saved["id"] in item.inner_text() and "when saved" in item.inner_text()
+    if saved["countAtSave"]["total"] is not None:
+        assert str(saved["countAtSave"]["total"]) in item.inner_text()
+    carriers_cohort = httpx.post(
+        f"{hub}/hub/cohorts",
+        json={"name": "carriers, saved elsewhere", "criteria": {"variant": variant, "sex": "male"}},
+        timeout=30,
+    ).json()
+    page.reload()
+    opened = page.locator(f"#saved-cohorts li[data-cohort='{carriers_cohort['id']}']")
+    opened.locator("button.open").click()
+    page.wait_for_selector("#terms .chip[data-fixed='variant']")
+    assert page.input_value("#sex") == "male" and page.input_value("#cohort-name") == (
+        "carriers, saved elsewhere"
+    )
+    _idle(page)
+    now = httpx.get(f"{hub}/hub/cohorts/{carriers_cohort['id']}", timeout=30).json()["counts"]
+    total = now["total"]
+    assert page.inner_text("#cohort-total") == (
+        str(total) if total is not None else ("some" if now["exists"] else "none")
+    )
+    opened.locator("button.delete").click()
+    opened.wait_for(state="detached")
+    listed = httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]
+    assert carriers_cohort["id"] not in {c["id"] for c in listed}
+    assert "analyses" in page.inner_text("#jobs")
+    page.close()
+
+
+@needs_chromium
+def test_the_portal_remembers_who_asks_and_clears_what_no_longer_holds(
+    federation: Federation, hub: str, browser: Any
+) -> None:
+    chrom, pos, ref, alt = _common_variant(federation)
+    page = browser.new_page()
+    page.goto(hub)
+    assert page.inner_text("#identity").startswith("Anonymous")
+    page.fill("#token", federation.access_token("portal-user"))
+    page.dispatch_event("#token", "change")
+    identity = page.inner_text("#identity")
+    assert "Signed in as portal-user" in identity and "registered researcher" in identity
+    assert "until" in identity
+    page.reload()  # the token is in session storage: still signed in
+    assert page.input_value("#token") and "portal-user" in page.inner_text("#identity")
+
+    # a result is cleared the moment its question changes
+    page.fill("#v-chrom", chrom)
+    page.fill("#v-pos", str(pos))
+    page.fill("#v-ref", ref)
+    page.fill("#v-alt", alt)
+    page.click("#variant-form button")
+    page.wait_for_selector("#variant-chart rect")
+    page.fill("#v-pos", str(pos + 1))
+    assert (
+        page.inner_text("#variant-result") == ""
+        and page.locator("#variant-chart rect").count() == 0
+    )
+    page.click("#variant-form button")
+    page.wait_for_selector("#variant-result p")
+    _idle(page)
+    assert page.inner_text("#cohort-total") != "–"
+
+    # a bad token: the failures show next to what failed, and nothing stale stays up
+    page.fill("#token", "not-a-token")
+    page.dispatch_event("#token", "change")
+    assert page.inner_text("#variant-result") == ""
+    page.wait_for_function("document.querySelector('#cohort-error').textContent !== ''")
+    assert page.inner_text("#cohort-total") == "–"
+    assert "token" in page.inner_text("#cohort-error").lower()
+    page.click("#variant-form button")
+    page.wait_for_function("document.querySelector('#variant-error').textContent !== ''")
+    assert page.inner_text("#nodes-error") == "" and page.inner_text("#save-error") == ""
+    page.fill("#token", "")
+    page.dispatch_event("#token", "change")
+    assert page.inner_text("#identity").startswith("Anonymous")
+    _idle(page)
+    page.wait_for_function("document.querySelector('#cohort-error').textContent === ''")
+
+    # term search by name, chosen with the keyboard; "no matches" says so
+    page.fill("#term-input", "seizure")
+    page.wait_for_selector("#term-suggestions li[data-term='HP:0001250']")
+    assert "Seizure (HP:0001250)" in page.inner_text("#term-suggestions")
+    options = page.locator("#term-suggestions li[role=option]")
+    index = [o.get_attribute("data-term") for o in options.all()].index("HP:0001250")
+    for _ in range(index + 1):
+        page.press("#term-input", "ArrowDown")
+    assert options.nth(index).get_attribute("aria-selected") == "true"
+    page.press("#term-input", "Enter")
+    page.wait_for_selector("#terms .chip[data-term='HP:0001250']")
+    page.fill("#term-input", "epilepsy")
+    page.wait_for_selector("#term-suggestions li[data-term^='ICD10:G40']")
+    assert "epilepsy" in page.inner_text("#term-suggestions").lower()
+    page.press("#term-input", "Escape")
+    assert page.locator("#term-suggestions li").count() == 0
+    page.fill("#term-input", "zzzqqq")
+    page.wait_for_selector("#term-suggestions li.no-matches")
+
+    # a typed but unpicked term stops the save, and says why
+    before = len(httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"])
+    page.fill("#term-input", "epilep")
+    page.fill("#cohort-name", "should not be saved")
+    page.click("#save-cohort")
+    assert "is not one of the cohort's terms" in page.inner_text("#save-error")
+    assert len(httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]) == before
+    page.close()
+
+
+@needs_chromium
+def test_the_portal_fits_a_phone(federation: Federation, hub: str, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.goto(hub)
+    page.wait_for_function("document.querySelectorAll('#nodes tbody tr').length === 3")
+    page.wait_for_selector("#datasets tbody tr")
+    page.wait_for_selector("#cohort-chart rect")
+    page.click("#breakdown-button")
+    page.wait_for_selector("#age-chart rect")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    wide = page.evaluate(
+        "[...document.querySelectorAll('section, .chart svg')]"
+        ".filter(e => e.getBoundingClientRect().right > 375 + 0.5).map(e => e.id || e.tagName)"
+    )
+    assert wide == []
+    page.close()
 
 
 def _carriers_in_vcf(federation: Federation, node: str, chrom: str, pos: int, alt: str) -> int:

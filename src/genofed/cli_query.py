@@ -49,6 +49,8 @@ def _call(
         )
     except httpx.HTTPError as exc:
         raise HubRequestError(f"could not reach the hub at {hub} ({type(exc).__name__})") from None
+    if response.status_code == 204:  # done, nothing to say (a delete)
+        return {}
     try:
         body = response.json()
     except json.JSONDecodeError:
@@ -250,17 +252,9 @@ def _print_counts(counts: dict[str, Any]) -> None:
             shown = f"{'some' if node.get('exists') else 'none'} ({node['withheld']})"
         table.add_row(node["node"], node["status"], shown)
     out.print(table)
-    precision = counts.get("countPrecision")
-    total = counts.get("total")
-    if total is None:  # no node gave a count: only whether anyone matches
-        shown_total = "some match" if counts.get("exists") else "none match"
-    else:
-        shown_total = str(total)
-    notes = [p for p in (precision if precision != "exact" else None,) if p]
+    out.print(f"total: [bold]{_total_text(counts)}[/]")
     if counts.get("partial"):
-        notes.append("partial: some nodes gave no count")
-    suffix = f" ({'; '.join(notes)})" if notes else ""
-    out.print(f"total: [bold]{shown_total}[/]{suffix}")
+        out.print("partial: some nodes gave no count")
     for warning in counts.get("warnings") or []:
         console.print(f"[yellow]{warning}[/]")
 
@@ -310,16 +304,80 @@ def cohort_create(
 
 @cohort_app.command("list")
 def cohort_list(hub: Hub = "http://127.0.0.1:8700") -> None:
-    """The cohorts saved at the hub."""
+    """The cohorts saved at the hub: full id, name, when saved, the total then, criteria.
+
+    Example: genofed cohort list
+    """
     try:
         cohorts = _call(hub, "GET", "/hub/cohorts", None)["cohorts"]
     except HubRequestError as err:
         raise fail(err) from None
-    table = Table(title="Saved cohorts")
-    for column in ("id", "name", "created", "criteria"):
-        table.add_column(column)
+    table = Table(title=f"Saved cohorts ({len(cohorts)})")
+    table.add_column("id", no_wrap=True)  # full ids: they are what show and delete take
+    table.add_column("name")
+    table.add_column("saved (UTC)")
+    table.add_column("count then", justify="right", no_wrap=True)
+    table.add_column("who")
     for cohort in cohorts:
         table.add_row(
-            cohort["id"], cohort["name"], cohort["created"], json.dumps(cohort["criteria"])
+            cohort["id"],
+            cohort["name"],
+            cohort["created"].replace("T", " ").removesuffix("Z"),
+            _total_text(cohort.get("countAtSave")),
+            cohort["summary"],
         )
     out.print(table)
+
+
+@cohort_app.command("show")
+def cohort_show(
+    cohort_id: Annotated[str, typer.Argument(help="The cohort's full id (genofed cohort list)")],
+    hub: Hub = "http://127.0.0.1:8700",
+    token: Token = None,
+) -> None:
+    """A saved cohort: its criteria, its total when saved, and each node's count now.
+
+    Example: genofed cohort show cohort-1a2b3c4d5e6f
+    """
+    try:
+        cohort = _call(hub, "GET", f"/hub/cohorts/{cohort_id}", token)
+    except HubRequestError as err:
+        raise fail(err) from None
+    out.print(f"[bold]{cohort['name']}[/] ({cohort['id']})")
+    if cohort.get("description"):
+        out.print(cohort["description"])
+    out.print(f"who: {cohort['summary']}")
+    saved = cohort["created"].replace("T", " ").removesuffix("Z")
+    out.print(f"saved {saved} UTC, count then: {_total_text(cohort.get('countAtSave'))}")
+    _print_counts(cohort["counts"])
+
+
+@cohort_app.command("delete")
+def cohort_delete(
+    cohort_id: Annotated[str, typer.Argument(help="The cohort's full id (genofed cohort list)")],
+    hub: Hub = "http://127.0.0.1:8700",
+) -> None:
+    """Delete a saved cohort (its definition; no data is touched anywhere).
+
+    Example: genofed cohort delete cohort-1a2b3c4d5e6f
+    """
+    try:
+        _call(hub, "DELETE", f"/hub/cohorts/{cohort_id}", None)
+    except HubRequestError as err:
+        raise fail(err) from None
+    console.print(f"deleted {cohort_id}")
+
+
+def _total_text(counts: dict[str, Any] | None) -> str:
+    """A merged total as people read it: ``35``, ``35 (rounded)``, ``some match``."""
+    if not counts:
+        return "–"
+    total = counts.get("total")
+    if total is None:  # no node gave a count: only whether anyone matches
+        return "some match" if counts.get("exists") else "none match"
+    notes = (
+        [counts["countPrecision"]] if counts.get("countPrecision") not in (None, "exact") else []
+    )
+    if counts.get("partial"):
+        notes.append("partial")
+    return f"{total}" + (f" ({'; '.join(notes)})" if notes else "")

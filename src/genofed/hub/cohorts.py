@@ -105,6 +105,48 @@ class CohortCriteria(BaseModel):
             query["requestParameters"] = parameters
         return {"meta": {"apiVersion": "v2.0.0"}, "query": query}
 
+    def summary(self) -> str:
+        """The criteria in one line a person reads, e.g. ``HP:0001250 · female · aged
+        50–70 · carriers of 22-1006700-G-C · in alpha:cohort``."""
+        parts = list(self.terms)
+        if self.sex is not None:
+            parts.append(self.sex)
+        if self.min_age is not None and self.max_age is not None:
+            parts.append(f"aged {self.min_age:g}–{self.max_age:g}")
+        elif self.min_age is not None:
+            parts.append(f"aged {self.min_age:g}+")
+        elif self.max_age is not None:
+            parts.append(f"aged up to {self.max_age:g}")
+        if self.variant is not None:
+            v = self.variant
+            name = f"{v.referenceName.removeprefix('chr')}-{v.start + 1}-"
+            parts.append(f"carriers of {name}{v.referenceBases}-{v.alternateBases}")
+        if self.datasets:
+            parts.append("in " + ", ".join(self.datasets))
+        return " · ".join(parts) or "everyone"
+
+    def breakdowns(self) -> dict[str, list[tuple[str, CohortCriteria]]]:
+        """The cohort split by sex and by age band, each part a cohort of its own (so each
+        is counted, and made safe, by the nodes like any cohort). Bands that the cohort's
+        own age range excludes are left out."""
+        sexes = [self.sex] if self.sex is not None else ["female", "male"]
+        by_sex = [(sex, self.model_copy(update={"sex": sex})) for sex in sexes]
+        by_age = []
+        for low, high in AGE_BANDS:
+            # ages are compared in whole months: a band ends a month before the next begins
+            top = None if high is None else high - 1 / 12
+            lo = max(low, self.min_age or 0.0)
+            highs = [h for h in (top, self.max_age) if h is not None]
+            hi = min(highs) if highs else None
+            if hi is not None and lo > hi:
+                continue
+            label = f"{low}+" if high is None else f"{low}–{high - 1}"
+            by_age.append((label, self.model_copy(update={"min_age": lo, "max_age": hi})))
+        return {"sex": by_sex, "age": by_age}
+
+
+AGE_BANDS: list[tuple[int, int | None]] = [(0, 18), (18, 40), (40, 60), (60, 80), (80, None)]
+
 
 def _years(value: float) -> str:
     whole = int(value)
@@ -127,7 +169,9 @@ class CohortStore:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def save(self, definition: CohortDefinition) -> dict[str, Any]:
+    def save(self, definition: CohortDefinition, counts: dict[str, Any]) -> dict[str, Any]:
+        """Save ``definition`` with the total it had when saved (``counts``, as
+        ``count_cohort`` gives it: already made safe)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         cohort = {
             "id": f"cohort-{secrets.token_hex(6)}",
@@ -135,6 +179,9 @@ class CohortStore:
             "description": definition.description,
             "criteria": definition.criteria.model_dump(exclude_none=True),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "countAtSave": {
+                key: counts.get(key) for key in ("total", "countPrecision", "exists", "partial")
+            },
         }
         path = self.directory / f"{cohort['id']}.json"
         temporary = path.with_suffix(".tmp")
@@ -143,18 +190,42 @@ class CohortStore:
         return cohort
 
     def get(self, cohort_id: str) -> dict[str, Any]:
-        if not re.fullmatch(r"cohort-[0-9a-f]{12}", cohort_id):
-            raise NotFoundError(f"no cohort {cohort_id!r}")
         try:
-            return json.loads((self.directory / f"{cohort_id}.json").read_text())
+            return _readable(json.loads(self._path(cohort_id).read_text()))
+        except FileNotFoundError:
+            raise NotFoundError(f"no cohort {cohort_id!r}; GET /hub/cohorts lists them") from None
+
+    def delete(self, cohort_id: str) -> None:
+        try:
+            self._path(cohort_id).unlink()
         except FileNotFoundError:
             raise NotFoundError(f"no cohort {cohort_id!r}; GET /hub/cohorts lists them") from None
 
     def all(self) -> list[dict[str, Any]]:
         if not self.directory.is_dir():
             return []
-        cohorts = [json.loads(p.read_text()) for p in sorted(self.directory.glob("*.json"))]
+        cohorts = [
+            _readable(json.loads(p.read_text())) for p in sorted(self.directory.glob("*.json"))
+        ]
         return sorted(cohorts, key=lambda c: c["created"], reverse=True)
+
+    def _path(self, cohort_id: str) -> Path:
+        # the full id, never a prefix: a prefix could name another cohort tomorrow
+        if not re.fullmatch(r"cohort-[0-9a-f]{12}", cohort_id):
+            raise NotFoundError(
+                f"no cohort {cohort_id!r}: ids are cohort- and 12 hex digits, in full"
+            )
+        return self.directory / f"{cohort_id}.json"
+
+
+def _readable(cohort: dict[str, Any]) -> dict[str, Any]:
+    """A saved cohort with its criteria in words (``summary``); saved before counts were
+    kept, its ``countAtSave`` is None."""
+    try:
+        summary = CohortCriteria.model_validate(cohort["criteria"]).summary()
+    except (KeyError, ValueError):
+        summary = "(unreadable criteria)"
+    return {**cohort, "summary": summary, "countAtSave": cohort.get("countAtSave")}
 
 
 def criteria_of(cohort: dict[str, Any]) -> CohortCriteria:

@@ -2,7 +2,9 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
-const state = { terms: [], countTimer: null, countRequest: 0 };
+// terms: the builder's chosen terms; fixed: criteria of an opened saved cohort that the
+// builder has no field for (a variant's carriers, datasets), kept until removed.
+const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0 };
 
 function headers(json) {
   const h = {};
@@ -17,6 +19,7 @@ async function api(path, options = {}) {
     ...options,
     headers: { ...headers(Boolean(options.body)), ...(options.headers || {}) },
   });
+  if (response.status === 204) return {};
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = body.error || (body.errors || [])[0] || {};
@@ -46,10 +49,12 @@ function describeToken(token) {
   if (!token) return { text: "Anonymous: public yes/no answers only", expired: false };
   const claims = decodeJwt(token);
   if (!claims) return { text: "Token set (not a JWT: each node's broker decides)", expired: false };
-  const visas = (claims.ga4gh_passport_v1 || []).map((v) => (decodeJwt(v) || {}).ga4gh_visa_v1 || {});
+  // a Passport's visas, or those a development broker's access token carries
+  const carried = claims.ga4gh_passport_v1 || claims.genofed_visas;
+  const visas = (carried || []).map((v) => (decodeJwt(v) || {}).ga4gh_visa_v1 || {});
   const types = new Set(visas.map((v) => v.type));
   let level = "access token (exchanged for a Passport per node)";
-  if (claims.ga4gh_passport_v1) {
+  if (carried) {
     level = types.has("ControlledAccessGrants") ? "controlled (DAC grants)"
       : types.has("ResearcherStatus") ? "registered researcher" : "no researcher visas";
   }
@@ -66,11 +71,76 @@ function showIdentity() {
 }
 
 // Results that no longer match what is typed (or who asks) are cleared, never left up.
-function clearResults() {
+function clearVariant() {
   $("#variant-result").replaceChildren();
+  $("#variant-nodes tbody").replaceChildren();
+  $("#variant-nodes").hidden = true;
+  $("#variant-chart").replaceChildren();
+}
+
+function clearBreakdown() {
+  $("#sex-chart").replaceChildren();
+  $("#age-chart").replaceChildren();
+  showError(null, "breakdown");
+}
+
+function clearResults() {
+  clearVariant();
+  clearBreakdown();
   $("#cohort-counts tbody").replaceChildren();
+  $("#cohort-chart").replaceChildren();
   $("#cohort-total").textContent = "–";
   $("#cohort-precision").textContent = "";
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attributes, text) {
+  const element = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, String(value));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+// A horizontal bar chart, drawn here (no chart library, nothing from a CDN). items:
+// {label, value, text}. An item without a value (withheld by a node's rules, or no
+// answer) gets a grey stub and says why: never a bar of 0.
+function barChart(where, title, items) {
+  const box = $(where);
+  box.replaceChildren();
+  if (!items.length) return;
+  const labelWidth = 80, barWidth = 180, row = 22, top = 22;
+  const width = labelWidth + barWidth + 130;
+  const largest = Math.max(1, ...items.map((i) => i.value ?? 0));
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${top + items.length * row}`,
+    width,
+    role: "img",
+    "aria-label": `${title}: ` + items.map((i) => `${i.label} ${i.text}`).join(", "),
+  });
+  chart.appendChild(svg("title", {}, title));
+  chart.appendChild(svg("text", { x: 0, y: 14, "font-weight": "bold" }, title));
+  items.forEach((item, k) => {
+    const y = top + k * row;
+    const known = item.value !== null && item.value !== undefined;
+    const length = known ? Math.max(item.value > 0 ? 2 : 0, (item.value / largest) * barWidth) : 6;
+    chart.appendChild(svg("text", { x: 0, y: y + 14 }, item.label));
+    chart.appendChild(svg("rect", {
+      x: labelWidth, y: y + 3, width: length, height: 15,
+      class: known ? "bar" : "bar withheld", "data-label": item.label, "data-value": known ? item.value : "",
+    }));
+    chart.appendChild(svg("text", { x: labelWidth + length + 5, y: y + 14, class: known ? "" : "note" }, item.text));
+  });
+  box.appendChild(chart);
+}
+
+// How a count reads: 35, 35 (rounded), or why there is none (some/none, the reason).
+function countText(part) {
+  if (part.total !== undefined) part = { ...part, count: part.total };
+  if (part.count === null || part.count === undefined) {
+    return part.exists ? "some (no count given)" : part.status && part.status !== "ok" ? part.status : "none";
+  }
+  const precision = part.countPrecision && part.countPrecision !== "exact" ? ` (${part.countPrecision})` : "";
+  return `${part.count}${precision}`;
 }
 
 function cell(row, text, className) {
@@ -124,31 +194,51 @@ async function loadDatasets() {
 
 async function lookUpVariant(event) {
   event.preventDefault();
-  const params = new URLSearchParams({
+  const variant = {
     referenceName: $("#v-chrom").value.trim(),
-    start: String(Number($("#v-pos").value) - 1),
+    start: Number($("#v-pos").value) - 1,
     referenceBases: $("#v-ref").value.trim().toUpperCase(),
     alternateBases: $("#v-alt").value.trim().toUpperCase(),
-    requestedGranularity: "count",
-  });
+  };
+  const params = new URLSearchParams({ ...variant, start: String(variant.start), requestedGranularity: "count" });
+  clearVariant();
   try {
-    const body = await api("/beacon/v2/g_variants?" + params);
+    // whether the allele is anywhere, and each node's carriers (a safe count of people)
+    const [body, carriers] = await Promise.all([
+      api("/beacon/v2/g_variants?" + params),
+      api("/hub/cohorts/count", { method: "POST", body: JSON.stringify({ variant }) })
+        .catch((error) => ({ nodes: [], error })),
+    ]);
     const summary = body.responseSummary;
     const found = summary.exists ? "found" : "not found";
-    const total = summary.numTotalResults === undefined ? "" : ` (${summary.numTotalResults} variants)`;
-    const nodes = body.info.nodes.map((n) => `${n.node}: ${n.status}`).join(", ");
+    const n = summary.numTotalResults;
+    const precision = summary.countPrecision && summary.countPrecision !== "exact" ? `, ${summary.countPrecision}` : "";
+    const total = n === undefined ? "" : ` (${n} ${n === 1 ? "variant" : "variants"}${precision})`;
     const line = document.createElement("p");
-    line.textContent = `${found}${total} — ${nodes}`;
+    line.textContent = `${found}${total} — ${body.info.nodes.map((n) => `${n.node}: ${n.status}`).join(", ")}`;
     $("#variant-result").replaceChildren(line);
-    showError(null, "variant");
+    const byNode = Object.fromEntries(carriers.nodes.map((n) => [n.node, n]));
+    fillTable("#variant-nodes", body.info.nodes, (row, node) => {
+      row.dataset.node = node.node;
+      cell(row, node.node);
+      cell(row, node.status, "status-" + node.status);
+      const counted = byNode[node.node];
+      const shown = cell(row, counted ? countText(counted) : "", "count");
+      if (counted && counted.withheld) shown.title = counted.withheld;
+    });
+    $("#variant-nodes").hidden = false;
+    barChart("#variant-chart", "Carriers per node", carriers.nodes.map((n) => ({
+      label: n.node, value: n.count, text: countText(n),
+    })));
+    showError(carriers.error ? `carriers: ${carriers.error.message}` : null, "variant");
   } catch (error) {
-    $("#variant-result").replaceChildren();
+    clearVariant();
     showError(error, "variant");
   }
 }
 
 function criteria() {
-  const out = { terms: state.terms };
+  const out = { ...state.fixed, terms: state.terms };
   const sex = $("#sex").value;
   if (sex) out.sex = sex;
   const min = $("#min-age").value;
@@ -159,6 +249,7 @@ function criteria() {
 }
 
 function scheduleCount() {
+  clearBreakdown();
   clearTimeout(state.countTimer);
   state.countTimer = setTimeout(countCohort, 250);
 }
@@ -192,6 +283,9 @@ async function countCohort() {
     if (counts.partial) notes.push("partial: see the nodes");
     $("#cohort-precision").textContent = notes.length ? `(${notes.join("; ")})` : "";
     $("#cohort-precision").title = (counts.warnings || []).join("\n");
+    barChart("#cohort-chart", "Count per node", counts.nodes.map((n) => ({
+      label: n.node, value: n.count, text: countText(n),
+    })));
     $("#cohort-counts").setAttribute("aria-busy", "false");
     showError(null, "cohort");
   } catch (error) {
@@ -203,14 +297,50 @@ async function countCohort() {
   }
 }
 
+async function breakDown() {
+  clearBreakdown();
+  $("#breakdown-button").disabled = true;
+  try {
+    const parts = await api("/hub/cohorts/breakdown", { method: "POST", body: JSON.stringify(criteria()) });
+    const items = (list) => list.map((p) => ({ label: p.value, value: p.total, text: countText(p) }));
+    barChart("#sex-chart", "By sex", items(parts.sex));
+    barChart("#age-chart", "By age (years)", items(parts.age));
+  } catch (error) {
+    showError(error, "breakdown");
+  } finally {
+    $("#breakdown-button").disabled = false;
+  }
+}
+
+function fixedChip(text, key) {
+  const chip = document.createElement("span");
+  chip.className = "chip";
+  chip.dataset.fixed = key;
+  chip.textContent = text + " ";
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "×";
+  remove.title = "remove " + text;
+  remove.addEventListener("click", () => {
+    delete state.fixed[key];
+    renderTerms();
+    scheduleCount();
+  });
+  chip.appendChild(remove);
+  return chip;
+}
+
 function renderTerms() {
   const box = $("#terms");
   box.replaceChildren();
+  const v = state.fixed.variant;
+  if (v) box.appendChild(fixedChip(`carriers of ${v.referenceName}-${v.start + 1}-${v.referenceBases}-${v.alternateBases}`, "variant"));
+  if (state.fixed.datasets) box.appendChild(fixedChip(`in ${state.fixed.datasets.join(", ")}`, "datasets"));
   for (const term of state.terms) {
     const chip = document.createElement("span");
     chip.className = "chip";
     chip.dataset.term = term;
-    chip.textContent = term + " ";
+    chip.textContent = (state.labels[term] ? `${state.labels[term]} (${term})` : term) + " ";
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "×";
@@ -225,8 +355,9 @@ function renderTerms() {
   }
 }
 
-function pickTerm(id) {
+function pickTerm(id, label) {
   if (!state.terms.includes(id)) state.terms.push(id);
+  if (label) state.labels[id] = label;
   $("#term-input").value = "";
   $("#term-suggestions").replaceChildren();
   showError(null, "save");
@@ -258,8 +389,9 @@ function suggestTerms() {
         item.setAttribute("role", "option");
         item.setAttribute("aria-selected", "false");
         item.dataset.term = term.id;
+        if (term.label) item.dataset.label = term.label;
         item.textContent = term.label ? `${term.label} (${term.id})` : term.id;
-        item.addEventListener("click", () => pickTerm(term.id));
+        item.addEventListener("click", () => pickTerm(term.id, term.label));
         list.appendChild(item);
       }
       showError(null, "cohort");
@@ -279,7 +411,7 @@ function termKeys(event) {
   else if (event.key === "Enter") {
     event.preventDefault();
     const chosen = options[current] || (options.length === 1 ? options[0] : null);
-    if (chosen) pickTerm(chosen.dataset.term);
+    if (chosen) pickTerm(chosen.dataset.term, chosen.dataset.label);
     return;
   } else if (event.key === "Escape") {
     $("#term-suggestions").replaceChildren();
@@ -295,13 +427,65 @@ async function loadCohorts() {
     const { cohorts } = await api("/hub/cohorts");
     const list = $("#saved-cohorts");
     list.replaceChildren();
+    if (!cohorts.length) {
+      const none = document.createElement("li");
+      none.textContent = "None saved yet: build one above and save it.";
+      list.appendChild(none);
+    }
     for (const cohort of cohorts) {
       const item = document.createElement("li");
       item.dataset.cohort = cohort.id;
-      item.textContent = `${cohort.name} (${cohort.id}): ${JSON.stringify(cohort.criteria)}`;
+      const name = document.createElement("strong");
+      name.textContent = cohort.name;
+      const summary = document.createElement("span");
+      summary.className = "summary";
+      summary.textContent = cohort.summary;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      const then = cohort.countAtSave ? countText(cohort.countAtSave) : "not counted";
+      meta.textContent = `${then} when saved ${new Date(cohort.created).toLocaleString()} · ${cohort.id}`;
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "open";
+      open.textContent = "Open";
+      open.addEventListener("click", () => openCohort(cohort));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "delete";
+      remove.textContent = "Delete";
+      remove.addEventListener("click", () => deleteCohort(cohort));
+      item.append(name, summary, meta, open, remove);
       list.appendChild(item);
     }
     showError(null, "save");
+  } catch (error) {
+    showError(error, "save");
+  }
+}
+
+// A saved cohort back in the builder, counted now.
+function openCohort(cohort) {
+  const c = cohort.criteria;
+  state.terms = [...(c.terms || [])];
+  state.fixed = {};
+  if (c.variant) state.fixed.variant = c.variant;
+  if (c.datasets && c.datasets.length) state.fixed.datasets = c.datasets;
+  $("#sex").value = c.sex || "";
+  $("#min-age").value = c.min_age ?? "";
+  $("#max-age").value = c.max_age ?? "";
+  $("#term-input").value = "";
+  $("#cohort-name").value = cohort.name;
+  renderTerms();
+  clearResults();
+  countCohort();
+  $("#cohort-section").scrollIntoView({ block: "start" });
+}
+
+async function deleteCohort(cohort) {
+  if (!window.confirm(`Delete the saved cohort “${cohort.name}”? (Its definition only: no data is touched.)`)) return;
+  try {
+    await api("/hub/cohorts/" + encodeURIComponent(cohort.id), { method: "DELETE" });
+    await loadCohorts();
   } catch (error) {
     showError(error, "save");
   }
@@ -332,13 +516,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#term-input").addEventListener("input", suggestTerms);
   $("#term-input").addEventListener("keydown", termKeys);
   for (const id of ["#v-chrom", "#v-pos", "#v-ref", "#v-alt"]) {
-    $(id).addEventListener("input", () => $("#variant-result").replaceChildren());
+    $(id).addEventListener("input", clearVariant);
   }
   for (const id of ["#sex", "#min-age", "#max-age"]) {
     $(id).addEventListener("input", scheduleCount);
     $(id).addEventListener("change", scheduleCount);
   }
   $("#save-form").addEventListener("submit", saveCohort);
+  $("#breakdown-button").addEventListener("click", breakDown);
   // The token lives in this tab's session storage: it survives a reload, not the tab.
   $("#token").value = sessionStorage.getItem("genofed-token") || "";
   showIdentity();
