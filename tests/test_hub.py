@@ -697,6 +697,14 @@ def _common_variant(federation: Federation) -> tuple[str, int, str, str]:
     return chrom, pos, ref, alt
 
 
+def _look_up(page: Any, chrom: str, pos: int, ref: str, alt: str) -> None:
+    page.fill("#v-chrom", chrom)
+    page.fill("#v-pos", str(pos))
+    page.fill("#v-ref", ref)
+    page.fill("#v-alt", alt)
+    page.click("#variant-form button")
+
+
 @needs_chromium
 def test_the_portal_builds_a_cohort_by_clicking(
     federation: Federation, hub: str, browser: Any
@@ -712,11 +720,7 @@ def test_the_portal_builds_a_cohort_by_clicking(
     assert all(f"{n}:{n}-cohort" in datasets for n in NODES)
 
     # variant look-up: the overall answer, then each node's answer and carriers, charted
-    page.fill("#v-chrom", chrom)
-    page.fill("#v-pos", str(pos))
-    page.fill("#v-ref", ref)
-    page.fill("#v-alt", alt)
-    page.click("#variant-form button")
+    _look_up(page, chrom, pos, ref, alt)
     page.wait_for_selector("#variant-chart rect")
     assert page.inner_text("#variant-result").startswith("found")
     variant = {"referenceName": chrom, "start": pos - 1, "referenceBases": ref,
@@ -835,11 +839,7 @@ def test_the_portal_remembers_who_asks_and_clears_what_no_longer_holds(
     assert page.input_value("#token") and "portal-user" in page.inner_text("#identity")
 
     # a result is cleared the moment its question changes
-    page.fill("#v-chrom", chrom)
-    page.fill("#v-pos", str(pos))
-    page.fill("#v-ref", ref)
-    page.fill("#v-alt", alt)
-    page.click("#variant-form button")
+    _look_up(page, chrom, pos, ref, alt)
     page.wait_for_selector("#variant-chart rect")
     page.fill("#v-pos", str(pos + 1))
     assert (
