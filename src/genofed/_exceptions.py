@@ -159,3 +159,12 @@ class HubRequestError(GenofedError):
 
     status = 502
     code = "hub_request_failed"
+
+
+class SecureSumError(GenofedError):
+    """A node or the hub refused a step of a secure sum (a replayed round, an unpinned
+    participant, too few participants, a value too large for the encoding); nothing was
+    summed, and the message says which rule failed."""
+
+    status = 409
+    code = "secure_sum_refused"
