@@ -207,6 +207,33 @@ class Disclosure(BaseModel):
         )
 
 
+class AnalysisRules(BaseModel):
+    """What a federated analysis must satisfy at this node before anything leaves it
+    (DataSHIELD's names and defaults). A failed rule withholds the whole payload."""
+
+    model_config = ConfigDict(
+        extra="forbid", defer_build=True, validate_assignment=True, populate_by_name=True
+    )
+    nfilter_tab: int = Field(
+        3,
+        ge=1,
+        alias="nfilter.tab",
+        description="Smallest non-zero cell of a table, and of "
+        "each outcome level of a binomial model",
+    )
+    nfilter_glm: float = Field(
+        0.33,
+        gt=0,
+        le=1,
+        alias="nfilter.glm",
+        description="Most parameters per observation in a model",
+    )
+    nfilter_subset: int = Field(
+        3, ge=1, alias="nfilter.subset", description="Smallest subset (cohort) analysed"
+    )
+    min_n: int = Field(10, ge=1, description="Fewest complete observations at this node")
+
+
 class DataConnect(BaseModel):
     """Limits of GA4GH Data Connect SQL at this node."""
 
