@@ -104,6 +104,13 @@ def duration_years(text: str) -> float | None:
     return duration.total_seconds() / (365.25 * 86400)
 
 
+def _duration(years: float) -> str:
+    """Years as an ISO 8601 duration to the month: 57.6 → ``P57Y7M`` (not ``P57Y``: an
+    analysis of age must not lose a year's resolution at ingest)."""
+    whole, months = divmod(round(years * 12), 12)
+    return f"P{whole}Y{months}M" if months else f"P{whole}Y"
+
+
 def as_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -246,7 +253,7 @@ def _individual_from_row(
                     source=source,
                     where=f"line {line}",
                 )
-            info["age"] = {"iso8601duration": cell if cell.startswith("P") else f"P{int(years)}Y"}
+            info["age"] = {"iso8601duration": cell if cell.startswith("P") else _duration(years)}
         else:
             number = as_number(cell)
             info[key] = number if number is not None and not cell.startswith("P") else cell
