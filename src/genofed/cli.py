@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from genofed._exceptions import GenofedError
+from genofed.cli_analysis import own_key_text, peer_app
 from genofed.cli_governance import audit_app, dac_app, guard_app, node_trust, passport_app
 from genofed.cli_output import console, fail, warn
 from genofed.cli_query import cohort_app, query_app
 from genofed.config import Granularity, Tier, default_config, load_config
+from genofed.governance.keys import fingerprint
 from genofed.store.node_dir import NodeDir
 
 app = typer.Typer(
@@ -62,6 +64,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dac_app, name="dac")
 node_app.command("trust")(node_trust)
 node_app.add_typer(guard_app, name="guard")
+node_app.add_typer(peer_app, name="peer")
 
 NodePath = Annotated[Path, typer.Argument(help="The node directory")]
 TierOption = Annotated[
@@ -82,8 +85,13 @@ def node_init(
     node = NodeDir(directory)
     if node.config_path.exists():
         raise fail(GenofedError(f"{node.config_path} already exists; not overwriting it"))
-    NodeDir.create(directory, default_config(name))
-    console.print(f"Created node [bold]{name}[/] in {directory}")
+    created = NodeDir.create(directory, default_config(name))
+    key = own_key_text(created)
+    console.print(
+        f"Created node [bold]{name}[/] in {directory}\n"
+        f"Its aggregation key (give it to the federation's other nodes: genofed node peer add): "
+        f"{key}\n  fingerprint {fingerprint(key)}"
+    )
 
 
 @node_app.command("ingest")

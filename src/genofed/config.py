@@ -211,8 +211,14 @@ class AnalysisRules(BaseModel):
     """What a federated analysis must satisfy at this node before anything leaves it
     (DataSHIELD's names and defaults). A failed rule withholds the whole payload."""
 
+    # written to node.yaml under DataSHIELD's names (nfilter.tab); read under either
     model_config = ConfigDict(
-        extra="forbid", defer_build=True, validate_assignment=True, populate_by_name=True
+        extra="forbid",
+        defer_build=True,
+        validate_assignment=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
     )
     nfilter_tab: int = Field(
         3,
@@ -232,6 +238,32 @@ class AnalysisRules(BaseModel):
         3, ge=1, alias="nfilter.subset", description="Smallest subset (cohort) analysed"
     )
     min_n: int = Field(10, ge=1, description="Fewest complete observations at this node")
+
+
+class Analysis(BaseModel):
+    """Federated analysis at this node: its rules, and the federation it sums with."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    rules: AnalysisRules = Field(
+        default_factory=AnalysisRules, description="What an analysis must satisfy here"
+    )
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description="The federation's nodes this node sums with: name -> X25519 public key "
+        "(base64url), pinned with `genofed node peer add` after checking its fingerprint with "
+        "the peer's operator; a secure sum naming anyone else is refused",
+    )
+    min_participants: int = Field(
+        3, ge=2, description="Fewest nodes in a secure sum this node takes part in"
+    )
+
+    @field_validator("peers")
+    @classmethod
+    def _keys(cls, peers: dict[str, str]) -> dict[str, str]:
+        for name, key in peers.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{43}", key):
+                raise ValueError(f"the aggregation key of {name} is not 32 bytes of base64url")
+        return peers
 
 
 class DataConnect(BaseModel):
@@ -334,6 +366,9 @@ class NodeConfig(BaseModel):
     )
     disclosure: Disclosure = Field(
         default_factory=Disclosure, description="What may leave the node (on by default)"
+    )
+    analysis: Analysis = Field(
+        default_factory=Analysis, description="Federated analysis: rules and peers"
     )
     dac_reviewers: list[DacReviewer] = Field(
         default_factory=list,

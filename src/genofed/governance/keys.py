@@ -13,6 +13,8 @@ that URL for the token's issuer.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import threading
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
@@ -225,3 +229,57 @@ class KeyRing:
             raise UntrustedKeyError(
                 f"cannot fetch the issuer's keys ({type(exc).__name__})"
             ) from exc
+
+
+# -- the node's aggregation key (X25519), for secure sums ---------------------------------
+
+
+def load_or_create_aggregation_key(path: Path) -> X25519PrivateKey:
+    """The node's X25519 key for secure aggregation, created on first use (readable by
+    its owner only). Its public half is what the federation's other nodes pin."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = X25519PrivateKey.generate()
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return load_or_create_aggregation_key(path)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        return key
+    if len(raw) != 32:
+        raise ConfigError(
+            f"{path} is not an aggregation key (32 bytes). Restore it from a backup, or move "
+            "it away to make a new one; then every peer must pin the new public key"
+        )
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
+def public_key_text(key: X25519PrivateKey | X25519PublicKey) -> str:
+    """A public key as the 43 base64url characters node.yaml pins."""
+    public = key.public_key() if isinstance(key, X25519PrivateKey) else key
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def public_key_of(text: str) -> X25519PublicKey:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return X25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not an X25519 public key (43 base64url characters)"
+        ) from None
+
+
+def fingerprint(text: str) -> str:
+    """What two operators read to each other to check a pinned key: SHA-256, grouped."""
+    digest = hashlib.sha256(public_key_of(text).public_bytes_raw()).hexdigest()[:32]
+    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))

@@ -10,6 +10,7 @@
       ontologies/*.obo                extra ontologies loaded by the operator
       tables/                         tables registered for Data Connect
       keys/dac-signing.json           the key the node's DAC signs visas with
+      keys/aggregation.x25519         the node's key for secure sums (peers pin its public half)
       dac/dac.sqlite                  DAC applications and their history
       audit/audit.log                 the hash-chained audit log
       state/                          guard state (budgets, differencing, public alleles)
@@ -143,6 +144,10 @@ class NodeDir:
     @property
     def signing_key_path(self) -> Path:
         return self.root / "keys" / "dac-signing.json"
+
+    @property
+    def aggregation_key_path(self) -> Path:
+        return self.root / "keys" / "aggregation.x25519"
 
     @property
     def dac_path(self) -> Path:
