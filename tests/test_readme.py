@@ -210,3 +210,23 @@ def test_the_dac_visa_is_used_as_the_governance_docs_show(tmp_path: Path) -> Non
     finally:
         node.terminate()
         node.wait(timeout=30)
+
+
+def test_the_analysis_docs_python_example_runs_as_written() -> None:
+    code = _doc_block("analysis.md", "python")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["Intercept", "age", "sex[T.male]"]
+    assert lines[-1].startswith("AIC") and "n = 1000" in lines[-1]
+
+
+def test_the_analysis_docs_peer_steps_run_as_written(tmp_path: Path) -> None:
+    script = _doc_block("analysis.md", "bash")
+    env = {**os.environ, "PATH": f"{Path(GENOFED).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "beta" in done.stdout and "Pinned beta" in done.stderr

@@ -35,6 +35,7 @@ _EXPORTS = {
     "QueryError": "genofed._exceptions",
     "QueryFailedError": "genofed._exceptions",
     "ReleasePolicy": "genofed.governance.release",
+    "SecureSumError": "genofed._exceptions",
     "UntrustedKeyError": "genofed._exceptions",
     "VisaConditionError": "genofed._exceptions",
     "create_app": "genofed.node.app",

@@ -14,7 +14,8 @@
     ├── DacError               a Data Access Committee action is not allowed
     ├── QueryFailedError       a query failed while running (bad SQL, timeout)
     ├── NodeCredentialsError   (hub) no Passport could be obtained for a node
-    └── HubRequestError        (command line) the hub refused or could not be reached
+    ├── HubRequestError        (command line) the hub refused or could not be reached
+    └── SecureSumError         a step of a secure sum was refused (replay, unpinned peer...)
 
 Each error carries an HTTP status and a stable ``code``; every error response of the
 node's and the hub's APIs carries that code, so clients and the command line can act on
