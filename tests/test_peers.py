@@ -98,3 +98,21 @@ def test_bad_peers_are_refused_readably(tmp_path: Path) -> None:
     refused(run("node", "peer", "list", str(alpha)), "aggregation key of beta")
     NodeDir(alpha).aggregation_key_path.write_bytes(b"broken")
     refused(run("node", "peer", "key", str(alpha)), "not an aggregation key")
+
+
+def test_a_node_publishes_its_aggregation_key_and_its_pins(tmp_path: Path, ontology) -> None:
+    from fastapi.testclient import TestClient
+
+    from genofed.node.app import create_app
+
+    alpha, beta = _init(tmp_path, "alpha"), _init(tmp_path, "beta")
+    own = run("node", "peer", "key", str(alpha)).stdout.strip()
+    with TestClient(create_app(alpha, ontology=ontology)) as client:
+        published = client.get("/analysis/v1/aggregation-key").json()
+        assert published["publicKey"] == own and published["algorithm"] == "X25519"
+        assert published["fingerprint"] == fingerprint(own)
+        assert published["pinnedPeers"] == [] and published["minParticipants"] == 3
+        key = run("node", "peer", "key", str(beta)).stdout.strip()
+        assert run("node", "peer", "add", str(alpha), "beta", "--key", key).returncode == 0
+        # node.yaml edits take effect on the next request
+        assert client.get("/analysis/v1/aggregation-key").json()["pinnedPeers"] == ["beta"]

@@ -18,6 +18,7 @@ from genofed.api.responses import JSONResponse, install_openapi, operation_id
 from genofed.beacon.request import BeaconRequest
 from genofed.config import Granularity
 from genofed.governance.audit_anchors import signed_head
+from genofed.node.analysis_routes import build_analysis_router
 from genofed.node.audit_middleware import AuditMiddleware
 from genofed.node.beacon_routes import build_router
 from genofed.node.dac_routes import build_dac_router
@@ -61,6 +62,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     app.include_router(build_data_connect_router())
     app.include_router(build_router())
     app.include_router(build_dac_router())
+    app.include_router(build_analysis_router())
 
     def beacon_meta(_path: str) -> dict[str, Any]:
         return runtime.beacon.meta(BeaconRequest(), None, Granularity.BOOLEAN)
