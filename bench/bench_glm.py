@@ -12,7 +12,7 @@ Steps:
    split 50/30/20 % over three nodes.
 2. statsmodels' GLM (binomial, IRLS) on the pooled rows, and the federated fit
    (``genofed.analysis.glm``: every node's part each round, summed) with plain sums and
-   with secure sums (``genofed.analysis.secure_sum``, 24 fractional bits), three
+   with secure sums (``genofed.analysis.secure_sum``, 32 fractional bits in three limbs), three
    interleaved repeats each; medians, and the ratios to statsmodels.
 3. The largest relative difference of the estimates and standard errors from
    statsmodels', and the bytes one node sends per round (masked vector plus sealed shares)
@@ -42,7 +42,7 @@ from rich.table import Table
 from genofed.analysis import secure_sum
 from genofed.analysis.glm import GlmPart, advance, glm_part, start, summarise
 
-FRAC_BITS = 24
+FRAC_BITS = 32  # in three 32-bit limbs (encode_wide): no overflow at biobank scale
 console = Console()
 
 
@@ -83,7 +83,7 @@ class SecureAdder:
         masked = {
             name: self.nodes[name].mask(
                 context,
-                secure_sum.encode(part.vector(), FRAC_BITS, 3),
+                secure_sum.encode_wide(part.vector(), FRAC_BITS, 3),
                 {s: out[name] for s, out in sealed.items() if s != name},
             )
             for name, part in zip(self.names, parts, strict=True)
@@ -96,7 +96,7 @@ class SecureAdder:
             + len(json.dumps(reveals[first]))
         )
         total = secure_sum.unmask(context, self.names, masked, reveals)
-        return GlmPart.from_vector(secure_sum.decode(total, FRAC_BITS), len(parts[0].working))
+        return GlmPart.from_vector(secure_sum.decode_wide(total, FRAC_BITS), len(parts[0].working))
 
 
 def federated(nodes, add) -> tuple[object, int]:

@@ -135,7 +135,7 @@ def test_the_sums_taken_by_secure_aggregation_give_the_same_fit() -> None:
     }
     names = sorted(nodes)
     rounds = iter(range(100))
-    frac_bits = 30
+    frac_bits = 32
 
     def secure_add(parts: list[GlmPart]) -> GlmPart:
         context = secure_sum.Context.of("glm-test", next(rounds), names)
@@ -143,14 +143,14 @@ def test_the_sums_taken_by_secure_aggregation_give_the_same_fit() -> None:
         masked = {
             name: nodes[name].mask(
                 context,
-                secure_sum.encode(part.vector(), frac_bits, len(names)),
+                secure_sum.encode_wide(part.vector(), frac_bits, len(names)),
                 {s: out[name] for s, out in sealed.items() if s != name},
             )
             for name, part in zip(names, parts, strict=True)
         }
         reveals = {name: nodes[name].reveal(context, names) for name in names}
         total = secure_sum.unmask(context, names, masked, reveals)
-        return GlmPart.from_vector(secure_sum.decode(total, frac_bits), len(parts[0].working))
+        return GlmPart.from_vector(secure_sum.decode_wide(total, frac_bits), len(parts[0].working))
 
     summary, _ = fit_federated(frames, "case ~ age + sex + bmi + group", "binomial",
                                add=secure_add)  # fmt: skip

@@ -15,8 +15,10 @@ from genofed.analysis.secure_sum import (
     SecureSumNode,
     decode,
     decode_integers,
+    decode_wide,
     default_threshold,
     encode,
+    encode_wide,
     shamir_join,
     shamir_split,
     unmask,
@@ -223,3 +225,32 @@ def test_any_t_shamir_shares_rebuild_the_secret(secret: int, n: int, data) -> No
     assert shamir_join({x: shares[x] for x in chosen}) == secret
     if t > 1:  # fewer than t shares say nothing useful
         assert shamir_join({x: shares[x] for x in chosen[: t - 1]}) != secret or secret == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(3, 5),
+    values=st.lists(st.floats(-1e17, 1e17, allow_nan=False), min_size=1, max_size=6),
+    frac_bits=st.integers(0, 40),
+)
+def test_wide_sums_are_exact_far_beyond_64_bits(n: int, values: list, frac_bits: int) -> None:
+    nodes = federation(n)
+    names = sorted(nodes)
+    context = Context.of("task-wide", 0, names)
+    vectors = {name: np.array(values) * (1 - 2 * (i % 2)) * (i + 1) for i, name in enumerate(names)}
+    encoded = {name: encode_wide(v, frac_bits, n) for name, v in vectors.items()}
+    total, _ = secure_sum(nodes, encoded, context)
+    # the exact sum of what each node rounded to, in Python integers
+    rounded = [
+        sum(int(np.rint(np.ldexp(vectors[name][j], frac_bits))) for name in names)
+        for j in range(len(values))
+    ]
+    assert decode_wide(total, frac_bits).tolist() == [r / 2**frac_bits for r in rounded]
+
+
+def test_wide_encoding_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(SecureSumError, match="too large to sum over 3 nodes in 3 limbs"):
+        encode_wide(np.array([3e20]), 32, 3)
+    with pytest.raises(SecureSumError, match="not finite"):
+        encode_wide(np.array([np.inf]), 32, 3)
+    assert decode_wide(encode_wide(np.array([-(2.0**70)]), 8, 3), 8)[0] == -(2.0**70)

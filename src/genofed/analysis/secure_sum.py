@@ -92,6 +92,47 @@ def decode_integers(total: np.ndarray) -> np.ndarray:
     return np.asarray(total, dtype=np.uint64).view(np.int64).copy()
 
 
+LIMB_BITS = 32
+
+
+def encode_wide(values: np.ndarray, frac_bits: int, n_participants: int, limbs: int = 3):
+    """``values`` as fixed-point numbers of ``limbs`` 32-bit limbs, one Z_2^64 element
+    each (``limbs`` times the length of ``values``): the range grows with the limbs, so
+    biobank-scale sums (cross-products of 500,000 people) keep 32 fractional bits.
+
+    Each limb carries the value's sign, so a limb's sum over the nodes stays far inside
+    64 bits and every limb sums exactly; ``decode_wide`` puts the carries back."""
+    x = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise SecureSumError("a value to sum is not finite (NaN or infinity)")
+    scaled = np.rint(np.ldexp(x, frac_bits))  # integer-valued floats: exact below
+    top = np.ldexp(1.0, LIMB_BITS * (limbs - 1)) * (2.0**31 // max(1, n_participants))
+    if scaled.size and float(np.max(np.abs(scaled))) >= top:
+        raise SecureSumError(
+            f"a value ({float(np.max(np.abs(x))):.3g}) is too large to sum over "
+            f"{n_participants} nodes in {limbs} limbs with {frac_bits} fractional bits"
+        )
+    sign = np.sign(scaled)
+    rest = np.abs(scaled)
+    out = np.empty((limbs, x.size), dtype=np.int64)
+    for i in range(limbs):
+        limb = np.fmod(rest, 2.0**LIMB_BITS)
+        out[i] = (sign * limb).astype(np.int64)
+        rest = (rest - limb) / 2.0**LIMB_BITS
+    return out.ravel().view(np.uint64)
+
+
+def decode_wide(total: np.ndarray, frac_bits: int, limbs: int = 3) -> np.ndarray:
+    """The sum of ``encode_wide`` vectors as numbers: the limbs' exact sums recombined in
+    Python integers, then rounded once to floating point."""
+    sums = np.asarray(total, dtype=np.uint64).view(np.int64).reshape(limbs, -1)
+    out = np.empty(sums.shape[1], dtype=np.float64)
+    for j in range(sums.shape[1]):
+        whole = sum(int(sums[i, j]) << (LIMB_BITS * i) for i in range(limbs))
+        out[j] = whole / 2**frac_bits  # int / int: correctly rounded
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # Shamir's t-of-n secret sharing
 # --------------------------------------------------------------------------------------
