@@ -80,9 +80,7 @@ def design(
     missing = sorted(used - set(frame.columns))
     if missing:
         raise QueryError(f"unknown variable(s) {', '.join(missing)}")
-    data = frame[sorted(used)]
-    complete = data.dropna()
-    data = complete.copy()
+    data = frame[sorted(used)].dropna()  # listwise: a copy, recoded below
     for name, values in levels.items():
         if name in data:
             unknown = set(data[name].astype(str)) - set(values)
@@ -112,5 +110,5 @@ def design(
         offset=offset_values,
         columns=columns,
         intercept="Intercept" in columns,
-        n_dropped=len(frame) - len(complete),
+        n_dropped=len(frame) - len(data),
     )

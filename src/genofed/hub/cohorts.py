@@ -32,6 +32,11 @@ class VariantCriterion(BaseModel):
     referenceBases: str = Field(pattern=r"^[ACGTN]+$", max_length=1000)  # noqa: N815
     alternateBases: str = Field(pattern=r"^[ACGTN]+$", max_length=1000)  # noqa: N815
 
+    def variant_id(self) -> str:
+        """The node's id of the variant: ``chrom-pos-ref-alt``, 1-based."""
+        chrom = self.referenceName.removeprefix("chr")
+        return f"{chrom}-{self.start + 1}-{self.referenceBases}-{self.alternateBases}"
+
 
 class CohortCriteria(BaseModel):
     """Who belongs to a cohort; every criterion given must hold."""
@@ -73,11 +78,7 @@ class CohortCriteria(BaseModel):
         ``/g_variants/{id}/individuals``, the id being ``chrom-pos-ref-alt``, 1-based)."""
         if self.variant is None:
             return "/beacon/v2/individuals"
-        v = self.variant
-        variant_id = f"{v.referenceName.removeprefix('chr')}-{v.start + 1}-"
-        return (
-            f"/beacon/v2/g_variants/{variant_id}{v.referenceBases}-{v.alternateBases}/individuals"
-        )
+        return f"/beacon/v2/g_variants/{self.variant.variant_id()}/individuals"
 
     def beacon_body(self, node: str) -> dict[str, Any]:
         """The Beacon count request for ``node`` (POST to ``beacon_path()``)."""
@@ -118,9 +119,7 @@ class CohortCriteria(BaseModel):
         elif self.max_age is not None:
             parts.append(f"aged up to {self.max_age:g}")
         if self.variant is not None:
-            v = self.variant
-            name = f"{v.referenceName.removeprefix('chr')}-{v.start + 1}-"
-            parts.append(f"carriers of {name}{v.referenceBases}-{v.alternateBases}")
+            parts.append(f"carriers of {self.variant.variant_id()}")
         if self.datasets:
             parts.append("in " + ", ".join(self.datasets))
         return " · ".join(parts) or "everyone"

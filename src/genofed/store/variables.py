@@ -53,7 +53,7 @@ def individuals_frame(
     everyone = reader.entry_ids("individual")
     index = [i for i in everyone if ids is None or i in ids]
     frame = pd.DataFrame(index=pd.Index(index, name="individual_id"))
-    values = _values(reader, {n for n in names if n in ("sex", "age")} | names)
+    values = _values(reader, names)
     prefixes = {t.split(":", 1)[0] for _, t, _ in reader.term_index()} | ontology.prefixes()
     unknown = []
     for name in sorted(names):
