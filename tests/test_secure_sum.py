@@ -3,6 +3,8 @@ with and without nodes dropping out; what a node sends is not its value; every r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from genofed._exceptions import SecureSumError
 from genofed.analysis.secure_sum import (
     Context,
+    FileRounds,
     SecureSumNode,
     decode,
     decode_integers,
@@ -25,15 +28,23 @@ from genofed.analysis.secure_sum import (
 )
 
 
-def federation(n: int, *, min_participants: int = 3) -> dict[str, SecureSumNode]:
-    """``n`` nodes, each with every other's key pinned."""
-    keys = {f"node-{i}": X25519PrivateKey.generate() for i in range(n)}
+def federation(
+    n: int,
+    *,
+    min_participants: int = 3,
+    keys: dict[str, X25519PrivateKey] | None = None,
+    spool: Path | None = None,
+) -> dict[str, SecureSumNode]:
+    """``n`` nodes, each with every other's key pinned (their rounds in files under
+    ``spool``, if given)."""
+    keys = keys or {f"node-{i}": X25519PrivateKey.generate() for i in range(n)}
     return {
         name: SecureSumNode(
             name,
             key,
             {peer: k.public_key() for peer, k in keys.items() if peer != name},
             min_participants=min_participants,
+            rounds=None if spool is None else FileRounds(spool / name),
         )
         for name, key in keys.items()
     }
@@ -255,3 +266,30 @@ def test_wide_encoding_refuses_what_it_cannot_hold() -> None:
     with pytest.raises(SecureSumError, match="not finite"):
         encode_wide(np.array([np.inf]), 32, 3)
     assert decode_wide(encode_wide(np.array([-(2.0**70)]), 8, 3), 8)[0] == -(2.0**70)
+
+
+def test_rounds_kept_in_files_survive_a_restart_and_refuse_replays(tmp_path: Path) -> None:
+    """Each step may reach another server worker, or a restarted node: with its rounds in
+    files, a node masks and reveals a round another process shared, and a replay of the
+    task round is refused there too. The files hold seeds: only the node may read them."""
+    keys = {f"node-{i}": X25519PrivateKey.generate() for i in range(3)}
+    first = federation(3, keys=keys, spool=tmp_path)
+    context = Context.of("task-files", 0, sorted(keys))
+    sealed = {name: first[name].share(context) for name in context.participants}
+    again = federation(3, keys=keys, spool=tmp_path)  # as if every node restarted
+    values = {name: np.array([i + 1, 10 * i], dtype=np.uint64) for i, name in enumerate(keys)}
+    masked = {
+        name: again[name].mask(
+            context, values[name], {s: out[name] for s, out in sealed.items() if s != name}
+        )
+        for name in context.participants
+    }
+    reveals = {name: again[name].reveal(context, sorted(masked)) for name in masked}
+    total = unmask(context, list(context.participants), masked, reveals)
+    assert total.tolist() == [6, 30]
+    with pytest.raises(SecureSumError, match="already run here"):
+        federation(3, keys=keys, spool=tmp_path)["node-0"].share(context)
+    with pytest.raises(SecureSumError, match="already masked"):
+        again["node-1"].mask(context, values["node-1"], {})
+    files = list((tmp_path / "node-0").iterdir())
+    assert files and all(f.stat().st_mode & 0o077 == 0 for f in files)

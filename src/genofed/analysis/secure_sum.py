@@ -34,11 +34,18 @@ value that would overflow the encoding (it never wraps).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
+import os
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -237,13 +244,112 @@ def _int_seed(value: int) -> bytes:
 
 
 @dataclass
-class _Round:
+class RoundState:
+    """What one node keeps of one round between its steps: its seeds (secret), the shares
+    the others sent it, and how far it went. Plain values: it persists as JSON."""
+
+    digest: str  # the context it belongs to
     self_seed: bytes
     pair_seeds: dict[str, bytes]
     shared_with: frozenset[str] = frozenset()  # U1, known once masked
     held: dict[str, dict] = field(default_factory=dict)  # sender -> its shares for us
     masked: bool = False
     revealed: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "digest": self.digest,
+            "self_seed": self.self_seed.hex(),
+            "pair_seeds": {p: s.hex() for p, s in self.pair_seeds.items()},
+            "shared_with": sorted(self.shared_with),
+            "held": {n: {"b": _hexed(h["b"]), "s": _hexed(h["s"])} for n, h in self.held.items()},
+            "masked": self.masked,
+            "revealed": self.revealed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> RoundState:
+        return cls(
+            digest=data["digest"],
+            self_seed=bytes.fromhex(data["self_seed"]),
+            pair_seeds={p: bytes.fromhex(s) for p, s in data["pair_seeds"].items()},
+            shared_with=frozenset(data["shared_with"]),
+            held={n: _unhexed(h) for n, h in data["held"].items()},
+            masked=data["masked"],
+            revealed=data["revealed"],
+        )
+
+
+class RoundStore(Protocol):
+    """Where a node keeps its rounds: in memory, or on disk so that every server worker
+    (and a restarted node) sees them. ``create`` refuses a key it has seen (replays);
+    ``update`` holds the round for one step, and keeps what the step changed."""
+
+    def create(self, key: str, state: RoundState) -> bool: ...
+
+    def update(self, key: str) -> AbstractContextManager[RoundState | None]: ...
+
+
+class MemoryRounds:
+    def __init__(self) -> None:
+        self._rounds: dict[str, RoundState] = {}
+        self._lock = threading.Lock()
+
+    def create(self, key: str, state: RoundState) -> bool:
+        with self._lock:
+            if key in self._rounds:
+                return False
+            self._rounds[key] = state
+            return True
+
+    @contextmanager
+    def update(self, key: str) -> Iterator[RoundState | None]:
+        with self._lock:
+            yield self._rounds.get(key)
+
+
+class FileRounds:
+    """Rounds kept as files (mode 0600: they hold seeds) under ``directory``, one per task
+    round; a step holds an exclusive lock on its round's file, so two workers never run
+    one round's step at once."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+    def create(self, key: str, state: RoundState) -> bool:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(self._path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as out:
+            fcntl.flock(out, fcntl.LOCK_EX)
+            json.dump(state.to_json(), out)
+        return True
+
+    @contextmanager
+    def update(self, key: str) -> Iterator[RoundState | None]:
+        try:
+            handle = open(self._path(key), "r+")  # noqa: SIM115 - held for the whole step
+        except FileNotFoundError:
+            yield None
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            text = handle.read()
+            if not text:  # created, not yet written (a race with create): not there yet
+                yield None
+                return
+            state = RoundState.from_json(json.loads(text))
+            yield state
+            handle.seek(0)
+            handle.truncate()
+            json.dump(state.to_json(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 class SecureSumNode:
@@ -256,12 +362,13 @@ class SecureSumNode:
         pinned: dict[str, X25519PublicKey],
         *,
         min_participants: int = 3,
+        rounds: RoundStore | None = None,
     ):
         self.name = name
         self.key = key
         self.pinned = pinned
         self.min_participants = min_participants
-        self._rounds: dict[str, _Round] = {}  # by context digest
+        self.rounds: RoundStore = rounds if rounds is not None else MemoryRounds()
 
     def _check(self, context: Context) -> None:
         if self.name not in context.participants:
@@ -286,10 +393,9 @@ class SecureSumNode:
         """Step 1: the encrypted shares for every other participant (by name). A node
         keeps its own share; a context can be shared once."""
         self._check(context)
-        if context.digest in self._rounds:
-            raise SecureSumError("this task round was already run here (a replay?)")
         peers = [p for p in context.participants if p != self.name]
-        state = _Round(
+        state = RoundState(
+            digest=context.digest,
             self_seed=secrets.token_bytes(SEED_BYTES),
             pair_seeds={p: self._secret(p, context, "pair") for p in peers},
         )
@@ -304,7 +410,9 @@ class SecureSumNode:
                 state.held[self.name] = payload
             else:
                 out[recipient] = self._seal(recipient, context, payload)
-        self._rounds[context.digest] = state
+        # one round per task id and round number, whatever its participants: a replay
+        if not self.rounds.create(_key(context), state):
+            raise SecureSumError("this task round was already run here (a replay?)")
         return out
 
     def _nonce(self, sender: str, recipient: str) -> bytes:
@@ -333,7 +441,12 @@ class SecureSumNode:
     def mask(self, context: Context, value: np.ndarray, shares: dict[str, bytes]) -> np.ndarray:
         """Step 2: ``value`` (already encoded, Z_2^64) masked. ``shares`` are those
         addressed to this node by the other nodes that shared (U1 is they and us)."""
-        state = self._state(context)
+        with self._round(context) as state:
+            return self._mask(state, context, value, shares)
+
+    def _mask(
+        self, state: RoundState, context: Context, value: np.ndarray, shares: dict[str, bytes]
+    ) -> np.ndarray:
         if state.masked:
             raise SecureSumError("this task round was already masked here (a replay?)")
         shared_with = frozenset(shares) | {self.name}
@@ -357,7 +470,10 @@ class SecureSumNode:
     def reveal(self, context: Context, survivors: list[str]) -> dict[str, dict]:
         """Step 3: for each survivor its self-mask share; for each node that shared but
         did not mask, its pairwise shares with the survivors. Never both for one node."""
-        state = self._state(context)
+        with self._round(context) as state:
+            return self._reveal(state, context, survivors)
+
+    def _reveal(self, state: RoundState, context: Context, survivors: list[str]) -> dict:
         if not state.masked or state.revealed:
             raise SecureSumError("reveal comes once, after this node masked")
         alive = frozenset(survivors)
@@ -378,18 +494,27 @@ class SecureSumNode:
                 out[node] = {"s": {w: _hexed(held["s"][w]) for w in alive}}
         return out
 
-    def _state(self, context: Context) -> _Round:
+    @contextmanager
+    def _round(self, context: Context) -> Iterator[RoundState]:
         self._check(context)
-        state = self._rounds.get(context.digest)
-        if state is None:
-            raise SecureSumError("this task round has not shared here")
-        return state
+        with self.rounds.update(_key(context)) as state:
+            if state is None or state.digest != context.digest:
+                raise SecureSumError("this task round has not shared here")
+            yield state
+
+
+def _key(context: Context) -> str:
+    return f"{context.task_id}:{context.round}"
 
 
 def _hexed(value: int | dict) -> str | dict:
     if isinstance(value, dict):
         return {k: format(v, "x") for k, v in value.items()}
     return format(value, "x")
+
+
+def _unhexed(held: dict) -> dict:
+    return {"b": int(held["b"], 16), "s": {p: int(v, 16) for p, v in held["s"].items()}}
 
 
 # --------------------------------------------------------------------------------------
