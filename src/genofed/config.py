@@ -155,6 +155,11 @@ class DatasetPolicy(BaseModel):
         description="ControlledAccessGrants visa values that open this dataset "
         "(the node's own DAC grants are always accepted)",
     )
+    analysis: Literal["granted", "registered"] = Field(
+        "granted",
+        description="Who may run the vetted analyses (/analysis/v1) on this dataset: holders "
+        "of a grant for it, or also registered researchers (as DataSHIELD lets them)",
+    )
 
 
 class Disclosure(BaseModel):
@@ -255,6 +260,12 @@ class Analysis(BaseModel):
     )
     min_participants: int = Field(
         3, ge=2, description="Fewest nodes in a secure sum this node takes part in"
+    )
+    budget_per_day: int | None = Field(
+        500,
+        ge=1,
+        description="Analysis steps one caller may run on one dataset per day (each round of "
+        "a model is one step); null: no limit",
     )
 
     @field_validator("peers")

@@ -8,6 +8,7 @@ uses are dropped (listwise) and counted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +29,40 @@ class Design:
     n_dropped: int  # rows missing a variable the model uses
 
 
+# Formulas are evaluated by formulaic, which evaluates Python in its terms: only these
+# functions are let through (a formula is the analyst's, and runs at the node). They are
+# stateless, so a node codes its rows as it would in the pooled data; formulaic's stateful
+# transforms (center, scale, poly...) would use each node's own means, and C() each
+# node's own levels, so they are refused.
+FUNCTIONS = frozenset({"I", "log", "exp", "np.log", "np.exp", "np.sqrt", "np.log1p"})
+_EXPRESSION = re.compile(r"^[A-Za-z0-9_.+\-*/:~() ]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_expression(text: str, what: str = "formula") -> None:
+    """Refuse an expression using more than variables, numbers, the operators of a formula
+    and the ``FUNCTIONS``, saying what to change."""
+    if len(text) > 1000:
+        raise QueryError(f"the {what} is longer than 1,000 characters")
+    if not _EXPRESSION.match(text) or "__" in text:
+        raise QueryError(
+            f"the {what} {text!r} may use variable names, numbers, + - * / : ~ ( ) and the "
+            f"functions {', '.join(sorted(FUNCTIONS))}"
+        )
+    for match in _NAME.finditer(text):
+        name, rest = match.group(), text[match.end() :].lstrip()
+        called = rest.startswith("(")
+        if called and name not in FUNCTIONS:
+            raise QueryError(
+                f"{name}() is not allowed in a {what}: use {', '.join(sorted(FUNCTIONS))}"
+            )
+        if not called and "." in name:
+            raise QueryError(f"{name!r} in the {what} is neither a variable nor a function call")
+
+
 def parse(formula: str) -> Formula:
     """``formula`` parsed, or a ``QueryError`` that says what is wrong with it."""
+    check_expression(formula)
     try:
         parsed = Formula(formula)
     except (FormulaicError, SyntaxError, ValueError) as exc:
@@ -41,10 +74,11 @@ def parse(formula: str) -> Formula:
 
 def variables(formula: str, offset: str | None = None) -> set[str]:
     """The data variables ``formula`` (and the offset expression) use."""
-    names = set(parse(formula).required_variables)
+    names = {str(v) for v in parse(formula).required_variables}
     if offset:
-        names |= set(Formula(f"{offset} - 1").required_variables)
-    return names
+        check_expression(offset, "offset")
+        names |= {str(v) for v in Formula(f"{offset} - 1").required_variables}
+    return names - {"np"}
 
 
 def categorical_levels(frame: pd.DataFrame, names: set[str]) -> dict[str, list[str]]:

@@ -30,13 +30,13 @@ def enough_observations(n: int, rules: AnalysisRules) -> RuleCheck:
     )
 
 
-def subset_size(n: int, rules: AnalysisRules) -> RuleCheck:
+def subset_size(n: int, rules: AnalysisRules, what: str = "subset") -> RuleCheck:
     """A subset (a cohort, the complete rows) of 1..nfilter.subset-1 people is refused."""
     ok = n == 0 or n >= rules.nfilter_subset
     return RuleCheck(
         "nfilter.subset",
         ok,
-        "the subset is large enough" if ok else f"a subset of fewer than {rules.nfilter_subset}",
+        f"the {what} is large enough" if ok else f"the {what} has fewer than {rules.nfilter_subset}",
     )
 
 

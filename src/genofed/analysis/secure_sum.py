@@ -370,7 +370,8 @@ class SecureSumNode:
         self.min_participants = min_participants
         self.rounds: RoundStore = rounds if rounds is not None else MemoryRounds()
 
-    def _check(self, context: Context) -> None:
+    def check(self, context: Context) -> None:
+        """Refuse a round this node cannot take part in (before any work is done)."""
         if self.name not in context.participants:
             raise SecureSumError(f"{self.name} is not a participant of this round")
         if len(context.participants) < self.min_participants:
@@ -392,7 +393,7 @@ class SecureSumNode:
     def share(self, context: Context) -> dict[str, bytes]:
         """Step 1: the encrypted shares for every other participant (by name). A node
         keeps its own share; a context can be shared once."""
-        self._check(context)
+        self.check(context)
         peers = [p for p in context.participants if p != self.name]
         state = RoundState(
             digest=context.digest,
@@ -496,7 +497,7 @@ class SecureSumNode:
 
     @contextmanager
     def _round(self, context: Context) -> Iterator[RoundState]:
-        self._check(context)
+        self.check(context)
         with self.rounds.update(_key(context)) as state:
             if state is None or state.digest != context.digest:
                 raise SecureSumError("this task round has not shared here")

@@ -77,9 +77,17 @@ def _day(clock: Clock) -> int:
 class QueryBudget:
     """``charge(caller)`` counts one query against today's budget, or raises."""
 
-    def __init__(self, path: Path, per_day: int | None, *, clock: Clock = time.time):
+    def __init__(
+        self,
+        path: Path,
+        per_day: int | None,
+        *,
+        clock: Clock = time.time,
+        unit: str = "queries",
+    ):
         self.per_day = per_day
         self.clock = clock
+        self.unit = unit
         self._con = SqliteState(
             path,
             "CREATE TABLE IF NOT EXISTS budget "
@@ -102,7 +110,7 @@ class QueryBudget:
             con.execute("DELETE FROM budget WHERE day < ?", [day])
         if used > self.per_day:
             raise BudgetExhaustedError(
-                f"this caller has used today's budget of {self.per_day} queries; "
+                f"this caller has used today's budget of {self.per_day} {self.unit}; "
                 "try again tomorrow or ask the node operator for a larger budget",
                 retry_after=int((day + 1) * DAY - self.clock()) + 1,
             )

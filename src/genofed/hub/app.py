@@ -18,6 +18,7 @@ from genofed.api.errors import install_error_handlers
 from genofed.api.responses import JSONResponse, install_openapi, operation_id
 from genofed.beacon.model import API_VERSION
 from genofed.config import HubConfig
+from genofed.hub.analysis_routes import build_analysis_router
 from genofed.hub.beacon_routes import build_hub_beacon_router
 from genofed.hub.cohort_routes import build_cohort_router
 from genofed.hub.data_connect_routes import build_hub_data_connect_router
@@ -66,6 +67,7 @@ def create_hub_app(
     app.state.hub = hub  # read by hub.deps only
     app.include_router(build_hub_data_connect_router())
     app.include_router(build_cohort_router())
+    app.include_router(build_analysis_router())
     mount_portal(app)
     app.include_router(build_hub_beacon_router())
 

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Response
 from genofed.api.responses import JSONResponse
 from genofed.beacon.merge import merge_counts
 from genofed.config import HubNode
+from genofed.criteria import CohortCriteria
 from genofed.governance.release import ReleasePolicy
 from genofed.hub.client import NodeClient
-from genofed.hub.cohorts import CohortCriteria, CohortDefinition, criteria_of
+from genofed.hub.cohorts import CohortDefinition, criteria_of
 from genofed.hub.deps import Hub, Nodes
 from genofed.hub.fanout import Reply
 

@@ -163,11 +163,11 @@ async def send(
         document = None
     if status in (401, 403):
         return reply("unauthorised", _error_message(document), http_status=status)
-    if status != 200:
+    if not 200 <= status < 300:  # 202: a job the node accepted
         return reply("error", _error_message(document) or "no error message", http_status=status)
     if not isinstance(document, dict):
-        return reply("error", "answered with malformed JSON", http_status=200)
-    return reply("ok", http_status=200, document=document, headers=response.headers)
+        return reply("error", "answered with malformed JSON", http_status=status)
+    return reply("ok", http_status=status, document=document, headers=response.headers)
 
 
 def _error_message(document: Any) -> str | None:

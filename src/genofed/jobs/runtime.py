@@ -299,6 +299,10 @@ class JobRuntime:
         except FileNotFoundError:
             return []
 
+    def remove_output(self, job_id: str, name: str) -> None:
+        if _plausible_id(job_id):
+            (self.root / job_id / _output_name(name)).unlink(missing_ok=True)
+
     def remove(self, job_id: str) -> None:
         if _plausible_id(job_id):
             shutil.rmtree(self.root / job_id, ignore_errors=True)

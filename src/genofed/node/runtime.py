@@ -17,6 +17,7 @@ from genofed.dataconnect.service import DataConnectService
 from genofed.governance.disclosure import Clock
 from genofed.governance.gatekeeper import Gatekeeper
 from genofed.jobs.runtime import JobRuntime
+from genofed.node.analysis_tasks import AnalysisTasks
 from genofed.store.live import DatasetCatalog, LiveDatasets
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
@@ -41,6 +42,7 @@ class NodeRuntime:
         self.jobs = JobRuntime(self.node.jobs_dir, clock=clock)
         self.beacon = BeaconService(self.datasets, self.gate)
         self.data_connect = DataConnectService(self.node, self.datasets, self.gate, self.jobs)
+        self.analysis = AnalysisTasks(self)
         self._lock = threading.Lock()
         self._retired: list[Gatekeeper] = []
         self.config_error: str | None = None  # why the latest node.yaml edit is not in force

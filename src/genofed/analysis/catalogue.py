@@ -1,0 +1,265 @@
+"""The vetted analyses a node runs, and one step of each.
+
+An analysis has a name, a version, its parameters (a pydantic model, published as JSON
+Schema) and its steps. A step reads the variables it names from the node's rows (a
+``Frame``: the node gives it the individuals of one dataset, restricted to a cohort),
+computes what would leave the node, and checks the disclosure rules; a failed rule
+withholds the whole payload. What a step may release is of two kinds:
+
+* ``plain``: released as it is (the levels of categorical variables, the columns of a
+  design), for the coordinator to agree on before any sum;
+* ``vector``: numbers every node sends the same way, to be summed by secure aggregation
+  (the hub sees only their sum over the nodes).
+
+Analysts choose variables, formulas and (the coordinator) coefficients: never vectors of
+rows, seeds or individuals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genofed._exceptions import QueryError
+from genofed.analysis import descriptive, design, glm, rules
+from genofed.config import AnalysisRules
+
+# The node's rows of the named variables (one row per individual of the cohort).
+Frame = Callable[[set[str]], pd.DataFrame]
+_VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class GlmParams(BaseModel):
+    """``levels``: this node's levels of the model's categorical variables. ``fit``: this
+    node's information matrix, working vector and deviance at ``beta`` (``null``: R's
+    start values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: Literal["levels", "fit"]
+    formula: str = Field(max_length=1000, examples=["case ~ age + sex + bmi"])
+    family: glm.Family = "gaussian"
+    offset: str | None = Field(None, max_length=200, examples=["np.log(exposure)"])
+    levels: dict[str, list[str]] = Field(
+        default_factory=dict, description="The agreed levels of each categorical variable"
+    )
+    beta: list[float] | None = Field(None, max_length=200)
+    null_eta: float | None = None
+
+
+class DescribeParams(BaseModel):
+    """n, sums and cross-products of numeric variables (means, variances, correlations)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: Literal["moments"] = "moments"
+    variables: list[str] = Field(min_length=1, max_length=20)
+
+
+class TableParams(BaseModel):
+    """A contingency table of one or two variables: ``levels`` first, then ``counts`` over
+    the agreed levels."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: Literal["levels", "counts"]
+    row: str = Field(pattern=_VARIABLE)
+    column: str | None = Field(None, pattern=_VARIABLE)
+    levels: dict[str, list[str]] = Field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    checks: list[rules.RuleCheck]
+    n: int  # the complete rows the step used
+    n_dropped: int  # rows missing a variable it uses
+    plain: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+    @property
+    def released(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def withheld(self) -> StepResult:
+        """What leaves when a rule failed: the checks, nothing else."""
+        return StepResult(self.checks, self.n, self.n_dropped)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    version: str
+    title: str
+    params: type[BaseModel]
+    rules: tuple[str, ...]
+    run: Callable[[Any, Frame, AnalysisRules], StepResult]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "title": self.title,
+            "parameters": self.params.model_json_schema(),
+            "rules": list(self.rules),
+        }
+
+
+def _complete(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
+    return frame[sorted(names)].dropna()
+
+
+def _level_text(value: Any) -> str:
+    """A level as text: 1.0 and 1 are the same level "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _level_checks(data: pd.DataFrame, names: list[str], limits: AnalysisRules) -> list:
+    counts = [data[name].map(_level_text).value_counts().to_numpy() for name in names]
+    cells = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+    return [rules.table_cells(cells, limits)]
+
+
+def _subsets(people: int, complete: int, limits: AnalysisRules) -> list[rules.RuleCheck]:
+    return [
+        rules.subset_size(people, limits, "cohort"),
+        rules.subset_size(complete, limits, "set of complete rows"),
+    ]
+
+
+def _glm(params: GlmParams, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+    names = design.variables(params.formula, params.offset)
+    frame = frame_of(names)
+    complete = _complete(frame, names)
+    n, dropped = len(complete), len(frame) - len(complete)
+    subset = _subsets(len(frame), n, limits)
+    if params.step == "levels":
+        levels = design.categorical_levels(complete, names)
+        checks = [*subset, *_level_checks(complete, sorted(levels), limits)]
+        return StepResult(checks, n, dropped, plain={"levels": levels})
+    built = design.design(params.formula, frame, params.levels, offset=params.offset)
+    glm.check_outcome(params.family, built.y)
+    p = len(built.columns)
+    if params.beta is not None and len(params.beta) != p:
+        raise QueryError(f"beta has {len(params.beta)} values for {p} coefficients")
+    checks = [
+        rules.enough_observations(n, limits),
+        *subset,
+        rules.parameters_per_observation(p, n, limits),
+    ]
+    if params.family == "binomial":
+        checks.append(rules.outcome_levels(built.y, limits))
+    part = glm.glm_part(
+        built.x,
+        built.y,
+        params.family,
+        None if params.beta is None else np.asarray(params.beta),
+        offset=built.offset,
+        null_eta=params.null_eta,
+    )
+    plain = {"columns": built.columns, "intercept": built.intercept}
+    return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
+
+
+def _describe(params: DescribeParams, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+    names = list(dict.fromkeys(params.variables))
+    frame = frame_of(set(names))
+    vector = descriptive.moments_part(frame, names)
+    n = int(vector[0])
+    checks = [
+        rules.enough_observations(n, limits),
+        *_subsets(len(frame), n, limits),
+    ]
+    return StepResult(checks, n, len(frame) - n, plain={"variables": names}, vector=vector)
+
+
+def _table(params: TableParams, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+    names = [params.row] + ([params.column] if params.column else [])
+    if len(set(names)) != len(names):
+        raise QueryError("tabulate two different variables")
+    frame = frame_of(set(names))
+    complete = _complete(frame, set(names)).map(_level_text)
+    n, dropped = len(complete), len(frame) - len(complete)
+    subset = _subsets(len(frame), n, limits)
+    if params.step == "levels":
+        levels = {name: sorted(set(complete[name])) for name in names}
+        return StepResult(
+            [*subset, *_level_checks(complete, names, limits)], n, dropped, {"levels": levels}
+        )
+    missing = [name for name in names if name not in params.levels]
+    if missing:
+        raise QueryError(f"no agreed levels for {', '.join(missing)}: run the levels step first")
+    data = complete.assign(_all="all")
+    levels = {**params.levels, "_all": ["all"]}
+    unknown = [name for name in names if set(complete[name]) - set(params.levels[name])]
+    if unknown:
+        raise QueryError(f"{', '.join(unknown)} has levels outside the agreed ones")
+    counts = descriptive.table_part(data, params.row, params.column or "_all", levels)
+    checks = [*subset, rules.table_cells(counts, limits)]
+    return StepResult(checks, n, dropped, plain={"shape": list(counts.shape)},
+                      vector=counts.ravel().astype(np.float64))  # fmt: skip
+
+
+CATALOGUE: dict[str, Analysis] = {
+    a.name: a
+    for a in (
+        Analysis(
+            "glm",
+            "1.0.0",
+            "Generalised linear model (gaussian, binomial, poisson) by Fisher scoring",
+            GlmParams,
+            ("min_n", "nfilter.subset", "nfilter.glm", "nfilter.tab"),
+            _glm,
+        ),
+        Analysis(
+            "describe",
+            "1.0.0",
+            "Counts, means, variances and correlations of numeric variables",
+            DescribeParams,
+            ("min_n", "nfilter.subset"),
+            _describe,
+        ),
+        Analysis(
+            "table",
+            "1.0.0",
+            "Contingency table of one or two variables",
+            TableParams,
+            ("nfilter.subset", "nfilter.tab"),
+            _table,
+        ),
+    )
+}
+
+
+def analysis_of(name: str) -> Analysis:
+    analysis = CATALOGUE.get(name)
+    if analysis is None:
+        raise QueryError(
+            f"no vetted analysis {name!r} here; GET /analysis/v1/catalogue lists them "
+            f"({', '.join(CATALOGUE)})"
+        )
+    return analysis
+
+
+def parameters(analysis: Analysis, raw: Any) -> BaseModel:
+    """``raw`` as the analysis's parameters, or a ``QueryError`` naming what is wrong."""
+    try:
+        return analysis.params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise QueryError(f"the parameters of {analysis.name} are not valid: {problems}") from None
+
+
+def run_step(name: str, raw: Any, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+    """One step of a vetted analysis; a payload whose rules failed is withheld whole."""
+    analysis = analysis_of(name)
+    result = analysis.run(parameters(analysis, raw), frame_of, limits)
+    if result.vector is not None and not np.all(np.isfinite(result.vector)):
+        raise QueryError("the step's statistics are not finite: check the model and its data")
+    return result if result.released else result.withheld()

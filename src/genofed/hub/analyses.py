@@ -1,0 +1,551 @@
+"""Federated analyses coordinated by the hub: GLMs, descriptive statistics and tables.
+
+The hub holds no data and sees no node's statistics: every node runs each step of a vetted
+analysis itself (``/analysis/v1/tasks``), applies its own disclosure rules, and sends what
+is to be summed only into a secure sum, of which the hub learns the total. The hub's part
+is the coordinator's: agree the levels of categorical variables, run the rounds, sum
+(``secure_round``), update the model, and keep a record of every round and node.
+
+An analysis is a job persisted under ``state_dir/analyses/<id>.json``, rewritten after
+every step: a restarted hub finds it, and marks one that was running failed (the caller's
+credentials are not kept, so it cannot go on as them). Cancelling sets a flag the
+coordinator looks at between steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from genofed._exceptions import GenofedError, NotFoundError, QueryError
+from genofed.analysis import descriptive, design, glm, secure_sum
+from genofed.config import HubNode
+from genofed.criteria import CohortCriteria
+from genofed.hub.client import NodeClient
+from genofed.hub.fanout import Reply
+
+TASKS = "/analysis/v1/tasks"
+_FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class AnalysisRequest(BaseModel):
+    """``POST /hub/analyses``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["glm", "describe", "table"]
+    formula: str | None = Field(None, max_length=1000, examples=["case ~ age + sex + bmi"])
+    family: glm.Family = "gaussian"
+    offset: str | None = Field(None, max_length=200, examples=["np.log(exposure)"])
+    variables: list[str] = Field(default_factory=list, max_length=20, description="describe")
+    row: str | None = Field(None, description="table: the row variable")
+    column: str | None = Field(None, description="table: the column variable (optional)")
+    cohort: str | None = Field(None, description="A saved cohort's id: only its individuals")
+    criteria: CohortCriteria | None = Field(None, description="Or the cohort's criteria")
+    datasets: list[str] = Field(
+        default_factory=list, description="<node>:<dataset>; nodes with none listed are not asked"
+    )
+    table: str | None = Field(None, description="A registered table each node joins in")
+    node_deadline_s: float = Field(120.0, gt=0, le=3600, description="Per step, per node")
+
+    @model_validator(mode="after")
+    def _check(self) -> AnalysisRequest:
+        if self.kind == "glm" and not self.formula:
+            raise ValueError("a glm needs a formula, e.g. 'case ~ age + sex'")
+        if self.kind == "describe" and not self.variables:
+            raise ValueError("describe needs variables")
+        if self.kind == "table" and not self.row:
+            raise ValueError("a table needs a row variable")
+        if self.cohort is not None and self.criteria is not None:
+            raise ValueError("give a saved cohort or criteria, not both")
+        for dataset in self.datasets:
+            if ":" not in dataset:
+                raise ValueError(f"datasets are <node>:<dataset>, not {dataset!r}")
+        return self
+
+
+class AnalysisCancelledError(GenofedError):
+    """The owner cancelled the analysis."""
+
+
+# --------------------------------------------------------------------------------------
+# the job record
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnalysisJob:
+    id: str
+    owner: str
+    request: dict[str, Any]
+    state: str = "queued"  # queued, running, succeeded, failed, cancelled
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    message: str | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # each step, each node
+    excluded: dict[str, str] = field(default_factory=dict)  # node -> why it is not in
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "created": _iso(self.created),
+            "updated": _iso(self.updated),
+            "message": self.message,
+            "request": self.request,
+            "rounds": self.rounds,
+            "excluded": self.excluded,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class AnalysisStore:
+    """Analyses, one JSON file each (written atomically), and their cancel flags."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def _path(self, job_id: str, suffix: str = ".json") -> Path:
+        if not re.fullmatch(r"analysis-[0-9a-f]{16}", job_id):
+            raise NotFoundError(f"no analysis {job_id!r}: ids are analysis- and 16 hex digits")
+        return self.directory / f"{job_id}{suffix}"
+
+    def new(self, owner: str, request: AnalysisRequest) -> AnalysisJob:
+        job = AnalysisJob(
+            f"analysis-{secrets.token_hex(8)}", owner, request.model_dump(exclude_none=True)
+        )
+        self.save(job)
+        return job
+
+    def save(self, job: AnalysisJob) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        job.updated = time.time()
+        path = self._path(job.id)
+        temporary = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        temporary.write_text(json.dumps({**job.__dict__}, indent=1))
+        os.replace(temporary, path)
+
+    def load(self, job_id: str) -> AnalysisJob:
+        try:
+            return AnalysisJob(**json.loads(self._path(job_id).read_text()))
+        except FileNotFoundError:
+            raise NotFoundError(f"no analysis {job_id!r}; GET /hub/analyses lists yours") from None
+
+    def get(self, job_id: str, owner: str) -> AnalysisJob:
+        job = self.load(job_id)
+        if job.owner != owner:
+            raise NotFoundError(f"no analysis {job_id!r}; GET /hub/analyses lists yours")
+        return job
+
+    def all(self, owner: str) -> list[AnalysisJob]:
+        if not self.directory.is_dir():
+            return []
+        jobs = []
+        for path in self.directory.glob("analysis-*.json"):
+            try:
+                job = AnalysisJob(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if job.owner == owner:
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+    def cancel(self, job_id: str, owner: str) -> AnalysisJob:
+        job = self.get(job_id, owner)
+        if job.state in ("queued", "running"):
+            self._path(job_id, ".cancel").touch()
+        return job
+
+    def cancelled(self, job_id: str) -> bool:
+        return self._path(job_id, ".cancel").exists()
+
+    def fail_interrupted(self) -> int:
+        """Mark analyses a stopped hub left running as failed (at start-up)."""
+        count = 0
+        if not self.directory.is_dir():
+            return 0
+        for path in self.directory.glob("analysis-*.json"):
+            try:
+                job = AnalysisJob(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if job.state in ("queued", "running"):
+                job.state = "failed"
+                job.error = (
+                    "the hub restarted while this analysis ran; run it again (the hub does not "
+                    "keep your credentials, so it cannot resume as you)"
+                )
+                self.save(job)
+                count += 1
+        return count
+
+
+# --------------------------------------------------------------------------------------
+# asking the nodes
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """A node taking part: the hub's entry for it, its own name, the dataset asked."""
+
+    hub: HubNode
+    name: str  # the node's own name: what its peers pinned it as
+    dataset: str | None
+
+
+# What the coordinator reports as it goes: (event, details), for the job record.
+Report = Callable[[str, dict[str, Any]], None]
+
+
+def _outcome(reply: Reply) -> dict[str, Any]:
+    return {k: v for k, v in reply.outcome().items() if k != "node"}
+
+
+async def run_task(
+    client: NodeClient, member: Member, body: dict[str, Any], deadline_s: float
+) -> tuple[Reply, dict[str, Any] | None]:
+    """One step at one node: the task created, then followed until it finishes. The
+    node's reply, and the task's result when it succeeded."""
+    end = time.monotonic() + deadline_s
+    body = {**body, "dataset": member.dataset} if member.dataset else body
+    reply = await client.send(member.hub, "POST", TASKS, end, body=body)
+    delay = 0.02
+    while reply.status == "ok" and reply.document is not None:
+        document = reply.document
+        if document.get("state") in _FINISHED:
+            if document["state"] == "succeeded":
+                return reply, {**document.get("result", {}), "taskId": document["id"]}
+            error = document.get("error") or {}
+            return Reply(member.hub.name, "error", reply.ms, reply.http_status,
+                         str(error.get("detail") or "the task failed")), None  # fmt: skip
+        if time.monotonic() >= end:
+            return Reply(member.hub.name, "timeout", detail="the task did not finish in time"), None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        reply = await client.send(member.hub, "GET", f"{TASKS}/{document['id']}", end)
+    return reply, None
+
+
+@dataclass
+class Round:
+    """What a secure round gave: the sum, and how each node took part."""
+
+    total: np.ndarray | None
+    contributors: list[str]  # hub names of the nodes whose values are in the sum
+    results: dict[str, dict[str, Any]]  # hub name -> its task result
+    statuses: dict[str, dict[str, Any]]
+    received: dict[str, np.ndarray] = field(default_factory=dict)  # the masked values
+
+
+def _withheld(result: dict[str, Any]) -> str:
+    failed = [r["detail"] for r in result.get("rules", []) if not r["passed"]]
+    return "withheld by its disclosure rules: " + "; ".join(failed)
+
+
+async def plain_step(
+    client: NodeClient,
+    members: list[Member],
+    body: dict[str, Any],
+    deadline_s: float,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A step whose payload is released as it is (levels): each node's result and
+    status, by hub name."""
+    replies = await asyncio.gather(*(run_task(client, m, body, deadline_s) for m in members))
+    results, statuses = {}, {}
+    for member, (reply, result) in zip(members, replies, strict=True):
+        name = member.hub.name
+        status = _outcome(reply)
+        if result is not None and not result.get("released"):
+            status = {"status": "withheld", "detail": _withheld(result)}
+        elif result is not None:
+            results[name] = result
+        if result is not None:
+            status["rules"] = result.get("rules")
+        statuses[name] = status
+    return results, statuses
+
+
+async def secure_round(
+    client: NodeClient,
+    members: list[Member],
+    body: dict[str, Any],
+    task_id: str,
+    round_no: int,
+    deadline_s: float,
+    report: Report | None = None,
+) -> Round:
+    """One step whose payloads are summed securely: every node computes and shares, the
+    nodes that shared mask, the nodes that masked reveal, and the hub unmasks the sum of
+    the masked values. A node that stops answering after masking is still in the sum (its
+    peers' shares unmask it); one that stops before is not, and the round says so."""
+    by_name = {m.name: m for m in members}
+    participants = sorted(by_name)
+    secure = {"task": task_id, "round": round_no, "participants": participants}
+    context = secure_sum.Context.of(task_id, round_no, participants)
+    replies = await asyncio.gather(
+        *(run_task(client, m, {**body, "secure": secure}, deadline_s) for m in members)
+    )
+    statuses: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    shared: dict[str, dict[str, Any]] = {}  # node name -> its secure part
+    for member, (reply, result) in zip(members, replies, strict=True):
+        status = _outcome(reply)
+        if result is not None:
+            status["rules"] = result.get("rules")
+            if not result.get("released"):
+                status.update(status="withheld", detail=_withheld(result))
+            elif result.get("secure"):
+                results[member.hub.name] = result
+                shared[member.name] = result["secure"]
+        statuses[member.hub.name] = status
+    if report is not None:
+        report("shared", {"round": round_no, "nodes": statuses})
+
+    def task_of(name: str) -> str:
+        return str(results[by_name[name].hub.name]["taskId"])
+
+    masked: dict[str, np.ndarray] = {}
+    if len(shared) >= context.threshold:
+        end = time.monotonic() + deadline_s
+
+        async def mask(name: str) -> tuple[str, Reply]:
+            shares = {s: p["shares"][name] for s, p in shared.items() if s != name}
+            reply = await client.send(by_name[name].hub, "POST", f"{TASKS}/{task_of(name)}/mask",
+                                      end, body={"shares": shares})  # fmt: skip
+            return name, reply
+
+        for name, reply in await asyncio.gather(*(mask(n) for n in shared)):
+            if reply.status == "ok" and reply.document is not None:
+                masked[name] = _vector(reply.document["masked"])
+            else:
+                statuses[by_name[name].hub.name] = {**_outcome(reply), "step": "mask"}
+    if report is not None:
+        report("masked", {"round": round_no, "masked": sorted(masked)})
+    total = None
+    if masked and len(masked) >= context.threshold:
+        survivors = sorted(masked)
+        end = time.monotonic() + deadline_s
+
+        async def reveal(name: str) -> tuple[str, Reply]:
+            return name, await client.send(
+                by_name[name].hub, "POST", f"{TASKS}/{task_of(name)}/reveal", end,
+                body={"survivors": survivors},
+            )  # fmt: skip
+
+        reveals = {}
+        for name, reply in await asyncio.gather(*(reveal(n) for n in survivors)):
+            if reply.status == "ok" and reply.document is not None:
+                reveals[name] = reply.document["reveals"]
+            else:
+                statuses[by_name[name].hub.name] = {
+                    **statuses[by_name[name].hub.name],
+                    "revealed": False,
+                    "detail": f"masked, then did not reveal ({reply.detail}); its peers' "
+                    "shares unmasked its value",
+                }
+        if len(reveals) >= context.threshold:
+            total = secure_sum.unmask(context, sorted(shared), masked, reveals)
+    contributors = [by_name[n].hub.name for n in sorted(masked)] if total is not None else []
+    received = {by_name[n].hub.name: v for n, v in masked.items()}
+    return Round(total, contributors, results, statuses, received)
+
+
+def _vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.urlsafe_b64decode(text), dtype=np.uint64)
+
+
+def decoded(round_: Round) -> np.ndarray:
+    assert round_.total is not None
+    part = next(iter(round_.results.values()))["secure"]
+    return secure_sum.decode_wide(round_.total, int(part["fracBits"]))
+
+
+# --------------------------------------------------------------------------------------
+# the analyses
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Coordinator:
+    """Runs one analysis job to its end, writing its record after every step."""
+
+    store: AnalysisStore
+    job: AnalysisJob
+    client: NodeClient
+    members: list[Member]
+    request: AnalysisRequest
+    criteria: CohortCriteria | None
+
+    def save(self, message: str | None = None) -> None:
+        if message is not None:
+            self.job.message = message
+        self.store.save(self.job)
+        if self.store.cancelled(self.job.id):
+            raise AnalysisCancelledError("cancelled by its owner")
+
+    def base(self, analysis: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"analysis": analysis}
+        if self.criteria is not None:
+            body["cohort"] = self.criteria.model_dump(exclude_none=True, exclude={"datasets"})
+        if self.request.table is not None:
+            body["table"] = self.request.table
+        return body
+
+    def record(self, step: str, round_no: int | None, statuses: dict[str, Any]) -> None:
+        self.job.rounds.append({"step": step, "round": round_no, "nodes": statuses})
+
+    def exclude(self, statuses: dict[str, dict[str, Any]], kept: set[str]) -> None:
+        for member in list(self.members):
+            name = member.hub.name
+            if name not in kept:
+                status = statuses.get(name, {})
+                self.job.excluded[name] = str(status.get("detail") or status.get("status"))
+                self.members.remove(member)
+
+    async def levels(self, analysis: str, params: dict[str, Any]) -> dict[str, list[str]]:
+        body = {**self.base(analysis), "params": {**params, "step": "levels"}}
+        results, statuses = await plain_step(
+            self.client, self.members, body, self.request.node_deadline_s
+        )
+        self.record("levels", None, statuses)
+        self.exclude(statuses, set(results))
+        self.save("levels agreed")
+        return design.agree_levels([r["plain"]["levels"] for r in results.values()])
+
+    async def summed(self, step: str, body: dict[str, Any], round_no: int) -> Round:
+        """One secure round; the record says how each node took part."""
+
+        def report(event: str, details: dict[str, Any]) -> None:
+            self.job.message = f"round {round_no}: {event}"
+            self.store.save(self.job)
+
+        result = await secure_round(self.client, self.members, body, self.job.id, round_no,
+                                    self.request.node_deadline_s, report)  # fmt: skip
+        self.record(step, round_no, result.statuses)
+        withheld = {n for n, s in result.statuses.items() if s.get("status") == "withheld"}
+        self.exclude(result.statuses, {m.hub.name for m in self.members} - withheld)
+        if result.total is None:
+            reasons = "; ".join(
+                f"{n}: {s.get('detail') or s.get('status')}" for n, s in result.statuses.items()
+            )
+            raise QueryError(f"the secure sum of {step} did not complete ({reasons})")
+        return result
+
+    async def run(self) -> dict[str, Any]:
+        if self.request.kind == "glm":
+            return await self.glm()
+        if self.request.kind == "describe":
+            return await self.describe()
+        return await self.table()
+
+    def n_per_node(self, round_: Round) -> dict[str, Any]:
+        return {name: result.get("n") for name, result in round_.results.items()}
+
+    async def glm(self) -> dict[str, Any]:
+        request = self.request
+        model = {"formula": request.formula, "family": request.family}
+        if request.offset:
+            model["offset"] = request.offset
+        levels = await self.levels("glm", model)
+        fit: glm.GlmFit | None = None
+        membership: list[str] | None = None
+        first: Round | None = None
+        round_no = 0
+        while fit is None or not fit.done:
+            params = {**model, "step": "fit", "levels": levels}
+            if fit is not None:
+                params |= {"beta": fit.beta, "null_eta": fit.null_eta}
+            body = {**self.base("glm"), "params": params}
+            result = await self.summed("fit", body, round_no)
+            if membership is None:
+                membership, first = result.contributors, result
+                self.exclude(result.statuses, set(membership))
+            elif result.contributors != membership:
+                raise QueryError(
+                    f"round {round_no} summed {', '.join(result.contributors)}, not the "
+                    f"{', '.join(membership)} of the first round: a model needs the same "
+                    "nodes in every round; run it again"
+                )
+            plain = next(iter(result.results.values()))["plain"]
+            columns = plain["columns"]
+            total = glm.GlmPart.from_vector(decoded(result), len(columns))
+            if fit is None:
+                fit = glm.start(request.family, columns, intercept=plain["intercept"])
+            fit = glm.advance(fit, total)
+            last = total
+            round_no += 1
+            self.save(f"iteration {fit.rounds}: deviance {total.deviance:.6g}")
+        if fit.failed:
+            raise QueryError(f"the model did not fit: {fit.failed}")
+        summary = glm.summarise(fit, last).to_dict()
+        assert first is not None
+        return {
+            "kind": "glm",
+            "formula": request.formula,
+            "family": request.family,
+            "summary": summary,
+            "levels": levels,
+            "contributors": membership,
+            "nPerNode": self.n_per_node(first),
+        }
+
+    async def describe(self) -> dict[str, Any]:
+        names = list(dict.fromkeys(self.request.variables))
+        body = {**self.base("describe"), "params": {"step": "moments", "variables": names}}
+        result = await self.summed("moments", body, 0)
+        moments = descriptive.describe(decoded(result), names)
+        return {
+            "kind": "describe",
+            "statistics": moments.__dict__,
+            "contributors": result.contributors,
+            "nPerNode": self.n_per_node(result),
+        }
+
+    async def table(self) -> dict[str, Any]:
+        request = self.request
+        variables: dict[str, Any] = {"row": request.row}
+        if request.column:
+            variables["column"] = request.column
+        levels = await self.levels("table", variables)
+        body = {**self.base("table"), "params": {**variables, "step": "counts", "levels": levels}}
+        result = await self.summed("counts", body, 0)
+        counts = np.rint(decoded(result)).astype(np.int64)
+        columns = levels[request.column] if request.column else ["n"]
+        return {
+            "kind": "table",
+            "row": request.row,
+            "column": request.column,
+            "rows": levels[request.row],
+            "columns": columns,
+            "counts": counts.reshape(len(levels[request.row]), len(columns)).tolist(),
+            "contributors": result.contributors,
+            "nPerNode": self.n_per_node(result),
+        }
+
+
+def owner_of(claims: dict[str, Any]) -> str:
+    """Whose an analysis is: a digest of the caller's subject and issuer."""
+    sub, iss = claims.get("sub"), claims.get("iss")
+    if not sub or not iss:
+        raise QueryError("the token names no subject and issuer")
+    return hashlib.sha256(f"{sub}\0{iss}".encode()).hexdigest()

@@ -1,0 +1,354 @@
+"""Federated analyses through real processes: a broker, three nodes and a hub, each
+``genofed ... serve`` on loopback. The nodes hold uneven splits of a cohort (the
+simulator's individuals, with measures in a table each node registered); every result is
+compared with the pooled analysis (statsmodels, DuckDB) of the same rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from genofed.analysis import descriptive, design, secure_sum
+from genofed.config import DatasetPolicy, HubConfig, load_config, save_config
+from genofed.governance.audit import AuditLog
+from genofed.governance.keys import load_or_create_aggregation_key, public_key_text
+from genofed.hub.analyses import AnalysisStore, Member, secure_round
+from genofed.hub.client import NodeClient
+from genofed.hub.nodes import Registry
+from genofed.hub.transport import AiohttpTransport
+from genofed.store.node_dir import NodeDir
+from genofed.store.registered_tables import register_table
+from tests.analysis_data import cohort
+from tests.federation import Federation, federation
+from tests.live_server import start_node_server
+
+NODES = {"alpha": 420, "beta": 260, "gamma": 150}  # people at each node
+
+
+def _build(fed: Federation) -> dict[str, pd.DataFrame]:
+    """Three nodes whose keys pin each other, each with its table ``measures``; returns
+    each node's rows (its individuals' sex and age joined with its measures)."""
+    frames, roots = {}, {}
+    pooled = cohort(sum(NODES.values()), seed=11)
+    start = 0
+    for seed, (name, n) in enumerate(NODES.items()):
+
+        def configure(config: Any, name: str = name) -> None:
+            config.datasets[f"{name}-cohort"] = DatasetPolicy(analysis="registered")
+
+        root = fed.build_node(name, seed=seed + 3, samples=n, sites=30, configure=configure)
+        roots[name] = root
+        clinical = pd.read_csv(fed.cohorts[name].clinical)[["sample_id", "sex", "age"]]
+        measures = (
+            pooled.iloc[start : start + n].drop(columns=["age", "sex"]).reset_index(drop=True)
+        )
+        start += n
+        if name == "gamma":
+            measures = measures[measures["group"] != "c"].reset_index(drop=True)  # a level lacking
+            measures["rare"] = 0
+            measures.loc[:1, "rare"] = 1  # 2 cases here: below nfilter.tab
+        else:
+            measures["rare"] = (np.arange(len(measures)) % 7 == 0).astype(int)
+        measures.insert(0, "individual_id", clinical["sample_id"].iloc[: len(measures)].to_numpy())
+        path = fed.root / f"{name}-measures.csv"
+        measures.to_csv(path, index=False)
+        register_table(NodeDir(root), "measures", path, tier="registered")
+        rows = clinical.rename(columns={"sample_id": "individual_id"}).merge(
+            measures, on="individual_id", how="left"
+        )
+        frames[name] = rows.assign(age=rows["age"].astype(float))
+    keys = {n: public_key_text(load_or_create_aggregation_key(NodeDir(r).aggregation_key_path))
+            for n, r in roots.items()}  # fmt: skip
+    for name, root in roots.items():
+        config = load_config(NodeDir(root).config_path)
+        config.analysis.peers = {peer: key for peer, key in keys.items() if peer != name}
+        save_config(config, NodeDir(root).config_path)
+        process, base = start_node_server(root)
+        fed.processes[name], fed.nodes[name] = process, base
+    return frames
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, str, dict]]:
+    with federation(tmp_path_factory.mktemp("analysis-federation")) as fed:
+        frames = _build(fed)
+        yield fed, fed.start_hub(), frames
+
+
+def _analyse(hub: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=hub, headers=headers, timeout=30) as client:
+        started = client.post("/hub/analyses", json=body)
+        assert started.status_code == 202, started.text
+        job = started.json()
+        for _ in range(600):
+            job = client.get(f"/hub/analyses/{job['id']}").json()
+            if job["state"] not in ("queued", "running"):
+                return job
+            time.sleep(0.1)
+    raise AssertionError(f"the analysis did not finish: {job}")
+
+
+def _pooled(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames.values(), ignore_index=True)
+
+
+def _reference(formula: str, frame: pd.DataFrame, family: Any, offset: str | None = None):
+    levels = design.agree_levels([design.categorical_levels(frame, design.variables(formula))])
+    built = design.design(formula, frame, levels, offset=offset)
+    model = sm.GLM(built.y, built.x, family=family, offset=built.offset).fit()
+    return built.columns, model
+
+
+def _close(ours: list[dict], columns: list[str], model: Any) -> None:
+    assert [c["name"] for c in ours] == columns
+    estimates = np.array([c["estimate"] for c in ours])
+    errors = np.array([c["std_error"] for c in ours])
+    np.testing.assert_allclose(estimates, model.params, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(errors, model.bse, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("formula", "family", "offset", "reference"),
+    [
+        ("case ~ age + sex + bmi", "binomial", None, sm.families.Binomial()),
+        ("qt ~ age + sex + bmi + group", "gaussian", None, sm.families.Gaussian()),
+        ("events ~ age + sex", "poisson", "np.log(exposure)", sm.families.Poisson()),
+    ],
+)
+def test_a_federated_glm_equals_the_pooled_glm(fed, formula, family, offset, reference) -> None:
+    """Three nodes, uneven splits, one lacking a level of ``group``: the hub's estimates
+    and standard errors are statsmodels' on the pooled rows, and the job records each
+    round and node."""
+    federation_, hub, frames = fed
+    body = {"kind": "glm", "formula": formula, "family": family, "table": "measures"}
+    if offset:
+        body["offset"] = offset
+    job = _analyse(hub, federation_.access_token(), body)
+    assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
+    result = job["result"]
+    columns, model = _reference(formula, _pooled(frames), reference, offset)
+    _close(result["summary"]["coefficients"], columns, model)
+    summary = result["summary"]
+    assert summary["n"] == model.nobs
+    assert summary["residual_deviance"] == pytest.approx(model.deviance, rel=1e-8)
+    assert summary["null_deviance"] == pytest.approx(model.null_deviance, rel=1e-8)
+    # R counts a gaussian model's dispersion as a parameter (its AIC is 2 more); statsmodels
+    # does not
+    dispersion = 2 if family == "gaussian" else 0
+    assert summary["aic"] == pytest.approx(model.aic + dispersion, rel=1e-8)
+    assert sorted(result["contributors"]) == sorted(NODES)
+    assert set(result["nPerNode"]) == set(NODES)
+    assert job["excluded"] == {}
+    fits = [r for r in job["rounds"] if r["step"] == "fit"]
+    assert len(fits) == summary["iterations"] + 1
+    assert all(s["status"] == "ok" for r in fits for s in r["nodes"].values())
+    if "group" in formula:
+        assert result["levels"]["group"] == ["a", "b", "c"]
+
+
+def test_descriptive_statistics_and_tables_equal_the_pooled_ones(fed) -> None:
+    federation_, hub, frames = fed
+    token = federation_.access_token()
+    pooled = _pooled(frames)
+    job = _analyse(hub, token, {"kind": "describe", "variables": ["age", "bmi", "qt"],
+                                "table": "measures"})  # fmt: skip
+    assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
+    stats = job["result"]["statistics"]
+    complete = pooled[["age", "bmi", "qt"]].dropna()
+    assert stats["n"] == len(complete)
+    np.testing.assert_allclose(stats["means"], complete.mean(), rtol=1e-9)
+    np.testing.assert_allclose(stats["variances"], complete.var(), rtol=1e-9)
+    np.testing.assert_allclose(stats["correlation"], complete.corr(), rtol=1e-9)
+
+    job = _analyse(hub, token, {"kind": "table", "row": "sex", "column": "group",
+                                "table": "measures"})  # fmt: skip
+    assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
+    table = job["result"]
+    counts = duckdb.sql(
+        'SELECT sex, "group", count(*) AS n FROM pooled WHERE sex IS NOT NULL AND '
+        '"group" IS NOT NULL GROUP BY ALL'
+    ).fetchall()
+    expected = {(s, g): n for s, g, n in counts}
+    for i, sex in enumerate(table["rows"]):
+        for j, group in enumerate(table["columns"]):
+            assert table["counts"][i][j] == expected.get((sex, group), 0)
+
+
+def test_a_rule_failed_at_one_node_withholds_its_whole_payload(fed) -> None:
+    """gamma has 2 cases of ``rare``: it withholds its payload (nfilter.tab), is left out
+    and says why; two nodes are too few for a secure sum, so the model is not fitted, and
+    gamma's audit log records the withheld task."""
+    federation_, hub, _ = fed
+    job = _analyse(hub, federation_.access_token(), {"kind": "glm", "formula": "rare ~ age",
+                   "family": "binomial", "table": "measures"})  # fmt: skip
+    assert job["state"] == "failed"
+    assert "gamma" in job["excluded"] and "outcome level" in job["excluded"]["gamma"]
+    fit = next(r for r in job["rounds"] if r["step"] == "fit")
+    assert fit["nodes"]["gamma"]["status"] == "withheld"
+    # alpha and beta shared; each refuses to mask a sum of two (its minimum is three)
+    assert "only 2 nodes shared" in fit["nodes"]["alpha"]["detail"]
+    assert "did not complete" in job["error"] and job["result"] is None
+    entries = _audit(federation_, "gamma")
+    withheld = [e for e in entries if e.get("event") == "analysis-task" and
+                e["decision"] == "withheld"]  # fmt: skip
+    assert withheld and withheld[-1]["output"] is None
+    assert any(r["rule"] == "nfilter.tab" and not r["passed"] for r in withheld[-1]["rules"])
+
+
+def _audit(fed: Federation, node: str) -> list[dict[str, Any]]:
+    log = AuditLog(NodeDir(fed.root / node).audit_path)
+    return [json.loads(line) for line in log.path.read_text().splitlines()]
+
+
+def _task(fed: Federation, node: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """One task at a node, followed to its end (as the hub does)."""
+    passport = fed.passport(audience=fed.audience(node))
+    headers = {"authorization": f"Bearer {passport}"}
+    with httpx.Client(base_url=fed.nodes[node], headers=headers, timeout=30) as client:
+        reply = client.post("/analysis/v1/tasks", json={"table": "measures", **body})
+        if reply.status_code != 202:
+            return reply.status_code, reply.json()
+        task = reply.json()
+        while task["state"] in ("queued", "running"):
+            time.sleep(0.05)
+            task = client.get(f"/analysis/v1/tasks/{task['id']}").json()
+        return 200, task
+
+
+def _secure(task: str, round_no: int = 0, participants=tuple(NODES)) -> dict[str, Any]:
+    return {"task": task, "round": round_no, "participants": list(participants)}
+
+
+def test_a_saturated_model_and_a_subset_of_two_are_refused_whole_and_audited(fed) -> None:
+    federation_, _, frames = fed
+    alpha = frames["alpha"]
+    ages = alpha.groupby(["age", "sex"]).size()
+    age, sex = ages[ages == 2].index[0]
+    _, task = _task(federation_, "alpha", {
+        "analysis": "describe", "params": {"variables": ["bmi"]},
+        "cohort": {"min_age": age, "max_age": age, "sex": sex},
+        "secure": _secure("subset-of-two-1"),
+    })  # fmt: skip
+    result = task["result"]
+    assert result["released"] is False and result["plain"] is None and result["secure"] is None
+    failed = {r["rule"] for r in result["rules"] if not r["passed"]}
+    assert "nfilter.subset" in failed
+
+    band = alpha[(alpha["age"] >= 40) & (alpha["age"] <= 42)].dropna()
+    assert 10 <= len(band) < 27  # 9 parameters need 27 rows at 0.33 per row
+    _, task = _task(federation_, "alpha", {
+        "analysis": "glm",
+        "params": {"step": "fit", "family": "gaussian",
+                   "formula": "qt ~ age + sex + bmi + group + case + exposure + events"},
+        "cohort": {"min_age": 40, "max_age": 42},
+        "secure": _secure("saturated-1"),
+    })  # fmt: skip
+    result = task["result"]
+    assert result["released"] is False and result["secure"] is None
+    assert [r["rule"] for r in result["rules"] if not r["passed"]] == ["nfilter.glm"]
+    entries = [e for e in _audit(federation_, "alpha") if e.get("event") == "analysis-task"]
+    assert {e["task"] for e in entries if e["decision"] == "withheld"} >= {task["id"]}
+    assert all(e["params"] and e["datasetVersion"] for e in entries)
+
+
+def test_unpinned_replayed_and_too_few_participants_are_refused(fed) -> None:
+    federation_, _, _ = fed
+    describe = {"analysis": "describe", "params": {"variables": ["bmi"]}}
+    status, body = _task(federation_, "beta", {**describe, "secure": _secure(
+        "stranger-1", participants=[*NODES, "stranger"])})  # fmt: skip
+    assert status == 409 and "stranger have no pinned" in json.dumps(body)
+    _, task = _task(federation_, "beta", {**describe, "secure": _secure("replay-123")})
+    assert task["state"] == "succeeded"
+    _, task = _task(federation_, "beta", {**describe, "secure": _secure("replay-123")})
+    assert task["state"] == "failed" and "already run here" in task["error"]["detail"]
+    status, body = _task(federation_, "beta", {**describe, "secure": _secure(
+        "too-few-1", participants=["alpha", "beta"])})  # fmt: skip
+    assert status == 409 and "minimum of 3" in json.dumps(body)
+    status, body = _task(
+        federation_,
+        "beta",
+        {
+            "analysis": "describe",
+            "params": {"variables": ["nonsense"]},
+            "secure": _secure("x-unknown"),
+        },
+    )
+    assert status == 200 and "unknown variable" in body["error"]["detail"]
+    status, body = _task(federation_, "beta", {"analysis": "regress-everything", "params": {}})
+    assert status == 400 and "no vetted analysis" in json.dumps(body)
+    passport_free = httpx.post(f"{federation_.nodes['beta']}/analysis/v1/tasks", json=describe)
+    assert passport_free.status_code == 403
+
+
+def _client(fed: Federation, config: HubConfig) -> NodeClient:
+    async def credentials(node: Any, end: float) -> dict[str, str]:
+        return {"authorization": f"Bearer {fed.passport(audience=node.passport_audience)}"}
+
+    transport = AiohttpTransport(config, fed.root)
+    return NodeClient(Registry(config), transport, credentials, 30.0)
+
+
+def test_the_hub_sees_masked_values_and_a_node_killed_after_masking_is_still_summed(
+    tmp_path: Path,
+) -> None:
+    """The hub's side of a secure round run against three node processes: what each node
+    sends is not its value, and when gamma's process is killed right after it masked, the
+    round completes with the sum over all three (its peers' shares unmask it)."""
+    with federation(tmp_path) as fed:
+        frames = _build(fed)
+        config = HubConfig(nodes=[fed.hub_node(n) for n in NODES])
+        members = [Member(fed.hub_node(n), n, None) for n in NODES]
+        body = {"analysis": "describe", "table": "measures",
+                "params": {"variables": ["age", "bmi"]}}  # fmt: skip
+        seen: dict[str, Any] = {}
+
+        def report(event: str, details: dict[str, Any]) -> None:
+            if event == "masked":
+                fed.processes["gamma"].kill()
+                fed.processes["gamma"].wait()
+                seen["masked"] = details["masked"]
+
+        async def run() -> Any:
+            client = _client(fed, config)
+            try:
+                return await secure_round(client, members, body, "killed-1", 0, 30, report)
+            finally:
+                await client.transport.close()
+
+        result = asyncio.run(run())
+        assert seen["masked"] == sorted(NODES)
+        assert result.contributors == list(NODES)
+        assert "did not reveal" in result.statuses["gamma"]["detail"]
+        total = secure_sum.decode_wide(result.total, 32)
+        expected = descriptive.moments_part(_pooled(frames), ["age", "bmi"])
+        np.testing.assert_allclose(total, expected, rtol=1e-12)
+        for name, frame in frames.items():
+            own = secure_sum.encode_wide(descriptive.moments_part(frame, ["age", "bmi"]), 32, 3)
+            assert not np.array_equal(own, result.received[name]), name
+            assert own.shape == result.received[name].shape
+
+
+def test_a_restarted_hub_marks_an_interrupted_analysis_failed(tmp_path: Path) -> None:
+    store = AnalysisStore(tmp_path)
+    from genofed.hub.analyses import AnalysisRequest
+
+    job = store.new("owner", AnalysisRequest(kind="describe", variables=["age"]))
+    job.state = "running"
+    store.save(job)
+    assert AnalysisStore(tmp_path).fail_interrupted() == 1
+    again = store.get(job.id, "owner")
+    assert again.state == "failed" and "restarted" in (again.error or "")
+    with pytest.raises(Exception, match="no analysis"):
+        store.get(job.id, "someone else")
