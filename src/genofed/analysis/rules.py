@@ -36,7 +36,9 @@ def subset_size(n: int, rules: AnalysisRules, what: str = "subset") -> RuleCheck
     return RuleCheck(
         "nfilter.subset",
         ok,
-        f"the {what} is large enough" if ok else f"the {what} has fewer than {rules.nfilter_subset}",
+        f"the {what} is large enough"
+        if ok
+        else f"the {what} has fewer than {rules.nfilter_subset}",
     )
 
 
