@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from genofed._exceptions import QueryError
 from genofed.analysis import descriptive, design, glm, rules
@@ -50,13 +50,32 @@ class GlmParams(BaseModel):
     beta: list[float] | None = Field(None, max_length=200)
     null_eta: float | None = None
 
+    @field_validator("formula")
+    @classmethod
+    def _formula(cls, formula: str) -> str:
+        try:
+            design.parse(formula)
+        except QueryError as exc:
+            raise ValueError(str(exc)) from None
+        return formula
+
+    @field_validator("offset")
+    @classmethod
+    def _offset(cls, offset: str | None) -> str | None:
+        if offset is not None:
+            try:
+                design.check_expression(offset, "offset")
+            except QueryError as exc:
+                raise ValueError(str(exc)) from None
+        return offset
+
 
 class DescribeParams(BaseModel):
     """n, sums and cross-products of numeric variables (means, variances, correlations)."""
 
     model_config = ConfigDict(extra="forbid")
     step: Literal["moments"] = "moments"
-    variables: list[str] = Field(min_length=1, max_length=20)
+    variables: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(min_length=1, max_length=20)
 
 
 class TableParams(BaseModel):

@@ -68,9 +68,14 @@ class ApiError:
 BeaconMeta = Callable[[str], dict[str, Any]]
 
 
+# APIs whose errors are a list of {title, detail, code} (Data Connect's shape); the others
+# answer in the Beacon's.
+_ERRORS_LIST_PREFIXES = (DATA_CONNECT_PREFIX + "/", "/analysis/", "/hub/analyses")
+
+
 def error_body(path: str, error: ApiError, beacon_meta: BeaconMeta) -> dict[str, Any]:
     """The error in the shape of the API that ``path`` belongs to."""
-    if path == DATA_CONNECT_PREFIX or path.startswith(DATA_CONNECT_PREFIX + "/"):
+    if path.startswith(_ERRORS_LIST_PREFIXES) or path == DATA_CONNECT_PREFIX:
         title = error.title or TITLES.get(error.status, "Error")
         return {"errors": [{"title": title, "detail": error.message, "code": error.code}]}
     return {
