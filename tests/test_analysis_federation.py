@@ -32,6 +32,7 @@ from genofed.store.registered_tables import register_table
 from tests.analysis_data import cohort
 from tests.federation import Federation, federation
 from tests.live_server import start_node_server
+from tests.test_cli_input import refused, run
 
 NODES = {"alpha": 420, "beta": 260, "gamma": 150}  # people at each node
 
@@ -352,3 +353,32 @@ def test_a_restarted_hub_marks_an_interrupted_analysis_failed(tmp_path: Path) ->
     assert again.state == "failed" and "restarted" in (again.error or "")
     with pytest.raises(Exception, match="no analysis"):
         store.get(job.id, "someone else")
+
+
+def test_the_cli_fits_a_glm_and_describes_through_the_hub(fed) -> None:
+    """``genofed glm`` prints R's summary table (progress per round on stderr), ``--json``
+    the job; ``genofed stats`` a table; without a token both say what is missing."""
+    federation_, hub, frames = fed
+    env = {"GENOFED_HUB": hub, "GENOFED_TOKEN": federation_.access_token()}
+    shown = run("glm", "case ~ age + sex + bmi", "--family", "binomial", "--table",
+                "measures", env=env)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    columns, model = _reference("case ~ age + sex + bmi", _pooled(frames), sm.families.Binomial())
+    for name, estimate in zip(columns, model.params, strict=True):
+        line = next(row for row in shown.stdout.splitlines() if row.startswith(name + " "))
+        assert float(line.split()[1]) == pytest.approx(estimate, rel=1e-3)
+    assert "Residual deviance" in shown.stdout and "fit 0: alpha ok" in shown.stderr
+    as_json = run("glm", "case ~ age + sex + bmi", "--family", "binomial", "--table",
+                  "measures", "--json", env=env)  # fmt: skip
+    job = json.loads(as_json.stdout)
+    _close(job["result"]["summary"]["coefficients"], columns, model)
+
+    table = run("stats", "--tabulate", "sex", "--by", "group", "--table", "measures", env=env)
+    assert table.returncode == 0, table.stderr
+    females = _pooled(frames).query("sex == 'female'")["group"].value_counts()
+    row = next(r for r in table.stdout.splitlines() if "female" in r)
+    assert [int(v) for v in row.replace("│", " ").split()[1:]] == [females[g] for g in "abc"]
+    refused(run("glm", "case ~ age", env={"GENOFED_HUB": hub, "GENOFED_TOKEN": ""}),
+            "need your token")  # fmt: skip
+    refused(run("glm", "case ~ scale(age)", "--table", "measures", env=env),
+            "scale() is not allowed")  # fmt: skip

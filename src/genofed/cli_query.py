@@ -32,7 +32,7 @@ Token = Annotated[
 Deadline = Annotated[float | None, typer.Option(help="Seconds the hub may wait for the nodes")]
 
 
-def _call(
+def call_hub(
     hub: str,
     method: str,
     path: str,
@@ -119,7 +119,7 @@ def query_beacon(
     if filters:
         params["filters"] = ",".join(filters)
     try:
-        body = _call(hub, "GET", f"/beacon/v2/{entry}", token, deadline, params=params)
+        body = call_hub(hub, "GET", f"/beacon/v2/{entry}", token, deadline, params=params)
     except HubRequestError as err:
         raise fail(err) from None
     summary = body.get("responseSummary") or {}
@@ -165,7 +165,7 @@ def query_sql(
     columns: list[str] = []
     errors: list[dict[str, Any]] = []
     try:
-        body = _call(
+        body = call_hub(
             hub,
             "POST",
             "/data-connect/search",
@@ -183,7 +183,7 @@ def query_sql(
                 break
             if not body.get("data"):
                 time.sleep(1)
-            body = _call(hub, "GET", url, token, deadline)
+            body = call_hub(hub, "GET", url, token, deadline)
     except HubRequestError as err:
         raise fail(err) from None
     table = Table(title=f"{len(rows[:max_rows])} row(s)")
@@ -275,7 +275,7 @@ def cohort_count(
     """
     criteria = _criteria(terms, sex, min_age, max_age, datasets)
     try:
-        counts = _call(hub, "POST", "/hub/cohorts/count", token, json=criteria)
+        counts = call_hub(hub, "POST", "/hub/cohorts/count", token, json=criteria)
     except HubRequestError as err:
         raise fail(err) from None
     _print_counts(counts)
@@ -295,7 +295,8 @@ def cohort_create(
     """Save a cohort definition at the hub (and count it); prints its id."""
     criteria = _criteria(terms, sex, min_age, max_age, datasets)
     try:
-        saved = _call(hub, "POST", "/hub/cohorts", token, json={"name": name, "criteria": criteria})
+        body = {"name": name, "criteria": criteria}
+        saved = call_hub(hub, "POST", "/hub/cohorts", token, json=body)
     except HubRequestError as err:
         raise fail(err) from None
     _print_counts(saved["counts"])
@@ -309,7 +310,7 @@ def cohort_list(hub: Hub = "http://127.0.0.1:8700") -> None:
     Example: genofed cohort list
     """
     try:
-        cohorts = _call(hub, "GET", "/hub/cohorts", None)["cohorts"]
+        cohorts = call_hub(hub, "GET", "/hub/cohorts", None)["cohorts"]
     except HubRequestError as err:
         raise fail(err) from None
     table = Table(title=f"Saved cohorts ({len(cohorts)})")
@@ -340,7 +341,7 @@ def cohort_show(
     Example: genofed cohort show cohort-1a2b3c4d5e6f
     """
     try:
-        cohort = _call(hub, "GET", f"/hub/cohorts/{cohort_id}", token)
+        cohort = call_hub(hub, "GET", f"/hub/cohorts/{cohort_id}", token)
     except HubRequestError as err:
         raise fail(err) from None
     out.print(f"[bold]{cohort['name']}[/] ({cohort['id']})")
@@ -362,7 +363,7 @@ def cohort_delete(
     Example: genofed cohort delete cohort-1a2b3c4d5e6f
     """
     try:
-        _call(hub, "DELETE", f"/hub/cohorts/{cohort_id}", None)
+        call_hub(hub, "DELETE", f"/hub/cohorts/{cohort_id}", None)
     except HubRequestError as err:
         raise fail(err) from None
     console.print(f"deleted {cohort_id}")

@@ -35,6 +35,8 @@ from genofed.config import (
     Tier,
     TrustedIssuer,
     default_config,
+    load_config,
+    save_config,
     save_hub_config,
 )
 from genofed.governance import keys
@@ -99,7 +101,8 @@ def build_institution(
     trusted = TrustedIssuer(issuer=DEMO_BROKER, jwks=key.jwks())
     config.trust.brokers, config.trust.visa_issuers = [trusted], [trusted]
     config.trust.audience = audience(site)
-    config.datasets[site.dataset] = DatasetPolicy(duo=["DUO:0000042"])
+    # Registered researchers may run the vetted analyses on the demo's datasets.
+    config.datasets[site.dataset] = DatasetPolicy(duo=["DUO:0000042"], analysis="registered")
     config.dac_reviewers = [DacReviewer(sub="demo-reviewer", iss=DEMO_BROKER)]
     NodeDir.create(node_dir, config)
     summary = ingest_vcf(
@@ -122,6 +125,35 @@ def build_institution(
         f"({summary.seconds:.1f} s)"
     )
     return node_dir, cohort.planted_variant or ""
+
+
+def pin_peers(nodes: dict[str, Path]) -> None:
+    """Every node pins the others' aggregation keys under their names (what `genofed node
+    peer add` does after the operators compare fingerprints), so they can sum securely."""
+    configs = {root: load_config(NodeDir(root).config_path) for root in nodes.values()}
+    public = {
+        configs[root].name: keys.public_key_text(
+            keys.load_or_create_aggregation_key(NodeDir(root).aggregation_key_path)
+        )
+        for root in nodes.values()
+    }
+    for root, config in configs.items():
+        config.analysis.peers = {p: key for p, key in public.items() if p != config.name}
+        save_config(config, NodeDir(root).config_path)
+
+
+def run_glm(hub_url: str, token: str, console: Console) -> dict[str, Any]:
+    """A logistic model of seizures (HP:0001250 and its descendants) on age and sex, fitted
+    across the three institutions by secure sums: the pooled model, no row moved."""
+    from genofed.cli_analyses import print_glm, run_analysis
+
+    body = {"kind": "glm", "formula": "HP_0001250 ~ age + sex", "family": "binomial"}
+    console.print(f'    genofed glm "{body["formula"]}" --family binomial --hub {hub_url}')
+    job = run_analysis(hub_url, token, body, show=console)
+    if job["state"] != "succeeded":
+        raise GenofedError(f"the demo's GLM {job['state']}: {job.get('error')}")
+    print_glm(job["result"], console)
+    return job
 
 
 def audience(site: Institution) -> str:
@@ -590,7 +622,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     keys.create_key(workdir / "broker.json", DEMO_BROKER)
-    console.print("[bold]1/4[/] Simulating and ingesting three institutions (msprime) …")
+    console.print("[bold]1/5[/] Simulating and ingesting three institutions (msprime) …")
     nodes: dict[str, Path] = {}
     planted = ""
     for site in INSTITUTIONS:
@@ -598,19 +630,20 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
             workdir, site, samples=samples, console=console
         )
         planted = planted or site_planted
+    pin_peers(nodes)
     processes = Processes(workdir / "logs")
     try:
-        console.print("[bold]2/4[/] Starting the broker, three nodes and the hub …")
+        console.print("[bold]2/5[/] Starting the broker, three nodes and the hub …")
         urls, hub_url, _ = start_federation(workdir, nodes, processes, port=port)
         first = urls[INSTITUTIONS[0].name]
         base_url = f"{first}/beacon/v2"
-        console.print(f"[bold]3/4[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
+        console.print(f"[bold]3/5[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
         callers = demo_callers(first, workdir)
         queries = example_queries(planted)
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
         run_data_connect(first, callers, console)
-        console.print(f"[bold]4/4[/] The whole federation, through the hub at {hub_url}")
+        console.print(f"[bold]4/5[/] The whole federation, through the hub at {hub_url}")
         key = keys.load_key(workdir / "broker.json")
         token = broker.access_token(
             key,
@@ -620,6 +653,8 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         )
         (workdir / "token.jwt").write_text(token)
         run_federation(hub_url, token, planted, console)
+        console.print("[bold]5/5[/] A federated GLM across the three institutions (secure sums)")
+        run_glm(hub_url, token, console)
         if serve:
             passport = workdir / "passport.jwt"
             passport.write_text(callers["with a DAC grant"]["Authorization"].split()[1])

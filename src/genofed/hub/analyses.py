@@ -64,6 +64,13 @@ class AnalysisRequest(BaseModel):
     def _check(self) -> AnalysisRequest:
         if self.kind == "glm" and not self.formula:
             raise ValueError("a glm needs a formula, e.g. 'case ~ age + sex'")
+        try:  # the nodes check again; a bad formula is refused here before any node works
+            if self.formula:
+                design.parse(self.formula)
+            if self.offset:
+                design.check_expression(self.offset, "offset")
+        except QueryError as exc:
+            raise ValueError(str(exc)) from None
         if self.kind == "describe" and not self.variables:
             raise ValueError("describe needs variables")
         if self.kind == "table" and not self.row:

@@ -1,0 +1,251 @@
+"""``genofed glm`` and ``genofed stats``: federated analyses run by a hub, shown as R shows
+them.
+
+The hub is ``--hub`` or ``$GENOFED_HUB``; the token (``--token`` or ``$GENOFED_TOKEN``) is
+needed: nodes run analyses for callers they know. Progress (each round, each node) goes
+to stderr, the result to stdout (``--json`` for the whole job as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genofed._exceptions import GenofedError, HubRequestError
+from genofed.cli_output import console, fail
+from genofed.cli_query import Datasets, Hub, Token, call_hub
+
+out = Console()
+
+Cohort = Annotated[str | None, typer.Option(help="A saved cohort's id: only its individuals")]
+TableName = Annotated[
+    str | None, typer.Option("--table", help="A table each node registered, joined by individual")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the whole job as JSON")]
+NodeDeadline = Annotated[float, typer.Option(help="Seconds each node has for each step")]
+
+
+def run_analysis(
+    hub: str, token: str | None, body: dict[str, Any], *, show: Console | None = console
+) -> dict[str, Any]:
+    """Start an analysis at the hub and follow it to its end, printing each round as it
+    completes (to ``show``; None: quietly). Returns the finished job."""
+    if not token:
+        raise HubRequestError(
+            "analyses need your token: give --token or set GENOFED_TOKEN (nodes run analyses "
+            "for callers they know)"
+        )
+    job = call_hub(hub, "POST", "/hub/analyses", token, json=body)
+    shown = 0
+    status = show.status("starting") if show is not None else None
+    if status is not None:
+        status.start()
+    try:
+        while True:
+            rounds = job.get("rounds") or []
+            for entry in rounds[shown:]:
+                if show is not None:
+                    show.print(_round_line(entry))
+            shown = len(rounds)
+            if job["state"] not in ("queued", "running"):
+                return job
+            if status is not None:
+                status.update(job.get("message") or job["state"])
+            time.sleep(0.2)
+            job = call_hub(hub, "GET", f"/hub/analyses/{job['id']}", token)
+    finally:
+        if status is not None:
+            status.stop()
+
+
+def _round_line(entry: dict[str, Any]) -> str:
+    colours = {"ok": "green", "withheld": "yellow"}
+    nodes = " · ".join(
+        f"{name} [{colours.get(s.get('status'), 'red')}]{s.get('status')}[/]"
+        for name, s in entry["nodes"].items()
+    )
+    label = entry["step"] if entry.get("round") is None else f"{entry['step']} {entry['round']}"
+    return f"  {label}: {nodes}"
+
+
+def _finished(job: dict[str, Any]) -> dict[str, Any]:
+    for name, why in (job.get("excluded") or {}).items():
+        console.print(f"[yellow]{name} left out: {why}[/]")
+    if job["state"] != "succeeded":
+        raise HubRequestError(f"the analysis {job['state']}: {job.get('error') or job['message']}")
+    return job["result"]
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def _p(value: float) -> str:
+    return "< 2e-16" if value < 2e-16 else f"{value:.3g}"
+
+
+def _n_per_node(result: dict[str, Any]) -> str:
+    parts = []
+    for node, n in (result.get("nPerNode") or {}).items():
+        if n:
+            precision = "" if n["precision"] == "exact" else f" ({n['precision']})"
+            parts.append(f"{node} {n['value']}{precision}")
+    return ", ".join(parts)
+
+
+def print_glm(result: dict[str, Any], show: Console) -> None:
+    """The result like R's ``summary(glm)``."""
+    summary = result["summary"]
+    statistic = summary["statistic"]
+    show.print(
+        f"\nCall: glm(formula = {result['formula']}, family = {result['family']})"
+        f"   [{len(result['contributors'])} nodes: {', '.join(result['contributors'])}]"
+    )
+    table = Table(title="Coefficients", title_justify="left", box=None,
+                  padding=(0, 1), pad_edge=False)  # fmt: skip
+    for column in ("", "Estimate", "Std. Error", f"{statistic} value", f"Pr(>|{statistic}|)",
+                   "2.5 %", "97.5 %"):  # fmt: skip
+        table.add_column(column, justify="left" if not column else "right", no_wrap=True)
+    for c in summary["coefficients"]:
+        table.add_row(
+            c["name"], _number(c["estimate"]), _number(c["std_error"]), f"{c['statistic']:.3f}",
+            _p(c["p_value"]), _number(c["ci_low"]), _number(c["ci_high"]),
+        )  # fmt: skip
+    show.print(table)
+    show.print(
+        f"(Dispersion parameter for {summary['family']} family taken to be "
+        f"{summary['dispersion']:.6g})\n"
+        f"    Null deviance: {summary['null_deviance']:.6g}  on {summary['null_df']}  "
+        "degrees of freedom\n"
+        f"Residual deviance: {summary['residual_deviance']:.6g}  on {summary['residual_df']}  "
+        "degrees of freedom\n"
+        f"AIC: {summary['aic']:.6g}\n"
+        f"Number of Fisher Scoring iterations: {summary['iterations']}\n"
+        f"n: {summary['n']} in all; per node: {_n_per_node(result)}"
+    )
+
+
+def print_stats(result: dict[str, Any], show: Console) -> None:
+    if result["kind"] == "table":
+        table = Table(title=f"{result['row']} by {result['column'] or 'count'}")
+        table.add_column(result["row"])
+        for column in result["columns"]:
+            table.add_column(str(column), justify="right")
+        for row, counts in zip(result["rows"], result["counts"], strict=True):
+            table.add_row(str(row), *(str(c) for c in counts))
+        show.print(table)
+    else:
+        stats = result["statistics"]
+        table = Table(title=f"{stats['n']} complete observations")
+        for column in ("variable", "mean", "variance", "sd"):
+            table.add_column(column, justify="left" if column == "variable" else "right")
+        for name, mean, variance in zip(stats["names"], stats["means"], stats["variances"],
+                                        strict=True):  # fmt: skip
+            table.add_row(name, _number(mean), _number(variance), _number(variance**0.5))
+        show.print(table)
+        if len(stats["names"]) > 1:
+            correlation = Table(title="Correlations")
+            correlation.add_column("")
+            for name in stats["names"]:
+                correlation.add_column(name, justify="right")
+            for name, row in zip(stats["names"], stats["correlation"], strict=True):
+                correlation.add_row(name, *(f"{v:.4f}" for v in row))
+            show.print(correlation)
+    show.print(f"nodes: {', '.join(result['contributors'])}; per node: {_n_per_node(result)}")
+
+
+def _scope(cohort: str | None, datasets: list[str] | None, table: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"datasets": datasets or []}
+    if cohort:
+        body["cohort"] = cohort
+    if table:
+        body["table"] = table
+    return body
+
+
+def glm(
+    formula: Annotated[str, typer.Argument(help="R-style: 'case ~ age + sex + bmi'")],
+    family: Annotated[str, typer.Option(help="gaussian, binomial or poisson")] = "gaussian",
+    offset: Annotated[
+        str | None, typer.Option(help="A poisson model's offset, e.g. 'np.log(exposure)'")
+    ] = None,
+    cohort: Cohort = None,
+    datasets: Datasets = None,
+    table: TableName = None,
+    hub: Hub = "http://127.0.0.1:8700",
+    token: Token = None,
+    node_deadline: NodeDeadline = 120.0,
+    as_json: AsJson = False,
+) -> None:
+    """Fit a generalised linear model across the hub's nodes, exactly as if their rows were
+    pooled, without moving a row: each node sends its statistics into a secure sum, and
+    each applies its own disclosure rules first.
+
+    Variables: sex, age, measures under info (bmi...), terms as 0/1 (HP_0001250,
+    ICD10_G40), and the columns of --table. Example:
+
+        genofed glm "HP_0001250 ~ age + sex" --family binomial
+    """
+    body = {"kind": "glm", "formula": formula, "family": family, "node_deadline_s": node_deadline,
+            **_scope(cohort, datasets, table)}  # fmt: skip
+    if offset:
+        body["offset"] = offset
+    try:
+        job = run_analysis(hub, token, body)
+        result = _finished(job) if not as_json else job
+    except GenofedError as err:
+        raise fail(err) from None
+    if as_json:
+        out.print_json(json.dumps(job))
+        return
+    print_glm(result, out)
+
+
+def stats(
+    variables: Annotated[
+        list[str] | None, typer.Argument(help="Numeric variables: means, variances, correlations")
+    ] = None,
+    tabulate: Annotated[
+        str | None, typer.Option(help="A variable to count by level (a contingency table)")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="With --tabulate: the table's columns")] = None,
+    cohort: Cohort = None,
+    datasets: Datasets = None,
+    table: TableName = None,
+    hub: Hub = "http://127.0.0.1:8700",
+    token: Token = None,
+    node_deadline: NodeDeadline = 120.0,
+    as_json: AsJson = False,
+) -> None:
+    """Descriptive statistics across the hub's nodes, pooled exactly: counts, means,
+    variances and correlations of numeric variables, or a contingency table.
+
+    Examples:
+
+        genofed stats age
+
+        genofed stats --tabulate sex --by HP_0001250
+    """
+    if bool(variables) == bool(tabulate):
+        raise fail(GenofedError("give numeric variables, or --tabulate VARIABLE (not both)"))
+    scope = _scope(cohort, datasets, table) | {"node_deadline_s": node_deadline}
+    if tabulate:
+        body = {"kind": "table", "row": tabulate, **scope}
+        if by:
+            body["column"] = by
+    else:
+        body = {"kind": "describe", "variables": variables, **scope}
+    try:
+        job = run_analysis(hub, token, body)
+        result = _finished(job) if not as_json else job
+    except GenofedError as err:
+        raise fail(err) from None
+    if as_json:
+        out.print_json(json.dumps(job))
+        return
+    print_stats(result, out)
