@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,7 @@ from genofed.store.genes import read_gene_file, save_genes
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+from tests.browser import CHROMIUM
 
 DATA = Path(__file__).parent / "data"
 SMALL_VCF = DATA / "small.vcf"
@@ -86,3 +88,17 @@ def node_client(ontology: OntologyIndex) -> Callable[[Path], TestClient]:
         return TestClient(create_app(root, ontology=ontology))
 
     return build
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

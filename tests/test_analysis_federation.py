@@ -30,6 +30,7 @@ from genofed.hub.transport import AiohttpTransport
 from genofed.store.node_dir import NodeDir
 from genofed.store.registered_tables import register_table
 from tests.analysis_data import cohort
+from tests.browser import needs_chromium
 from tests.federation import Federation, federation
 from tests.live_server import start_node_server
 from tests.test_cli_input import refused, run
@@ -108,7 +109,9 @@ def _pooled(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def _reference(formula: str, frame: pd.DataFrame, family: Any, offset: str | None = None):
     levels = design.agree_levels([design.categorical_levels(frame, design.variables(formula))])
     built = design.design(formula, frame, levels, offset=offset)
-    model = sm.GLM(built.y, built.x, family=family, offset=built.offset).fit()
+    # a gaussian model's tests and intervals use t, as R's summary(glm) and confint(lm) do
+    gaussian = isinstance(family, sm.families.Gaussian)
+    model = sm.GLM(built.y, built.x, family=family, offset=built.offset).fit(use_t=gaussian)
     return built.columns, model
 
 
@@ -118,6 +121,9 @@ def _close(ours: list[dict], columns: list[str], model: Any) -> None:
     errors = np.array([c["std_error"] for c in ours])
     np.testing.assert_allclose(estimates, model.params, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(errors, model.bse, rtol=1e-6)
+    np.testing.assert_allclose([c["p_value"] for c in ours], model.pvalues, rtol=1e-5)
+    intervals = np.array([[c["ci_low"], c["ci_high"]] for c in ours])
+    np.testing.assert_allclose(intervals, model.conf_int(), rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -382,3 +388,45 @@ def test_the_cli_fits_a_glm_and_describes_through_the_hub(fed) -> None:
             "need your token")  # fmt: skip
     refused(run("glm", "case ~ scale(age)", "--table", "measures", env=env),
             "scale() is not allowed")  # fmt: skip
+
+
+@needs_chromium
+def test_the_portal_fits_a_glm_and_draws_its_forest_plot(fed, browser: Any) -> None:
+    """The analyses panel: outcome, covariates and family in a form; each node's progress;
+    the coefficient table and a forest plot whose points are the hub's estimates."""
+    federation_, hub, frames = fed
+    page = browser.new_page()
+    page.goto(hub)
+    page.fill("#token", federation_.access_token())
+    page.dispatch_event("#token", "change")
+    page.fill("#glm-outcome", "qt")
+    page.fill("#glm-covariates", "age + sex + bmi")
+    page.select_option("#glm-family", "gaussian")
+    page.fill("#glm-table", "measures")
+    page.click("#glm-run")
+    page.wait_for_selector("#glm-forest circle", timeout=60_000)
+    columns, model = _reference("qt ~ age + sex + bmi", _pooled(frames), sm.families.Gaussian())
+    shown = {
+        row.get_attribute("data-name"): float(row.get_attribute("data-estimate"))
+        for row in page.locator("#glm-summary tbody tr").all()
+    }
+    assert list(shown) == columns
+    np.testing.assert_allclose(list(shown.values()), model.params, rtol=1e-6)
+    points = page.locator("#glm-forest circle").all()
+    assert [p.get_attribute("data-name") for p in points] == columns[1:]  # no intercept
+    for point, low, high in zip(points, *model.conf_int()[1:].T, strict=True):
+        assert float(point.get_attribute("data-low")) == pytest.approx(low, rel=1e-4)
+        assert float(point.get_attribute("data-high")) == pytest.approx(high, rel=1e-4)
+    nodes = page.inner_text("#glm-nodes")
+    assert all(name in nodes for name in NODES) and "ok" in nodes
+
+    page.fill("#glm-outcome", "rare")  # a new question: the old answer goes
+    assert page.locator("#glm-forest circle").count() == 0
+    page.fill("#glm-covariates", "age")
+    page.select_option("#glm-family", "binomial")
+    page.click("#glm-run")
+    page.wait_for_function("document.querySelector('#glm-error').textContent.length > 0",
+                           timeout=60_000)  # fmt: skip
+    assert "did not complete" in page.inner_text("#glm-error")
+    assert "outcome level" in page.inner_text("#glm-nodes")  # gamma's rule, said by gamma
+    page.close()

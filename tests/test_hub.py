@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 import ssl
 import subprocess
 import time
@@ -30,6 +29,7 @@ from genofed.config import (
 from genofed.governance.passports import peek
 from genofed.store.node_dir import NodeDir
 from tests.beacon_schemas import errors as schema_errors
+from tests.browser import needs_chromium
 from tests.federation import Federation, statuses
 from tests.federation import federation as start_federation
 from tests.live_server import GENOFED, free_port, start_node_server
@@ -651,27 +651,6 @@ def test_the_cli_asks_the_hub_and_prints_tables(federation: Federation, hub: str
 
 # -- the portal, in a real browser -----------------------------------------------------
 
-CHROMIUM = shutil.which("chromium")
-
-
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
 
 def _bars(page: Any, chart: str) -> dict[str, str]:
     """A chart's bars as the page drew them: label -> value ('' for a withheld one)."""
@@ -818,7 +797,7 @@ def test_the_portal_builds_a_cohort_by_clicking(
     opened.wait_for(state="detached")
     listed = httpx.get(f"{hub}/hub/cohorts", timeout=10).json()["cohorts"]
     assert carriers_cohort["id"] not in {c["id"] for c in listed}
-    assert "analyses" in page.inner_text("#jobs")
+    assert "Fit the model" in page.inner_text("#analysis-section")
     page.close()
 
 

@@ -87,6 +87,7 @@ function clearBreakdown() {
 function clearResults() {
   clearVariant();
   clearBreakdown();
+  clearAnalysis();
   $("#cohort-counts tbody").replaceChildren();
   $("#cohort-chart").replaceChildren();
   $("#cohort-total").textContent = "–";
@@ -457,10 +458,20 @@ async function loadCohorts() {
       item.append(name, summary, meta, open, remove);
       list.appendChild(item);
     }
+    fillCohortChoice(cohorts);
     showError(null, "save");
   } catch (error) {
     showError(error, "save");
   }
+}
+
+// The analyses panel's cohort choice: everyone, or a saved cohort.
+function fillCohortChoice(cohorts) {
+  const select = $("#glm-cohort");
+  const chosen = select.value;
+  select.replaceChildren(new Option("everyone", ""));
+  for (const cohort of cohorts) select.appendChild(new Option(cohort.name, cohort.id));
+  select.value = cohorts.some((c) => c.id === chosen) ? chosen : "";
 }
 
 // A saved cohort back in the builder, counted now.
@@ -511,6 +522,135 @@ async function saveCohort(event) {
   }
 }
 
+// -- analyses: a GLM fitted by the nodes, followed round by round ----------------------
+
+function clearAnalysis() {
+  state.analysis = null;  // a poll still under way for an older fit stops drawing
+  $("#glm-message").textContent = "";
+  $("#glm-nodes").hidden = true;
+  $("#glm-summary").replaceChildren();
+  $("#glm-forest").replaceChildren();
+  showError(null, "glm");
+}
+
+// Each node's latest step: the step, its status and why (a rule, a refusal).
+function showNodes(job) {
+  const latest = {};
+  for (const entry of job.rounds || []) {
+    const step = entry.round === null || entry.round === undefined ? entry.step : `${entry.step} ${entry.round}`;
+    for (const [node, status] of Object.entries(entry.nodes)) latest[node] = { step, ...status };
+  }
+  for (const [node, why] of Object.entries(job.excluded || {})) {
+    latest[node] = { ...(latest[node] || { step: "" }), status: latest[node]?.status || "left out", detail: why };
+  }
+  $("#glm-nodes").hidden = !Object.keys(latest).length;
+  fillTable("#glm-nodes", Object.entries(latest), (row, [node, s]) => {
+    cell(row, node);
+    cell(row, s.step);
+    cell(row, s.status, `status-${s.status}`);
+    cell(row, s.detail || "");
+  });
+}
+
+function fmt(value) {
+  if (value === 0) return "0";
+  return Math.abs(value) >= 1e-3 ? value.toPrecision(4) : value.toExponential(2);
+}
+
+function showSummary(result) {
+  const summary = result.summary;
+  const stat = summary.statistic;
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  for (const name of ["", "Estimate", "Std. Error", `${stat} value`, `Pr(>|${stat}|)`, "2.5 %", "97.5 %"]) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const c of summary.coefficients) {
+    const row = body.insertRow();
+    row.dataset.name = c.name;
+    row.dataset.estimate = c.estimate;
+    for (const text of [c.name, fmt(c.estimate), fmt(c.std_error), c.statistic.toFixed(3),
+      c.p_value < 2e-16 ? "< 2e-16" : c.p_value.toPrecision(3), fmt(c.ci_low), fmt(c.ci_high)]) {
+      cell(row, text);
+    }
+  }
+  const notes = document.createElement("p");
+  const perNode = Object.entries(result.nPerNode || {})
+    .map(([node, n]) => `${node} ${n.value}${n.precision === "exact" ? "" : ` (${n.precision})`}`).join(", ");
+  notes.textContent = `${result.formula}, ${result.family}: residual deviance ${fmt(summary.residual_deviance)} ` +
+    `on ${summary.residual_df} df (null ${fmt(summary.null_deviance)} on ${summary.null_df}), AIC ${fmt(summary.aic)}, ` +
+    `${summary.iterations} iterations; n ${summary.n} (${perNode}); nodes: ${result.contributors.join(", ")}`;
+  $("#glm-summary").replaceChildren(table, notes);
+}
+
+// A forest plot of the estimates and their 95 % CIs (the intercept left out: another
+// scale), on the model's link scale, drawn here as SVG.
+function forestPlot(result) {
+  const box = $("#glm-forest");
+  box.replaceChildren();
+  const rows = result.summary.coefficients.filter((c) => c.name !== "Intercept");
+  if (!rows.length) return;
+  const labelWidth = 110, plotWidth = 260, row = 22, top = 24, width = labelWidth + plotWidth + 20;
+  const low = Math.min(0, ...rows.map((c) => c.ci_low)), high = Math.max(0, ...rows.map((c) => c.ci_high));
+  const span = high - low || 1;
+  const x = (value) => labelWidth + ((value - low) / span) * plotWidth;
+  const height = top + rows.length * row + 16;
+  const title = `Estimates and 95 % CIs (${result.family === "gaussian" ? "identity" : result.family === "binomial" ? "log odds" : "log rate"} scale)`;
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`, width, role: "img",
+    "aria-label": `${title}: ` + rows.map((c) => `${c.name} ${fmt(c.estimate)} (${fmt(c.ci_low)} to ${fmt(c.ci_high)})`).join(", "),
+  });
+  chart.appendChild(svg("title", {}, title));
+  chart.appendChild(svg("text", { x: 0, y: 14, "font-weight": "bold" }, title));
+  chart.appendChild(svg("line", { x1: x(0), x2: x(0), y1: top, y2: height - 16, class: "zero" }));
+  chart.appendChild(svg("text", { x: x(0) - 3, y: height - 3, class: "note" }, "0"));
+  rows.forEach((c, k) => {
+    const y = top + k * row + 11;
+    chart.appendChild(svg("text", { x: 0, y: y + 4 }, c.name));
+    chart.appendChild(svg("line", { x1: x(c.ci_low), x2: x(c.ci_high), y1: y, y2: y, class: "ci" }));
+    chart.appendChild(svg("circle", {
+      cx: x(c.estimate), cy: y, r: 4, class: "point", "data-name": c.name, "data-estimate": c.estimate,
+      "data-low": c.ci_low, "data-high": c.ci_high,
+    }));
+  });
+  box.appendChild(chart);
+}
+
+async function fitModel(event) {
+  event.preventDefault();
+  clearAnalysis();
+  const outcome = $("#glm-outcome").value.trim();
+  const covariates = $("#glm-covariates").value.trim() || "1";
+  const body = { kind: "glm", formula: `${outcome} ~ ${covariates}`, family: $("#glm-family").value };
+  if ($("#glm-cohort").value) body.cohort = $("#glm-cohort").value;
+  if ($("#glm-table").value.trim()) body.table = $("#glm-table").value.trim();
+  const mine = (state.analysis = {});
+  $("#glm-run").disabled = true;
+  try {
+    let job = await api("/hub/analyses", { method: "POST", body: JSON.stringify(body) });
+    while (job.state === "queued" || job.state === "running") {
+      if (state.analysis !== mine) return;
+      $("#glm-message").textContent = job.message || job.state;
+      showNodes(job);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      job = await api(`/hub/analyses/${job.id}`);
+    }
+    if (state.analysis !== mine) return;
+    showNodes(job);
+    $("#glm-message").textContent = `${job.state} · ${job.id}`;
+    if (job.state !== "succeeded") throw new Error(job.error || job.message || job.state);
+    showSummary(job.result);
+    forestPlot(job.result);
+  } catch (error) {
+    if (state.analysis === mine) showError(error, "glm");
+  } finally {
+    $("#glm-run").disabled = false;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("#variant-form").addEventListener("submit", lookUpVariant);
   $("#term-input").addEventListener("input", suggestTerms);
@@ -524,6 +664,10 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   $("#save-form").addEventListener("submit", saveCohort);
   $("#breakdown-button").addEventListener("click", breakDown);
+  $("#glm-form").addEventListener("submit", fitModel);
+  for (const id of ["#glm-outcome", "#glm-covariates", "#glm-family", "#glm-cohort", "#glm-table"]) {
+    $(id).addEventListener("input", clearAnalysis);
+  }
   // The token lives in this tab's session storage: it survives a reload, not the tab.
   $("#token").value = sessionStorage.getItem("genofed-token") || "";
   showIdentity();
