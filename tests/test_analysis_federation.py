@@ -430,3 +430,53 @@ def test_the_portal_fits_a_glm_and_draws_its_forest_plot(fed, browser: Any) -> N
     assert "did not complete" in page.inner_text("#glm-error")
     assert "outcome level" in page.inner_text("#glm-nodes")  # gamma's rule, said by gamma
     page.close()
+
+
+def test_a_glm_over_a_saved_cohort_uses_only_its_individuals(fed) -> None:
+    federation_, hub, frames = fed
+    token = federation_.access_token()
+    headers = {"authorization": f"Bearer {token}"}
+    saved = httpx.post(
+        f"{hub}/hub/cohorts",
+        headers=headers,
+        timeout=30,
+        json={"name": "women 30+", "criteria": {"sex": "female", "min_age": 30}},
+    )
+    assert saved.status_code == 201, saved.text
+    body = {"kind": "glm", "formula": "qt ~ age + bmi", "table": "measures",
+            "cohort": saved.json()["id"]}  # fmt: skip
+    job = _analyse(hub, token, body)
+    assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
+    pooled = _pooled(frames)
+    women = pooled[(pooled["sex"] == "female") & (pooled["age"] >= 30)]
+    columns, model = _reference("qt ~ age + bmi", women, sm.families.Gaussian())
+    _close(job["result"]["summary"]["coefficients"], columns, model)
+
+
+def test_analyses_are_listed_for_their_owner_only_and_can_be_cancelled(fed) -> None:
+    federation_, hub, _ = fed
+    mine = {"authorization": f"Bearer {federation_.access_token()}"}
+    theirs = {"authorization": f"Bearer {federation_.access_token('researcher-2')}"}
+    body = {"kind": "glm", "formula": "case ~ age + sex + bmi + group", "family": "binomial",
+            "table": "measures"}  # fmt: skip
+    with httpx.Client(base_url=hub, timeout=30) as client:
+        started = client.post("/hub/analyses", json=body, headers=mine).json()
+        cancelled = client.post(f"/hub/analyses/{started['id']}/cancel", headers=mine)
+        assert cancelled.status_code == 200
+        for _ in range(300):
+            job = client.get(f"/hub/analyses/{started['id']}", headers=mine).json()
+            if job["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "cancelled" and job["result"] is None
+        listed = client.get("/hub/analyses", headers=mine).json()["analyses"]
+        assert started["id"] in {a["id"] for a in listed}
+        assert started["id"] not in {
+            a["id"] for a in client.get("/hub/analyses", headers=theirs).json()["analyses"]
+        }
+        assert client.get(f"/hub/analyses/{started['id']}", headers=theirs).status_code == 404
+        anonymous = client.post("/hub/analyses", json=body)
+        assert anonymous.status_code == 401 and "send your token" in anonymous.text
+        bad = client.post("/hub/analyses", json={**body, "formula": "case ~ poly(age)"},
+                          headers=mine)  # fmt: skip
+        assert bad.status_code == 400 and "poly() is not allowed" in bad.text
