@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -480,3 +482,17 @@ def test_analyses_are_listed_for_their_owner_only_and_can_be_cancelled(fed) -> N
         bad = client.post("/hub/analyses", json={**body, "formula": "case ~ poly(age)"},
                           headers=mine)  # fmt: skip
         assert bad.status_code == 400 and "poly() is not allowed" in bad.text
+
+
+def test_the_analysis_docs_commands_run_against_a_federation(fed) -> None:
+    """docs/analysis.md's first commands (written for the demo's hub) against this one."""
+    federation_, hub, _ = fed
+    text = (Path(__file__).parent.parent / "docs" / "analysis.md").read_text()
+    block = re.findall(r"```bash\n(.*?)```", text, flags=re.S)[0]
+    lines = [line for line in block.splitlines() if not line.startswith("export ")]
+    assert lines and all(line.startswith(".venv/bin/genofed ") for line in lines)
+    env = {"GENOFED_HUB": hub, "GENOFED_TOKEN": federation_.access_token()}
+    for line in lines:
+        done = run(*shlex.split(line)[1:], env=env)
+        assert done.returncode == 0, (line, done.stderr)
+    assert "Residual deviance" in run(*shlex.split(lines[0])[1:], env=env).stdout

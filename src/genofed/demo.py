@@ -668,6 +668,8 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
                 f"  genofed query beacon --hub {hub_url} --chrom 22 --start 0 --end 2000000\n"
                 f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed query sql --hub {hub_url} "
                 "'SELECT sex, count(*) AS n FROM \"*.individuals\" GROUP BY sex'\n"
+                f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed glm --hub {hub_url} "
+                "'HP_0001250 ~ age + sex' --family binomial\n"
                 f'  curl -H "Authorization: Bearer $(cat {passport})" '
                 f"'{base_url}/individuals?filters=HP:0001250&requestedGranularity=record'\n"
                 "Press Ctrl-C to stop everything."
