@@ -56,6 +56,11 @@ def test_a_cohort_and_unknown_variables(small_node: NodeDir, ontology: OntologyI
         assert sorted(frame.index) == ["S1", "S2"]
         with pytest.raises(QueryError, match="unknown variable.*height"):
             individuals_frame(reader, {"age", "height"}, ontology)
+        # a term no one records and no ontology knows is a typo, not a column of zeros
+        with pytest.raises(QueryError, match="no term HP:9999999"):
+            individuals_frame(reader, {"HP_9999999"}, ontology)
+        known = individuals_frame(reader, {"HP_0000118"}, ontology)  # HPO's root: known
+        assert set(known["HP_0000118"]) <= {0.0, 1.0}
     finally:
         reader.close()
     assert term_of("HP_0001250", {"HP"}) == "HP:0001250"

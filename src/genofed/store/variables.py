@@ -54,7 +54,8 @@ def individuals_frame(
     index = [i for i in everyone if ids is None or i in ids]
     frame = pd.DataFrame(index=pd.Index(index, name="individual_id"))
     values = _values(reader, names)
-    prefixes = {t.split(":", 1)[0] for _, t, _ in reader.term_index()} | ontology.prefixes()
+    recorded = {t for _, t, _ in reader.term_index()}
+    prefixes = {t.split(":", 1)[0] for t in recorded} | ontology.prefixes()
     unknown = []
     for name in sorted(names):
         if name == "sex":
@@ -73,6 +74,9 @@ def individuals_frame(
             else:
                 frame[name] = [c[0] if c else None for c in cells]
         elif (term := term_of(name, prefixes)) is not None:
+            if term not in recorded and not ontology.knows(term):
+                unknown.append(f"{name} (no term {term} here or in the ontologies)")
+                continue
             wanted = sorted(ontology.descendants(term) | {term})
             having = reader.ids_with_terms("individual", wanted)
             frame[name] = np.array([1.0 if i in having else 0.0 for i in index])
