@@ -9,6 +9,8 @@ import asyncio
 import json
 import re
 import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -496,3 +498,20 @@ def test_the_analysis_docs_commands_run_against_a_federation(fed) -> None:
         done = run(*shlex.split(line)[1:], env=env)
         assert done.returncode == 0, (line, done.stderr)
     assert "Residual deviance" in run(*shlex.split(lines[0])[1:], env=env).stdout
+
+
+def test_schemathesis_finds_no_server_errors_in_the_analysis_api(fed, tmp_path: Path) -> None:
+    """Generated requests (from the node's own OpenAPI document) to every /analysis/v1
+    endpoint, as a caller allowed to analyse: bad input is a 4xx, never a 5xx."""
+    federation_, _, _ = fed
+    base = federation_.nodes["beta"]
+    passport = federation_.passport(audience=federation_.audience("beta"), hours=2)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("st")), "run", f"{base}/openapi.json",
+         "--url", base, "--include-path-regex", "^/analysis/v1",
+         "--checks", "not_a_server_error", "--max-examples", "60", "--seed", "1",
+         "--workers", "1", "-H", f"Authorization: Bearer {passport}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "/analysis/v1/tasks" in result.stdout
