@@ -321,10 +321,17 @@ async def secure_round(
             status["rules"] = result.get("rules")
             if not result.get("released"):
                 status.update(status="withheld", detail=_withheld(result))
-            elif result.get("secure"):
+            elif _well_shared(result.get("secure"), member.name, participants):
                 results[member.hub.name] = result
                 shared[member.name] = result["secure"]
+            else:
+                status.update(status="error", detail="answered without the shares of a secure sum")
         statuses[member.hub.name] = status
+    if len({int(part["length"]) for part in shared.values()}) > 1:
+        raise QueryError(
+            "the nodes' payloads differ in length (do they run different versions of the "
+            "analysis?): " + ", ".join(f"{n} {p['length']}" for n, p in shared.items())
+        )
     if report is not None:
         report("shared", {"round": round_no, "nodes": statuses})
 
@@ -342,8 +349,9 @@ async def secure_round(
             return name, reply
 
         for name, reply in await asyncio.gather(*(mask(n) for n in shared)):
-            if reply.status == "ok" and reply.document is not None:
-                masked[name] = _vector(reply.document["masked"])
+            vector = _masked_vector(reply, int(shared[name]["length"]))
+            if vector is not None:
+                masked[name] = vector
             else:
                 statuses[by_name[name].hub.name] = {**_outcome(reply), "step": "mask"}
     if report is not None:
@@ -361,8 +369,8 @@ async def secure_round(
 
         reveals = {}
         for name, reply in await asyncio.gather(*(reveal(n) for n in survivors)):
-            if reply.status == "ok" and reply.document is not None:
-                reveals[name] = reply.document["reveals"]
+            if reply.status == "ok" and isinstance((reply.document or {}).get("reveals"), dict):
+                reveals[name] = reply.document["reveals"]  # type: ignore[index]
             else:
                 statuses[by_name[name].hub.name] = {
                     **statuses[by_name[name].hub.name],
@@ -377,8 +385,24 @@ async def secure_round(
     return Round(total, contributors, results, statuses, received)
 
 
-def _vector(text: str) -> np.ndarray:
-    return np.frombuffer(base64.urlsafe_b64decode(text), dtype=np.uint64)
+def _well_shared(secure: Any, name: str, participants: list[str]) -> bool:
+    """A node's secure part has a share for every other participant, and a length."""
+    if not isinstance(secure, dict) or not isinstance(secure.get("shares"), dict):
+        return False
+    return set(secure["shares"]) == set(participants) - {name} and isinstance(
+        secure.get("length"), int
+    )
+
+
+def _masked_vector(reply: Reply, length: int) -> np.ndarray | None:
+    """The masked payload a node answered, if it is one of the agreed length."""
+    if reply.status != "ok" or not isinstance((reply.document or {}).get("masked"), str):
+        return None
+    try:
+        vector = np.frombuffer(base64.urlsafe_b64decode(reply.document["masked"]), np.uint64)  # type: ignore[index]
+    except ValueError:
+        return None
+    return vector if vector.size == length else None
 
 
 def decoded(round_: Round) -> np.ndarray:
@@ -493,8 +517,11 @@ class Coordinator:
                     f"{', '.join(membership)} of the first round: a model needs the same "
                     "nodes in every round; run it again"
                 )
-            plain = next(iter(result.results.values()))["plain"]
+            plains = [r["plain"] for r in result.results.values()]
+            plain = plains[0]
             columns = plain["columns"]
+            if any(p["columns"] != columns for p in plains):
+                raise QueryError("the nodes coded the model with different columns")
             total = glm.GlmPart.from_vector(decoded(result), len(columns))
             if fit is None:
                 fit = glm.start(request.family, columns, intercept=plain["intercept"])
