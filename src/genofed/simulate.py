@@ -161,7 +161,8 @@ def simulate_cohort(
     Args:
         out_dir: directory for ``{prefix}.vcf.gz``, ``{prefix}.vcf.gz.tbi`` and
             ``{prefix}.clinical.csv`` (created if missing; existing files are overwritten).
-        n_samples: number of diploid individuals, named ``f"{prefix}{i:05d}"``.
+        n_samples: number of diploid individuals, named ``f"{prefix}{i:05d}"`` (with six
+            digits or more from 100,000 individuals on).
         n_sites: if given, the simulated region is made long enough for at least this many
             variable sites and exactly the first ``n_sites`` are written
             (``sequence_length`` is then ignored).
@@ -178,8 +179,6 @@ def simulate_cohort(
         raise ValueError("n_samples must be >= 1")
     if n_sites is not None and n_sites < 1:
         raise ValueError("n_sites must be >= 1")
-    if n_samples > 99_999:
-        raise ValueError("n_samples must be < 100000 (sample names are 5-digit numbered)")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +241,7 @@ def simulate_cohort(
         header = _vcf_header(
             contig,
             _contig_length(contig, int(length)),
-            [f"{prefix}{i:05d}" for i in range(n_samples)],
+            [sample_name(prefix, i, n_samples) for i in range(n_samples)],
         )
         with bgzip_writer(vcf_path) as fh:
             fh.write(header)
@@ -542,6 +541,12 @@ def _tabix(path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def sample_name(prefix: str, i: int, n_samples: int) -> str:
+    """The ``i``-th of ``n_samples`` simulated individuals: ``PREFIX00042`` (five digits, or
+    as many as the largest number needs)."""
+    return f"{prefix}{i:0{max(5, len(str(n_samples - 1)))}d}"
+
+
 def _write_clinical(
     path: Path, prefix: str, n_samples: int, dosage: np.ndarray, rng: np.random.Generator
 ) -> None:
@@ -593,7 +598,8 @@ def _write_clinical(
             if len(diseases) > 2:
                 keep = sorted(rng.choice(len(diseases), 2, replace=False).tolist())
                 diseases = [diseases[j] for j in keep]
-            w.writerow([f"{prefix}{i:05d}", sex, age, ";".join(terms), ";".join(diseases)])
+            name = sample_name(prefix, i, n_samples)
+            w.writerow([name, sex, age, ";".join(terms), ";".join(diseases)])
 
 
 # --------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from genofed.hub.client import NodeClient
 from genofed.hub.fanout import Reply
 
 TASKS = "/analysis/v1/tasks"
+LONG_POLL_S = 25.0  # at most what a node waits for a task before answering (its limit: 30)
 _FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -235,8 +236,11 @@ async def run_task(
     node's reply, and the task's result when it succeeded."""
     end = time.monotonic() + deadline_s
     body = {**body, "dataset": member.dataset} if member.dataset else body
-    reply = await client.send(member.hub, "POST", TASKS, end, body=body)
-    delay = 0.02
+
+    def wait() -> list[tuple[str, str]]:  # the node answers once the task is done (long poll)
+        return [("wait", f"{max(0.0, min(LONG_POLL_S, end - time.monotonic() - 1)):.3f}")]
+
+    reply = await client.send(member.hub, "POST", TASKS, end, body=body, params=wait())
     while reply.status == "ok" and reply.document is not None:
         document = reply.document
         if document.get("state") in _FINISHED:
@@ -247,9 +251,11 @@ async def run_task(
                          str(error.get("detail") or "the task failed")), None  # fmt: skip
         if time.monotonic() >= end:
             return Reply(member.hub.name, "timeout", detail="the task did not finish in time"), None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.5)
-        reply = await client.send(member.hub, "GET", f"{TASKS}/{document['id']}", end)
+        if end - time.monotonic() < 1.5:
+            await asyncio.sleep(0.05)  # too little time left to long-poll: ask again soon
+        reply = await client.send(
+            member.hub, "GET", f"{TASKS}/{document['id']}", end, params=wait()
+        )
     return reply, None
 
 

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from genofed._exceptions import NotFoundError, SecureSumError
@@ -41,6 +43,26 @@ def _owned(call: NodeCall, task_id: str) -> JobRecord:
     record = call.runtime.jobs.record(task_id, call.caller.identity)
     if record.kind != KIND:
         raise NotFoundError(f"no analysis task {task_id!r} of yours")
+    return record
+
+
+MAX_WAIT_S = 30.0
+Wait = Annotated[
+    float,
+    Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for the task to finish (long poll)"),
+]
+
+
+async def _waited(call: NodeCall, task_id: str, wait: float) -> JobRecord:
+    """The task's record once it finished, or when ``wait`` seconds have passed: a
+    coordinator learns of the end at once instead of polling."""
+    end = time.monotonic() + wait
+    record = _owned(call, task_id)
+    delay = 0.002
+    while not record.state.finished and time.monotonic() < end:
+        await asyncio.sleep(min(delay, max(0.0, end - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+        record = _owned(call, task_id)
     return record
 
 
@@ -71,7 +93,9 @@ def build_analysis_router() -> APIRouter:
         status_code=202,
         summary="Run one step of a vetted analysis over one dataset (a job)",
     )
-    async def create_task(body: TaskRequest, call: AnalysisCall, response: Response) -> Any:
+    async def create_task(
+        body: TaskRequest, call: AnalysisCall, response: Response, wait: Wait = 0.0
+    ) -> Any:
         runtime = call.runtime
         prepared = await run_in_threadpool(runtime.analysis.prepare, call.caller, body)
         call.audit.datasets = [prepared.reader.dataset_id]
@@ -82,11 +106,11 @@ def build_analysis_router() -> APIRouter:
             ttl_s=3600,
         )
         response.headers["location"] = f"/analysis/v1/tasks/{job.id}"
-        return task_view(job.snapshot())
+        return task_view(await _waited(call, job.id, wait) if wait else job.snapshot())
 
     @router.get("/tasks/{task_id}", summary="A task's state, progress and result")
-    def get_task(task_id: str, call: AnalysisCall) -> Any:
-        return task_view(_owned(call, task_id))
+    async def get_task(task_id: str, call: AnalysisCall, wait: Wait = 0.0) -> Any:
+        return task_view(await _waited(call, task_id, wait))
 
     @router.post("/tasks/{task_id}/mask", summary="Secure sum: this node's masked payload")
     async def mask(task_id: str, body: Shares, call: AnalysisCall) -> Any:

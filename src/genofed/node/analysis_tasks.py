@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import numpy as np
 import orjson
 import pandas as pd
@@ -36,7 +39,7 @@ from genofed.governance.keys import load_or_create_aggregation_key, public_key_o
 from genofed.jobs.runtime import Job, JobRecord
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.filters import parse_filter
-from genofed.store.registered_tables import registered_tables
+from genofed.store.registered_tables import RegisteredTable, registered_tables
 from genofed.store.selection import VARIANT, Context, select
 from genofed.store.variables import individuals_frame
 
@@ -44,6 +47,7 @@ KIND = "analysis"
 FRAC_BITS = 32  # fractional bits of every summed value (encode_wide's three limbs)
 _PAYLOAD = "payload"  # the encoded payload, kept at the node: never served
 _ID_COLUMNS = ("individual_id", "sample_id", "id")
+_FRAMES_KEPT = 4  # frames of recent tasks, for the next rounds of the same model
 
 
 class SecureRound(BaseModel):
@@ -105,6 +109,23 @@ def _unb64(text: str) -> bytes:
         raise QueryError("a share is not base64url") from None
 
 
+def _table_frame(table: RegisteredTable) -> pd.DataFrame:
+    """A registered table's columns, indexed by individual id."""
+    con = duckdb.connect(str(table.path), read_only=True)
+    try:
+        frame = con.execute("SELECT * FROM data").df()
+    finally:
+        con.close()
+    key = next((c for c in _ID_COLUMNS if c in frame.columns), None)
+    if key is None:
+        raise QueryError(
+            f"table {table.name!r} has no individual id column ({', '.join(_ID_COLUMNS)})"
+        )
+    if frame[key].duplicated().any():
+        raise QueryError(f"table {table.name!r} has more than one row per individual")
+    return frame.set_index(frame[key].astype(str)).drop(columns=[key])
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -114,6 +135,8 @@ class AnalysisTasks:
 
     def __init__(self, runtime: Any):  # NodeRuntime (node.runtime imports this module)
         self.runtime = runtime
+        self._frames: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self._lock = threading.Lock()
         self.budget = QueryBudget(
             runtime.node.state_dir / "analysis-budgets.sqlite",
             None,
@@ -240,20 +263,43 @@ class AnalysisTasks:
         )
 
     def _frame_of(self, prepared: Prepared) -> catalogue.Frame:
+        """The step's rows, read once per dataset version, cohort, table and variables:
+        the rounds of a model ask for the same rows again (kept for a few tasks)."""
         request, reader = prepared.request, prepared.reader
-        ids = None if request.cohort is None else self._cohort_ids(reader, request.cohort)
         table = None if request.table is None else self._table(prepared.caller, request.table)
+        cohort = None if request.cohort is None else _digest(request.cohort.model_dump())
+        source = None if table is None else (str(table.path), table.path.stat().st_mtime_ns)
 
         def frame_of(names: set[str]) -> pd.DataFrame:
-            from_table: set[str] = set()
-            if table is not None:
-                from_table = names & set(table.columns)
-            frame = individuals_frame(reader, names - from_table, self.runtime.ontology, ids=ids)
-            if table is not None and from_table:
-                frame = frame.join(table[sorted(from_table)], how="left")
+            key = (str(reader.version.path), cohort, source, frozenset(names))
+            with self._lock:
+                frame = self._frames.get(key)
+                if frame is not None:
+                    self._frames.move_to_end(key)
+                    return frame
+            frame = self._read_frame(reader, request.cohort, table, names)
+            with self._lock:
+                self._frames[key] = frame
+                while len(self._frames) > _FRAMES_KEPT:
+                    self._frames.popitem(last=False)
             return frame
 
         return frame_of
+
+    def _read_frame(
+        self,
+        reader: DatasetReader,
+        cohort: CohortCriteria | None,
+        table: RegisteredTable | None,
+        names: set[str],
+    ) -> pd.DataFrame:
+        ids = None if cohort is None else self._cohort_ids(reader, cohort)
+        columns = None if table is None else _table_frame(table)
+        from_table = set() if columns is None else names & set(columns.columns)
+        frame = individuals_frame(reader, names - from_table, self.runtime.ontology, ids=ids)
+        if columns is not None and from_table:
+            frame = frame.join(columns[sorted(from_table)], how="left")
+        return frame
 
     def _cohort_ids(self, reader: DatasetReader, cohort: CohortCriteria) -> set[str]:
         """The dataset's individuals who meet the cohort's criteria, by the Beacon's
@@ -272,30 +318,14 @@ class AnalysisTasks:
         )
         return set(selection.ids)
 
-    def _table(self, caller: Caller, name: str) -> pd.DataFrame:
-        """A registered table's columns by individual id; refused unless the caller may
-        see the table itself."""
-        gate = self.runtime.gate
+    def _table(self, caller: Caller, name: str) -> RegisteredTable:
+        """A registered table the caller may see (refused otherwise, as if it did not
+        exist)."""
         for table in registered_tables(self.runtime.node):
-            if table.name != name:
-                continue
-            if gate.access.entitlement(caller, table.name, table.tier, "record") is None:
-                break
-            import duckdb  # here: only tasks that join a table need it
-
-            con = duckdb.connect(str(table.path), read_only=True)
-            try:
-                frame = con.execute("SELECT * FROM data").df()
-            finally:
-                con.close()
-            key = next((c for c in _ID_COLUMNS if c in frame.columns), None)
-            if key is None:
-                raise QueryError(
-                    f"table {name!r} has no individual id column ({', '.join(_ID_COLUMNS)})"
-                )
-            if frame[key].duplicated().any():
-                raise QueryError(f"table {name!r} has more than one row per individual")
-            return frame.set_index(frame[key].astype(str)).drop(columns=[key])
+            if table.name == name and self.runtime.gate.access.entitlement(
+                caller, table.name, table.tier, "record"
+            ):
+                return table
         raise AccessDeniedError(f"no table {name!r} you may use here")
 
     def _audit(

@@ -91,8 +91,15 @@ def individuals_frame(
 
 
 def _values(reader: DatasetReader, names: set[str]) -> dict[str, dict[str, tuple[str, float]]]:
-    """path → individual id → (text, number) for the paths the names may use."""
-    paths = {"sex.label", "info.age.iso8601duration"} | {f"info.{n}" for n in names}
+    """path → individual id → (text, number) for the paths the names may use (only those:
+    a dataset's values are read per path)."""
+    paths = {f"info.{n}" for n in names}
+    if "sex" in names:
+        paths.add("sex.label")
+    if "age" in names:
+        paths.add("info.age.iso8601duration")
+    if not paths:
+        return {}
     rows = (
         reader.cursor()
         .execute(
