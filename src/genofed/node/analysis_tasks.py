@@ -136,6 +136,7 @@ class AnalysisTasks:
     def __init__(self, runtime: Any):  # NodeRuntime (node.runtime imports this module)
         self.runtime = runtime
         self._frames: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self._tables: tuple[tuple, list[RegisteredTable]] | None = None
         self._lock = threading.Lock()
         self.budget = QueryBudget(
             runtime.node.state_dir / "analysis-budgets.sqlite",
@@ -318,10 +319,20 @@ class AnalysisTasks:
         )
         return set(selection.ids)
 
+    def _registered(self) -> list[RegisteredTable]:
+        """The node's registered tables, read again when a table file changes (reading
+        each table's description opens its file)."""
+        directory = self.runtime.node.tables_dir
+        files = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.duckdb")))
+        with self._lock:
+            if self._tables is None or self._tables[0] != files:
+                self._tables = (files, registered_tables(self.runtime.node))
+            return self._tables[1]
+
     def _table(self, caller: Caller, name: str) -> RegisteredTable:
         """A registered table the caller may see (refused otherwise, as if it did not
         exist)."""
-        for table in registered_tables(self.runtime.node):
+        for table in self._registered():
             if table.name == name and self.runtime.gate.access.entitlement(
                 caller, table.name, table.tier, "record"
             ):
