@@ -1,0 +1,158 @@
+"""Genome-wide association across nodes from per-node sums, exactly as on the pooled rows.
+
+**Linear models** (quantitative traits), one round. For a block of variants each node
+sends, over its complete rows (covariates C with the intercept, phenotypes Y, dosages G
+with missing genotypes as 0 and M their 0/1 missingness):
+
+    n, CᵀC, CᵀY, diag(YᵀY), CᵀG, diag(GᵀG), GᵀY, ΣG, CᵀM, ΣM, MᵀY
+
+The hub sums them. Missing dosages are imputed with the variant's **pooled** mean
+μ = ΣG / (n − ΣM), as REGENIE imputes with the mean (here of all the nodes' rows, so the
+answer is the pooled one): with G' = G + μM, and G∘M = 0,
+
+    CᵀG' = CᵀG + μ CᵀM,   diag(G'ᵀG') = diag(GᵀG) + μ² ΣM,   G'ᵀY = GᵀY + μ MᵀY.
+
+Then, per variant g and phenotype y, with A = (CᵀC)⁻¹ (Frisch–Waugh–Lovell):
+
+    g̃ᵀg̃ = gᵀg − (Cᵀg)ᵀA(Cᵀg),  g̃ᵀỹ = gᵀy − (Cᵀg)ᵀA(Cᵀy),  ỹᵀỹ = yᵀy − (Cᵀy)ᵀA(Cᵀy)
+    β = g̃ᵀỹ / g̃ᵀg̃,  RSS = ỹᵀỹ − β g̃ᵀỹ,  SE = √(RSS / (n − k − 1) / g̃ᵀg̃),  t = β / SE
+
+which is the OLS of y on [C, g] over the pooled rows. Several phenotypes share one pass.
+
+plink2 drops a sample's missing genotype for that variant instead (its OBS_CT varies by
+variant); with no missing genotypes the two agree exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from genofed._exceptions import QueryError
+
+
+@dataclass
+class LinearBlockPart:
+    """One node's sums for one block of ``v`` variants (or their sum over the nodes)."""
+
+    n: float
+    ctc: np.ndarray  # k x k
+    cty: np.ndarray  # k x m
+    yty: np.ndarray  # m
+    ctg: np.ndarray  # k x v
+    gtg: np.ndarray  # v
+    gty: np.ndarray  # v x m
+    g_sum: np.ndarray  # v: sum of the observed dosages
+    ctm: np.ndarray  # k x v
+    m_sum: np.ndarray  # v: missing genotypes
+    mty: np.ndarray  # v x m
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(covariates k, phenotypes m, variants v)."""
+        return self.ctc.shape[0], self.cty.shape[1], self.ctg.shape[1]
+
+    def vector(self) -> np.ndarray:
+        """Everything in one vector, as secure aggregation sums it."""
+        parts = [self.ctc, self.cty, self.yty, self.ctg, self.gtg, self.gty, self.g_sum,
+                 self.ctm, self.m_sum, self.mty]  # fmt: skip
+        return np.concatenate([[self.n], *(np.ravel(p) for p in parts)])
+
+    @classmethod
+    def from_vector(cls, vector: np.ndarray, k: int, m: int, v: int) -> LinearBlockPart:
+        shapes = [(k, k), (k, m), (m,), (k, v), (v,), (v, m), (v,), (k, v), (v,), (v, m)]
+        sizes = [int(np.prod(s)) for s in shapes]
+        values = np.asarray(vector, dtype=np.float64)
+        if values.shape != (1 + sum(sizes),):
+            raise QueryError(f"a linear block of {v} variants has {1 + sum(sizes)} values")
+        out, at = [], 1
+        for shape, size in zip(shapes, sizes, strict=True):
+            out.append(values[at : at + size].reshape(shape))
+            at += size
+        return cls(float(values[0]), *out)
+
+    def __add__(self, other: LinearBlockPart) -> LinearBlockPart:
+        return LinearBlockPart.from_vector(self.vector() + other.vector(), *self.shape)
+
+
+def linear_block_part(
+    covariates: np.ndarray, phenotypes: np.ndarray, dosages: np.ndarray
+) -> LinearBlockPart:
+    """This node's sums for one block: ``covariates`` n x k (with the intercept column),
+    ``phenotypes`` n x m, ``dosages`` n x v (NaN where a genotype is missing), over the
+    same complete rows."""
+    c = np.asarray(covariates, dtype=np.float64)
+    y = np.asarray(phenotypes, dtype=np.float64)
+    g = np.asarray(dosages, dtype=np.float64)
+    if not (len(c) == len(y) == len(g)):
+        raise QueryError("covariates, phenotypes and dosages need the same rows")
+    missing = np.isnan(g)
+    g0 = np.where(missing, 0.0, g)
+    m = missing.astype(np.float64)
+    return LinearBlockPart(
+        n=float(len(c)),
+        ctc=c.T @ c,
+        cty=c.T @ y,
+        yty=np.einsum("ij,ij->j", y, y),
+        ctg=c.T @ g0,
+        gtg=np.einsum("ij,ij->j", g0, g0),
+        gty=g0.T @ y,
+        g_sum=g0.sum(axis=0),
+        ctm=c.T @ m,
+        m_sum=m.sum(axis=0),
+        mty=m.T @ y,
+    )
+
+
+@dataclass
+class LinearResults:
+    """Per variant (rows) and phenotype (columns); NaN where a variant cannot be tested
+    (no variation left after the covariates: plink2's CONST_OMITTED_ALLELE)."""
+
+    beta: np.ndarray
+    se: np.ndarray
+    t: np.ndarray
+    p: np.ndarray
+    alt_freq: np.ndarray  # per variant: the pooled ALT frequency of the observed genotypes
+    observed: np.ndarray  # per variant: genotypes observed (the rest imputed)
+    n: int
+    df: int
+
+
+def linear_association(total: LinearBlockPart) -> LinearResults:
+    """β, SE, t and p of every variant and phenotype from the nodes' summed sums."""
+    k, _, _ = total.shape
+    n = total.n
+    observed = n - total.m_sum
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(observed > 0, total.g_sum / observed, 0.0)
+    ctg = total.ctg + mu[None, :] * total.ctm
+    gtg = total.gtg + mu**2 * total.m_sum
+    gty = total.gty + mu[:, None] * total.mty
+    try:
+        inverse = np.linalg.inv(total.ctc)
+    except np.linalg.LinAlgError:
+        raise QueryError(
+            "the covariates are collinear (or constant): drop one and run again"
+        ) from None
+    a_cty = inverse @ total.cty  # k x m
+    a_ctg = inverse @ ctg  # k x v
+    gg = gtg - np.einsum("kv,kv->v", ctg, a_ctg)  # residual g'g per variant
+    gy = gty - ctg.T @ a_cty  # v x m
+    yy = total.yty - np.einsum("km,km->m", total.cty, a_cty)  # m
+    df = int(round(n)) - k - 1
+    if df <= 0:
+        raise QueryError(f"{int(n)} observations for {k + 1} coefficients")
+    # a variant whose residual variation is (numerically) nothing cannot be tested
+    testable = gg > 1e-9 * np.maximum(gtg, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = np.where(testable[:, None], gy / gg[:, None], np.nan)
+        rss = yy[None, :] - beta * gy
+        se = np.sqrt(rss / df / gg[:, None])
+        t = beta / se
+    p = 2 * stats.t.sf(np.abs(t), df)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = np.where(observed > 0, total.g_sum / (2 * observed), np.nan)
+    return LinearResults(beta, se, t, p, freq, observed, int(round(n)), df)
