@@ -245,6 +245,21 @@ class AnalysisRules(BaseModel):
     min_n: int = Field(10, ge=1, description="Fewest complete observations at this node")
 
 
+class Compute(BaseModel):
+    """Where this node's genotype work runs (dask over the genotype Zarr)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    dask_scheduler: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
+        description="The address of a dask.distributed scheduler (tcp://host:8786) to run "
+        "genotype work on a cluster; null: this node's own threads",
+    )
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="Threads for genotype work here (null: one per core)"
+    )
+
+
 class Analysis(BaseModel):
     """Federated analysis at this node: its rules, and the federation it sums with."""
 
@@ -380,6 +395,10 @@ class NodeConfig(BaseModel):
     )
     analysis: Analysis = Field(
         default_factory=Analysis, description="Federated analysis: rules and peers"
+    )
+    compute: Compute = Field(
+        default_factory=Compute,
+        description="Genotype work: on this node's threads, or on a dask.distributed cluster",
     )
     dac_reviewers: list[DacReviewer] = Field(
         default_factory=list,

@@ -1,0 +1,87 @@
+"""ALT dosages of a dataset's split alleles, read from ``genotypes.zarr`` in blocks with
+dask.
+
+The dosage of a split allele (a row of the variants table: ``site_idx``, ``allele_idx``)
+is how many of an individual's calls at the site are that ALT allele: 0, 1 or 2 for a
+diploid call. A call with a missing allele (``-1``) makes the dosage missing (NaN); the
+padding of a haploid call (``-2``) is no allele. Only one block of variants is in memory
+at a time, whatever the cohort's size, and the Zarr is read chunk by chunk, on this
+process's threads or on a ``dask.distributed`` cluster (``Compute``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+MISSING = -1
+# Dosages of one block (variants x people, float64) are kept near this many bytes.
+BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where dask runs: this process's threads (``scheduler`` None), or the address of a
+    ``dask.distributed`` scheduler (``tcp://host:8786``): node.yaml's ``compute``."""
+
+    scheduler: str | None = None
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, settings: Any) -> Compute:
+        """From node.yaml's ``compute`` section (``config.Compute``)."""
+        return cls(settings.dask_scheduler, settings.threads)
+
+    def compute(self, *arrays: Any) -> tuple[Any, ...]:
+        if self.scheduler is None:
+            return dask.compute(*arrays, scheduler="threads", num_workers=self.threads)
+        from distributed import Client  # only a node that points at a cluster needs it
+
+        with Client(self.scheduler, set_as_default=False) as client:
+            return tuple(client.compute(list(arrays), sync=True))
+
+
+def genotype_array(genotypes: Path) -> da.Array:
+    """The genotype matrix (sites x samples x ploidy, int8) as a dask array of the Zarr's
+    chunks."""
+    return da.from_zarr(str(genotypes / "call_genotype"))
+
+
+def dosages(
+    calls: da.Array, site_idx: np.ndarray, allele_idx: np.ndarray, columns: np.ndarray
+) -> da.Array:
+    """The dosages (people x variants, float64, NaN where missing) of the split alleles
+    ``(site_idx, allele_idx)`` for the genotype-matrix ``columns`` (the people, in order),
+    lazily."""
+    sites = calls[np.asarray(site_idx, dtype=np.int64)][:, np.asarray(columns, dtype=np.int64)]
+    alleles = da.from_array(np.asarray(allele_idx, dtype=np.int8)[:, None, None])
+    count = (sites == alleles).sum(axis=-1).astype(np.float64)
+    missing = (sites == MISSING).any(axis=-1)
+    return da.where(missing, np.nan, count).T
+
+
+def block_size(people: int) -> int:
+    """Variants per block so that a block's dosages stay near ``BLOCK_BYTES``."""
+    return int(max(16, min(4096, BLOCK_BYTES // (8 * max(people, 1)))))
+
+
+def blocks(
+    calls: da.Array,
+    site_idx: np.ndarray,
+    allele_idx: np.ndarray,
+    columns: np.ndarray,
+    compute: Compute,
+    size: int | None = None,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(which variants, their dosages)`` block by block, in the order given."""
+    size = size or block_size(len(columns))
+    for start in range(0, len(site_idx), size):
+        part = slice(start, min(start + size, len(site_idx)))
+        (block,) = compute.compute(dosages(calls, site_idx[part], allele_idx[part], columns))
+        yield part, np.asarray(block)
