@@ -243,6 +243,12 @@ class AnalysisRules(BaseModel):
         3, ge=1, alias="nfilter.subset", description="Smallest subset (cohort) analysed"
     )
     min_n: int = Field(10, ge=1, description="Fewest complete observations at this node")
+    min_mac: int = Field(
+        3,
+        ge=1,
+        description="A variant whose minor allele count here is 1 .. min_mac-1 is left out of "
+        "the whole association analysis",
+    )
 
 
 class Compute(BaseModel):

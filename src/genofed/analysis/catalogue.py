@@ -2,7 +2,7 @@
 
 An analysis has a name, a version, its parameters (a pydantic model, published as JSON
 Schema) and its steps. A step reads the variables it names from the node's rows (a
-``Frame``: the node gives it the individuals of one dataset, restricted to a cohort),
+``NodeData``: the node gives it the individuals of one dataset, restricted to a cohort),
 computes what would leave the node, and checks the disclosure rules; a failed rule
 withholds the whole payload. What a step may release is of two kinds:
 
@@ -17,20 +17,44 @@ rows, seeds or individuals.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from genofed._exceptions import QueryError
-from genofed.analysis import descriptive, design, glm, rules
+from genofed.analysis import descriptive, design, glm, gwas, rules
 from genofed.config import AnalysisRules
 
-# The node's rows of the named variables (one row per individual of the cohort).
-Frame = Callable[[set[str]], pd.DataFrame]
+
+class NodeData(Protocol):
+    """What a step may read of the node's data (the node gives it one dataset, restricted
+    to a cohort): never more than the rows of the variables it names."""
+
+    def frame(self, names: set[str]) -> pd.DataFrame:
+        """One row per individual of the cohort, one column per variable named, indexed
+        by individual id."""
+        ...
+
+    def variants(self, region: str | None, ids: list[str] | None) -> pd.DataFrame:
+        """The dataset's split alleles (``variant_id``, ``chrom``, ``pos``, ``ref``, ``alt``,
+        ``site_idx``, ``allele_idx``) in ``region`` (``chr:start-end``) or of ``ids``."""
+        ...
+
+    def dosages(
+        self, variants: pd.DataFrame, individuals: pd.Index
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Blocks of ``(which variants, dosages individuals x variants)``, NaN missing."""
+        ...
+
+    def genotyped(self) -> set[str]:
+        """The individuals with genotypes in the dataset."""
+        ...
+
+
 _VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -89,6 +113,24 @@ class TableParams(BaseModel):
     levels: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class GwasParams(BaseModel):
+    """``levels``: this node's levels of categorical covariates. ``variants``: the
+    variants of ``region`` this node can take part in (its minor allele count is 0 or at
+    least ``min_mac``). ``block``: the sums of a linear model for the listed variants."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: Literal["levels", "variants", "block"]
+    phenotypes: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(min_length=1, max_length=20)
+    covariates: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(
+        default_factory=list, max_length=50
+    )
+    model: Literal["linear"] = "linear"
+    region: str | None = Field(None, max_length=60, examples=["22:16000000-17000000"])
+    variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=5000)
+    levels: dict[str, list[str]] = Field(default_factory=dict)
+    min_mac: int = Field(3, ge=1, description="At least this node's min_mac")
+
+
 @dataclass
 class StepResult:
     checks: list[rules.RuleCheck]
@@ -113,7 +155,7 @@ class Analysis:
     title: str
     params: type[BaseModel]
     rules: tuple[str, ...]
-    run: Callable[[Any, Frame, AnalysisRules], StepResult]
+    run: Callable[[Any, NodeData, AnalysisRules], StepResult]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -149,9 +191,9 @@ def _subsets(people: int, complete: int, limits: AnalysisRules) -> list[rules.Ru
     ]
 
 
-def _glm(params: GlmParams, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+def _glm(params: GlmParams, data: NodeData, limits: AnalysisRules) -> StepResult:
     names = design.variables(params.formula, params.offset)
-    frame = frame_of(names)
+    frame = data.frame(names)
     complete = _complete(frame, names)
     n, dropped = len(complete), len(frame) - len(complete)
     subset = _subsets(len(frame), n, limits)
@@ -183,9 +225,9 @@ def _glm(params: GlmParams, frame_of: Frame, limits: AnalysisRules) -> StepResul
     return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
 
 
-def _describe(params: DescribeParams, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+def _describe(params: DescribeParams, data: NodeData, limits: AnalysisRules) -> StepResult:
     names = list(dict.fromkeys(params.variables))
-    frame = frame_of(set(names))
+    frame = data.frame(set(names))
     vector = descriptive.moments_part(frame, names)
     n = int(vector[0])
     checks = [
@@ -195,11 +237,11 @@ def _describe(params: DescribeParams, frame_of: Frame, limits: AnalysisRules) ->
     return StepResult(checks, n, len(frame) - n, plain={"variables": names}, vector=vector)
 
 
-def _table(params: TableParams, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+def _table(params: TableParams, data: NodeData, limits: AnalysisRules) -> StepResult:
     names = [params.row] + ([params.column] if params.column else [])
     if len(set(names)) != len(names):
         raise QueryError("tabulate two different variables")
-    frame = frame_of(set(names))
+    frame = data.frame(set(names))
     complete = _complete(frame, set(names)).map(_level_text)
     n, dropped = len(complete), len(frame) - len(complete)
     subset = _subsets(len(frame), n, limits)
@@ -211,15 +253,82 @@ def _table(params: TableParams, frame_of: Frame, limits: AnalysisRules) -> StepR
     missing = [name for name in names if name not in params.levels]
     if missing:
         raise QueryError(f"no agreed levels for {', '.join(missing)}: run the levels step first")
-    data = complete.assign(_all="all")
+    counted = complete.assign(_all="all")
     levels = {**params.levels, "_all": ["all"]}
     unknown = [name for name in names if set(complete[name]) - set(params.levels[name])]
     if unknown:
         raise QueryError(f"{', '.join(unknown)} has levels outside the agreed ones")
-    counts = descriptive.table_part(data, params.row, params.column or "_all", levels)
+    counts = descriptive.table_part(counted, params.row, params.column or "_all", levels)
     checks = [*subset, rules.table_cells(counts, limits)]
     return StepResult(checks, n, dropped, plain={"shape": list(counts.shape)},
                       vector=counts.ravel().astype(np.float64))  # fmt: skip
+
+
+def _gwas_rows(params: GwasParams, data: NodeData) -> tuple[pd.DataFrame, int, int]:
+    """The individuals complete in every phenotype and covariate, with genotypes; and
+    how many the cohort had, and how many were dropped."""
+    names = set(params.phenotypes) | set(params.covariates)
+    frame = data.frame(names)
+    complete = _complete(frame, names)
+    complete = complete[complete.index.isin(data.genotyped())]
+    return complete, len(frame), len(frame) - len(complete)
+
+
+def _minor_allele_counts(dosages: np.ndarray) -> np.ndarray:
+    alt = np.nansum(dosages, axis=0)
+    called = 2 * np.sum(~np.isnan(dosages), axis=0)
+    return np.minimum(alt, called - alt)
+
+
+def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResult:
+    if params.region is None and params.step == "variants":
+        raise QueryError("name a region (chrom:start-end) to scan")
+    rows, people, dropped = _gwas_rows(params, data)
+    n = len(rows)
+    subset = _subsets(people, n, limits)
+    min_mac = max(params.min_mac, limits.min_mac)
+    formula = f"{params.phenotypes[0]} ~ {' + '.join(params.covariates) or '1'}"
+    if params.step == "levels":
+        levels = design.categorical_levels(rows, set(params.covariates))
+        checks = [*subset, *_level_checks(rows, sorted(levels), limits)]
+        return StepResult(checks, n, dropped, plain={"levels": levels})
+    if params.step == "variants":
+        variants = data.variants(params.region, None)
+        keep = np.zeros(len(variants), dtype=bool)
+        for part, block in data.dosages(variants, rows.index):
+            mac = _minor_allele_counts(block)
+            keep[part] = (mac == 0) | (mac >= min_mac)
+        checks = [rules.enough_observations(n, limits), *subset]
+        plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
+        return StepResult(checks, n, dropped, plain=plain)
+    if not params.variants:
+        raise QueryError("list the block's variants")
+    variants = data.variants(None, params.variants).set_index("variant_id")
+    absent = [v for v in params.variants if v not in variants.index]
+    if absent:
+        raise QueryError(f"{len(absent)} variant(s) of the block are not here: {absent[:3]}")
+    variants = variants.loc[params.variants].reset_index()
+    built = design.design(formula, rows, params.levels)
+    y = rows[params.phenotypes].to_numpy(dtype=np.float64)
+    g = np.concatenate([block for _, block in data.dosages(variants, rows.index)], axis=1)
+    mac = _minor_allele_counts(g)
+    rare = int(np.sum((mac > 0) & (mac < min_mac)))
+    checks = [
+        rules.enough_observations(n, limits),
+        *subset,
+        rules.parameters_per_observation(len(built.columns) + 1, n, limits),
+        rules.RuleCheck(
+            "min_mac",
+            rare == 0,
+            "every variant's minor allele count is 0 or enough"
+            if rare == 0
+            else f"{rare} variant(s) with a minor allele count below {min_mac}",
+        ),
+    ]
+    part = gwas.linear_block_part(built.x, y, g)
+    plain = {"covariates": built.columns, "phenotypes": params.phenotypes, "k": len(built.columns),
+             "m": len(params.phenotypes), "v": len(params.variants)}  # fmt: skip
+    return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
 
 
 CATALOGUE: dict[str, Analysis] = {
@@ -240,6 +349,14 @@ CATALOGUE: dict[str, Analysis] = {
             DescribeParams,
             ("min_n", "nfilter.subset"),
             _describe,
+        ),
+        Analysis(
+            "gwas",
+            "1.0.0",
+            "Genome-wide association: linear models per variant, exact to the pooled OLS",
+            GwasParams,
+            ("min_n", "nfilter.subset", "nfilter.glm", "nfilter.tab", "min_mac"),
+            _gwas,
         ),
         Analysis(
             "table",
@@ -275,10 +392,10 @@ def parameters(analysis: Analysis, raw: Any) -> BaseModel:
         raise QueryError(f"the parameters of {analysis.name} are not valid: {problems}") from None
 
 
-def run_step(name: str, raw: Any, frame_of: Frame, limits: AnalysisRules) -> StepResult:
+def run_step(name: str, raw: Any, data: NodeData, limits: AnalysisRules) -> StepResult:
     """One step of a vetted analysis; a payload whose rules failed is withheld whole."""
     analysis = analysis_of(name)
-    result = analysis.run(parameters(analysis, raw), frame_of, limits)
+    result = analysis.run(parameters(analysis, raw), data, limits)
     if result.vector is not None and not np.all(np.isfinite(result.vector)):
         raise QueryError("the step's statistics are not finite: check the model and its data")
     return result if result.released else result.withheld()

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genofed._exceptions import GenofedError, NotFoundError, QueryError
-from genofed.analysis import descriptive, design, glm, secure_sum
+from genofed.analysis import descriptive, design, glm, gwas, plots, secure_sum
 from genofed.config import HubNode
 from genofed.criteria import CohortCriteria
 from genofed.hub.client import NodeClient
@@ -46,13 +47,18 @@ class AnalysisRequest(BaseModel):
     """``POST /hub/analyses``."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["glm", "describe", "table"]
+    kind: Literal["glm", "describe", "table", "gwas"]
     formula: str | None = Field(None, max_length=1000, examples=["case ~ age + sex + bmi"])
     family: glm.Family = "gaussian"
     offset: str | None = Field(None, max_length=200, examples=["np.log(exposure)"])
     variables: list[str] = Field(default_factory=list, max_length=20, description="describe")
     row: str | None = Field(None, description="table: the row variable")
     column: str | None = Field(None, description="table: the column variable (optional)")
+    phenotypes: list[str] = Field(default_factory=list, max_length=20, description="gwas")
+    covariates: list[str] = Field(default_factory=list, max_length=50, description="gwas")
+    region: str | None = Field(None, description="gwas: chrom:start-end (1-based)")
+    min_mac: int = Field(3, ge=1, description="gwas: raises (never lowers) each node's")
+    block: int = Field(1000, ge=10, le=5000, description="gwas: variants per secure round")
     cohort: str | None = Field(None, description="A saved cohort's id: only its individuals")
     criteria: CohortCriteria | None = Field(None, description="Or the cohort's criteria")
     datasets: list[str] = Field(
@@ -76,6 +82,8 @@ class AnalysisRequest(BaseModel):
             raise ValueError("describe needs variables")
         if self.kind == "table" and not self.row:
             raise ValueError("a table needs a row variable")
+        if self.kind == "gwas" and (not self.phenotypes or not self.region):
+            raise ValueError("a gwas needs phenotypes and a region (chrom:start-end)")
         if self.cohort is not None and self.criteria is not None:
             raise ValueError("give a saved cohort or criteria, not both")
         for dataset in self.datasets:
@@ -182,6 +190,10 @@ class AnalysisStore:
         if job.state in ("queued", "running"):
             self._path(job_id, ".cancel").touch()
         return job
+
+    def files(self, job_id: str) -> Path:
+        """Where an analysis keeps its result files (tables, plots)."""
+        return self._path(job_id, "")
 
     def cancelled(self, job_id: str) -> bool:
         return self._path(job_id, ".cancel").exists()
@@ -493,6 +505,8 @@ class Coordinator:
             return await self.glm()
         if self.request.kind == "describe":
             return await self.describe()
+        if self.request.kind == "gwas":
+            return await self.gwas()
         return await self.table()
 
     def n_per_node(self, round_: Round) -> dict[str, Any]:
@@ -581,6 +595,112 @@ class Coordinator:
             "contributors": result.contributors,
             "nPerNode": self.n_per_node(result),
         }
+
+    async def gwas(self) -> dict[str, Any]:
+        """A linear GWAS: covariate levels agreed, the variants every node can take part
+        in, then one secure round per block of variants."""
+        request = self.request
+        model = {"phenotypes": request.phenotypes, "covariates": request.covariates,
+                 "min_mac": request.min_mac}  # fmt: skip
+        levels = await self.levels("gwas", model)
+        body = {**self.base("gwas"), "params": {**model, "step": "variants",
+                                                "region": request.region}}  # fmt: skip
+        results, statuses = await plain_step(
+            self.client, self.members, body, self.request.node_deadline_s
+        )
+        self.record("variants", None, statuses)
+        self.exclude(statuses, set(results))
+        lists = [r["plain"]["variants"] for r in results.values()]
+        if not lists:
+            raise QueryError("no node could list its variants (see each node's status)")
+        everywhere = set(lists[0]).intersection(*lists[1:])
+        variants = [v for v in lists[0] if v in everywhere]
+        vetoed = {name: r["plain"]["vetoed"] for name, r in results.items()}
+        union = set().union(*lists)
+        self.save(f"{len(variants):,} variants at every node")
+        blocks = [variants[i : i + request.block] for i in range(0, len(variants), request.block)]
+        frames, contributors = [], None
+        for round_no, block in enumerate(blocks):
+            body = {**self.base("gwas"), "params": {**model, "step": "block", "variants": block,
+                                                    "levels": levels}}  # fmt: skip
+            summed = await self.summed("block", body, round_no)
+            if contributors is None:
+                contributors = summed.contributors
+                self.exclude(summed.statuses, set(contributors))
+            elif summed.contributors != contributors:
+                raise QueryError(f"block {round_no} summed other nodes than the first block")
+            plain = next(iter(summed.results.values()))["plain"]
+            total = gwas.LinearBlockPart.from_vector(decoded(summed), plain["k"], plain["m"],
+                                                     len(block))  # fmt: skip
+            frames.append(_association_rows(block, gwas.linear_association(total), plain))
+            self.save(f"block {round_no + 1} of {len(blocks)}")
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        files = self.store.files(self.job.id)
+        files.mkdir(parents=True, exist_ok=True)
+        written, summary = [], {}
+        for phenotype in request.phenotypes:
+            rows = table
+            if len(table):
+                rows = table[table["PHENO"] == phenotype].drop(columns=["PHENO"])
+            tsv, parquet = files / f"{phenotype}.glm.linear", files / f"{phenotype}.parquet"
+            rows.to_csv(tsv, sep="\t", index=False, na_rep="NA")
+            rows.to_parquet(parquet, index=False)
+            written += [tsv, parquet]
+            if len(rows):
+                written += plots.manhattan(rows, f"{phenotype} ~ ALT dosage", files /
+                                           f"manhattan-{phenotype}")  # fmt: skip
+                written += plots.qq(rows["P"].to_numpy(), phenotype, files / f"qq-{phenotype}")
+            top = rows.nsmallest(10, "P") if len(rows) else rows
+            summary[phenotype] = {
+                "lambdaGC": plots.genomic_inflation(rows["P"].to_numpy()) if len(rows) else None,
+                "top": top.replace({np.nan: None}).to_dict(orient="records"),
+            }
+        return {
+            "kind": "gwas",
+            "model": "linear",
+            "phenotypes": request.phenotypes,
+            "covariates": request.covariates,
+            "region": request.region,
+            "variants": {
+                "tested": len(variants),
+                # not listed by some node: rare there (its min_mac), or not in its data
+                "leftOut": len(union - everywhere),
+                "vetoedPerNode": vetoed,
+            },  # fmt: skip
+            "imputation": "missing genotypes are imputed with the variant's pooled mean dosage",
+            "phenotypeSummary": summary,
+            "files": sorted(p.name for p in written),
+            "contributors": contributors or [],
+        }
+
+
+def _association_rows(
+    block: list[str], results: gwas.LinearResults, plain: dict[str, Any]
+) -> pd.DataFrame:
+    """plink2-like rows (A1 is the ALT allele; plink2's is the minor one) for each
+    phenotype of a block."""
+    parts = [v.split("-", 3) for v in block]
+    frames = []
+    for j, phenotype in enumerate(plain["phenotypes"]):
+        frames.append(pd.DataFrame({
+            "#CHROM": [p[0] for p in parts],
+            "POS": [int(p[1]) for p in parts],
+            "ID": block,
+            "REF": [p[2] for p in parts],
+            "ALT": [p[3] for p in parts],
+            "A1": [p[3] for p in parts],
+            "A1_FREQ": results.alt_freq,
+            "TEST": "ADD",
+            "OBS_CT": results.n,
+            "MISSING_CT": (results.n - results.observed).astype(int),
+            "BETA": results.beta[:, j],
+            "SE": results.se[:, j],
+            "T_STAT": results.t[:, j],
+            "P": results.p[:, j],
+            "ERRCODE": np.where(np.isfinite(results.beta[:, j]), ".", "CONST_OMITTED_ALLELE"),
+            "PHENO": phenotype,
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
 
 
 def owner_of(claims: dict[str, Any]) -> str:

@@ -11,11 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
 
-from genofed._exceptions import CredentialError, GenofedError, NodeCredentialsError, QueryError
+from genofed._exceptions import (
+    CredentialError,
+    GenofedError,
+    NodeCredentialsError,
+    NotFoundError,
+    QueryError,
+)
 from genofed.api.responses import JSONResponse
 from genofed.criteria import CohortCriteria
 from genofed.governance.passports import peek
@@ -34,6 +42,7 @@ from genofed.hub.fanout import Credentials, Reply
 from genofed.hub.runtime import HubRuntime
 
 log = logging.getLogger(__name__)
+MEDIA = {".png": "image/png", ".svg": "image/svg+xml", ".parquet": "application/vnd.apache.parquet"}
 
 
 async def _caller(hub: HubRuntime, request: Request) -> tuple[str, Credentials]:
@@ -144,6 +153,19 @@ def build_analysis_router() -> APIRouter:
     async def get(analysis_id: str, request: Request, hub: Hub) -> Any:
         owner, _ = await _caller(hub, request)
         return hub.analyses.get(analysis_id, owner).as_json()
+
+    @router.get(
+        "/{analysis_id}/files/{name}",
+        summary="A result file of an analysis (a GWAS's tables and plots)",
+        response_model=None,
+    )
+    async def result_file(analysis_id: str, name: str, request: Request, hub: Hub) -> Any:
+        owner, _ = await _caller(hub, request)
+        job = hub.analyses.get(analysis_id, owner)
+        if name not in ((job.result or {}).get("files") or []):
+            raise NotFoundError(f"analysis {analysis_id} has no file {name!r}")
+        media = MEDIA.get(Path(name).suffix, "text/tab-separated-values")
+        return FileResponse(hub.analyses.files(analysis_id) / name, media_type=media)
 
     @router.post("/{analysis_id}/cancel", summary="Cancel an analysis (at its next step)")
     async def cancel(analysis_id: str, request: Request, hub: Hub) -> Any:

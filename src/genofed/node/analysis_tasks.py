@@ -21,6 +21,7 @@ import base64
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from genofed.governance.access import Caller, Standing
 from genofed.governance.disclosure import QueryBudget, safe_count
 from genofed.governance.keys import load_or_create_aggregation_key, public_key_of
 from genofed.jobs.runtime import Job, JobRecord
+from genofed.store import dosages
 from genofed.store.dataset_reader import DatasetReader
 from genofed.store.filters import parse_filter
 from genofed.store.registered_tables import RegisteredTable, registered_tables
@@ -107,6 +109,41 @@ def _unb64(text: str) -> bytes:
         return base64.urlsafe_b64decode(text)
     except ValueError:
         raise QueryError("a share is not base64url") from None
+
+
+@dataclass
+class TaskData:
+    """``catalogue.NodeData`` for one task: the rows of one dataset (and cohort, and
+    table), and its genotypes read with dask where node.yaml's ``compute`` says."""
+
+    tasks: AnalysisTasks
+    reader: DatasetReader
+    cohort: CohortCriteria | None
+    table: RegisteredTable | None
+
+    def frame(self, names: set[str]) -> pd.DataFrame:
+        return self.tasks.frame(self.reader, self.cohort, self.table, names)
+
+    def variants(self, region: str | None, ids: list[str] | None) -> pd.DataFrame:
+        return dosages.variant_rows(self.reader, region, ids)
+
+    def genotyped(self) -> set[str]:
+        return {individual for _, individual in self.reader.samples if individual}
+
+    def dosages(
+        self, variants: pd.DataFrame, individuals: pd.Index
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        column = {ind: i for i, (_, ind) in enumerate(self.reader.samples)}
+        columns = np.array([column[i] for i in individuals], dtype=np.int64)
+        calls = dosages.genotype_array(self.reader.version.genotypes)
+        compute = dosages.Compute.of(self.tasks.runtime.config.compute)
+        yield from dosages.blocks(
+            calls,
+            variants["site_idx"].to_numpy(),
+            variants["allele_idx"].to_numpy(),
+            columns,
+            compute,
+        )
 
 
 def _table_frame(table: RegisteredTable) -> pd.DataFrame:
@@ -211,7 +248,7 @@ class AnalysisTasks:
         result = catalogue.run_step(
             request.analysis,
             request.params,
-            self._frame_of(prepared),
+            self._data(prepared),
             config.analysis.rules,
         )
         encoded: np.ndarray | None = None
@@ -263,29 +300,34 @@ class AnalysisTasks:
             },
         )
 
-    def _frame_of(self, prepared: Prepared) -> catalogue.Frame:
-        """The step's rows, read once per dataset version, cohort, table and variables:
-        the rounds of a model ask for the same rows again (kept for a few tasks)."""
-        request, reader = prepared.request, prepared.reader
+    def _data(self, prepared: Prepared) -> TaskData:
+        request = prepared.request
         table = None if request.table is None else self._table(prepared.caller, request.table)
-        cohort = None if request.cohort is None else _digest(request.cohort.model_dump())
+        return TaskData(self, prepared.reader, request.cohort, table)
+
+    def frame(
+        self,
+        reader: DatasetReader,
+        cohort: CohortCriteria | None,
+        table: RegisteredTable | None,
+        names: set[str],
+    ) -> pd.DataFrame:
+        """A step's rows, read once per dataset version, cohort, table and variables: the
+        rounds of a model ask for the same rows again (kept for a few tasks)."""
         source = None if table is None else (str(table.path), table.path.stat().st_mtime_ns)
-
-        def frame_of(names: set[str]) -> pd.DataFrame:
-            key = (str(reader.version.path), cohort, source, frozenset(names))
-            with self._lock:
-                frame = self._frames.get(key)
-                if frame is not None:
-                    self._frames.move_to_end(key)
-                    return frame
-            frame = self._read_frame(reader, request.cohort, table, names)
-            with self._lock:
-                self._frames[key] = frame
-                while len(self._frames) > _FRAMES_KEPT:
-                    self._frames.popitem(last=False)
-            return frame
-
-        return frame_of
+        digest = None if cohort is None else _digest(cohort.model_dump())
+        key = (str(reader.version.path), digest, source, frozenset(names))
+        with self._lock:
+            frame = self._frames.get(key)
+            if frame is not None:
+                self._frames.move_to_end(key)
+                return frame
+        frame = self._read_frame(reader, cohort, table, names)
+        with self._lock:
+            self._frames[key] = frame
+            while len(self._frames) > _FRAMES_KEPT:
+                self._frames.popitem(last=False)
+        return frame
 
     def _read_frame(
         self,

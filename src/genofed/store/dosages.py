@@ -11,6 +11,7 @@ process's threads or on a ``dask.distributed`` cluster (``Compute``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
+
+from genofed._exceptions import QueryError
+from genofed.store.dataset_reader import DatasetReader
 
 MISSING = -1
 # Dosages of one block (variants x people, float64) are kept near this many bytes.
@@ -45,6 +50,35 @@ class Compute:
 
         with Client(self.scheduler, set_as_default=False) as client:
             return tuple(client.compute(list(arrays), sync=True))
+
+
+_REGION = re.compile(r"^(?:chr)?([0-9XYMT]{1,2}|[A-Za-z0-9_.]{1,20}):(\d+)-(\d+)$")
+_COLUMNS = "variant_id, chrom, pos, ref, alt, site_idx, allele_idx"
+
+
+def parse_region(region: str) -> tuple[str, int, int]:
+    """``chr22:16000000-17000000`` (1-based, inclusive) as (chrom, start, end)."""
+    match = _REGION.match(region.strip())
+    if match is None or int(match.group(2)) > int(match.group(3)):
+        raise QueryError(f"a region is chrom:start-end (22:16000000-17000000), not {region!r}")
+    return match.group(1), int(match.group(2)), int(match.group(3))
+
+
+def variant_rows(
+    reader: DatasetReader, region: str | None = None, ids: list[str] | None = None
+) -> pd.DataFrame:
+    """The dataset's split alleles with genotypes (symbolic ALTs such as ``<DEL>`` left
+    out), in ``region`` or of the variant ``ids``, in genome order."""
+    where, params = ["an > 0", "alt NOT LIKE '<%'"], []
+    if region is not None:
+        chrom, start, end = parse_region(region)
+        where.append("chrom = ? AND pos BETWEEN ? AND ?")
+        params += [chrom, start, end]
+    if ids is not None:
+        where.append("variant_id IN (SELECT unnest(?))")
+        params.append(list(ids))
+    sql = f"SELECT {_COLUMNS} FROM variants WHERE {' AND '.join(where)} ORDER BY variant_idx"
+    return reader.cursor().execute(sql, params).df()
 
 
 def genotype_array(genotypes: Path) -> da.Array:

@@ -1,0 +1,200 @@
+"""A federated linear GWAS through real processes: one simulated cohort's samples split
+unevenly over three nodes (each ingests its own VCF), a hub, and the pooled references
+(numpy OLS on the pooled dosages; plink2 --glm on the pooled VCF)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from genofed.config import DatasetPolicy, TrustedIssuer, default_config, load_config, save_config
+from genofed.governance.keys import load_or_create_aggregation_key, public_key_text
+from genofed.simulate import simulate_cohort
+from genofed.store.node_dir import NodeDir
+from genofed.store.registered_tables import register_table
+from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+from tests.federation import ISSUER, Federation, federation
+from tests.live_server import start_node_server
+from tests.test_gwas import PLINK2, _dosages, _pooled_ols
+
+SPLIT = {"alpha": (0, 300), "beta": (300, 480), "gamma": (480, 600)}
+REGION = "22:1-100000000"
+
+
+def _node(fed: Federation, name: str, vcf: Path, clinical: pd.DataFrame, qt: pd.DataFrame):
+    root = fed.root / name
+    config = default_config(name)
+    trusted = TrustedIssuer(issuer=ISSUER, jwks=fed.key.jwks())
+    config.trust.brokers = config.trust.visa_issuers = [trusted]
+    config.trust.audience = fed.audience(name)
+    config.datasets[f"{name}-cohort"] = DatasetPolicy(analysis="registered")
+    node = NodeDir.create(root, config)
+    clinical_path = fed.root / f"{name}-clinical.csv"
+    clinical.to_csv(clinical_path, index=False)
+    ingest_vcf(node, f"{name}-cohort", vcf, assembly="GRCh38", individuals=clinical_path,
+               settings=DatasetSettings(granularity="record", tier="public"))  # fmt: skip
+    table = fed.root / f"{name}-qt.csv"
+    qt.to_csv(table, index=False)
+    register_table(node, "traits", table, tier="registered")
+    return root
+
+
+@pytest.fixture(scope="module")
+def gwas_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("gwas-federation")
+    with federation(root) as fed:
+        cohort = simulate_cohort(root / "sim", n_samples=600, n_sites=400, seed=12, prefix="S")
+        sites, g, samples = _dosages(cohort.vcf)
+        clinical = pd.read_csv(cohort.clinical)
+        rng = np.random.default_rng(3)
+        common = int(np.argmax((g.mean(axis=0) > 0.3) & (g.mean(axis=0) < 1.7)))
+        male = (clinical["sex"] == "male").to_numpy(dtype=float)
+        qt = 0.02 * clinical["age"] + 0.3 * male + 0.5 * g[:, common] + rng.normal(0, 1, len(g))
+        traits = pd.DataFrame({"individual_id": samples, "qt": qt, "qt2": rng.normal(size=len(g))})
+        traits.loc[rng.choice(len(g), 12, replace=False), "qt"] = np.nan  # dropped listwise
+        roots = {}
+        for name, (a, b) in SPLIT.items():
+            part = root / f"{name}.vcf.gz"
+            subprocess.run(["bcftools", "view", "-Oz", "-o", str(part), "-s",
+                            ",".join(samples[a:b]), str(cohort.vcf)], check=True)  # fmt: skip
+            roots[name] = _node(fed, name, part, clinical.iloc[a:b], traits.iloc[a:b])
+        keys = {n: public_key_text(load_or_create_aggregation_key(NodeDir(r).aggregation_key_path))
+                for n, r in roots.items()}  # fmt: skip
+        for name, node_root in roots.items():
+            config = load_config(NodeDir(node_root).config_path)
+            config.analysis.peers = {p: k for p, k in keys.items() if p != name}
+            save_config(config, NodeDir(node_root).config_path)
+            fed.processes[name], fed.nodes[name] = start_node_server(node_root)
+        yield {"fed": fed, "hub": fed.start_hub(), "sites": sites, "g": g,
+               "samples": samples, "clinical": clinical, "traits": traits, "vcf": cohort.vcf,
+               "common": common}  # fmt: skip
+
+
+def _run(hub: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=hub, headers=headers, timeout=60) as client:
+        job = client.post("/hub/analyses", json=body)
+        assert job.status_code == 202, job.text
+        job = job.json()
+        for _ in range(1200):
+            job = client.get(f"/hub/analyses/{job['id']}").json()
+            if job["state"] not in ("queued", "running"):
+                return job
+            time.sleep(0.1)
+    raise AssertionError(job)
+
+
+def _file(hub: str, token: str, job: dict[str, Any], name: str) -> httpx.Response:
+    return httpx.get(f"{hub}/hub/analyses/{job['id']}/files/{name}",
+                     headers={"authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+
+
+def _node_macs(data: dict[str, Any], complete: np.ndarray) -> dict[str, np.ndarray]:
+    """Each node's minor allele counts over the rows it analyses."""
+    macs = {}
+    for name, (a, b) in SPLIT.items():
+        g = data["g"][a:b][complete[a:b]]
+        alt = g.sum(axis=0)
+        macs[name] = np.minimum(alt, 2 * len(g) - alt)
+    return macs
+
+
+def test_a_federated_linear_gwas_equals_the_pooled_ols_and_plink2(gwas_fed, tmp_path) -> None:
+    fed, hub = gwas_fed["fed"], gwas_fed["hub"]
+    token = fed.access_token()
+    body = {"kind": "gwas", "phenotypes": ["qt", "qt2"], "covariates": ["age", "sex"],
+            "region": REGION, "table": "traits", "block": 64}  # fmt: skip
+    job = _run(hub, token, body)
+    assert job["state"] == "succeeded", str(job)[:3000]
+    result = job["result"]
+    assert sorted(result["contributors"]) == sorted(SPLIT)
+    tsv = _file(hub, token, job, "qt.glm.linear")
+    assert tsv.status_code == 200
+    ours = pd.read_csv(pd.io.common.StringIO(tsv.text), sep="\t").set_index("ID")
+
+    # the pooled reference: the complete rows of every node, dosages from the pooled VCF
+    clinical, traits = gwas_fed["clinical"], gwas_fed["traits"]
+    complete = traits["qt"].notna() & traits["qt2"].notna()
+    c = np.column_stack([np.ones(len(clinical)), clinical["age"],
+                         (clinical["sex"] == "male").astype(float)])[complete]  # fmt: skip
+    g = gwas_fed["g"][complete.to_numpy()]
+    ids = [f"{chrom.removeprefix('chr')}-{pos}-{ref}-{alt}"
+           for chrom, pos, _, ref, alt in gwas_fed["sites"]]  # fmt: skip
+    macs = _node_macs(gwas_fed, complete.to_numpy())
+    vetoed = np.zeros(len(ids), dtype=bool)
+    for mac in macs.values():
+        vetoed |= (mac > 0) & (mac < 3)
+    # rules: a variant rare at any one node never leaves it, and is not in the results
+    assert vetoed.any()
+    assert not set(np.array(ids)[vetoed]) & set(ours.index)
+    tested = [i for i, v in enumerate(ids) if v in ours.index]
+    # (the reference reads the biallelic sites; the nodes also test split multi-allelic ones)
+    assert len(tested) == len(ids) - vetoed.sum() <= result["variants"]["tested"]
+    assert 0 < result["variants"]["leftOut"] <= vetoed.sum()  # listed by some nodes only
+    beta, se = _pooled_ols(c, traits["qt"].to_numpy()[complete], g[:, tested])
+    rows = ours.loc[[ids[i] for i in tested]]
+    finite = np.isfinite(rows["BETA"].to_numpy())
+    np.testing.assert_allclose(rows["BETA"].to_numpy()[finite], beta[finite], rtol=1e-8)
+    np.testing.assert_allclose(rows["SE"].to_numpy()[finite], se[finite], rtol=1e-8)
+    assert rows.loc[ids[gwas_fed["common"]], "P"] < 1e-6  # the planted effect
+    assert (rows["OBS_CT"] == complete.sum()).all()
+
+    if PLINK2 is not None:
+        pheno = pd.DataFrame({"#FID": gwas_fed["samples"], "IID": gwas_fed["samples"],
+                              "QT": traits["qt"], "AGE": clinical["age"],
+                              "SEX": (clinical["sex"] == "male").astype(int) + 1})  # fmt: skip
+        pheno.to_csv(tmp_path / "p.tsv", sep="\t", index=False, na_rep="NA")
+        subprocess.run([PLINK2, "--vcf", str(gwas_fed["vcf"]), "--double-id", "--pheno",
+                        "p.tsv", "--pheno-name", "QT", "--covar", "p.tsv", "--covar-name",
+                        "AGE", "SEX", "--glm", "hide-covar", "--out", "pooled", "--threads",
+                        "1"], cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+        plink = pd.read_csv(tmp_path / "pooled.QT.glm.linear", sep="\t")
+        plink["ID"] = [
+            f"{c}-{p}-{r}-{a}"
+            for c, p, r, a in zip(
+                plink["#CHROM"], plink["POS"], plink["REF"], plink["ALT"], strict=True
+            )
+        ]
+        plink = plink.set_index("ID")
+        compared = 0
+        for vid, row in rows[finite].iterrows():
+            if vid in plink.index and np.isfinite(plink.loc[vid, "BETA"]):
+                sign = 1.0 if plink.loc[vid, "A1"] == row["ALT"] else -1.0
+                assert sign * row["BETA"] == pytest.approx(plink.loc[vid, "BETA"], rel=1e-4,
+                                                           abs=1e-6)  # fmt: skip
+                assert row["SE"] == pytest.approx(plink.loc[vid, "SE"], rel=1e-4)
+                compared += 1
+        assert compared > 100
+
+    for name in ("manhattan-qt.png", "manhattan-qt.svg", "qq-qt.png", "qt.parquet"):
+        reply = _file(hub, token, job, name)
+        assert reply.status_code == 200 and len(reply.content) > 1000, name
+    assert _file(hub, token, job, "../hub.yaml").status_code == 404
+    summary = result["phenotypeSummary"]["qt"]
+    assert summary["top"][0]["ID"] == ids[gwas_fed["common"]]
+    everything = ours["P"].dropna().to_numpy()
+    expected = np.median(stats.chi2.isf(everything, 1)) / stats.chi2.ppf(0.5, 1)
+    assert summary["lambdaGC"] == pytest.approx(expected, rel=1e-12)
+    assert "pooled mean" in result["imputation"]
+    assert result["variants"]["vetoedPerNode"]["gamma"] >= 1
+
+
+def test_a_gwas_needs_a_region_and_phenotypes(gwas_fed) -> None:
+    fed, hub = gwas_fed["fed"], gwas_fed["hub"]
+    headers = {"authorization": f"Bearer {fed.access_token()}"}
+    bad = httpx.post(f"{hub}/hub/analyses", headers=headers, timeout=30,
+                     json={"kind": "gwas", "phenotypes": ["qt"]})  # fmt: skip
+    assert bad.status_code == 400 and "region" in bad.text
+
+
+pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None, reason="needs bcftools")
