@@ -25,6 +25,7 @@ from genofed.store.registered_tables import register_table
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 from tests.federation import ISSUER, Federation, federation
 from tests.live_server import start_node_server
+from tests.test_cli_input import refused, run
 from tests.test_gwas import PLINK2, _dosages, _pooled_ols
 
 SPLIT = {"alpha": (0, 300), "beta": (300, 480), "gamma": (480, 600)}
@@ -198,3 +199,19 @@ def test_a_gwas_needs_a_region_and_phenotypes(gwas_fed) -> None:
 
 
 pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None, reason="needs bcftools")
+
+
+def test_the_cli_runs_a_gwas_and_writes_its_tables_and_plots(gwas_fed, tmp_path) -> None:
+    fed, hub = gwas_fed["fed"], gwas_fed["hub"]
+    env = {"GENOFED_HUB": hub, "GENOFED_TOKEN": fed.access_token()}
+    done = run("gwas", "--phenotype", "qt", "--covariates", "age,sex", "--region", REGION,
+               "--table", "traits", "--out", str(tmp_path / "gwas"), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = {p.name for p in (tmp_path / "gwas").iterdir()}
+    assert {"qt.glm.linear", "qt.parquet", "manhattan-qt.png", "qq-qt.svg"} <= written
+    table = pd.read_parquet(tmp_path / "gwas" / "qt.parquet")
+    top = table.nsmallest(1, "P")["ID"].iloc[0]
+    assert "top hits" in done.stdout and top in done.stdout
+    assert "variants tested" in done.stdout and "pooled mean" in done.stdout
+    refused(run("gwas", "--phenotype", "qt", "--region", "nowhere", "--out", str(tmp_path / "x"),
+                env=env), "region")  # fmt: skip

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from genofed._exceptions import GenofedError, HubRequestError
 from genofed.cli_output import console, fail
-from genofed.cli_query import Datasets, Hub, Token, call_hub
+from genofed.cli_query import Datasets, Hub, Token, call_hub, call_hub_bytes
 
 out = Console()
 
@@ -33,8 +35,9 @@ NodeDeadline = Annotated[float, typer.Option(help="Seconds each node has for eac
 def run_analysis(
     hub: str, token: str | None, body: dict[str, Any], *, show: Console | None = console
 ) -> dict[str, Any]:
-    """Start an analysis at the hub and follow it to its end, printing each round as it
-    completes (to ``show``; None: quietly). Returns the finished job."""
+    """Start an analysis at the hub and follow it to its end, printing each step as it
+    completes and a progress bar over a GWAS's blocks (to ``show``; None: quietly).
+    Returns the finished job."""
     if not token:
         raise HubRequestError(
             "analyses need your token: give --token or set GENOFED_TOKEN (nodes run analyses "
@@ -42,25 +45,29 @@ def run_analysis(
         )
     job = call_hub(hub, "POST", "/hub/analyses", token, json=body)
     shown = 0
-    status = show.status("starting") if show is not None else None
-    if status is not None:
-        status.start()
-    try:
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=show or Console(quiet=True), transient=True,
+    )  # fmt: skip
+    blocks = None
+    with bar:
+        status = bar.add_task("starting", total=None)
         while True:
             rounds = job.get("rounds") or []
             for entry in rounds[shown:]:
-                if show is not None:
+                if show is not None and entry["step"] != "block":  # blocks: the bar
                     show.print(_round_line(entry))
             shown = len(rounds)
+            progress = job.get("progress")
+            if progress and blocks is None:
+                blocks = bar.add_task("variant blocks", total=progress["total"])
+            if progress and blocks is not None:
+                bar.update(blocks, completed=progress["done"])
             if job["state"] not in ("queued", "running"):
                 return job
-            if status is not None:
-                status.update(job.get("message") or job["state"])
+            bar.update(status, description=job.get("message") or job["state"])
             time.sleep(0.2)
             job = call_hub(hub, "GET", f"/hub/analyses/{job['id']}", token)
-    finally:
-        if status is not None:
-            status.stop()
 
 
 def _round_line(entry: dict[str, Any]) -> str:
@@ -249,3 +256,70 @@ def stats(
         out.print_json(json.dumps(job))
         return
     print_stats(result, out)
+
+
+def print_gwas(result: dict[str, Any], show: Console) -> None:
+    variants = result["variants"]
+    show.print(
+        f"\n{variants['tested']:,} variants tested in {result['region']} at "
+        f"{', '.join(result['contributors'])}; {variants['leftOut']:,} left out (rare at a "
+        f"node, below its min_mac, or not in every node's data). {result['imputation']}."
+    )
+    for phenotype, summary in result["phenotypeSummary"].items():
+        inflation = summary["lambdaGC"] or float("nan")
+        table = Table(title=f"{phenotype}: top hits (λGC {inflation:.3f})",
+                      title_justify="left", box=None, padding=(0, 1), pad_edge=False)  # fmt: skip
+        for column in ("ID", "A1_FREQ", "BETA", "SE", "T_STAT", "P"):
+            table.add_column(column, justify="left" if column == "ID" else "right")
+        for row in summary["top"]:
+            table.add_row(row["ID"], f"{row['A1_FREQ']:.3f}",
+                          *(_number(row[c]) if row[c] is not None else "NA"
+                            for c in ("BETA", "SE", "T_STAT")), _p(row["P"] or 1.0))  # fmt: skip
+        show.print(table)
+
+
+def gwas(
+    phenotypes: Annotated[
+        list[str], typer.Option("--phenotype", help="A quantitative trait (repeat for more)")
+    ],
+    region: Annotated[str, typer.Option(help="chrom:start-end, 1-based: 22:16000000-17000000")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the tables and plots are written")],
+    covariates: Annotated[str, typer.Option(help="Comma-separated: age,sex,PC1")] = "",
+    model: Annotated[str, typer.Option(help="linear (quantitative traits)")] = "linear",
+    min_mac: Annotated[int, typer.Option(help="Raises each node's min_mac (never lowers)")] = 3,
+    cohort: Cohort = None,
+    datasets: Datasets = None,
+    table: TableName = None,
+    hub: Hub = "http://127.0.0.1:8700",
+    token: Token = None,
+    node_deadline: NodeDeadline = 600.0,
+    as_json: AsJson = False,
+) -> None:
+    """A genome-wide association across the hub's nodes, exact to the pooled analysis:
+    each node sends per-variant sums into secure rounds; a variant rare at any node is
+    left out of the whole analysis. Writes plink2-like tables (TSV, Parquet), a Manhattan
+    and a QQ plot per phenotype to --out.
+
+    Example:
+
+        genofed gwas --phenotype qt --covariates age,sex --region 22:1-50000000 --out gwas/
+    """
+    if model != "linear":
+        raise fail(GenofedError("--model linear is the one built so far"))
+    body = {"kind": "gwas", "phenotypes": phenotypes, "region": region, "min_mac": min_mac,
+            "covariates": [c.strip() for c in covariates.split(",") if c.strip()],
+            "node_deadline_s": node_deadline, **_scope(cohort, datasets, table)}  # fmt: skip
+    try:
+        job = run_analysis(hub, token, body)
+        result = _finished(job)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in result["files"]:
+            content = call_hub_bytes(hub, f"/hub/analyses/{job['id']}/files/{name}", token)
+            (out_dir / name).write_bytes(content)
+    except (GenofedError, OSError) as err:
+        raise fail(err) from None
+    if as_json:
+        out.print_json(json.dumps(job))
+        return
+    print_gwas(result, out)
+    console.print(f"wrote {len(result['files'])} files to {out_dir}")

@@ -67,6 +67,18 @@ def call_hub(
     return body
 
 
+def call_hub_bytes(hub: str, path: str, token: str | None) -> bytes:
+    """A file the hub serves (an analysis's table or plot), as bytes."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(hub.rstrip("/") + path, headers=headers, timeout=130)
+    except httpx.HTTPError as exc:
+        raise HubRequestError(f"could not reach the hub at {hub} ({type(exc).__name__})") from None
+    if response.status_code != 200:
+        raise HubRequestError(f"HTTP {response.status_code} for {path}")
+    return response.content
+
+
 def _nodes_table(nodes: list[dict[str, Any]], title: str = "Nodes") -> Table:
     table = Table(title=title)
     for column in ("node", "status", "ms", "detail"):

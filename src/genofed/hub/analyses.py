@@ -37,6 +37,7 @@ from genofed.config import HubNode
 from genofed.criteria import CohortCriteria
 from genofed.hub.client import NodeClient
 from genofed.hub.fanout import Reply
+from genofed.store.dosages import parse_region
 
 TASKS = "/analysis/v1/tasks"
 LONG_POLL_S = 25.0  # at most what a node waits for a task before answering (its limit: 30)
@@ -84,6 +85,11 @@ class AnalysisRequest(BaseModel):
             raise ValueError("a table needs a row variable")
         if self.kind == "gwas" and (not self.phenotypes or not self.region):
             raise ValueError("a gwas needs phenotypes and a region (chrom:start-end)")
+        if self.region is not None:
+            try:
+                parse_region(self.region)
+            except QueryError as exc:
+                raise ValueError(str(exc)) from None
         if self.cohort is not None and self.criteria is not None:
             raise ValueError("give a saved cohort or criteria, not both")
         for dataset in self.datasets:
@@ -110,6 +116,7 @@ class AnalysisJob:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     message: str | None = None
+    progress: dict[str, int] | None = None  # {"done", "total"} of a job's blocks
     rounds: list[dict[str, Any]] = field(default_factory=list)  # each step, each node
     excluded: dict[str, str] = field(default_factory=dict)  # node -> why it is not in
     result: dict[str, Any] | None = None
@@ -122,6 +129,7 @@ class AnalysisJob:
             "created": _iso(self.created),
             "updated": _iso(self.updated),
             "message": self.message,
+            "progress": self.progress,
             "request": self.request,
             "rounds": self.rounds,
             "excluded": self.excluded,
@@ -478,6 +486,9 @@ class Coordinator:
         )
         self.record("levels", None, statuses)
         self.exclude(statuses, set(results))
+        if not self.members:
+            reasons = "; ".join(f"{n}: {why}" for n, why in self.job.excluded.items())
+            raise QueryError(f"no node can run this analysis ({reasons})")
         self.save("levels agreed")
         return design.agree_levels([r["plain"]["levels"] for r in results.values()])
 
@@ -619,6 +630,7 @@ class Coordinator:
         union = set().union(*lists)
         self.save(f"{len(variants):,} variants at every node")
         blocks = [variants[i : i + request.block] for i in range(0, len(variants), request.block)]
+        self.job.progress = {"done": 0, "total": len(blocks)}
         frames, contributors = [], None
         for round_no, block in enumerate(blocks):
             body = {**self.base("gwas"), "params": {**model, "step": "block", "variants": block,
@@ -633,6 +645,7 @@ class Coordinator:
             total = gwas.LinearBlockPart.from_vector(decoded(summed), plain["k"], plain["m"],
                                                      len(block))  # fmt: skip
             frames.append(_association_rows(block, gwas.linear_association(total), plain))
+            self.job.progress = {"done": round_no + 1, "total": len(blocks)}
             self.save(f"block {round_no + 1} of {len(blocks)}")
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         files = self.store.files(self.job.id)
