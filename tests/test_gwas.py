@@ -24,6 +24,9 @@ def _pooled_ols(c: np.ndarray, y: np.ndarray, g: np.ndarray) -> tuple[np.ndarray
     n, k = c.shape
     beta, se = np.empty(g.shape[1]), np.empty(g.shape[1])
     for j in range(g.shape[1]):
+        if np.ptp(g[:, j]) == 0:  # no variation: not testable (NaN, as ours)
+            beta[j] = se[j] = np.nan
+            continue
         x = np.column_stack([c, g[:, j]])
         coef, _, _, _ = np.linalg.lstsq(x, y, rcond=None)
         resid = y - x @ coef
@@ -127,3 +130,40 @@ def test_the_linear_association_equals_plink2_glm_on_the_pooled_vcf(tmp_path: Pa
         assert results.p[j, 0] == pytest.approx(row["P"], rel=2e-4, abs=1e-300)
         checked += 1
     assert checked > 200
+
+
+def test_summed_score_sums_give_the_pooled_score_test() -> None:
+    """The nodes' sums at the pooled null model (statsmodels' logistic fit of the
+    covariates) give each variant's pooled score test (numpy on the pooled rows, and
+    statsmodels' GLM score_test)."""
+    import statsmodels.api as sm
+
+    from genofed.analysis.gwas import score_association, score_block_part
+
+    rng = np.random.default_rng(6)
+    n, v = 1200, 25
+    c = np.column_stack([np.ones(n), rng.uniform(20, 80, n), rng.integers(0, 2, n)])
+    g = rng.binomial(2, rng.uniform(0.05, 0.5, v), (n, v)).astype(float)
+    eta = -3 + 0.03 * c[:, 1] + 0.4 * c[:, 2] + 0.5 * g[:, 2]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    missing = rng.random((n, v)) < 0.02
+    observed = np.where(missing, np.nan, g)
+    null = sm.GLM(y, c, family=sm.families.Binomial()).fit(tol=1e-12)
+    fitted = null.fittedvalues
+    cuts = [0, 600, 950, n]
+    parts = [score_block_part(c[a:b], y[a:b], fitted[a:b], observed[a:b])
+             for a, b in zip(cuts, cuts[1:], strict=False)]  # fmt: skip
+    results = score_association(parts[0] + parts[1] + parts[2])
+    imputed = np.where(missing, np.nanmean(observed, axis=0), observed)
+    w = fitted * (1 - fitted)
+    r = y - fitted
+    for j in range(v):
+        gj = imputed[:, j]
+        u = gj @ r
+        cwg = c.T @ (w * gj)
+        var = gj @ (w * gj) - cwg @ np.linalg.solve(c.T @ (c * w[:, None]), cwg)
+        assert results.z[j] == pytest.approx(u / np.sqrt(var), rel=1e-9)
+    full = sm.GLM(y, np.column_stack([c, imputed[:, 2]]), family=sm.families.Binomial())
+    statistic, p_value, _ = full.score_test(np.append(null.params, 0.0), k_constraints=1)
+    assert results.z[2] ** 2 == pytest.approx(float(np.squeeze(statistic)), rel=1e-6)
+    assert results.p[2] == pytest.approx(float(np.squeeze(p_value)), rel=1e-5)

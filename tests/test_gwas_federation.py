@@ -61,7 +61,10 @@ def gwas_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         common = int(np.argmax((g.mean(axis=0) > 0.3) & (g.mean(axis=0) < 1.7)))
         male = (clinical["sex"] == "male").to_numpy(dtype=float)
         qt = 0.02 * clinical["age"] + 0.3 * male + 0.5 * g[:, common] + rng.normal(0, 1, len(g))
-        traits = pd.DataFrame({"individual_id": samples, "qt": qt, "qt2": rng.normal(size=len(g))})
+        eta = -2 + 0.02 * clinical["age"] + 0.7 * g[:, common]
+        case = (rng.random(len(g)) < 1 / (1 + np.exp(-eta))).astype(int)
+        traits = pd.DataFrame({"individual_id": samples, "qt": qt, "qt2": rng.normal(size=len(g)),
+                               "case": case})  # fmt: skip
         traits.loc[rng.choice(len(g), 12, replace=False), "qt"] = np.nan  # dropped listwise
         roots = {}
         for name, (a, b) in SPLIT.items():
@@ -145,6 +148,7 @@ def test_a_federated_linear_gwas_equals_the_pooled_ols_and_plink2(gwas_fed, tmp_
     beta, se = _pooled_ols(c, traits["qt"].to_numpy()[complete], g[:, tested])
     rows = ours.loc[[ids[i] for i in tested]]
     finite = np.isfinite(rows["BETA"].to_numpy())
+    np.testing.assert_array_equal(finite, np.isfinite(beta))
     np.testing.assert_allclose(rows["BETA"].to_numpy()[finite], beta[finite], rtol=1e-8)
     np.testing.assert_allclose(rows["SE"].to_numpy()[finite], se[finite], rtol=1e-8)
     assert rows.loc[ids[gwas_fed["common"]], "P"] < 1e-6  # the planted effect
@@ -215,3 +219,49 @@ def test_the_cli_runs_a_gwas_and_writes_its_tables_and_plots(gwas_fed, tmp_path)
     assert "variants tested" in done.stdout and "pooled mean" in done.stdout
     refused(run("gwas", "--phenotype", "qt", "--region", "nowhere", "--out", str(tmp_path / "x"),
                 env=env), "region")  # fmt: skip
+
+
+def test_a_federated_logistic_gwas_is_the_pooled_score_test(gwas_fed) -> None:
+    """The null model (age, sex) fitted across the nodes, then each variant's score test:
+    equal to the pooled score test at statsmodels' null fit of the pooled rows."""
+    import statsmodels.api as sm
+
+    fed, hub = gwas_fed["fed"], gwas_fed["hub"]
+    token = fed.access_token()
+    body = {
+        "kind": "gwas",
+        "model": "logistic",
+        "phenotypes": ["case"],
+        "covariates": ["age", "sex"],
+        "region": REGION,
+        "table": "traits",
+        "block": 100,
+    }
+    job = _run(hub, token, body)  # fmt: skip
+    assert job["state"] == "succeeded", str(job)[:3000]
+    assert any(r["step"] == "null" for r in job["rounds"])
+    reply = _file(hub, token, job, "case.glm.logistic.score")
+    ours = pd.read_csv(pd.io.common.StringIO(reply.text), sep="\t").set_index("ID")
+    clinical, traits = gwas_fed["clinical"], gwas_fed["traits"]
+    c = np.column_stack([np.ones(len(clinical)), clinical["age"],
+                         (clinical["sex"] == "male").astype(float)])  # fmt: skip
+    y = traits["case"].to_numpy(dtype=float)
+    null = sm.GLM(y, c, family=sm.families.Binomial()).fit(tol=1e-12)
+    np.testing.assert_allclose(
+        [x["estimate"] for x in job["result"]["nullModel"]["coefficients"]], null.params,
+        rtol=1e-6)  # fmt: skip
+    fitted = null.fittedvalues
+    w, r = fitted * (1 - fitted), y - fitted
+    ids = [f"{chrom.removeprefix('chr')}-{pos}-{ref}-{alt}"
+           for chrom, pos, _, ref, alt in gwas_fed["sites"]]  # fmt: skip
+    checked = 0
+    for j, vid in enumerate(ids):
+        if vid not in ours.index or not np.isfinite(ours.loc[vid, "Z_STAT"]):
+            continue
+        gj = gwas_fed["g"][:, j]
+        cwg = c.T @ (w * gj)
+        var = gj @ (w * gj) - cwg @ np.linalg.solve(c.T @ (c * w[:, None]), cwg)
+        assert ours.loc[vid, "Z_STAT"] == pytest.approx((gj @ r) / np.sqrt(var), rel=1e-5)
+        checked += 1
+    assert checked > 100
+    assert ours.loc[ids[gwas_fed["common"]], "P"] < 1e-4

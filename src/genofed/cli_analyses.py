@@ -269,12 +269,13 @@ def print_gwas(result: dict[str, Any], show: Console) -> None:
         inflation = summary["lambdaGC"] or float("nan")
         table = Table(title=f"{phenotype}: top hits (λGC {inflation:.3f})",
                       title_justify="left", box=None, padding=(0, 1), pad_edge=False)  # fmt: skip
-        for column in ("ID", "A1_FREQ", "BETA", "SE", "T_STAT", "P"):
+        stats = ("U", "V", "Z_STAT") if result["model"] == "logistic" else ("BETA", "SE", "T_STAT")
+        for column in ("ID", "A1_FREQ", *stats, "P"):
             table.add_column(column, justify="left" if column == "ID" else "right")
         for row in summary["top"]:
             table.add_row(row["ID"], f"{row['A1_FREQ']:.3f}",
-                          *(_number(row[c]) if row[c] is not None else "NA"
-                            for c in ("BETA", "SE", "T_STAT")), _p(row["P"] or 1.0))  # fmt: skip
+                          *(_number(row[c]) if row[c] is not None else "NA" for c in stats),
+                          _p(row["P"] or 1.0))  # fmt: skip
         show.print(table)
 
 
@@ -285,7 +286,9 @@ def gwas(
     region: Annotated[str, typer.Option(help="chrom:start-end, 1-based: 22:16000000-17000000")],
     out_dir: Annotated[Path, typer.Option("--out", help="Where the tables and plots are written")],
     covariates: Annotated[str, typer.Option(help="Comma-separated: age,sex,PC1")] = "",
-    model: Annotated[str, typer.Option(help="linear (quantitative traits)")] = "linear",
+    model: Annotated[
+        str, typer.Option(help="linear (quantitative traits) or logistic (0/1: score test)")
+    ] = "linear",
     min_mac: Annotated[int, typer.Option(help="Raises each node's min_mac (never lowers)")] = 3,
     cohort: Cohort = None,
     datasets: Datasets = None,
@@ -304,9 +307,10 @@ def gwas(
 
         genofed gwas --phenotype qt --covariates age,sex --region 22:1-50000000 --out gwas/
     """
-    if model != "linear":
-        raise fail(GenofedError("--model linear is the one built so far"))
-    body = {"kind": "gwas", "phenotypes": phenotypes, "region": region, "min_mac": min_mac,
+    if model not in ("linear", "logistic"):
+        raise fail(GenofedError("--model is linear or logistic"))
+    body = {"kind": "gwas", "model": model, "phenotypes": phenotypes, "region": region,
+            "min_mac": min_mac,
             "covariates": [c.strip() for c in covariates.split(",") if c.strip()],
             "node_deadline_s": node_deadline, **_scope(cohort, datasets, table)}  # fmt: skip
     try:

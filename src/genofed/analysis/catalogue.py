@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from scipy import special
 
 from genofed._exceptions import QueryError
 from genofed.analysis import descriptive, design, glm, gwas, rules
@@ -119,12 +120,14 @@ class GwasParams(BaseModel):
     least ``min_mac``). ``block``: the sums of a linear model for the listed variants."""
 
     model_config = ConfigDict(extra="forbid")
-    step: Literal["levels", "variants", "block"]
+    step: Literal["levels", "variants", "null", "block"]
     phenotypes: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(min_length=1, max_length=20)
     covariates: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(
         default_factory=list, max_length=50
     )
-    model: Literal["linear"] = "linear"
+    model: Literal["linear", "logistic"] = "linear"
+    beta: list[float] | None = Field(None, max_length=200, description="logistic: the null model's")
+    null_eta: float | None = None
     region: str | None = Field(None, max_length=60, examples=["22:16000000-17000000"])
     variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=5000)
     levels: dict[str, list[str]] = Field(default_factory=dict)
@@ -301,6 +304,29 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         checks = [rules.enough_observations(n, limits), *subset]
         plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
         return StepResult(checks, n, dropped, plain=plain)
+    built = design.design(formula, rows, params.levels)
+    y = rows[params.phenotypes].to_numpy(dtype=np.float64)
+    model_checks = [
+        rules.enough_observations(n, limits),
+        *subset,
+        rules.parameters_per_observation(len(built.columns) + 1, n, limits),
+    ]
+    if params.model == "logistic":
+        if len(params.phenotypes) != 1:
+            raise QueryError("a logistic GWAS tests one binary phenotype at a time")
+        glm.check_outcome("binomial", y[:, 0])
+        model_checks.append(rules.outcome_levels(y[:, 0], limits))
+    beta = None if params.beta is None else np.asarray(params.beta)
+    if beta is not None and len(beta) != len(built.columns):
+        raise QueryError(f"beta has {len(beta)} values for {len(built.columns)} covariates")
+    covariate_plain = {"covariates": built.columns, "intercept": built.intercept,
+                       "phenotypes": params.phenotypes, "k": len(built.columns),
+                       "m": len(params.phenotypes)}  # fmt: skip
+    if params.step == "null":  # the covariates-only model, fitted by the hub's GLM rounds
+        if params.model != "logistic":
+            raise QueryError("the null step belongs to a logistic GWAS")
+        part = glm.glm_part(built.x, y[:, 0], "binomial", beta, null_eta=params.null_eta)
+        return StepResult(model_checks, n, dropped, plain=covariate_plain, vector=part.vector())
     if not params.variants:
         raise QueryError("list the block's variants")
     variants = data.variants(None, params.variants).set_index("variant_id")
@@ -308,15 +334,11 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
     if absent:
         raise QueryError(f"{len(absent)} variant(s) of the block are not here: {absent[:3]}")
     variants = variants.loc[params.variants].reset_index()
-    built = design.design(formula, rows, params.levels)
-    y = rows[params.phenotypes].to_numpy(dtype=np.float64)
     g = np.concatenate([block for _, block in data.dosages(variants, rows.index)], axis=1)
     mac = _minor_allele_counts(g)
     rare = int(np.sum((mac > 0) & (mac < min_mac)))
     checks = [
-        rules.enough_observations(n, limits),
-        *subset,
-        rules.parameters_per_observation(len(built.columns) + 1, n, limits),
+        *model_checks,
         rules.RuleCheck(
             "min_mac",
             rare == 0,
@@ -325,9 +347,14 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
             else f"{rare} variant(s) with a minor allele count below {min_mac}",
         ),
     ]
+    plain = {**covariate_plain, "v": len(params.variants)}
+    if params.model == "logistic":
+        if beta is None:
+            raise QueryError("a logistic block needs the null model's coefficients (beta)")
+        fitted = special.expit(built.x @ beta)
+        score = gwas.score_block_part(built.x, y[:, 0], fitted, g)
+        return StepResult(checks, n, dropped, plain=plain, vector=score.vector())
     part = gwas.linear_block_part(built.x, y, g)
-    plain = {"covariates": built.columns, "phenotypes": params.phenotypes, "k": len(built.columns),
-             "m": len(params.phenotypes), "v": len(params.variants)}  # fmt: skip
     return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
 
 

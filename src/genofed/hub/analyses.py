@@ -60,6 +60,9 @@ class AnalysisRequest(BaseModel):
     region: str | None = Field(None, description="gwas: chrom:start-end (1-based)")
     min_mac: int = Field(3, ge=1, description="gwas: raises (never lowers) each node's")
     block: int = Field(1000, ge=10, le=5000, description="gwas: variants per secure round")
+    model: Literal["linear", "logistic"] = Field(
+        "linear", description="gwas: linear (quantitative), logistic (binary: score test)"
+    )
     cohort: str | None = Field(None, description="A saved cohort's id: only its individuals")
     criteria: CohortCriteria | None = Field(None, description="Or the cohort's criteria")
     datasets: list[str] = Field(
@@ -608,12 +611,34 @@ class Coordinator:
         }
 
     async def gwas(self) -> dict[str, Any]:
-        """A linear GWAS: covariate levels agreed, the variants every node can take part
-        in, then one secure round per block of variants."""
+        """A GWAS: covariate levels agreed; for a logistic model, the null model (the
+        covariates only) fitted by GLM rounds; the variants every node can take part in;
+        then one secure round per block of variants."""
         request = self.request
         model = {"phenotypes": request.phenotypes, "covariates": request.covariates,
-                 "min_mac": request.min_mac}  # fmt: skip
+                 "min_mac": request.min_mac, "model": request.model}  # fmt: skip
         levels = await self.levels("gwas", model)
+        secure_round_no, null_summary = 0, None
+        if request.model == "logistic":
+            fit, last = None, None
+            while fit is None or not fit.done:
+                params = {**model, "step": "null", "levels": levels}
+                if fit is not None:
+                    params |= {"beta": fit.beta, "null_eta": fit.null_eta}
+                summed = await self.summed("null", {**self.base("gwas"), "params": params},
+                                           secure_round_no)  # fmt: skip
+                secure_round_no += 1
+                self.exclude(summed.statuses, set(summed.contributors))
+                plain = next(iter(summed.results.values()))["plain"]
+                last = glm.GlmPart.from_vector(decoded(summed), plain["k"])
+                if fit is None:
+                    fit = glm.start("binomial", plain["covariates"], intercept=plain["intercept"])
+                fit = glm.advance(fit, last)
+                self.save(f"null model, iteration {fit.rounds}")
+            if fit.failed:
+                raise QueryError(f"the null model did not fit: {fit.failed}")
+            model |= {"beta": fit.beta}
+            null_summary = glm.summarise(fit, last).to_dict()
         body = {**self.base("gwas"), "params": {**model, "step": "variants",
                                                 "region": request.region}}  # fmt: skip
         results, statuses = await plain_step(
@@ -635,16 +660,20 @@ class Coordinator:
         for round_no, block in enumerate(blocks):
             body = {**self.base("gwas"), "params": {**model, "step": "block", "variants": block,
                                                     "levels": levels}}  # fmt: skip
-            summed = await self.summed("block", body, round_no)
+            summed = await self.summed("block", body, secure_round_no + round_no)
             if contributors is None:
                 contributors = summed.contributors
                 self.exclude(summed.statuses, set(contributors))
             elif summed.contributors != contributors:
                 raise QueryError(f"block {round_no} summed other nodes than the first block")
             plain = next(iter(summed.results.values()))["plain"]
-            total = gwas.LinearBlockPart.from_vector(decoded(summed), plain["k"], plain["m"],
-                                                     len(block))  # fmt: skip
-            frames.append(_association_rows(block, gwas.linear_association(total), plain))
+            if request.model == "logistic":
+                score = gwas.ScoreBlockPart.from_vector(decoded(summed), plain["k"], len(block))
+                frames.append(_score_rows(block, gwas.score_association(score), plain))
+            else:
+                total = gwas.LinearBlockPart.from_vector(decoded(summed), plain["k"],
+                                                         plain["m"], len(block))  # fmt: skip
+                frames.append(_association_rows(block, gwas.linear_association(total), plain))
             self.job.progress = {"done": round_no + 1, "total": len(blocks)}
             self.save(f"block {round_no + 1} of {len(blocks)}")
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -655,7 +684,8 @@ class Coordinator:
             rows = table
             if len(table):
                 rows = table[table["PHENO"] == phenotype].drop(columns=["PHENO"])
-            tsv, parquet = files / f"{phenotype}.glm.linear", files / f"{phenotype}.parquet"
+            suffix = "logistic.score" if request.model == "logistic" else "linear"
+            tsv, parquet = files / f"{phenotype}.glm.{suffix}", files / f"{phenotype}.parquet"
             rows.to_csv(tsv, sep="\t", index=False, na_rep="NA")
             rows.to_parquet(parquet, index=False)
             written += [tsv, parquet]
@@ -670,7 +700,8 @@ class Coordinator:
             }
         return {
             "kind": "gwas",
-            "model": "linear",
+            "model": request.model,
+            "nullModel": null_summary,
             "phenotypes": request.phenotypes,
             "covariates": request.covariates,
             "region": request.region,
@@ -685,6 +716,32 @@ class Coordinator:
             "files": sorted(p.name for p in written),
             "contributors": contributors or [],
         }
+
+
+def _score_rows(
+    block: list[str], results: gwas.ScoreResults, plain: dict[str, Any]
+) -> pd.DataFrame:
+    """Rows of a logistic GWAS: the score test of each variant at the pooled null model
+    (``Z_STAT``, ``P``), with the score and its variance (``U``, ``V``)."""
+    parts = [v.split("-", 3) for v in block]
+    return pd.DataFrame({
+        "#CHROM": [p[0] for p in parts],
+        "POS": [int(p[1]) for p in parts],
+        "ID": block,
+        "REF": [p[2] for p in parts],
+        "ALT": [p[3] for p in parts],
+        "A1": [p[3] for p in parts],
+        "A1_FREQ": results.alt_freq,
+        "TEST": "SCORE",
+        "OBS_CT": results.n,
+        "MISSING_CT": (results.n - results.observed).astype(int),
+        "U": results.u,
+        "V": results.v,
+        "Z_STAT": results.z,
+        "P": results.p,
+        "ERRCODE": np.where(np.isfinite(results.z), ".", "CONST_OMITTED_ALLELE"),
+        "PHENO": plain["phenotypes"][0],
+    })  # fmt: skip
 
 
 def _association_rows(
