@@ -83,11 +83,10 @@ def _dosages(vcf: Path) -> tuple[list[tuple[str, int, str, str, str]], np.ndarra
                 samples = line.rstrip("\n").split("\t")[9:]
             elif not line.startswith("#"):
                 fields = line.rstrip("\n").split("\t")
-                chrom, pos, vid, ref, alt = fields[:5]
-                if "," in alt:
-                    continue
-                sites.append((chrom, int(pos), vid, ref, alt))
-                rows.append([int(gt[0]) + int(gt[2]) for gt in fields[9:]])
+                chrom, pos, vid, ref, alts = fields[:5]
+                for a, alt in enumerate(alts.split(","), start=1):  # split, as the nodes do
+                    sites.append((chrom, int(pos), vid, ref, alt))
+                    rows.append([(gt[0] == str(a)) + (gt[2] == str(a)) for gt in fields[9:]])
     return sites, np.array(rows, dtype=float).T, samples
 
 

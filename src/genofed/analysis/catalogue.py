@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy import special
 
 from genofed._exceptions import QueryError
-from genofed.analysis import descriptive, design, glm, gwas, rules
+from genofed.analysis import descriptive, design, glm, gwas, pca, rules
 from genofed.config import AnalysisRules
 
 
@@ -53,6 +53,10 @@ class NodeData(Protocol):
 
     def genotyped(self) -> set[str]:
         """The individuals with genotypes in the dataset."""
+        ...
+
+    def keep_components(self, components: pd.DataFrame) -> None:
+        """Keep principal components at the node (never released), as variables PC1..."""
         ...
 
 
@@ -132,6 +136,24 @@ class GwasParams(BaseModel):
     variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=5000)
     levels: dict[str, list[str]] = Field(default_factory=dict)
     min_mac: int = Field(3, ge=1, description="At least this node's min_mac")
+
+
+class PcaParams(BaseModel):
+    """``variants``: the variants of ``region`` this node can take part in. ``moments``:
+    per-variant sums for the pooled standardisation. ``product``: XᵢᵀXᵢQ at the hub's
+    basis ``q``. ``keep``: this node's people's components from the final basis, kept
+    at the node (nothing leaves)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: Literal["variants", "moments", "product", "keep"]
+    region: str | None = Field(None, max_length=60)
+    variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=20_000)
+    mean: list[float] | None = None
+    sd: list[float] | None = None
+    q: list[list[float]] | None = None
+    eigenvalues: list[float] | None = Field(None, max_length=50)
+    k: int = Field(10, ge=1, le=50)
+    min_mac: int = Field(3, ge=1)
 
 
 @dataclass
@@ -358,6 +380,53 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
     return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
 
 
+def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult:
+    frame = data.frame(set())
+    rows = frame[frame.index.isin(data.genotyped())]
+    n = len(rows)
+    checks = [rules.enough_observations(n, limits), *_subsets(len(frame), n, limits)]
+    if params.step == "variants":
+        if params.region is None:
+            raise QueryError("name a region (chrom:start-end) for the PCA's variants")
+        variants = data.variants(params.region, None)
+        keep = np.zeros(len(variants), dtype=bool)
+        min_mac = max(params.min_mac, limits.min_mac)
+        for part, block in data.dosages(variants, rows.index):
+            mac = _minor_allele_counts(block)
+            keep[part] = (mac == 0) | (mac >= min_mac)
+        plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
+        return StepResult(checks, n, len(frame) - n, plain=plain)
+    if not params.variants:
+        raise QueryError("list the PCA's variants")
+    variants = data.variants(None, params.variants).set_index("variant_id")
+    if len(variants) != len(set(params.variants)):
+        raise QueryError("some of the PCA's variants are not here")
+    variants = variants.loc[params.variants].reset_index()
+    g = np.concatenate([b for _, b in data.dosages(variants, rows.index)], axis=1)
+    if params.step == "moments":
+        return StepResult(checks, n, len(frame) - n, plain={"v": g.shape[1]},
+                          vector=pca.moments_part(g))  # fmt: skip
+    if params.mean is None or params.sd is None or params.q is None:
+        raise QueryError("the product and keep steps need the pooled scaling and a basis")
+    scaling = pca.Scaling(params.mean, params.sd)
+    x = pca.standardised(g, scaling)
+    q = np.asarray(params.q, dtype=np.float64)
+    if q.shape[0] != x.shape[1]:
+        raise QueryError(f"the basis has {q.shape[0]} rows for {x.shape[1]} variants")
+    if params.step == "product":
+        return StepResult(checks, n, len(frame) - n, plain={"shape": list(q.shape)},
+                          vector=pca.product_part(x, q).ravel())  # fmt: skip
+    if not params.eigenvalues:
+        raise QueryError("the keep step needs the eigenvalues")
+    fit = pca.PcaFit(k=len(params.eigenvalues), q=params.q, eigenvalues=params.eigenvalues)
+    values = pca.components(x, fit)
+    components = pd.DataFrame(values, index=rows.index,
+                              columns=[f"PC{i + 1}" for i in range(values.shape[1])])  # fmt: skip
+    if all(c.passed for c in checks):
+        data.keep_components(components)
+    return StepResult(checks, n, len(frame) - n, plain={"kept": list(components.columns)})
+
+
 CATALOGUE: dict[str, Analysis] = {
     a.name: a
     for a in (
@@ -384,6 +453,14 @@ CATALOGUE: dict[str, Analysis] = {
             GwasParams,
             ("min_n", "nfilter.subset", "nfilter.glm", "nfilter.tab", "min_mac"),
             _gwas,
+        ),
+        Analysis(
+            "pca",
+            "1.0.0",
+            "Principal components of genotypes; each node keeps its people's components",
+            PcaParams,
+            ("min_n", "nfilter.subset", "min_mac"),
+            _pca,
         ),
         Analysis(
             "table",

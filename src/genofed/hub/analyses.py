@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genofed._exceptions import GenofedError, NotFoundError, QueryError
-from genofed.analysis import descriptive, design, glm, gwas, plots, secure_sum
+from genofed.analysis import descriptive, design, glm, gwas, pca, plots, secure_sum
 from genofed.config import HubNode
 from genofed.criteria import CohortCriteria
 from genofed.hub.client import NodeClient
@@ -48,7 +48,7 @@ class AnalysisRequest(BaseModel):
     """``POST /hub/analyses``."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["glm", "describe", "table", "gwas"]
+    kind: Literal["glm", "describe", "table", "gwas", "pca"]
     formula: str | None = Field(None, max_length=1000, examples=["case ~ age + sex + bmi"])
     family: glm.Family = "gaussian"
     offset: str | None = Field(None, max_length=200, examples=["np.log(exposure)"])
@@ -60,6 +60,9 @@ class AnalysisRequest(BaseModel):
     region: str | None = Field(None, description="gwas: chrom:start-end (1-based)")
     min_mac: int = Field(3, ge=1, description="gwas: raises (never lowers) each node's")
     block: int = Field(1000, ge=10, le=5000, description="gwas: variants per secure round")
+    components: int = Field(10, ge=1, le=50, description="pca: how many components")
+    min_maf: float = Field(0.05, ge=0, lt=0.5, description="pca: the pooled minimum MAF")
+    max_variants: int = Field(5000, ge=10, le=20_000, description="pca: at most, spread evenly")
     model: Literal["linear", "logistic"] = Field(
         "linear", description="gwas: linear (quantitative), logistic (binary: score test)"
     )
@@ -88,6 +91,8 @@ class AnalysisRequest(BaseModel):
             raise ValueError("a table needs a row variable")
         if self.kind == "gwas" and (not self.phenotypes or not self.region):
             raise ValueError("a gwas needs phenotypes and a region (chrom:start-end)")
+        if self.kind == "pca" and not self.region:
+            raise ValueError("a pca needs a region (chrom:start-end) to take its variants from")
         if self.region is not None:
             try:
                 parse_region(self.region)
@@ -521,6 +526,8 @@ class Coordinator:
             return await self.describe()
         if self.request.kind == "gwas":
             return await self.gwas()
+        if self.request.kind == "pca":
+            return await self.pca()
         return await self.table()
 
     def n_per_node(self, round_: Round) -> dict[str, Any]:
@@ -608,6 +615,52 @@ class Coordinator:
             "counts": counts.reshape(len(levels[request.row]), len(columns)).tolist(),
             "contributors": result.contributors,
             "nPerNode": self.n_per_node(result),
+        }
+
+    async def pca(self) -> dict[str, Any]:
+        """Principal components: the common variants at every node, their pooled scaling,
+        subspace iteration by secure rounds, then each node keeps its people's PCs."""
+        request = self.request
+        variants = await _pca_variants(self)
+        base = {**self.base("pca")}
+        moments = await self.summed("moments", {**base, "params": {
+            "step": "moments", "variants": variants, "min_mac": request.min_mac}}, 0)  # fmt: skip
+        sums, squares, observed = decoded(moments).reshape(3, -1)
+        freq = sums / (2 * observed)
+        common = np.minimum(freq, 1 - freq) >= request.min_maf
+        variants = [v for v, keep in zip(variants, common, strict=True) if keep]
+        if len(variants) <= request.components:
+            raise QueryError(f"{len(variants)} common variants: too few for the components")
+        total = np.concatenate([sums[common], squares[common], observed[common]])
+        scaling = pca.Scaling.from_moments(total)
+        fit = pca.start(len(variants), request.components, seed=secrets.randbits(32))
+        round_no = 1
+        while not fit.converged:
+            params = {"step": "product", "variants": variants, "mean": scaling.mean,
+                      "sd": scaling.sd, "q": fit.q, "min_mac": request.min_mac}  # fmt: skip
+            summed = await self.summed("product", {**base, "params": params}, round_no)
+            round_no += 1
+            fit = pca.advance(fit, decoded(summed))
+            self.save(f"iteration {fit.iterations}: subspace change {fit.change:.2e}")
+        params = {"step": "keep", "variants": variants, "mean": scaling.mean, "sd": scaling.sd,
+                  "q": [row[: fit.k] for row in fit.q], "eigenvalues": fit.eigenvalues,
+                  "min_mac": request.min_mac}  # fmt: skip
+        kept, statuses = await plain_step(
+            self.client, self.members, {**base, "params": params}, request.node_deadline_s
+        )
+        self.record("keep", None, statuses)
+        return {
+            "kind": "pca",
+            "components": [f"PC{i + 1}" for i in range(fit.k)],
+            "eigenvalues": fit.eigenvalues,
+            "iterations": fit.iterations,
+            "change": fit.change,
+            "variants": len(variants),
+            "variantIds": variants,
+            "keptAt": sorted(kept),
+            "contributors": summed.contributors,
+            "note": "each node keeps its own people's components (variables PC1, PC2...); "
+            "no one else sees them",
         }
 
     async def gwas(self) -> dict[str, Any]:
@@ -716,6 +769,27 @@ class Coordinator:
             "files": sorted(p.name for p in written),
             "contributors": contributors or [],
         }
+
+
+async def _pca_variants(coordinator: Coordinator) -> list[str]:
+    """The variants every node can take part in, spread evenly to at most max_variants."""
+    request = coordinator.request
+    body = {**coordinator.base("pca"), "params": {"step": "variants", "region": request.region,
+                                                  "min_mac": request.min_mac}}  # fmt: skip
+    results, statuses = await plain_step(
+        coordinator.client, coordinator.members, body, request.node_deadline_s
+    )
+    coordinator.record("variants", None, statuses)
+    coordinator.exclude(statuses, set(results))
+    lists = [r["plain"]["variants"] for r in results.values()]
+    if not lists:
+        raise QueryError("no node could list its variants (see each node's status)")
+    everywhere = set(lists[0]).intersection(*lists[1:])
+    variants = [v for v in lists[0] if v in everywhere]
+    if len(variants) > request.max_variants:
+        picks = np.linspace(0, len(variants) - 1, request.max_variants).round().astype(int)
+        variants = [variants[i] for i in picks]
+    return variants
 
 
 def _score_rows(

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -130,6 +133,13 @@ class TaskData:
     def genotyped(self) -> set[str]:
         return {individual for _, individual in self.reader.samples if individual}
 
+    def keep_components(self, components: pd.DataFrame) -> None:
+        path = components_path(self.tasks.runtime.node, self.reader.dataset_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        components.rename_axis("individual_id").to_parquet(temporary)
+        os.replace(temporary, path)
+
     def dosages(
         self, variants: pd.DataFrame, individuals: pd.Index
     ) -> Iterator[tuple[slice, np.ndarray]]:
@@ -144,6 +154,12 @@ class TaskData:
             columns,
             compute,
         )
+
+
+def components_path(node: Any, dataset_id: str) -> Path:
+    """Where a node keeps its people's principal components of a dataset (never served;
+    used as the variables PC1, PC2... of later analyses)."""
+    return node.state_dir / "components" / f"{dataset_id}.parquet"
 
 
 def _table_frame(table: RegisteredTable) -> pd.DataFrame:
@@ -316,7 +332,9 @@ class AnalysisTasks:
         rounds of a model ask for the same rows again (kept for a few tasks)."""
         source = None if table is None else (str(table.path), table.path.stat().st_mtime_ns)
         digest = None if cohort is None else _digest(cohort.model_dump())
-        key = (str(reader.version.path), digest, source, frozenset(names))
+        kept = components_path(self.runtime.node, reader.dataset_id)
+        pcs = kept.stat().st_mtime_ns if kept.exists() else None  # a new PCA: new rows
+        key = (str(reader.version.path), digest, source, pcs, frozenset(names))
         with self._lock:
             frame = self._frames.get(key)
             if frame is not None:
@@ -339,9 +357,22 @@ class AnalysisTasks:
         ids = None if cohort is None else self._cohort_ids(reader, cohort)
         columns = None if table is None else _table_frame(table)
         from_table = set() if columns is None else names & set(columns.columns)
-        frame = individuals_frame(reader, names - from_table, self.runtime.ontology, ids=ids)
+        pcs = {n for n in names - from_table if re.fullmatch(r"PC[1-9][0-9]?", n)}
+        frame = individuals_frame(reader, names - from_table - pcs, self.runtime.ontology, ids=ids)
         if columns is not None and from_table:
             frame = frame.join(columns[sorted(from_table)], how="left")
+        if pcs:
+            path = components_path(self.runtime.node, reader.dataset_id)
+            if not path.exists():
+                raise QueryError(
+                    f"no principal components of {reader.dataset_id} here: run a PCA first "
+                    "(genofed pca)"
+                )
+            kept = pd.read_parquet(path)
+            missing = sorted(pcs - set(kept.columns))
+            if missing:
+                raise QueryError(f"the last PCA kept no {', '.join(missing)}")
+            frame = frame.join(kept[sorted(pcs)], how="left")
         return frame
 
     def _cohort_ids(self, reader: DatasetReader, cohort: CohortCriteria) -> set[str]:
