@@ -305,3 +305,11 @@ def test_a_federated_pca_keeps_each_nodes_components_there(gwas_fed) -> None:
         },
     )
     assert job["state"] == "succeeded", str(job)[:2000]  # fmt: skip
+
+
+def test_the_cli_runs_a_pca(gwas_fed) -> None:
+    fed, hub = gwas_fed["fed"], gwas_fed["hub"]
+    env = {"GENOFED_HUB": hub, "GENOFED_TOKEN": fed.access_token()}
+    done = run("pca", "--region", REGION, "--components", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "PC1" in done.stdout and "PC2" in done.stdout and "kept at" in done.stderr

@@ -327,3 +327,46 @@ def gwas(
         return
     print_gwas(result, out)
     console.print(f"wrote {len(result['files'])} files to {out_dir}")
+
+
+def pca_command(
+    region: Annotated[str, typer.Option(help="chrom:start-end whose common variants are used")],
+    components: Annotated[int, typer.Option(help="How many components")] = 10,
+    min_maf: Annotated[float, typer.Option(help="Pooled minimum minor allele frequency")] = 0.05,
+    max_variants: Annotated[int, typer.Option(help="At most this many, spread evenly")] = 5000,
+    cohort: Cohort = None,
+    datasets: Datasets = None,
+    hub: Hub = "http://127.0.0.1:8700",
+    token: Token = None,
+    node_deadline: NodeDeadline = 600.0,
+    as_json: AsJson = False,
+) -> None:
+    """Principal components of the genotypes across the hub's nodes, for ancestry
+    covariates: each node keeps its own people's components (no one else sees them), and
+    later analyses use them by name (PC1, PC2...).
+
+    Example:
+
+        genofed pca --region 22:1-50000000 --components 4
+        genofed gwas --phenotype qt --covariates age,sex,PC1,PC2 --region 22:1-50000000 --out gwas/
+    """
+    body = {"kind": "pca", "region": region, "components": components, "min_maf": min_maf,
+            "max_variants": max_variants, "node_deadline_s": node_deadline,
+            **_scope(cohort, datasets, None)}  # fmt: skip
+    try:
+        job = run_analysis(hub, token, body)
+        result = _finished(job)
+    except GenofedError as err:
+        raise fail(err) from None
+    if as_json:
+        out.print_json(json.dumps(job))
+        return
+    total = sum(result["eigenvalues"])
+    table = Table(title=f"{result['variants']:,} variants, {result['iterations']} iterations",
+                  title_justify="left", box=None, padding=(0, 1), pad_edge=False)  # fmt: skip
+    for column in ("component", "eigenvalue", "share of these"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    for name, value in zip(result["components"], result["eigenvalues"], strict=True):
+        table.add_row(name, f"{value:.6g}", f"{value / total:.1%}")
+    out.print(table)
+    console.print(f"kept at {', '.join(result['keptAt'])}: {result['note']}")
