@@ -166,3 +166,65 @@ def test_summed_score_sums_give_the_pooled_score_test() -> None:
     statistic, p_value, _ = full.score_test(np.append(null.params, 0.0), k_constraints=1)
     assert results.z[2] ** 2 == pytest.approx(float(np.squeeze(statistic)), rel=1e-6)
     assert results.p[2] == pytest.approx(float(np.squeeze(p_value)), rel=1e-5)
+
+
+@pytest.mark.skipif(PLINK2 is None, reason="needs Debian's plink2")
+def test_federated_firth_fits_are_the_pooled_firth_fits(tmp_path: Path) -> None:
+    """Firth-penalised logistic fits from three nodes' sums solve Firth's penalised score
+    equation and equal the fit of the pooled rows; plink2's ``firth`` rows (on a small
+    case-control sample, where rare variants make plain logistic estimates unstable) agree
+    to ~2e-3 only, so they are a sanity check here."""
+    from genofed.analysis.firth import (
+        fit_pooled,
+        information_part,
+        penalised_and_inverse,
+        score_part,
+    )
+
+    cohort = simulate_cohort(tmp_path / "sim", n_samples=300, n_sites=120, seed=9, prefix="F")
+    sites, g, samples = _dosages(cohort.vcf)
+    rng = np.random.default_rng(2)
+    n = len(samples)
+    age = rng.uniform(20, 80, n)
+    case = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 0.02 * age + 0.8 * g[:, 5])))).astype(int)
+    frame = pd.DataFrame({"#FID": samples, "IID": samples})
+    frame.assign(CASE=case + 1).to_csv(tmp_path / "pheno.tsv", sep="\t", index=False)
+    frame.assign(AGE=age).to_csv(tmp_path / "covar.tsv", sep="\t", index=False)
+    subprocess.run(
+        [PLINK2, "--vcf", str(cohort.vcf), "--double-id", "--pheno", "pheno.tsv",
+         "--covar", "covar.tsv", "--glm", "firth", "hide-covar", "cols=+a1freq,+beta",
+         "--out", "pooled", "--threads", "1"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    plink = pd.read_csv(tmp_path / "pooled.CASE.glm.firth", sep="\t")
+    plink = plink[(plink["TEST"] == "ADD") & (plink["ERRCODE"] == ".")]
+    plink = plink.set_index(["POS", "REF", "ALT"])
+    cuts = [0, 150, 240, n]
+    checked = 0
+    for j, (_, pos, _, ref, alt) in enumerate(sites):
+        if (pos, ref, alt) not in plink.index or checked >= 25:
+            continue
+        row = plink.loc[(pos, ref, alt)]
+        # plink2 models its A1 (the minor allele): its dosage is 2 - ours where A1 is REF
+        dosage = g[:, j] if row["A1"] == alt else 2 - g[:, j]
+        x = np.column_stack([np.ones(n), dosage, age])
+        parts = [(x[a:b], case[a:b].astype(float)) for a, b in zip(cuts, cuts[1:], strict=False)]
+        fit, result = fit_pooled(parts)
+        # ours solves the penalised score equation U*(β) = 0 (a Newton step from it is
+        # below 1e-6 in every coefficient) ...
+        beta = np.asarray(fit.beta)
+        total = sum(information_part(x_, y_, beta) for x_, y_ in parts)
+        inverse = penalised_and_inverse(total, 3)[1]
+        score = sum(score_part(x_, y_, beta, inverse) for x_, y_ in parts)
+        assert np.max(np.abs(inverse @ score)) < 1e-6
+        # ... and the same fit on the pooled rows in one piece
+        _, pooled = fit_pooled([(x, case.astype(float))])
+        np.testing.assert_allclose(result.beta, pooled.beta, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(result.se, pooled.se, rtol=1e-9)
+        # plink2 2.00a3.5's firth rows agree only to ~2e-3 (a sanity check, not the proof:
+        # the difference is not explained yet; plink2's single-precision fitting, with age
+        # unscaled, is the suspect)
+        assert result.beta[1] == pytest.approx(row["BETA"], rel=1e-2, abs=1e-4)
+        assert result.se[1] == pytest.approx(row["SE"], rel=1e-2)
+        checked += 1
+    assert checked == 25
