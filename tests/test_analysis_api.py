@@ -48,7 +48,7 @@ def test_the_catalogue_describes_each_analysis_with_a_json_schema(
     with TestClient(create_app(governed.node.root, ontology=ontology)) as client:
         body = client.get("/analysis/v1/catalogue").json()
     names = {a["name"]: a for a in body["analyses"]}
-    assert set(names) == {"glm", "describe", "table", "gwas"}
+    assert set(names) == {"glm", "describe", "table", "gwas", "pca"}
     for analysis in names.values():
         Draft202012Validator.check_schema(analysis["parameters"])
         assert analysis["version"] and analysis["rules"]
