@@ -182,5 +182,21 @@ def federation(root: Path) -> Iterator[Federation]:
             running.wait()
 
 
+def analyse(hub: str, token: str, body: dict[str, Any], *, wait_s: float = 120) -> dict[str, Any]:
+    """An analysis started at the hub (``POST /hub/analyses``) and followed to its end."""
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=hub, headers=headers, timeout=60) as client:
+        started = client.post("/hub/analyses", json=body)
+        assert started.status_code == 202, started.text
+        job = started.json()
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end:
+            job = client.get(f"/hub/analyses/{job['id']}").json()
+            if job["state"] not in ("queued", "running"):
+                return job
+            time.sleep(0.1)
+    raise AssertionError(f"the analysis did not finish: {job}")
+
+
 def statuses(document: dict[str, Any]) -> dict[str, str]:
     return {n["node"]: n["status"] for n in document["info"]["nodes"]}

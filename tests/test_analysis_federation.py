@@ -35,7 +35,7 @@ from genofed.store.node_dir import NodeDir
 from genofed.store.registered_tables import register_table
 from tests.analysis_data import cohort
 from tests.browser import needs_chromium
-from tests.federation import Federation, federation
+from tests.federation import Federation, analyse, federation
 from tests.live_server import start_node_server
 from tests.test_cli_input import refused, run
 
@@ -92,20 +92,6 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, 
         yield fed, fed.start_hub(), frames
 
 
-def _analyse(hub: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    headers = {"authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=hub, headers=headers, timeout=30) as client:
-        started = client.post("/hub/analyses", json=body)
-        assert started.status_code == 202, started.text
-        job = started.json()
-        for _ in range(600):
-            job = client.get(f"/hub/analyses/{job['id']}").json()
-            if job["state"] not in ("queued", "running"):
-                return job
-            time.sleep(0.1)
-    raise AssertionError(f"the analysis did not finish: {job}")
-
-
 def _pooled(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames.values(), ignore_index=True)
 
@@ -146,7 +132,7 @@ def test_a_federated_glm_equals_the_pooled_glm(fed, formula, family, offset, ref
     body = {"kind": "glm", "formula": formula, "family": family, "table": "measures"}
     if offset:
         body["offset"] = offset
-    job = _analyse(hub, federation_.access_token(), body)
+    job = analyse(hub, federation_.access_token(), body)
     assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
     result = job["result"]
     columns, model = _reference(formula, _pooled(frames), reference, offset)
@@ -173,7 +159,7 @@ def test_descriptive_statistics_and_tables_equal_the_pooled_ones(fed) -> None:
     federation_, hub, frames = fed
     token = federation_.access_token()
     pooled = _pooled(frames)
-    job = _analyse(hub, token, {"kind": "describe", "variables": ["age", "bmi", "qt"],
+    job = analyse(hub, token, {"kind": "describe", "variables": ["age", "bmi", "qt"],
                                 "table": "measures"})  # fmt: skip
     assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
     stats = job["result"]["statistics"]
@@ -183,7 +169,7 @@ def test_descriptive_statistics_and_tables_equal_the_pooled_ones(fed) -> None:
     np.testing.assert_allclose(stats["variances"], complete.var(), rtol=1e-9)
     np.testing.assert_allclose(stats["correlation"], complete.corr(), rtol=1e-9)
 
-    job = _analyse(hub, token, {"kind": "table", "row": "sex", "column": "group",
+    job = analyse(hub, token, {"kind": "table", "row": "sex", "column": "group",
                                 "table": "measures"})  # fmt: skip
     assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
     table = job["result"]
@@ -202,7 +188,7 @@ def test_a_rule_failed_at_one_node_withholds_its_whole_payload(fed) -> None:
     and says why; two nodes are too few for a secure sum, so the model is not fitted, and
     gamma's audit log records the withheld task."""
     federation_, hub, _ = fed
-    job = _analyse(hub, federation_.access_token(), {"kind": "glm", "formula": "rare ~ age",
+    job = analyse(hub, federation_.access_token(), {"kind": "glm", "formula": "rare ~ age",
                    "family": "binomial", "table": "measures"})  # fmt: skip
     assert job["state"] == "failed"
     assert "gamma" in job["excluded"] and "outcome level" in job["excluded"]["gamma"]
@@ -449,7 +435,7 @@ def test_a_glm_over_a_saved_cohort_uses_only_its_individuals(fed) -> None:
     assert saved.status_code == 201, saved.text
     body = {"kind": "glm", "formula": "qt ~ age + bmi", "table": "measures",
             "cohort": saved.json()["id"]}  # fmt: skip
-    job = _analyse(hub, token, body)
+    job = analyse(hub, token, body)
     assert job["state"] == "succeeded", json.dumps(job, indent=1)[:3000]
     pooled = _pooled(frames)
     women = pooled[(pooled["sex"] == "female") & (pooled["age"] >= 30)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
 from genofed.store.registered_tables import register_table
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
-from tests.federation import ISSUER, Federation, federation
+from tests.federation import ISSUER, Federation, analyse, federation
 from tests.live_server import start_node_server
 from tests.test_cli_input import refused, run
 from tests.test_gwas import PLINK2, _dosages, _pooled_ols
@@ -85,20 +84,6 @@ def gwas_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                "common": common}  # fmt: skip
 
 
-def _run(hub: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    headers = {"authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=hub, headers=headers, timeout=60) as client:
-        job = client.post("/hub/analyses", json=body)
-        assert job.status_code == 202, job.text
-        job = job.json()
-        for _ in range(1200):
-            job = client.get(f"/hub/analyses/{job['id']}").json()
-            if job["state"] not in ("queued", "running"):
-                return job
-            time.sleep(0.1)
-    raise AssertionError(job)
-
-
 def _file(hub: str, token: str, job: dict[str, Any], name: str) -> httpx.Response:
     return httpx.get(f"{hub}/hub/analyses/{job['id']}/files/{name}",
                      headers={"authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
@@ -119,7 +104,7 @@ def test_a_federated_linear_gwas_equals_the_pooled_ols_and_plink2(gwas_fed, tmp_
     token = fed.access_token()
     body = {"kind": "gwas", "phenotypes": ["qt", "qt2"], "covariates": ["age", "sex"],
             "region": REGION, "table": "traits", "block": 64}  # fmt: skip
-    job = _run(hub, token, body)
+    job = analyse(hub, token, body)
     assert job["state"] == "succeeded", str(job)[:3000]
     result = job["result"]
     assert sorted(result["contributors"]) == sorted(SPLIT)
@@ -237,7 +222,7 @@ def test_a_federated_logistic_gwas_is_the_pooled_score_test(gwas_fed) -> None:
         "table": "traits",
         "block": 100,
     }
-    job = _run(hub, token, body)  # fmt: skip
+    job = analyse(hub, token, body)  # fmt: skip
     assert job["state"] == "succeeded", str(job)[:3000]
     assert any(r["step"] == "null" for r in job["rounds"])
     reply = _file(hub, token, job, "case.glm.logistic.score")
@@ -274,7 +259,7 @@ def test_a_federated_pca_keeps_each_nodes_components_there(gwas_fed) -> None:
 
     fed, hub = gwas_fed["fed"], gwas_fed["hub"]
     token = fed.access_token()
-    job = _run(hub, token, {"kind": "pca", "region": REGION, "components": 3})
+    job = analyse(hub, token, {"kind": "pca", "region": REGION, "components": 3})
     assert job["state"] == "succeeded", str(job)[:3000]
     result = job["result"]
     assert sorted(result["keptAt"]) == sorted(SPLIT) and "PC1" not in json.dumps(result["keptAt"])
@@ -293,7 +278,7 @@ def test_a_federated_pca_keeps_each_nodes_components_there(gwas_fed) -> None:
     assert np.max(subspace_angles(kept.to_numpy(), u[:, :3])) < 1e-6
     np.testing.assert_allclose(result["eigenvalues"], s[:3] ** 2, rtol=1e-6)
 
-    job = _run(
+    job = analyse(
         hub,
         token,
         {

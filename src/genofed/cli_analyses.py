@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,6 +167,26 @@ def print_stats(result: dict[str, Any], show: Console) -> None:
     show.print(f"nodes: {', '.join(result['contributors'])}; per node: {_n_per_node(result)}")
 
 
+def _report(
+    hub: str,
+    token: str | None,
+    body: dict[str, Any],
+    as_json: bool,
+    show: Callable[[dict[str, Any], Console], None],
+) -> dict[str, Any]:
+    """Run the analysis; print its result with ``show`` (or the whole job as JSON)."""
+    try:
+        job = run_analysis(hub, token, body)
+        result = job if as_json else _finished(job)
+    except GenofedError as err:
+        raise fail(err) from None
+    if as_json:
+        out.print_json(json.dumps(job))
+    else:
+        show(result, out)
+    return job
+
+
 def _scope(cohort: str | None, datasets: list[str] | None, table: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"datasets": datasets or []}
     if cohort:
@@ -202,15 +223,7 @@ def glm(
             **_scope(cohort, datasets, table)}  # fmt: skip
     if offset:
         body["offset"] = offset
-    try:
-        job = run_analysis(hub, token, body)
-        result = _finished(job) if not as_json else job
-    except GenofedError as err:
-        raise fail(err) from None
-    if as_json:
-        out.print_json(json.dumps(job))
-        return
-    print_glm(result, out)
+    _report(hub, token, body, as_json, print_glm)
 
 
 def stats(
@@ -247,15 +260,7 @@ def stats(
             body["column"] = by
     else:
         body = {"kind": "describe", "variables": variables, **scope}
-    try:
-        job = run_analysis(hub, token, body)
-        result = _finished(job) if not as_json else job
-    except GenofedError as err:
-        raise fail(err) from None
-    if as_json:
-        out.print_json(json.dumps(job))
-        return
-    print_stats(result, out)
+    _report(hub, token, body, as_json, print_stats)
 
 
 def print_gwas(result: dict[str, Any], show: Console) -> None:
@@ -353,14 +358,10 @@ def pca_command(
     body = {"kind": "pca", "region": region, "components": components, "min_maf": min_maf,
             "max_variants": max_variants, "node_deadline_s": node_deadline,
             **_scope(cohort, datasets, None)}  # fmt: skip
-    try:
-        job = run_analysis(hub, token, body)
-        result = _finished(job)
-    except GenofedError as err:
-        raise fail(err) from None
-    if as_json:
-        out.print_json(json.dumps(job))
-        return
+    _report(hub, token, body, as_json, print_pca)
+
+
+def print_pca(result: dict[str, Any], show: Console) -> None:
     total = sum(result["eigenvalues"])
     table = Table(title=f"{result['variants']:,} variants, {result['iterations']} iterations",
                   title_justify="left", box=None, padding=(0, 1), pad_edge=False)  # fmt: skip
@@ -368,5 +369,5 @@ def pca_command(
         table.add_column(column, justify="left" if column == "component" else "right")
     for name, value in zip(result["components"], result["eigenvalues"], strict=True):
         table.add_row(name, f"{value:.6g}", f"{value / total:.1%}")
-    out.print(table)
+    show.print(table)
     console.print(f"kept at {', '.join(result['keptAt'])}: {result['note']}")

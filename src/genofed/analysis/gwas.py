@@ -33,6 +33,21 @@ from scipy import stats
 from genofed._exceptions import QueryError
 
 
+def _unpack(
+    vector: np.ndarray, shapes: list[tuple[int, ...]], what: str
+) -> tuple[float, list[np.ndarray]]:
+    """``[n, *arrays]`` of a summed vector, the arrays of the given shapes."""
+    sizes = [int(np.prod(s)) for s in shapes]
+    values = np.asarray(vector, dtype=np.float64)
+    if values.shape != (1 + sum(sizes),):
+        raise QueryError(f"{what} has {1 + sum(sizes)} values, not {values.size}")
+    out, at = [], 1
+    for shape, size in zip(shapes, sizes, strict=True):
+        out.append(values[at : at + size].reshape(shape))
+        at += size
+    return float(values[0]), out
+
+
 @dataclass
 class LinearBlockPart:
     """One node's sums for one block of ``v`` variants (or their sum over the nodes)."""
@@ -63,15 +78,8 @@ class LinearBlockPart:
     @classmethod
     def from_vector(cls, vector: np.ndarray, k: int, m: int, v: int) -> LinearBlockPart:
         shapes = [(k, k), (k, m), (m,), (k, v), (v,), (v, m), (v,), (k, v), (v,), (v, m)]
-        sizes = [int(np.prod(s)) for s in shapes]
-        values = np.asarray(vector, dtype=np.float64)
-        if values.shape != (1 + sum(sizes),):
-            raise QueryError(f"a linear block of {v} variants has {1 + sum(sizes)} values")
-        out, at = [], 1
-        for shape, size in zip(shapes, sizes, strict=True):
-            out.append(values[at : at + size].reshape(shape))
-            at += size
-        return cls(float(values[0]), *out)
+        n, parts = _unpack(vector, shapes, f"a linear block of {v} variants")
+        return cls(n, *parts)
 
     def __add__(self, other: LinearBlockPart) -> LinearBlockPart:
         return LinearBlockPart.from_vector(self.vector() + other.vector(), *self.shape)
@@ -197,15 +205,8 @@ class ScoreBlockPart:
     @classmethod
     def from_vector(cls, vector: np.ndarray, k: int, v: int) -> ScoreBlockPart:
         shapes = [(k, k), (k, v), (v,), (v,), (v,), (v,), (k, v), (v,), (v,)]
-        sizes = [int(np.prod(s)) for s in shapes]
-        values = np.asarray(vector, dtype=np.float64)
-        if values.shape != (1 + sum(sizes),):
-            raise QueryError(f"a score block of {v} variants has {1 + sum(sizes)} values")
-        out, at = [], 1
-        for shape, size in zip(shapes, sizes, strict=True):
-            out.append(values[at : at + size].reshape(shape))
-            at += size
-        return cls(float(values[0]), *out)
+        n, parts = _unpack(vector, shapes, f"a score block of {v} variants")
+        return cls(n, *parts)
 
     def __add__(self, other: ScoreBlockPart) -> ScoreBlockPart:
         return ScoreBlockPart.from_vector(self.vector() + other.vector(), *self.shape)

@@ -792,20 +792,22 @@ async def _pca_variants(coordinator: Coordinator) -> list[str]:
     return variants
 
 
+def _variant_columns(block: list[str], alt_freq: np.ndarray) -> dict[str, Any]:
+    """The columns that name each variant of a block (from its id, chrom-pos-ref-alt);
+    A1 is the ALT allele (plink2's is the minor one)."""
+    parts = [v.split("-", 3) for v in block]
+    alts = [p[3] for p in parts]
+    return {"#CHROM": [p[0] for p in parts], "POS": [int(p[1]) for p in parts], "ID": block,
+            "REF": [p[2] for p in parts], "ALT": alts, "A1": alts, "A1_FREQ": alt_freq}  # fmt: skip
+
+
 def _score_rows(
     block: list[str], results: gwas.ScoreResults, plain: dict[str, Any]
 ) -> pd.DataFrame:
     """Rows of a logistic GWAS: the score test of each variant at the pooled null model
     (``Z_STAT``, ``P``), with the score and its variance (``U``, ``V``)."""
-    parts = [v.split("-", 3) for v in block]
     return pd.DataFrame({
-        "#CHROM": [p[0] for p in parts],
-        "POS": [int(p[1]) for p in parts],
-        "ID": block,
-        "REF": [p[2] for p in parts],
-        "ALT": [p[3] for p in parts],
-        "A1": [p[3] for p in parts],
-        "A1_FREQ": results.alt_freq,
+        **_variant_columns(block, results.alt_freq),
         "TEST": "SCORE",
         "OBS_CT": results.n,
         "MISSING_CT": (results.n - results.observed).astype(int),
@@ -823,17 +825,10 @@ def _association_rows(
 ) -> pd.DataFrame:
     """plink2-like rows (A1 is the ALT allele; plink2's is the minor one) for each
     phenotype of a block."""
-    parts = [v.split("-", 3) for v in block]
     frames = []
     for j, phenotype in enumerate(plain["phenotypes"]):
         frames.append(pd.DataFrame({
-            "#CHROM": [p[0] for p in parts],
-            "POS": [int(p[1]) for p in parts],
-            "ID": block,
-            "REF": [p[2] for p in parts],
-            "ALT": [p[3] for p in parts],
-            "A1": [p[3] for p in parts],
-            "A1_FREQ": results.alt_freq,
+            **_variant_columns(block, results.alt_freq),
             "TEST": "ADD",
             "OBS_CT": results.n,
             "MISSING_CT": (results.n - results.observed).astype(int),
