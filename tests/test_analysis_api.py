@@ -114,10 +114,24 @@ def test_a_caller_has_a_daily_budget_of_analysis_steps_per_dataset(
         spent = client.post("/analysis/v1/tasks", json={**DESCRIBE, "dataset": "open"},
                             headers=registered)  # fmt: skip
         assert spent.status_code == 429
-        assert "2 analysis steps on this dataset" in spent.json()["errors"][0]["detail"]
+        assert "2 analyses on this dataset" in spent.json()["errors"][0]["detail"]
         other = client.post("/analysis/v1/tasks", json={**DESCRIBE, "dataset": "reg"},
                             headers=registered)  # fmt: skip
         assert other.status_code == 202  # another dataset: its own budget
+        # the steps of one analysis (one hub job id) count once
+        for _ in range(3):
+            step = client.post(
+                "/analysis/v1/tasks",
+                headers=registered,
+                json={**DESCRIBE, "dataset": "reg", "job": "analysis-0123abcd"},
+            )
+            assert step.status_code == 202, step.text  # fmt: skip
+        again = client.post(
+            "/analysis/v1/tasks",
+            headers=registered,
+            json={**DESCRIBE, "dataset": "reg", "job": "analysis-4567abcd"},
+        )
+        assert again.status_code == 429  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ def test_a_federated_linear_gwas_equals_the_pooled_ols_and_plink2(gwas_fed, tmp_
     body = {"kind": "gwas", "phenotypes": ["qt", "qt2"], "covariates": ["age", "sex"],
             "region": REGION, "table": "traits", "block": 64}  # fmt: skip
     job = analyse(hub, token, body)
-    assert job["state"] == "succeeded", str(job)[:3000]
+    assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
     result = job["result"]
     assert sorted(result["contributors"]) == sorted(SPLIT)
     tsv = _file(hub, token, job, "qt.glm.linear")
@@ -221,9 +221,10 @@ def test_a_federated_logistic_gwas_is_the_pooled_score_test(gwas_fed) -> None:
         "region": REGION,
         "table": "traits",
         "block": 100,
+        "firth_max": 2,
     }
-    job = analyse(hub, token, body)  # fmt: skip
-    assert job["state"] == "succeeded", str(job)[:3000]
+    job = analyse(hub, token, body, wait_s=400)  # fmt: skip
+    assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
     assert any(r["step"] == "null" for r in job["rounds"])
     reply = _file(hub, token, job, "case.glm.logistic.score")
     ours = pd.read_csv(pd.io.common.StringIO(reply.text), sep="\t").set_index("ID")
@@ -251,6 +252,19 @@ def test_a_federated_logistic_gwas_is_the_pooled_score_test(gwas_fed) -> None:
     assert checked > 100
     assert ours.loc[ids[gwas_fed["common"]], "P"] < 1e-4
 
+    # the hits (P < 0.05) also have Firth fits, equal to the pooled Firth fit
+    from genofed.analysis.firth import fit_pooled
+
+    hits = ours[ours["P"] < 0.05].nsmallest(2, "P")  # the 2 smallest (firth_max)
+    assert job["result"]["firthFits"] == len(hits) == 2
+    assert hits["FIRTH_BETA"].notna().all()
+    assert ours["FIRTH_BETA"].notna().sum() == 2
+    top = ids[gwas_fed["common"]]
+    x = np.column_stack([c, gwas_fed["g"][:, ids.index(top)]])
+    _, pooled = fit_pooled([(x, y)])
+    assert ours.loc[top, "FIRTH_BETA"] == pytest.approx(pooled.beta[-1], rel=1e-6)
+    assert ours.loc[top, "FIRTH_SE"] == pytest.approx(pooled.se[-1], rel=1e-6)
+
 
 def test_a_federated_pca_keeps_each_nodes_components_there(gwas_fed) -> None:
     """The PCs span the pooled PCA's subspace of the same variants; each node keeps its
@@ -260,7 +274,7 @@ def test_a_federated_pca_keeps_each_nodes_components_there(gwas_fed) -> None:
     fed, hub = gwas_fed["fed"], gwas_fed["hub"]
     token = fed.access_token()
     job = analyse(hub, token, {"kind": "pca", "region": REGION, "components": 3})
-    assert job["state"] == "succeeded", str(job)[:3000]
+    assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
     result = job["result"]
     assert sorted(result["keptAt"]) == sorted(SPLIT) and "PC1" not in json.dumps(result["keptAt"])
     ids = [f"{chrom.removeprefix('chr')}-{pos}-{ref}-{alt}"

@@ -283,10 +283,11 @@ class Analysis(BaseModel):
         3, ge=2, description="Fewest nodes in a secure sum this node takes part in"
     )
     budget_per_day: int | None = Field(
-        500,
+        100,
         ge=1,
-        description="Analysis steps one caller may run on one dataset per day (each round of "
-        "a model is one step); null: no limit",
+        description="Analyses one caller may run on one dataset per day (all the rounds of one "
+        "model or GWAS count once; a step sent without its analysis id counts by itself); "
+        "null: no limit",
     )
 
     @field_validator("peers")

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy import special
 
 from genofed._exceptions import QueryError
-from genofed.analysis import descriptive, design, glm, gwas, pca, rules
+from genofed.analysis import descriptive, design, firth, glm, gwas, pca, rules
 from genofed.config import AnalysisRules
 
 
@@ -124,7 +124,7 @@ class GwasParams(BaseModel):
     least ``min_mac``). ``block``: the sums of a linear model for the listed variants."""
 
     model_config = ConfigDict(extra="forbid")
-    step: Literal["levels", "variants", "null", "block"]
+    step: Literal["levels", "variants", "null", "block", "firth_information", "firth_score"]
     phenotypes: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(min_length=1, max_length=20)
     covariates: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(
         default_factory=list, max_length=50
@@ -132,6 +132,8 @@ class GwasParams(BaseModel):
     model: Literal["linear", "logistic"] = "linear"
     beta: list[float] | None = Field(None, max_length=200, description="logistic: the null model's")
     null_eta: float | None = None
+    inverse: list[list[float]] | None = Field(None, max_length=60, description="firth_score")
+    mean_dosage: float | None = Field(None, description="firth: the variant's pooled mean")
     region: str | None = Field(None, max_length=60, examples=["22:16000000-17000000"])
     variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=5000)
     levels: dict[str, list[str]] = Field(default_factory=dict)
@@ -339,7 +341,8 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         glm.check_outcome("binomial", y[:, 0])
         model_checks.append(rules.outcome_levels(y[:, 0], limits))
     beta = None if params.beta is None else np.asarray(params.beta)
-    if beta is not None and len(beta) != len(built.columns):
+    firth_step = params.step in ("firth_information", "firth_score")  # beta: + the variant
+    if beta is not None and not firth_step and len(beta) != len(built.columns):
         raise QueryError(f"beta has {len(beta)} values for {len(built.columns)} covariates")
     covariate_plain = {"covariates": built.columns, "intercept": built.intercept,
                        "phenotypes": params.phenotypes, "k": len(built.columns),
@@ -370,6 +373,8 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         ),
     ]
     plain = {**covariate_plain, "v": len(params.variants)}
+    if firth_step:
+        return _firth_step(params, built.x, y[:, 0], g, checks, (n, dropped), plain)
     if params.model == "logistic":
         if beta is None:
             raise QueryError("a logistic block needs the null model's coefficients (beta)")
@@ -378,6 +383,38 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         return StepResult(checks, n, dropped, plain=plain, vector=score.vector())
     part = gwas.linear_block_part(built.x, y, g)
     return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
+
+
+def _firth_step(
+    params: GwasParams,
+    covariates: np.ndarray,
+    y: np.ndarray,
+    g: np.ndarray,
+    checks: list[rules.RuleCheck],
+    counts: tuple[int, int],
+    plain: dict[str, Any],
+) -> StepResult:
+    """One variant's Firth fit, one half of a Newton iteration: the information and
+    log-likelihood at ``beta``, or the modified score with the pooled ``inverse``."""
+    if params.model != "logistic" or g.shape[1] != 1 or params.beta is None:
+        raise QueryError("a Firth step fits one variant of a logistic GWAS at a beta")
+    if params.mean_dosage is None:
+        raise QueryError("a Firth step needs the variant's pooled mean dosage")
+    dosage = np.where(np.isnan(g[:, 0]), params.mean_dosage, g[:, 0])
+    x = np.column_stack([covariates, dosage])
+    beta = np.asarray(params.beta, dtype=np.float64)
+    if len(beta) != x.shape[1]:
+        raise QueryError(f"beta has {len(beta)} values for {x.shape[1]} coefficients")
+    if params.step == "firth_information":
+        vector = firth.information_part(x, y, beta)
+    else:
+        if params.inverse is None:
+            raise QueryError("the Firth score step needs the pooled inverse information")
+        inverse = np.asarray(params.inverse, dtype=np.float64)
+        if inverse.shape != (x.shape[1], x.shape[1]):
+            raise QueryError("the inverse information has the wrong shape")
+        vector = firth.score_part(x, y, beta, inverse)
+    return StepResult(checks, *counts, plain={**plain, "p": x.shape[1]}, vector=vector)
 
 
 def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult:

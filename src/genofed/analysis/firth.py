@@ -27,6 +27,10 @@ from genofed._exceptions import QueryError
 # Largest change of a coefficient between iterations (logistf's xconv is 1e-5): near the
 # optimum a smaller step's gain in likelihood is below the likelihood's rounding.
 TOLERANCE = 1e-6
+# A change in penalised log-likelihood this small is within the sums' rounding (secure
+# sums keep 2^-32): no reason to halve a step, and, if the steps stop shrinking too, a
+# cycle on a flat ridge (near separation the estimate is undetermined that finely).
+NOISE = 1e-9
 MAX_ITERATIONS = 200  # near separation the steps shrink only linearly
 MAX_HALVINGS = 20
 
@@ -56,6 +60,7 @@ class FirthFit:
     trial: list[float] = field(default_factory=list)
     step: list[float] | None = None
     penalised: float | None = None
+    gain: float | None = None  # what the last accepted step gained
     halvings: int = 0
     iterations: int = 0
     converged: bool = False
@@ -82,7 +87,8 @@ def penalised_and_inverse(total: np.ndarray, p: int) -> tuple[float, np.ndarray]
 def accept(fit: FirthFit, penalised: float) -> bool:
     """Whether the trial β is taken (the penalised likelihood did not fall); if not, the
     step is halved and ``trial`` moves back towards β."""
-    if fit.penalised is None or penalised >= fit.penalised or fit.step is None:
+    if fit.penalised is None or penalised >= fit.penalised - NOISE or fit.step is None:
+        fit.gain = None if fit.penalised is None else penalised - fit.penalised
         fit.beta, fit.penalised, fit.halvings = list(fit.trial), penalised, 0
         return True
     fit.halvings += 1
@@ -98,7 +104,12 @@ def advance(fit: FirthFit, inverse: np.ndarray, score: np.ndarray) -> FirthFit:
     """After the accepted β's information and modified score: the next trial β."""
     step = inverse @ np.asarray(score)
     fit.iterations += 1
-    if float(np.max(np.abs(step))) < TOLERANCE:
+    size = float(np.max(np.abs(step)))
+    # a cycle on a flat ridge: the last step gained nothing, and this one is no shorter
+    previous = None if fit.step is None else float(np.max(np.abs(fit.step)))
+    cycling = (fit.gain is not None and abs(fit.gain) < NOISE and previous is not None
+               and size > 0.9 * previous)  # fmt: skip
+    if size < TOLERANCE or cycling:
         fit.converged = True
         return fit
     if fit.iterations >= MAX_ITERATIONS:

@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genofed._exceptions import GenofedError, NotFoundError, QueryError
-from genofed.analysis import descriptive, design, glm, gwas, pca, plots, secure_sum
+from genofed.analysis import descriptive, design, firth, glm, gwas, pca, plots, secure_sum
 from genofed.config import HubNode
 from genofed.criteria import CohortCriteria
 from genofed.hub.client import NodeClient
@@ -60,6 +60,8 @@ class AnalysisRequest(BaseModel):
     region: str | None = Field(None, description="gwas: chrom:start-end (1-based)")
     min_mac: int = Field(3, ge=1, description="gwas: raises (never lowers) each node's")
     block: int = Field(1000, ge=10, le=5000, description="gwas: variants per secure round")
+    firth_p: float = Field(0.05, ge=0, le=1, description="logistic gwas: Firth fits below")
+    firth_max: int = Field(50, ge=0, le=1000, description="logistic gwas: at most this many")
     components: int = Field(10, ge=1, le=50, description="pca: how many components")
     min_maf: float = Field(0.05, ge=0, lt=0.5, description="pca: the pooled minimum MAF")
     max_variants: int = Field(5000, ge=10, le=20_000, description="pca: at most, spread evenly")
@@ -469,7 +471,7 @@ class Coordinator:
             raise AnalysisCancelledError("cancelled by its owner")
 
     def base(self, analysis: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"analysis": analysis}
+        body: dict[str, Any] = {"analysis": analysis, "job": self.job.id}
         if self.criteria is not None:
             body["cohort"] = self.criteria.model_dump(exclude_none=True, exclude={"datasets"})
         if self.request.table is not None:
@@ -477,6 +479,14 @@ class Coordinator:
         return body
 
     def record(self, step: str, round_no: int | None, statuses: dict[str, Any]) -> None:
+        """A step's node statuses; the rules a node checked are kept the first time a step
+        runs, and later only when one failed (a GWAS has hundreds of rounds)."""
+        if any(r["step"] == step for r in self.job.rounds):
+            statuses = {
+                name: {k: v for k, v in status.items()
+                       if k != "rules" or any(not rule["passed"] for rule in v or [])}
+                for name, status in statuses.items()
+            }  # fmt: skip
         self.job.rounds.append({"step": step, "round": round_no, "nodes": statuses})
 
     def exclude(self, statuses: dict[str, dict[str, Any]], kept: set[str]) -> None:
@@ -663,6 +673,42 @@ class Coordinator:
             "no one else sees them",
         }
 
+    async def firth_hits(
+        self, table: pd.DataFrame, model: dict[str, Any], levels: dict, round_no: int
+    ) -> tuple[pd.DataFrame, int]:
+        """Firth-penalised fits of the score test's hits (P below firth_p, the smallest
+        firth_max), each by Newton rounds of secure sums (information, then the modified
+        score), as plink2's firth does."""
+        request = self.request
+        hits = table[table["P"] < request.firth_p].nsmallest(request.firth_max, "P")
+        table = table.assign(FIRTH_BETA=np.nan, FIRTH_SE=np.nan, FIRTH_Z=np.nan, FIRTH_P=np.nan)
+        for number, (index, hit) in enumerate(hits.iterrows(), start=1):
+            params = {**model, "variants": [hit["ID"]], "levels": levels,
+                      "mean_dosage": 2 * float(hit["A1_FREQ"])}  # fmt: skip
+            fit: firth.FirthFit | None = None
+            while fit is None or not (fit.converged or fit.failed):
+                trial = [0.0] * (len(model["beta"]) + 1) if fit is None else fit.trial
+                body = {**self.base("gwas"), "params": {**params, "step": "firth_information",
+                                                        "beta": trial}}  # fmt: skip
+                summed = await self.summed("firth", body, round_no)
+                round_no += 1
+                p = len(trial)
+                penalised, inverse = firth.penalised_and_inverse(decoded(summed), p)
+                fit = fit or firth.start(p)
+                if not firth.accept(fit, penalised):
+                    continue
+                body = {**self.base("gwas"), "params": {**params, "step": "firth_score",
+                        "beta": fit.beta, "inverse": inverse.tolist()}}  # fmt: skip
+                score = await self.summed("firth", body, round_no)
+                round_no += 1
+                fit = firth.advance(fit, inverse, decoded(score))
+            if fit.converged:
+                result = firth.summarise(fit, inverse)
+                table.loc[index, ["FIRTH_BETA", "FIRTH_SE", "FIRTH_Z", "FIRTH_P"]] = [
+                    result.beta[-1], result.se[-1], result.z[-1], result.p[-1]]  # fmt: skip
+            self.save(f"Firth fit {number} of {len(hits)}")
+        return table, len(hits)
+
     async def gwas(self) -> dict[str, Any]:
         """A GWAS: covariate levels agreed; for a logistic model, the null model (the
         covariates only) fitted by GLM rounds; the variants every node can take part in;
@@ -730,6 +776,11 @@ class Coordinator:
             self.job.progress = {"done": round_no + 1, "total": len(blocks)}
             self.save(f"block {round_no + 1} of {len(blocks)}")
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if request.model == "logistic" and len(table) and request.firth_p > 0:
+            round_no = secure_round_no + len(blocks)
+            table, fitted = await self.firth_hits(table, model, levels, round_no)
+        else:
+            fitted = 0
         files = self.store.files(self.job.id)
         files.mkdir(parents=True, exist_ok=True)
         written, summary = [], {}
@@ -755,6 +806,7 @@ class Coordinator:
             "kind": "gwas",
             "model": request.model,
             "nullModel": null_summary,
+            "firthFits": fitted,
             "phenotypes": request.phenotypes,
             "covariates": request.covariates,
             "region": request.region,

@@ -40,6 +40,7 @@ from genofed.criteria import CohortCriteria
 from genofed.governance.access import Caller, Standing
 from genofed.governance.disclosure import QueryBudget, safe_count
 from genofed.governance.keys import load_or_create_aggregation_key, public_key_of
+from genofed.governance.sqlite_state import SqliteState
 from genofed.jobs.runtime import Job, JobRecord
 from genofed.store import dosages
 from genofed.store.dataset_reader import DatasetReader
@@ -81,6 +82,10 @@ class TaskRequest(BaseModel):
     )
     params: dict[str, Any] = Field(default_factory=dict)
     secure: SecureRound | None = None
+    job: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{8,100}$",
+        description="The coordinator's analysis id: its steps count once in the budget",
+    )  # fmt: skip
 
 
 class Shares(BaseModel):
@@ -194,7 +199,12 @@ class AnalysisTasks:
         self.budget = QueryBudget(
             runtime.node.state_dir / "analysis-budgets.sqlite",
             None,
-            unit="analysis steps on this dataset",
+            unit="analyses on this dataset",
+        )
+        self._seen = SqliteState(
+            runtime.node.state_dir / "analysis-jobs-seen.sqlite",
+            "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY);",
+            durable=False,
         )
 
     # -- before a task runs ------------------------------------------------------------
@@ -215,8 +225,18 @@ class AnalysisTasks:
             self._secure_node().check(request.secure.context())
         config = self.runtime.config
         self.budget.per_day = config.analysis.budget_per_day
-        self.budget.charge(f"{caller.identity} | {reader.dataset_id}")
+        if self._first_step(caller, reader.dataset_id, request.job):
+            self.budget.charge(f"{caller.identity} | {reader.dataset_id}")
         return Prepared(request, analysis, reader, caller)
+
+    def _first_step(self, caller: Caller, dataset_id: str, job: str | None) -> bool:
+        """Whether this step starts an analysis (the budget counts analyses: a GWAS's
+        hundreds of rounds are one); a step that names no hub job counts by itself."""
+        if job is None:
+            return True
+        con = self._seen()
+        key = f"{caller.identity} | {dataset_id} | {job}"
+        return con.execute("INSERT OR IGNORE INTO seen VALUES (?)", [key]).rowcount == 1
 
     def _may_analyse(self, caller: Caller, reader: DatasetReader) -> bool:
         gate = self.runtime.gate
