@@ -68,10 +68,69 @@ def test_a_dask_distributed_cluster_gives_the_same_dosages(small_node: NodeDir) 
     try:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster:  # fmt: skip
-            remote = _dosages(reader, Compute(scheduler=cluster.scheduler_address), size=4)
+            remote_compute = Compute(scheduler=cluster.scheduler_address)
+            remote = _dosages(reader, remote_compute, size=4)
+            remote_sums = _sums(reader, remote_compute)
         local = _dosages(reader, Compute(threads=2), size=4)
+        local_sums = _sums(reader, Compute(threads=2))
     finally:
         reader.close()
     assert remote.keys() == local.keys()
     for key in local:
         np.testing.assert_array_equal(remote[key], local[key])
+    for got, expected in zip(remote_sums, local_sums, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def _sums(reader: DatasetReader, compute: Compute) -> tuple[np.ndarray, ...]:
+    from genofed.store.dosages import sums
+
+    sql = "SELECT site_idx, allele_idx FROM variants ORDER BY variant_idx"
+    sites, alleles = zip(*reader.cursor().execute(sql).fetchall(), strict=True)
+    people = len(reader.samples)
+    d = np.column_stack([np.ones(people), np.arange(people, dtype=float)])
+    return sums(genotype_array(reader.version.genotypes), np.array(sites), np.array(alleles),
+                d, np.ones(people), compute)  # fmt: skip
+
+
+def _reference_dosages(codes: np.ndarray, sites: np.ndarray, alleles: np.ndarray) -> np.ndarray:
+    """people x variants, NaN where a call has a missing allele, by plain loops."""
+    out = np.zeros((codes.shape[1], len(sites)))
+    for j, (site, allele) in enumerate(zip(sites, alleles, strict=True)):
+        for person in range(codes.shape[1]):
+            call = codes[site, person]
+            out[person, j] = np.nan if (call == -1).any() else float((call == allele).sum())
+    return out
+
+
+@pytest.mark.parametrize("sites", [[0, 0, 1, 2, 3, 4, 5, 6], [1, 6, 6], [2]])
+def test_block_sums_equal_the_sums_of_the_dosages(
+    sites: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sums`` (chunk by chunk of people, a few variants at a time, haploid padding and
+    missing alleles, people left out by zero rows) equals ``gwas.dosage_sums`` of the
+    dosage matrix of the people in the analysis."""
+    import dask.array as da
+
+    from genofed.analysis import gwas
+    from genofed.store import dosages
+
+    monkeypatch.setattr(dosages, "SUMS_VARIANTS", 3)
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 3, size=(7, 11, 2)).astype(np.int8)
+    codes[rng.random(codes.shape) < 0.08] = -1
+    codes[3, 4, 1] = -2  # a haploid call
+    site_idx = np.array(sites)
+    alleles = np.array([1, 2, 1, 1, 2, 1, 1, 2][: len(sites)])
+    calls = da.from_array(codes, chunks=(2, 3, 2))
+    keep = np.array([0, 1, 2, 4, 5, 7, 8, 10])  # people 3, 6 and 9 are not in the analysis
+    d = rng.normal(size=(len(keep), 4))
+    e = rng.random(len(keep))
+    d_all, e_all = np.zeros((11, 4)), np.zeros(11)
+    d_all[keep], e_all[keep] = d, e
+    gd, gg, md = dosages.sums(calls, site_idx, alleles, d_all, e_all, Compute(threads=2))
+    expected = gwas.dosage_sums(_reference_dosages(codes, site_idx, alleles)[keep], d, e)
+    np.testing.assert_allclose(gd, expected.gd, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gg, expected.gg, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(md, expected.md, rtol=1e-12, atol=1e-12)
+    assert md.any()  # some missing calls were in the analysis

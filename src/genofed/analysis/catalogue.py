@@ -51,6 +51,12 @@ class NodeData(Protocol):
         """Blocks of ``(which variants, dosages individuals x variants)``, NaN missing."""
         ...
 
+    def sums(
+        self, variants: pd.DataFrame, individuals: pd.Index, d: np.ndarray, e: np.ndarray
+    ) -> gwas.DosageSums:
+        """``gwas.DosageSums`` of the variants over the individuals (the rows of d, e)."""
+        ...
+
     def genotyped(self) -> set[str]:
         """The individuals with genotypes in the dataset."""
         ...
@@ -321,10 +327,9 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         return StepResult(checks, n, dropped, plain={"levels": levels})
     if params.step == "variants":
         variants = data.variants(params.region, None)
-        keep = np.zeros(len(variants), dtype=bool)
-        for part, block in data.dosages(variants, rows.index):
-            mac = _minor_allele_counts(block)
-            keep[part] = (mac == 0) | (mac >= min_mac)
+        sums = data.sums(variants, rows.index, np.ones((n, 1)), np.zeros(n))
+        mac = gwas.minor_allele_counts(sums, 0, n)
+        keep = (mac == 0) | (mac >= min_mac)
         checks = [rules.enough_observations(n, limits), *subset]
         plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
         return StepResult(checks, n, dropped, plain=plain)
@@ -359,8 +364,21 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
     if absent:
         raise QueryError(f"{len(absent)} variant(s) of the block are not here: {absent[:3]}")
     variants = variants.loc[params.variants].reset_index()
-    g = np.concatenate([block for _, block in data.dosages(variants, rows.index)], axis=1)
-    mac = _minor_allele_counts(g)
+    if firth_step:
+        g = np.concatenate([block for _, block in data.dosages(variants, rows.index)], axis=1)
+        mac = _minor_allele_counts(g)
+    else:  # the block's sums, read chunk by chunk of the genotypes
+        if params.model == "logistic":
+            if beta is None:
+                raise QueryError("a logistic block needs the null model's coefficients (beta)")
+            fitted = special.expit(built.x @ beta)
+            columns = gwas.score_columns(built.x, y[:, 0], fitted)
+            one = built.x.shape[1] + 1
+        else:
+            columns = gwas.linear_columns(built.x, y)
+            one = built.x.shape[1] + y.shape[1]
+        sums = data.sums(variants, rows.index, *columns)
+        mac = gwas.minor_allele_counts(sums, one, n)
     rare = int(np.sum((mac > 0) & (mac < min_mac)))
     checks = [
         *model_checks,
@@ -376,12 +394,9 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
     if firth_step:
         return _firth_step(params, built.x, y[:, 0], g, checks, (n, dropped), plain)
     if params.model == "logistic":
-        if beta is None:
-            raise QueryError("a logistic block needs the null model's coefficients (beta)")
-        fitted = special.expit(built.x @ beta)
-        score = gwas.score_block_part(built.x, y[:, 0], fitted, g)
+        score = gwas.score_part(built.x, fitted, sums)
         return StepResult(checks, n, dropped, plain=plain, vector=score.vector())
-    part = gwas.linear_block_part(built.x, y, g)
+    part = gwas.linear_part(built.x, y, sums)
     return StepResult(checks, n, dropped, plain=plain, vector=part.vector())
 
 

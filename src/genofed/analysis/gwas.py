@@ -85,33 +85,73 @@ class LinearBlockPart:
         return LinearBlockPart.from_vector(self.vector() + other.vector(), *self.shape)
 
 
+@dataclass
+class DosageSums:
+    """Sums over a node's rows of a block's dosages against the columns of a matrix D
+    (rows x q) and a weight e (rows): everything a block's part is built from.
+
+    ``gd`` = G0ᵀD (v x q), ``gg`` = (G0∘G0)ᵀe (v), ``md`` = MᵀD (v x q), with G0 the
+    dosages (missing as 0) and M their 0/1 missingness. A node computes them chunk by
+    chunk of its genotype matrix (``genofed.store.dosages.sums``); ``dosage_sums`` is the
+    same from a dosage matrix.
+    """
+
+    gd: np.ndarray
+    gg: np.ndarray
+    md: np.ndarray
+
+
+def dosage_sums(dosages: np.ndarray, d: np.ndarray, e: np.ndarray) -> DosageSums:
+    """``DosageSums`` of ``dosages`` (rows x v, NaN where missing)."""
+    g = np.asarray(dosages, dtype=np.float64)
+    missing = np.isnan(g)
+    g0 = np.where(missing, 0.0, g)
+    return DosageSums(g0.T @ d, (g0 * g0).T @ e, missing.T.astype(np.float64) @ d)
+
+
+def linear_columns(covariates: np.ndarray, phenotypes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """D and e of a linear block: [C, Y, 1] and 1."""
+    c = np.asarray(covariates, dtype=np.float64)
+    y = np.asarray(phenotypes, dtype=np.float64)
+    if len(c) != len(y):
+        raise QueryError("covariates, phenotypes and dosages need the same rows")
+    return np.column_stack([c, y, np.ones(len(c))]), np.ones(len(c))
+
+
+def linear_part(
+    covariates: np.ndarray, phenotypes: np.ndarray, sums: DosageSums
+) -> LinearBlockPart:
+    """This node's sums for one block from its ``DosageSums`` with ``linear_columns``."""
+    c = np.asarray(covariates, dtype=np.float64)
+    y = np.asarray(phenotypes, dtype=np.float64)
+    k, m = c.shape[1], y.shape[1]
+    if sums.gd.shape[1] != k + m + 1:
+        raise QueryError("the dosage sums were not taken with this block's columns")
+    return LinearBlockPart(
+        n=float(len(c)),
+        ctc=c.T @ c,
+        cty=c.T @ y,
+        yty=np.einsum("ij,ij->j", y, y),
+        ctg=sums.gd[:, :k].T.copy(),
+        gtg=sums.gg,
+        gty=sums.gd[:, k : k + m].copy(),
+        g_sum=sums.gd[:, k + m].copy(),
+        ctm=sums.md[:, :k].T.copy(),
+        m_sum=sums.md[:, k + m].copy(),
+        mty=sums.md[:, k : k + m].copy(),
+    )
+
+
 def linear_block_part(
     covariates: np.ndarray, phenotypes: np.ndarray, dosages: np.ndarray
 ) -> LinearBlockPart:
     """This node's sums for one block: ``covariates`` n x k (with the intercept column),
     ``phenotypes`` n x m, ``dosages`` n x v (NaN where a genotype is missing), over the
     same complete rows."""
-    c = np.asarray(covariates, dtype=np.float64)
-    y = np.asarray(phenotypes, dtype=np.float64)
-    g = np.asarray(dosages, dtype=np.float64)
-    if not (len(c) == len(y) == len(g)):
+    if len(dosages) != len(covariates):
         raise QueryError("covariates, phenotypes and dosages need the same rows")
-    missing = np.isnan(g)
-    g0 = np.where(missing, 0.0, g)
-    m = missing.astype(np.float64)
-    return LinearBlockPart(
-        n=float(len(c)),
-        ctc=c.T @ c,
-        cty=c.T @ y,
-        yty=np.einsum("ij,ij->j", y, y),
-        ctg=c.T @ g0,
-        gtg=np.einsum("ij,ij->j", g0, g0),
-        gty=g0.T @ y,
-        g_sum=g0.sum(axis=0),
-        ctm=c.T @ m,
-        m_sum=m.sum(axis=0),
-        mty=m.T @ y,
-    )
+    columns = linear_columns(covariates, phenotypes)
+    return linear_part(covariates, phenotypes, dosage_sums(dosages, *columns))
 
 
 @dataclass
@@ -212,31 +252,53 @@ class ScoreBlockPart:
         return ScoreBlockPart.from_vector(self.vector() + other.vector(), *self.shape)
 
 
+def score_columns(
+    covariates: np.ndarray, outcome: np.ndarray, fitted: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """D and e of a score block: [CW, r, 1, w] and w, with the null model's weights
+    w = μ̂(1-μ̂) and residuals r = y - μ̂."""
+    c = np.asarray(covariates, dtype=np.float64)
+    r = np.asarray(outcome, dtype=np.float64) - fitted
+    w = fitted * (1 - fitted)
+    return np.column_stack([c * w[:, None], r, np.ones(len(c)), w]), w
+
+
+def score_part(covariates: np.ndarray, fitted: np.ndarray, sums: DosageSums) -> ScoreBlockPart:
+    """This node's sums for one block from its ``DosageSums`` with ``score_columns``."""
+    c = np.asarray(covariates, dtype=np.float64)
+    k = c.shape[1]
+    if sums.gd.shape[1] != k + 3:
+        raise QueryError("the dosage sums were not taken with this block's columns")
+    w = fitted * (1 - fitted)
+    return ScoreBlockPart(
+        n=float(len(c)),
+        ctwc=(c * w[:, None]).T @ c,
+        ctwg=sums.gd[:, :k].T.copy(),
+        gwg=sums.gg,
+        gr=sums.gd[:, k].copy(),
+        g_sum=sums.gd[:, k + 1].copy(),
+        m_sum=sums.md[:, k + 1].copy(),
+        ctwm=sums.md[:, :k].T.copy(),
+        wm=sums.md[:, k + 2].copy(),
+        mr=sums.md[:, k].copy(),
+    )
+
+
 def score_block_part(
     covariates: np.ndarray, outcome: np.ndarray, fitted: np.ndarray, dosages: np.ndarray
 ) -> ScoreBlockPart:
     """This node's sums for one block: ``fitted`` are the null model's means μ̂ on these
     rows (from the pooled null coefficients)."""
-    c = np.asarray(covariates, dtype=np.float64)
-    r = np.asarray(outcome, dtype=np.float64) - fitted
-    w = fitted * (1 - fitted)
-    g = np.asarray(dosages, dtype=np.float64)
-    missing = np.isnan(g)
-    g0 = np.where(missing, 0.0, g)
-    m = missing.astype(np.float64)
-    cw = c * w[:, None]
-    return ScoreBlockPart(
-        n=float(len(c)),
-        ctwc=cw.T @ c,
-        ctwg=cw.T @ g0,
-        gwg=w @ (g0 * g0),
-        gr=g0.T @ r,
-        g_sum=g0.sum(axis=0),
-        m_sum=m.sum(axis=0),
-        ctwm=cw.T @ m,
-        wm=w @ m,
-        mr=m.T @ r,
-    )
+    columns = score_columns(covariates, outcome, fitted)
+    return score_part(covariates, fitted, dosage_sums(dosages, *columns))
+
+
+def minor_allele_counts(sums: DosageSums, one: int, rows: int) -> np.ndarray:
+    """Each variant's minor allele count over ``rows`` diploid rows, from sums whose
+    column ``one`` of D is 1 on every row."""
+    alt = sums.gd[:, one]
+    called = 2 * (rows - sums.md[:, one])
+    return np.minimum(alt, called - alt)
 
 
 @dataclass

@@ -35,7 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from genofed._exceptions import AccessDeniedError, QueryError, SecureSumError
-from genofed.analysis import catalogue, secure_sum
+from genofed.analysis import catalogue, gwas, secure_sum
 from genofed.criteria import CohortCriteria
 from genofed.governance.access import Caller, Standing
 from genofed.governance.disclosure import QueryBudget, safe_count
@@ -145,20 +145,39 @@ class TaskData:
         components.rename_axis("individual_id").to_parquet(temporary)
         os.replace(temporary, path)
 
+    def _columns(self, individuals: pd.Index) -> np.ndarray:
+        """The genotype-matrix column of each individual."""
+        column = {ind: i for i, (_, ind) in enumerate(self.reader.samples)}
+        return np.array([column[i] for i in individuals], dtype=np.int64)
+
     def dosages(
         self, variants: pd.DataFrame, individuals: pd.Index
     ) -> Iterator[tuple[slice, np.ndarray]]:
-        column = {ind: i for i, (_, ind) in enumerate(self.reader.samples)}
-        columns = np.array([column[i] for i in individuals], dtype=np.int64)
-        calls = dosages.genotype_array(self.reader.version.genotypes)
-        compute = dosages.Compute.of(self.tasks.runtime.config.compute)
         yield from dosages.blocks(
-            calls,
+            dosages.genotype_array(self.reader.version.genotypes),
             variants["site_idx"].to_numpy(),
             variants["allele_idx"].to_numpy(),
-            columns,
-            compute,
+            self._columns(individuals),
+            dosages.Compute.of(self.tasks.runtime.config.compute),
         )
+
+    def sums(
+        self, variants: pd.DataFrame, individuals: pd.Index, d: np.ndarray, e: np.ndarray
+    ) -> gwas.DosageSums:
+        # D and e over every genotype column, zero for the people not in the analysis
+        columns = self._columns(individuals)
+        width = len(self.reader.samples)
+        d_all, e_all = np.zeros((width, d.shape[1])), np.zeros(width)
+        d_all[columns], e_all[columns] = d, e
+        gd, gg, md = dosages.sums(
+            dosages.genotype_array(self.reader.version.genotypes),
+            variants["site_idx"].to_numpy(),
+            variants["allele_idx"].to_numpy(),
+            d_all,
+            e_all,
+            dosages.Compute.of(self.tasks.runtime.config.compute),
+        )
+        return gwas.DosageSums(gd, gg, md)
 
 
 def components_path(node: Any, dataset_id: str) -> Path:

@@ -28,6 +28,8 @@ from genofed.store.dataset_reader import DatasetReader
 MISSING = -1
 # Dosages of one block (variants x people, float64) are kept near this many bytes.
 BLOCK_BYTES = 64 * 2**20
+# Variants summed at a time by ``sums`` (a Zarr chunk holds 4096 sites).
+SUMS_VARIANTS = 4096
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,97 @@ def dosages(
     count = (sites == alleles).sum(axis=-1).astype(np.float64)
     missing = (sites == MISSING).any(axis=-1)
     return da.where(missing, np.nan, count).T
+
+
+def _chunk_sums(
+    codes: np.ndarray, rows: np.ndarray, alleles: np.ndarray, d: np.ndarray, e: np.ndarray
+) -> np.ndarray:
+    """``[G0ᵀD, (G0∘G0)ᵀe, MᵀD]`` (v x 2q+1) of one chunk of people: ``codes`` their
+    genotype codes at the sites (sites x people x ploidy), ``rows`` each variant's site
+    row, ``alleles`` its allele, ``d`` and ``e`` these people's rows of D and e.
+
+    Decoded in int8 and summed with one BLAS product, so a block never exists as a
+    people x variants matrix of float64 with NaNs (that costs ten times as much here)."""
+    calls = codes[rows] if len(rows) != len(codes) or np.any(np.diff(rows) != 1) else codes
+    wanted = alleles.astype(np.int8)[:, None]
+    count = np.zeros(calls.shape[:2], dtype=np.int8)
+    missing = np.zeros(calls.shape[:2], dtype=bool)
+    for copy in range(calls.shape[2]):
+        allele = calls[:, :, copy]
+        count += (allele == wanted).view(np.int8)
+        missing |= allele == MISSING
+    count *= ~missing
+    g = count.astype(np.float64)
+    gd = g @ d
+    np.square(g, out=g)
+    gg = g @ e
+    md = np.zeros_like(gd)
+    some = missing.any(axis=1)
+    if some.any():
+        md[some] = missing[some].astype(np.float64) @ d
+    return np.column_stack([gd, gg, md])
+
+
+def _add(*parts: np.ndarray) -> np.ndarray:
+    return np.sum(parts, axis=0)
+
+
+def sums(
+    calls: da.Array,
+    site_idx: np.ndarray,
+    allele_idx: np.ndarray,
+    d: np.ndarray,
+    e: np.ndarray,
+    compute: Compute,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(G0ᵀD, (G0∘G0)ᵀe, MᵀD)`` of the split alleles ``(site_idx, allele_idx)`` over all
+    the genotype-matrix columns: ``d`` (columns x q) and ``e`` (columns) are zero for the
+    people not in the analysis. G0 are the dosages with missing calls as 0, M the 0/1
+    missingness. Read ``SUMS_VARIANTS`` variants at a time, one dask task per chunk of
+    people each: memory is bounded by a chunk, not by the cohort or the region."""
+    out = []
+    for i in range(0, max(len(site_idx), 1), SUMS_VARIANTS):
+        part = slice(i, i + SUMS_VARIANTS)
+        out.append(_block_sums(calls, site_idx[part], allele_idx[part], d, e, compute))
+    return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
+
+
+def _block_sums(
+    calls: da.Array,
+    site_idx: np.ndarray,
+    allele_idx: np.ndarray,
+    d: np.ndarray,
+    e: np.ndarray,
+    compute: Compute,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sums`` of one block of variants: one dask task per chunk of people, each reading
+    its chunks of the block's sites; the tasks' results summed."""
+    site_idx = np.asarray(site_idx, dtype=np.int64)
+    alleles = np.asarray(allele_idx, dtype=np.int8)
+    q = d.shape[1]
+    if len(site_idx) == 0:
+        empty = np.zeros((0, q))
+        return empty, np.zeros(0), empty
+    unique, rows = np.unique(site_idx, return_inverse=True)
+    lo, hi = int(unique[0]), int(unique[-1]) + 1
+    if hi - lo <= 2 * len(unique):  # a block in genome order: read the sites' range
+        sites, rows = calls[lo:hi], site_idx - lo
+    else:
+        sites = calls[unique]
+    parts, start = [], 0
+    for width in sites.chunks[1]:
+        stop = start + width
+        if e[start:stop].any() or d[start:stop].any():
+            piece = sites[:, start:stop]
+            parts.append(
+                dask.delayed(_chunk_sums)(piece, rows, alleles, d[start:stop], e[start:stop])
+            )
+        start = stop
+    if not parts:
+        empty = np.zeros((len(site_idx), q))
+        return empty, np.zeros(len(site_idx)), empty.copy()
+    (total,) = compute.compute(dask.delayed(_add)(*parts))
+    return total[:, :q], total[:, q], total[:, q + 1 :]
 
 
 def block_size(people: int) -> int:
