@@ -138,8 +138,15 @@ class GwasParams(BaseModel):
     model: Literal["linear", "logistic"] = "linear"
     beta: list[float] | None = Field(None, max_length=200, description="logistic: the null model's")
     null_eta: float | None = None
-    inverse: list[list[float]] | None = Field(None, max_length=60, description="firth_score")
-    mean_dosage: float | None = Field(None, description="firth: the variant's pooled mean")
+    betas: list[list[float]] | None = Field(
+        None, max_length=1000, description="firth: each variant's β (covariates, then it)"
+    )
+    inverses: list[list[list[float]]] | None = Field(
+        None, max_length=1000, description="firth_score: each variant's pooled I(β)⁻¹"
+    )
+    mean_dosages: list[float] | None = Field(
+        None, max_length=1000, description="firth: each variant's pooled mean dosage"
+    )
     region: str | None = Field(None, max_length=60, examples=["22:16000000-17000000"])
     variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=5000)
     levels: dict[str, list[str]] = Field(default_factory=dict)
@@ -346,8 +353,8 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         glm.check_outcome("binomial", y[:, 0])
         model_checks.append(rules.outcome_levels(y[:, 0], limits))
     beta = None if params.beta is None else np.asarray(params.beta)
-    firth_step = params.step in ("firth_information", "firth_score")  # beta: + the variant
-    if beta is not None and not firth_step and len(beta) != len(built.columns):
+    firth_step = params.step in ("firth_information", "firth_score")
+    if beta is not None and len(beta) != len(built.columns):
         raise QueryError(f"beta has {len(beta)} values for {len(built.columns)} covariates")
     covariate_plain = {"covariates": built.columns, "intercept": built.intercept,
                        "phenotypes": params.phenotypes, "k": len(built.columns),
@@ -409,27 +416,32 @@ def _firth_step(
     counts: tuple[int, int],
     plain: dict[str, Any],
 ) -> StepResult:
-    """One variant's Firth fit, one half of a Newton iteration: the information and
-    log-likelihood at ``beta``, or the modified score with the pooled ``inverse``."""
-    if params.model != "logistic" or g.shape[1] != 1 or params.beta is None:
-        raise QueryError("a Firth step fits one variant of a logistic GWAS at a beta")
-    if params.mean_dosage is None:
-        raise QueryError("a Firth step needs the variant's pooled mean dosage")
-    dosage = np.where(np.isnan(g[:, 0]), params.mean_dosage, g[:, 0])
-    x = np.column_stack([covariates, dosage])
-    beta = np.asarray(params.beta, dtype=np.float64)
-    if len(beta) != x.shape[1]:
-        raise QueryError(f"beta has {len(beta)} values for {x.shape[1]} coefficients")
-    if params.step == "firth_information":
-        vector = firth.information_part(x, y, beta)
-    else:
-        if params.inverse is None:
-            raise QueryError("the Firth score step needs the pooled inverse information")
-        inverse = np.asarray(params.inverse, dtype=np.float64)
-        if inverse.shape != (x.shape[1], x.shape[1]):
-            raise QueryError("the inverse information has the wrong shape")
-        vector = firth.score_part(x, y, beta, inverse)
-    return StepResult(checks, *counts, plain={**plain, "p": x.shape[1]}, vector=vector)
+    """Half a Newton iteration of the Firth fits of several variants at once, each at its
+    own β: the information and log-likelihood, or the modified score with the variant's
+    pooled inverse; the variants' parts one after the other in the vector."""
+    h = g.shape[1]
+    if params.model != "logistic" or params.betas is None or len(params.betas) != h:
+        raise QueryError("a Firth step fits the listed variants of a logistic GWAS, a β each")
+    if params.mean_dosages is None or len(params.mean_dosages) != h:
+        raise QueryError("a Firth step needs each variant's pooled mean dosage")
+    p = covariates.shape[1] + 1
+    if params.step == "firth_score" and (params.inverses is None or len(params.inverses) != h):
+        raise QueryError("the Firth score step needs each variant's pooled inverse information")
+    parts = []
+    for j in range(h):
+        dosage = np.where(np.isnan(g[:, j]), params.mean_dosages[j], g[:, j])
+        x = np.column_stack([covariates, dosage])
+        beta = np.asarray(params.betas[j], dtype=np.float64)
+        if len(beta) != p:
+            raise QueryError(f"beta has {len(beta)} values for {p} coefficients")
+        if params.step == "firth_information":
+            parts.append(firth.information_part(x, y, beta))
+            continue
+        inverse = np.asarray(params.inverses[j], dtype=np.float64)  # type: ignore[index]
+        if inverse.shape != (p, p):
+            raise QueryError("an inverse information has the wrong shape")
+        parts.append(firth.score_part(x, y, beta, inverse))
+    return StepResult(checks, *counts, plain={**plain, "p": p}, vector=np.concatenate(parts))
 
 
 def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult:
