@@ -23,6 +23,7 @@ from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
 from genofed.store.registered_tables import register_table
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
+from tests.browser import needs_chromium
 from tests.federation import ISSUER, Federation, analyse, federation
 from tests.live_server import start_node_server
 from tests.test_cli_input import refused, run
@@ -320,3 +321,66 @@ def test_the_cli_runs_a_pca(gwas_fed) -> None:
     done = run("pca", "--region", REGION, "--components", "2", env=env)
     assert done.returncode == 0, done.stderr
     assert "PC1" in done.stdout and "PC2" in done.stdout and "kept at" in done.stderr
+
+
+@needs_chromium
+def test_the_portal_runs_a_gwas_and_shows_its_plots_and_hits(gwas_fed, browser: Any) -> None:
+    """The analyses panel's GWAS form: each node's progress, the Manhattan and QQ plots
+    (the hub's PNGs, fetched with the token), the top hits as the hub's table has them,
+    each linked to the Beacon look-up; and the caller's analyses listed to reopen."""
+    fed, hub = gwas_fed["fed"], gwas_fed["hub"]
+    token = fed.access_token()
+    page = browser.new_page()
+    page.goto(hub)
+    page.fill("#token", token)
+    page.dispatch_event("#token", "change")
+    page.fill("#gwas-phenotype", "qt")
+    page.fill("#gwas-covariates", "age,sex")
+    page.select_option("#gwas-model", "linear")
+    page.fill("#gwas-region", REGION)
+    page.fill("#gwas-table", "traits")
+    page.click("#gwas-run")
+    page.wait_for_function(
+        "document.querySelector('.gwas-top tbody tr') || document.querySelector('#gwas-error')"
+        ".textContent", timeout=300_000)  # fmt: skip
+    assert not page.inner_text("#gwas-error"), page.inner_text("#gwas-message")
+    page.wait_for_function(
+        "['#gwas-manhattan', '#gwas-qq'].every(s => document.querySelector(s)?.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    job_id = page.inner_text("#gwas-message").split("·")[-1].strip()
+    job = httpx.get(f"{hub}/hub/analyses/{job_id}", headers={"authorization": f"Bearer {token}"},
+                    timeout=30).json()  # fmt: skip
+    assert job["state"] == "succeeded"
+    table = pd.read_csv(pd.io.common.StringIO(_file(hub, token, job, "qt.glm.linear").text),
+                        sep="\t")  # fmt: skip
+    expected = table.nsmallest(10, "P")
+    rows = page.locator(".gwas-top tbody tr").all()
+    assert [r.get_attribute("data-id") for r in rows] == expected["ID"].tolist()
+    np.testing.assert_allclose([float(r.get_attribute("data-p")) for r in rows], expected["P"],
+                               rtol=1e-9)  # fmt: skip
+    lam = float(page.locator("#gwas-result h4").first.get_attribute("data-lambda"))
+    assert lam == pytest.approx(job["result"]["phenotypeSummary"]["qt"]["lambdaGC"])
+    assert "λGC" in page.get_attribute("#gwas-qq", "alt")
+    nodes = page.inner_text("#gwas-nodes")
+    assert all(name in nodes for name in SPLIT) and "ok" in nodes
+
+    # a hit's variant goes to the Beacon look-up, which finds it
+    top = expected.iloc[0]
+    link = page.locator(".gwas-top .variant-link").first
+    assert f"start={int(top['POS']) - 1}" in link.get_attribute("href")
+    link.click()
+    page.wait_for_function("document.querySelector('#variant-result').textContent.length > 0",
+                           timeout=30_000)  # fmt: skip
+    assert page.input_value("#v-pos") == str(int(top["POS"]))
+    assert page.inner_text("#variant-result").startswith("found")
+
+    # the caller's analyses, newest first: this GWAS reopens with its plots
+    page.reload()
+    page.wait_for_selector(f"#analyses-list button[data-id='{job_id}']", timeout=30_000)
+    assert "qt ~ age + sex (linear" in page.inner_text("#analyses-list")
+    page.click(f"#analyses-list button[data-id='{job_id}']")
+    page.wait_for_function("document.querySelector('#gwas-manhattan')?.naturalWidth > 0",
+                           timeout=30_000)  # fmt: skip
+    assert page.locator(".gwas-top tbody tr").count() == 10
+    page.close()

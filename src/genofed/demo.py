@@ -1,11 +1,12 @@
 """``genofed demo``: a federation of three institutions on this machine.
 
-It simulates three cohorts (different sizes, tiers and clinical coding), builds a node for
-each, starts a development broker, the three nodes and a hub as local processes, shows
-what each kind of caller gets from one node, then asks the whole federation through the
-hub (a variant look-up, a cross-node cohort, a Data Connect aggregate) and serves the
-portal until Ctrl-C. Everything comes from embedded defaults (msprime simulation,
-synthetic clinical tables): no downloads.
+It simulates one population's cohort and splits its people over three institutions
+(different sizes, tiers and clinical coding), builds a node for each, starts a development
+broker, the three nodes and a hub as local processes, shows what each kind of caller gets
+from one node, then asks the whole federation through the hub (a variant look-up, a
+cross-node cohort, a Data Connect aggregate), fits a GLM and runs a GWAS across them by
+secure sums, and serves the portal until Ctrl-C. Everything comes from embedded defaults
+(msprime simulation, synthetic clinical tables): no downloads.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from genofed.config import (
     save_hub_config,
 )
 from genofed.governance import keys
-from genofed.simulate import simulate_cohort
+from genofed.simulate import SimulatedCohort, simulate_cohort, split_cohort
 from genofed.store.node_dir import NodeDir
 from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 
 DEMO_BROKER = "https://broker.demo.genofed.invalid"
 DEMO_DATASET = "demo-cohort"
+DEMO_REGION = "22:1-2000000"  # the simulated region
 
 
 @dataclass(frozen=True)
@@ -54,17 +56,14 @@ class Institution:
     title: str
     dataset: str
     share: float  # of --samples
-    seed: int
     tier: Tier
     icd10: bool  # False: this site codes diseases with HPO only
 
 
 INSTITUTIONS = (
-    Institution("hospital-a", "Hospital A", DEMO_DATASET, 1.0, 42, "public", True),
-    Institution("biobank-b", "Biobank B", "biobank-b-cohort", 0.6, 7, "registered", True),
-    Institution(
-        "national-c", "National programme C", "national-c-cohort", 0.4, 99, "public", False
-    ),
+    Institution("hospital-a", "Hospital A", DEMO_DATASET, 1.0, "public", True),
+    Institution("biobank-b", "Biobank B", "biobank-b-cohort", 0.6, "registered", True),
+    Institution("national-c", "National programme C", "national-c-cohort", 0.4, "public", False),
 )
 
 
@@ -75,19 +74,28 @@ class DemoQuery:
     params: dict[str, Any]
 
 
-def build_institution(
-    workdir: Path, site: Institution, *, samples: int, console: Console
-) -> tuple[Path, str]:
-    """Simulate one site's cohort and ingest it into its node; returns the node directory
-    and the planted variant."""
-    n = max(20, int(samples * site.share))
-    cohort = simulate_cohort(
-        workdir / "data" / site.name,
-        n_samples=n,
-        sequence_length=2_000_000,
-        seed=site.seed,
-        prefix=site.name.split("-")[0].upper()[:4],
+def simulate_institutions(
+    workdir: Path, samples: int, console: Console
+) -> dict[str, SimulatedCohort]:
+    """One population's cohort (msprime), its people split over the institutions in their
+    shares of ``samples``: they share its variants, as biobanks sampling one country do."""
+    sizes = {site.name: max(20, int(samples * site.share)) for site in INSTITUTIONS}
+    began = time.perf_counter()
+    cohort = simulate_cohort(workdir / "data" / "population", n_samples=sum(sizes.values()),
+                             sequence_length=2_000_000, seed=42, prefix="DEMO")  # fmt: skip
+    parts = split_cohort(cohort, sizes, workdir / "data")
+    console.print(
+        f"    one population: {cohort.n_samples:,} people × {cohort.n_sites:,} sites, split "
+        + ", ".join(f"{n} {c.n_samples:,}" for n, c in parts.items())
+        + f" ({time.perf_counter() - began:.1f} s)"
     )
+    return parts
+
+
+def build_institution(
+    workdir: Path, site: Institution, cohort: SimulatedCohort, console: Console
+) -> Path:
+    """Ingest one site's part of the cohort into its node; returns the node directory."""
     clinical = cohort.clinical
     if not site.icd10:
         clinical = _without_icd10(cohort.clinical)
@@ -124,7 +132,7 @@ def build_institution(
         f"tier {site.tier}{'' if site.icd10 else ', diseases coded in HPO only'} "
         f"({summary.seconds:.1f} s)"
     )
-    return node_dir, cohort.planted_variant or ""
+    return node_dir
 
 
 def pin_peers(nodes: dict[str, Path]) -> None:
@@ -153,6 +161,33 @@ def run_glm(hub_url: str, token: str, console: Console) -> dict[str, Any]:
     if job["state"] != "succeeded":
         raise GenofedError(f"the demo's GLM {job['state']}: {job.get('error')}")
     print_glm(job["result"], console)
+    return job
+
+
+def run_gwas(hub_url: str, token: str, planted: str, console: Console) -> dict[str, Any]:
+    """A logistic GWAS of seizures on age and sex over the simulated region: the score test
+    of every variant common enough at every node, then Firth fits of the hits; the
+    planted variant should top it. Its Manhattan plot is in the portal's Analyses panel."""
+    from genofed.cli_analyses import print_gwas, run_analysis
+
+    body = {"kind": "gwas", "model": "logistic", "phenotypes": ["HP_0001250"],
+            "covariates": ["age", "sex"], "region": DEMO_REGION, "firth_max": 10}  # fmt: skip
+    console.print(
+        f"    genofed gwas --phenotype HP_0001250 --model logistic --covariates age,sex "
+        f"--region {DEMO_REGION} --hub {hub_url} --out gwas/"
+    )
+    job = run_analysis(hub_url, token, body, show=console)
+    if job["state"] != "succeeded":
+        raise GenofedError(f"the demo's GWAS {job['state']}: {job.get('error')}")
+    print_gwas(job["result"], console)
+    top = job["result"]["phenotypeSummary"]["HP_0001250"]["top"]
+    where = next((i for i, row in enumerate(top, start=1) if row["ID"] == planted), None)
+    console.print(
+        f"    the planted variant {planted} is hit {where} of the top {len(top)}"
+        if where
+        else f"    the planted variant {planted} is not in the top {len(top)}"
+    )
+    console.print(f"    its Manhattan and QQ plots: {hub_url}/ (Analyses) or the job's files")
     return job
 
 
@@ -622,28 +657,25 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     keys.create_key(workdir / "broker.json", DEMO_BROKER)
-    console.print("[bold]1/5[/] Simulating and ingesting three institutions (msprime) …")
-    nodes: dict[str, Path] = {}
-    planted = ""
-    for site in INSTITUTIONS:
-        nodes[site.name], site_planted = build_institution(
-            workdir, site, samples=samples, console=console
-        )
-        planted = planted or site_planted
+    console.print("[bold]1/6[/] Simulating and ingesting three institutions (msprime) …")
+    parts = simulate_institutions(workdir, samples, console)
+    nodes = {site.name: build_institution(workdir, site, parts[site.name], console)
+             for site in INSTITUTIONS}  # fmt: skip
+    planted = parts[INSTITUTIONS[0].name].planted_variant or ""
     pin_peers(nodes)
     processes = Processes(workdir / "logs")
     try:
-        console.print("[bold]2/5[/] Starting the broker, three nodes and the hub …")
+        console.print("[bold]2/6[/] Starting the broker, three nodes and the hub …")
         urls, hub_url, _ = start_federation(workdir, nodes, processes, port=port)
         first = urls[INSTITUTIONS[0].name]
         base_url = f"{first}/beacon/v2"
-        console.print(f"[bold]3/5[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
+        console.print(f"[bold]3/6[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
         callers = demo_callers(first, workdir)
         queries = example_queries(planted)
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
         run_data_connect(first, callers, console)
-        console.print(f"[bold]4/5[/] The whole federation, through the hub at {hub_url}")
+        console.print(f"[bold]4/6[/] The whole federation, through the hub at {hub_url}")
         key = keys.load_key(workdir / "broker.json")
         token = broker.access_token(
             key,
@@ -653,8 +685,10 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         )
         (workdir / "token.jwt").write_text(token)
         run_federation(hub_url, token, planted, console)
-        console.print("[bold]5/5[/] A federated GLM across the three institutions (secure sums)")
+        console.print("[bold]5/6[/] A federated GLM across the three institutions (secure sums)")
         run_glm(hub_url, token, console)
+        console.print("[bold]6/6[/] A federated GWAS of seizures across the three institutions")
+        run_gwas(hub_url, token, planted, console)
         if serve:
             passport = workdir / "passport.jwt"
             passport.write_text(callers["with a DAC grant"]["Authorization"].split()[1])
@@ -670,6 +704,9 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
                 "'SELECT sex, count(*) AS n FROM \"*.individuals\" GROUP BY sex'\n"
                 f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed glm --hub {hub_url} "
                 "'HP_0001250 ~ age + sex' --family binomial\n"
+                f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed gwas --hub {hub_url} "
+                "--phenotype HP_0001250 --model logistic --covariates age,sex "
+                f"--region {DEMO_REGION} --out gwas/\n"
                 f'  curl -H "Authorization: Bearer $(cat {passport})" '
                 f"'{base_url}/individuals?filters=HP:0001250&requestedGranularity=record'\n"
                 "Press Ctrl-C to stop everything."

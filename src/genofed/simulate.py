@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import math
 import shutil
 import struct
@@ -272,6 +273,49 @@ def simulate_cohort(
 # --------------------------------------------------------------------------------------
 # genotypes -> VCF records
 # --------------------------------------------------------------------------------------
+
+
+def split_cohort(
+    cohort: SimulatedCohort, sizes: dict[str, int], out_dir: Path
+) -> dict[str, SimulatedCohort]:
+    """The cohort's people split in order into parts of ``sizes`` (name -> people): each a
+    bgzipped VCF of the same sites and its rows of the clinical CSV, in ``out_dir/<name>``.
+
+    Several institutions sampling one population share its variants (unlike separate
+    simulations), so a federated GWAS across them finds the planted variant. Plain Python
+    (no bcftools): a demo's cohort is small.
+    """
+    if sum(sizes.values()) > cohort.n_samples or min(sizes.values(), default=1) < 1:
+        raise ValueError(f"parts of {sizes} do not fit {cohort.n_samples} people")
+    bounds, start = {}, 0
+    for name, size in sizes.items():
+        bounds[name] = (9 + start, 9 + start + size)
+        start += size
+    paths = {name: out_dir / name / f"{name}.vcf.gz" for name in sizes}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        writers = {name: stack.enter_context(bgzip_writer(path)) for name, path in paths.items()}
+        source = stack.enter_context(gzip.open(cohort.vcf, "rb"))
+        for line in source:
+            if line.startswith(b"##"):
+                for writer in writers.values():
+                    writer.write(line)
+                continue
+            fields = line.rstrip(b"\n").split(b"\t")
+            for name, (lo, hi) in bounds.items():
+                writers[name].write(b"\t".join(fields[:9] + fields[lo:hi]) + b"\n")
+    with cohort.clinical.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    out = {}
+    for name, (lo, hi) in bounds.items():
+        _tabix(paths[name])
+        clinical = paths[name].with_name(f"{name}.clinical.csv")
+        with clinical.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerows([rows[0], *rows[lo - 8 : hi - 8]])
+        out[name] = SimulatedCohort(paths[name], clinical, hi - lo, cohort.n_sites,
+                                    cohort.planted_variant)  # fmt: skip
+    return out
 
 
 def _site_genotypes(

@@ -67,6 +67,12 @@ async def _caller(hub: HubRuntime, request: Request) -> tuple[str, Credentials]:
 def _summary(job: AnalysisJob) -> dict[str, Any]:
     request = job.request
     what = request.get("formula") or ", ".join(request.get("variables", [])) or request.get("row")
+    if request.get("kind") == "gwas":
+        covariates = " + ".join(request.get("covariates") or []) or "1"
+        what = (f"{', '.join(request.get('phenotypes') or [])} ~ {covariates} "
+                f"({request.get('model')}, {request.get('region')})")  # fmt: skip
+    elif request.get("kind") == "pca":
+        what = f"{request.get('components')} components of {request.get('region')}"
     return {
         "id": job.id,
         "kind": request.get("kind"),

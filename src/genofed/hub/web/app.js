@@ -4,7 +4,9 @@
 const $ = (selector) => document.querySelector(selector);
 // terms: the builder's chosen terms; fixed: criteria of an opened saved cohort that the
 // builder has no field for (a variant's carriers, datasets), kept until removed.
-const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0 };
+// analysis, gwas: the analysis each panel follows (another started, or the question
+// changed, stops the older one's drawing); gwasUrls: its plots' object URLs.
+const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0, gwasUrls: [] };
 
 function headers(json) {
   const h = {};
@@ -88,6 +90,7 @@ function clearResults() {
   clearVariant();
   clearBreakdown();
   clearAnalysis();
+  clearGwas();
   $("#cohort-counts tbody").replaceChildren();
   $("#cohort-chart").replaceChildren();
   $("#cohort-total").textContent = "–";
@@ -467,11 +470,12 @@ async function loadCohorts() {
 
 // The analyses panel's cohort choice: everyone, or a saved cohort.
 function fillCohortChoice(cohorts) {
-  const select = $("#glm-cohort");
-  const chosen = select.value;
-  select.replaceChildren(new Option("everyone", ""));
-  for (const cohort of cohorts) select.appendChild(new Option(cohort.name, cohort.id));
-  select.value = cohorts.some((c) => c.id === chosen) ? chosen : "";
+  for (const select of [$("#glm-cohort"), $("#gwas-cohort")]) {
+    const chosen = select.value;
+    select.replaceChildren(new Option("everyone", ""));
+    for (const cohort of cohorts) select.appendChild(new Option(cohort.name, cohort.id));
+    select.value = cohorts.some((c) => c.id === chosen) ? chosen : "";
+  }
 }
 
 // A saved cohort back in the builder, counted now.
@@ -534,7 +538,7 @@ function clearAnalysis() {
 }
 
 // Each node's latest step: the step, its status and why (a rule, a refusal).
-function showNodes(job) {
+function showNodes(job, where = "#glm-nodes") {
   const latest = {};
   for (const entry of job.rounds || []) {
     const step = entry.round === null || entry.round === undefined ? entry.step : `${entry.step} ${entry.round}`;
@@ -543,8 +547,8 @@ function showNodes(job) {
   for (const [node, why] of Object.entries(job.excluded || {})) {
     latest[node] = { ...(latest[node] || { step: "" }), status: latest[node]?.status || "left out", detail: why };
   }
-  $("#glm-nodes").hidden = !Object.keys(latest).length;
-  fillTable("#glm-nodes", Object.entries(latest), (row, [node, s]) => {
+  $(where).hidden = !Object.keys(latest).length;
+  fillTable(where, Object.entries(latest), (row, [node, s]) => {
     cell(row, node);
     cell(row, s.step);
     cell(row, s.status, `status-${s.status}`);
@@ -619,6 +623,32 @@ function forestPlot(result) {
   box.appendChild(chart);
 }
 
+// Start an analysis and follow it until it ends (null if the panel's question changed
+// meanwhile: state[key] is no longer this one).
+async function follow(body, { key, button, message, nodes }) {
+  const mine = (state[key] = {});
+  $(button).disabled = true;
+  try {
+    let job = await api("/hub/analyses", { method: "POST", body: JSON.stringify(body) });
+    while (job.state === "queued" || job.state === "running") {
+      if (state[key] !== mine) return null;
+      const progress = job.progress && job.progress.total ? ` (${job.progress.done} of ${job.progress.total})` : "";
+      $(message).textContent = (job.message || job.state) + progress;
+      showNodes(job, nodes);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      job = await api(`/hub/analyses/${job.id}`);
+    }
+    if (state[key] !== mine) return null;
+    showNodes(job, nodes);
+    $(message).textContent = `${job.state} · ${job.id}`;
+    loadAnalyses();
+    if (job.state !== "succeeded") throw new Error(job.error || job.message || job.state);
+    return job;
+  } finally {
+    $(button).disabled = false;
+  }
+}
+
 async function fitModel(event) {
   event.preventDefault();
   clearAnalysis();
@@ -627,27 +657,202 @@ async function fitModel(event) {
   const body = { kind: "glm", formula: `${outcome} ~ ${covariates}`, family: $("#glm-family").value };
   if ($("#glm-cohort").value) body.cohort = $("#glm-cohort").value;
   if ($("#glm-table").value.trim()) body.table = $("#glm-table").value.trim();
-  const mine = (state.analysis = {});
-  $("#glm-run").disabled = true;
   try {
-    let job = await api("/hub/analyses", { method: "POST", body: JSON.stringify(body) });
-    while (job.state === "queued" || job.state === "running") {
-      if (state.analysis !== mine) return;
-      $("#glm-message").textContent = job.message || job.state;
-      showNodes(job);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      job = await api(`/hub/analyses/${job.id}`);
-    }
-    if (state.analysis !== mine) return;
-    showNodes(job);
-    $("#glm-message").textContent = `${job.state} · ${job.id}`;
-    if (job.state !== "succeeded") throw new Error(job.error || job.message || job.state);
-    showSummary(job.result);
-    forestPlot(job.result);
+    const job = await follow(body, { key: "analysis", button: "#glm-run", message: "#glm-message", nodes: "#glm-nodes" });
+    if (job) showGlm(job);
   } catch (error) {
-    if (state.analysis === mine) showError(error, "glm");
-  } finally {
-    $("#glm-run").disabled = false;
+    showError(error, "glm");
+  }
+}
+
+function showGlm(job) {
+  showSummary(job.result);
+  forestPlot(job.result);
+}
+
+// -- a GWAS: its plots (the hub's PNGs, fetched with the token) and its top hits ---------
+
+function clearGwas() {
+  state.gwas = null;
+  $("#gwas-message").textContent = "";
+  $("#gwas-nodes").hidden = true;
+  for (const url of state.gwasUrls || []) URL.revokeObjectURL(url);
+  state.gwasUrls = [];
+  $("#gwas-result").replaceChildren();
+  showError(null, "gwas");
+}
+
+async function runGwas(event) {
+  event.preventDefault();
+  clearGwas();
+  const body = {
+    kind: "gwas",
+    model: $("#gwas-model").value,
+    phenotypes: [$("#gwas-phenotype").value.trim()],
+    covariates: $("#gwas-covariates").value.split(",").map((c) => c.trim()).filter(Boolean),
+    region: $("#gwas-region").value.trim(),
+  };
+  if ($("#gwas-cohort").value) body.cohort = $("#gwas-cohort").value;
+  if ($("#gwas-table").value.trim()) body.table = $("#gwas-table").value.trim();
+  try {
+    const job = await follow(body, { key: "gwas", button: "#gwas-run", message: "#gwas-message", nodes: "#gwas-nodes" });
+    if (job) await showGwas(job);
+  } catch (error) {
+    showError(error, "gwas");
+  }
+}
+
+// A result file as an object URL (an <img> cannot send the token).
+async function fileUrl(job, name) {
+  const response = await fetch(`/hub/analyses/${job.id}/files/${encodeURIComponent(name)}`, { headers: headers(false) });
+  if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  state.gwasUrls.push(url);
+  return url;
+}
+
+// A hit's variant in the portal's Beacon look-up (and, opened in a new tab, the hub's
+// Beacon answer itself).
+function variantLink(row) {
+  const link = document.createElement("a");
+  const params = new URLSearchParams({
+    referenceName: row["#CHROM"], start: String(row.POS - 1), referenceBases: row.REF, alternateBases: row.ALT,
+  });
+  link.href = "/beacon/v2/g_variants?" + params;
+  link.textContent = row.ID;
+  link.className = "variant-link";
+  link.addEventListener("click", (event) => {
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    $("#v-chrom").value = row["#CHROM"];
+    $("#v-pos").value = row.POS;
+    $("#v-ref").value = row.REF;
+    $("#v-alt").value = row.ALT;
+    $("#variant-form").requestSubmit();
+    $("#variant-form").scrollIntoView({ behavior: "smooth" });
+  });
+  return link;
+}
+
+async function showGwas(job) {
+  const result = job.result;
+  const box = $("#gwas-result");
+  const logistic = result.model === "logistic";
+  const parts = [];
+  const summary = document.createElement("p");
+  summary.textContent = `${result.variants.tested.toLocaleString()} variants tested in ${result.region} at ` +
+    `${result.contributors.join(", ")}; ${result.variants.leftOut.toLocaleString()} left out (rare at a node or ` +
+    `not in every node's data). ${result.imputation}.`;
+  parts.push(summary);
+  for (const [phenotype, ph] of Object.entries(result.phenotypeSummary)) {
+    const title = document.createElement("h4");
+    const lambda = ph.lambdaGC === null ? "–" : ph.lambdaGC.toFixed(3);
+    title.textContent = `${phenotype} ~ ${result.covariates.join(" + ") || "1"} (${result.model}): λGC ${lambda}`;
+    title.dataset.lambda = ph.lambdaGC;
+    parts.push(title);
+    const plots = document.createElement("div");
+    plots.className = "gwas-plots";
+    for (const [kind, alt] of [["manhattan", "Manhattan plot"], ["qq", "QQ plot"]]) {
+      const name = `${kind}-${phenotype}.png`;
+      if (!result.files.includes(name)) continue;
+      const img = document.createElement("img");
+      img.id = `gwas-${kind}`;
+      img.alt = `${alt} of ${phenotype}` + (kind === "qq" ? ` (λGC ${lambda})` : "");
+      img.src = await fileUrl(job, name);
+      plots.appendChild(img);
+    }
+    parts.push(plots);
+    const table = document.createElement("table");
+    table.className = "gwas-top";
+    const stats = logistic ? ["Z_STAT", "P", "FIRTH_BETA", "FIRTH_P"] : ["BETA", "SE", "T_STAT", "P"];
+    const head = table.createTHead().insertRow();
+    for (const name of ["variant", "A1_FREQ", "OBS_CT", ...stats]) {
+      const th = document.createElement("th");
+      th.textContent = name;
+      head.appendChild(th);
+    }
+    const body = table.createTBody();
+    for (const row of ph.top) {
+      const tr = body.insertRow();
+      tr.dataset.id = row.ID;
+      tr.dataset.p = row.P;
+      const first = document.createElement("td");
+      first.appendChild(variantLink(row));
+      tr.appendChild(first);
+      cell(tr, row.A1_FREQ === null ? "NA" : row.A1_FREQ.toFixed(3));
+      cell(tr, row.OBS_CT);
+      for (const name of stats) {
+        const value = row[name];
+        cell(tr, value === null || value === undefined ? "NA" : name.endsWith("P") && value < 2e-16 ? "< 2e-16" : fmt(value));
+      }
+    }
+    parts.push(table);
+  }
+  const files = document.createElement("p");
+  files.className = "note";
+  files.textContent = "Files: ";
+  for (const name of result.files) {
+    const link = document.createElement("a");
+    link.textContent = name;
+    link.href = "#";
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const a = document.createElement("a");
+      a.href = await fileUrl(job, name);
+      a.download = name;
+      a.click();
+    });
+    files.append(link, " ");
+  }
+  parts.push(files);
+  box.replaceChildren(...parts);
+}
+
+// -- the caller's analyses: listed by the hub, reopened here -----------------------------
+
+async function loadAnalyses() {
+  const list = $("#analyses-list");
+  if (!$("#token").value.trim()) {
+    list.replaceChildren();
+    return;
+  }
+  try {
+    const body = await api("/hub/analyses");
+    list.replaceChildren(...body.analyses.map((a) => {
+      const item = document.createElement("li");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.textContent = `${a.kind}: ${a.what || ""}`;
+      open.dataset.id = a.id;
+      open.disabled = a.state !== "succeeded" || !["glm", "gwas"].includes(a.kind);
+      open.addEventListener("click", () => openAnalysis(a));
+      item.append(open, ` ${a.state} · ${a.created}`);
+      return item;
+    }));
+    showError(null, "analyses");
+  } catch (error) {
+    list.replaceChildren();
+    showError(error, "analyses");
+  }
+}
+
+async function openAnalysis(summary) {
+  try {
+    const job = await api(`/hub/analyses/${summary.id}`);
+    if (summary.kind === "gwas") {
+      clearGwas();
+      showNodes(job, "#gwas-nodes");
+      $("#gwas-message").textContent = `${job.state} · ${job.id}`;
+      await showGwas(job);
+      $("#gwas-result").scrollIntoView({ behavior: "smooth" });
+    } else {
+      clearAnalysis();
+      showNodes(job, "#glm-nodes");
+      $("#glm-message").textContent = `${job.state} · ${job.id}`;
+      showGlm(job);
+    }
+  } catch (error) {
+    showError(error, "analyses");
   }
 }
 
@@ -668,6 +873,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const id of ["#glm-outcome", "#glm-covariates", "#glm-family", "#glm-cohort", "#glm-table"]) {
     $(id).addEventListener("input", clearAnalysis);
   }
+  $("#gwas-form").addEventListener("submit", runGwas);
+  for (const id of ["#gwas-phenotype", "#gwas-covariates", "#gwas-model", "#gwas-region", "#gwas-cohort", "#gwas-table"]) {
+    $(id).addEventListener("input", clearGwas);
+  }
   // The token lives in this tab's session storage: it survives a reload, not the tab.
   $("#token").value = sessionStorage.getItem("genofed-token") || "";
   showIdentity();
@@ -678,11 +887,13 @@ document.addEventListener("DOMContentLoaded", () => {
     showIdentity();
     clearResults();
     loadDatasets();
+    loadAnalyses();
     scheduleCount();
   });
   loadNodes();
   loadDatasets();
   loadCohorts();
+  loadAnalyses();
   countCohort();
   setInterval(loadNodes, 5000);
 });
