@@ -17,6 +17,8 @@ rows, seeds or individuals.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol
@@ -304,14 +306,58 @@ def _table(params: TableParams, data: NodeData, limits: AnalysisRules) -> StepRe
                       vector=counts.ravel().astype(np.float64))  # fmt: skip
 
 
+def _genotyped_rows(frame: pd.DataFrame, data: NodeData) -> pd.DataFrame:
+    """The rows of individuals with genotypes (membership in Python: pandas' isin on an
+    Arrow string index is ten times slower here)."""
+    genotyped = data.genotyped()
+    return frame[np.fromiter((i in genotyped for i in frame.index), bool, len(frame))]
+
+
 def _gwas_rows(params: GwasParams, data: NodeData) -> tuple[pd.DataFrame, int, int]:
     """The individuals complete in every phenotype and covariate, with genotypes; and
     how many the cohort had, and how many were dropped."""
     names = set(params.phenotypes) | set(params.covariates)
     frame = data.frame(names)
-    complete = _complete(frame, names)
-    complete = complete[complete.index.isin(data.genotyped())]
+    complete = _genotyped_rows(_complete(frame, names), data)
     return complete, len(frame), len(frame) - len(complete)
+
+
+@dataclass
+class _GwasModel:
+    frame: pd.DataFrame  # kept so that its id is not reused while this is cached
+    rows: pd.DataFrame
+    people: int
+    dropped: int
+    built: design.Design | None = None
+
+
+# A GWAS asks the same rows and design matrix of every block (hundreds of tasks): both
+# are kept for the last few (frame, model) pairs. The frame is the node's cached one, so
+# a new dataset version, cohort or table is a new frame.
+_MODELS: OrderedDict[tuple, _GwasModel] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+
+
+def _gwas_model(params: GwasParams, data: NodeData, formula: str) -> _GwasModel:
+    names = set(params.phenotypes) | set(params.covariates)
+    frame = data.frame(names)
+    levels = tuple(sorted((k, tuple(v)) for k, v in params.levels.items()))
+    key = (id(frame), tuple(params.phenotypes), tuple(params.covariates), levels)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is not None and model.frame is frame:
+            _MODELS.move_to_end(key)
+            return model
+    rows, people, dropped = _gwas_rows(params, data)
+    built = None if params.step in ("levels", "variants") else design.design(
+        formula, rows, params.levels)  # fmt: skip
+    model = _GwasModel(frame, rows, people, dropped, built)
+    if built is not None:
+        with _MODELS_LOCK:
+            _MODELS[key] = model
+            while len(_MODELS) > 8:
+                _MODELS.popitem(last=False)
+    return model
 
 
 def _minor_allele_counts(dosages: np.ndarray) -> np.ndarray:
@@ -323,11 +369,12 @@ def _minor_allele_counts(dosages: np.ndarray) -> np.ndarray:
 def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResult:
     if params.region is None and params.step == "variants":
         raise QueryError("name a region (chrom:start-end) to scan")
-    rows, people, dropped = _gwas_rows(params, data)
+    formula = f"{params.phenotypes[0]} ~ {' + '.join(params.covariates) or '1'}"
+    model = _gwas_model(params, data, formula)
+    rows, people, dropped = model.rows, model.people, model.dropped
     n = len(rows)
     subset = _subsets(people, n, limits)
     min_mac = max(params.min_mac, limits.min_mac)
-    formula = f"{params.phenotypes[0]} ~ {' + '.join(params.covariates) or '1'}"
     if params.step == "levels":
         levels = design.categorical_levels(rows, set(params.covariates))
         checks = [*subset, *_level_checks(rows, sorted(levels), limits)]
@@ -340,7 +387,8 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         checks = [rules.enough_observations(n, limits), *subset]
         plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
         return StepResult(checks, n, dropped, plain=plain)
-    built = design.design(formula, rows, params.levels)
+    built = model.built
+    assert built is not None
     y = rows[params.phenotypes].to_numpy(dtype=np.float64)
     model_checks = [
         rules.enough_observations(n, limits),
@@ -446,7 +494,7 @@ def _firth_step(
 
 def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult:
     frame = data.frame(set())
-    rows = frame[frame.index.isin(data.genotyped())]
+    rows = _genotyped_rows(frame, data)
     n = len(rows)
     checks = [rules.enough_observations(n, limits), *_subsets(len(frame), n, limits)]
     if params.step == "variants":

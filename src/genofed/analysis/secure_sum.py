@@ -133,11 +133,10 @@ def decode_wide(total: np.ndarray, frac_bits: int, limbs: int = 3) -> np.ndarray
     """The sum of ``encode_wide`` vectors as numbers: the limbs' exact sums recombined in
     Python integers, then rounded once to floating point."""
     sums = np.asarray(total, dtype=np.uint64).view(np.int64).reshape(limbs, -1)
-    out = np.empty(sums.shape[1], dtype=np.float64)
-    for j in range(sums.shape[1]):
-        whole = sum(int(sums[i, j]) << (LIMB_BITS * i) for i in range(limbs))
-        out[j] = whole / 2**frac_bits  # int / int: correctly rounded
-    return out
+    whole = np.zeros(sums.shape[1], dtype=object)  # Python integers, element by element
+    for i in range(limbs):
+        whole += sums[i].astype(object) * (1 << (LIMB_BITS * i))
+    return (whole / (1 << frac_bits)).astype(np.float64)  # int / int: correctly rounded
 
 
 # --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ process's threads or on a ``dask.distributed`` cluster (``Compute``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,6 +103,35 @@ def dosages(
     return da.where(missing, np.nan, count).T
 
 
+@functools.cache
+def _diploid_table(allele: int) -> np.ndarray:
+    """The dosage of ``allele`` (or -1: a missing allele) of every diploid call, indexed by
+    the call's two int8 codes read as one uint16 (in memory order, so any endianness)."""
+    pairs = np.arange(65536, dtype=np.uint16).view(np.int8).reshape(-1, 2)
+    table = (pairs == allele).sum(axis=1).astype(np.int8)
+    table[(pairs == MISSING).any(axis=1)] = -1
+    return table
+
+
+def _alt_counts(calls: np.ndarray, alleles: np.ndarray) -> np.ndarray:
+    """Each call's count of its variant's allele (variants x people, int8; -1 missing)."""
+    if calls.shape[2] == 2:  # diploid: one table look-up per call
+        pairs = np.ascontiguousarray(calls).view(np.uint16)[:, :, 0]
+        counts = np.empty(pairs.shape, dtype=np.int8)
+        for allele in np.unique(alleles):
+            rows = alleles == allele
+            counts[rows] = np.take(_diploid_table(int(allele)), pairs[rows])
+        return counts
+    counts = np.zeros(calls.shape[:2], dtype=np.int8)
+    missing = np.zeros(calls.shape[:2], dtype=bool)
+    for copy in range(calls.shape[2]):
+        allele = calls[:, :, copy]
+        counts += (allele == alleles.astype(np.int8)[:, None]).view(np.int8)
+        missing |= allele == MISSING
+    counts[missing] = -1
+    return counts
+
+
 def _chunk_sums(
     codes: np.ndarray, rows: np.ndarray, alleles: np.ndarray, d: np.ndarray, e: np.ndarray
 ) -> np.ndarray:
@@ -109,25 +139,21 @@ def _chunk_sums(
     genotype codes at the sites (sites x people x ploidy), ``rows`` each variant's site
     row, ``alleles`` its allele, ``d`` and ``e`` these people's rows of D and e.
 
-    Decoded in int8 and summed with one BLAS product, so a block never exists as a
-    people x variants matrix of float64 with NaNs (that costs ten times as much here)."""
+    Decoded in int8 (a table look-up per diploid call) and summed with one BLAS product,
+    so a block never exists as a people x variants matrix of float64 with NaNs (that
+    costs ten times as much here)."""
     calls = codes[rows] if len(rows) != len(codes) or np.any(np.diff(rows) != 1) else codes
-    wanted = alleles.astype(np.int8)[:, None]
-    count = np.zeros(calls.shape[:2], dtype=np.int8)
-    missing = np.zeros(calls.shape[:2], dtype=bool)
-    for copy in range(calls.shape[2]):
-        allele = calls[:, :, copy]
-        count += (allele == wanted).view(np.int8)
-        missing |= allele == MISSING
-    count *= ~missing
-    g = count.astype(np.float64)
+    counts = _alt_counts(calls, alleles)
+    g = counts.astype(np.float64)
+    some = (counts < 0).any(axis=1)  # variants with a missing call
+    if some.any():
+        np.maximum(g, 0.0, out=g)
     gd = g @ d
     np.square(g, out=g)
     gg = g @ e
     md = np.zeros_like(gd)
-    some = missing.any(axis=1)
     if some.any():
-        md[some] = missing[some].astype(np.float64) @ d
+        md[some] = (counts[some] < 0).astype(np.float64) @ d
     return np.column_stack([gd, gg, md])
 
 
@@ -148,10 +174,16 @@ def sums(
     people not in the analysis. G0 are the dosages with missing calls as 0, M the 0/1
     missingness. Read ``SUMS_VARIANTS`` variants at a time, one dask task per chunk of
     people each: memory is bounded by a chunk, not by the cohort or the region."""
+    site_idx = np.asarray(site_idx, dtype=np.int64)
+    # pieces that end where a Zarr chunk of sites ends, so each chunk is decoded once
+    chunk = calls.chunks[0][0] if calls.chunks[0] else 1
+    edges = np.flatnonzero(np.diff(site_idx // chunk) != 0) + 1
     out = []
-    for i in range(0, max(len(site_idx), 1), SUMS_VARIANTS):
-        part = slice(i, i + SUMS_VARIANTS)
-        out.append(_block_sums(calls, site_idx[part], allele_idx[part], d, e, compute))
+    for piece in np.split(np.arange(len(site_idx)), edges) if len(site_idx) else [[]]:
+        for i in range(0, max(len(piece), 1), SUMS_VARIANTS):
+            part = np.asarray(piece[i : i + SUMS_VARIANTS], dtype=np.int64)
+            out.append(_block_sums(calls, site_idx[part], np.asarray(allele_idx)[part], d, e,
+                                   compute))  # fmt: skip
     return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
 
 
