@@ -222,9 +222,9 @@ def test_federated_firth_fits_are_the_pooled_firth_fits(tmp_path: Path) -> None:
         _, pooled = fit_pooled([(x, case.astype(float))])
         np.testing.assert_allclose(result.beta, pooled.beta, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(result.se, pooled.se, rtol=1e-9)
-        # plink2 2.00a3.5's firth rows agree only to ~2e-3 (a sanity check, not the proof:
-        # the difference is not explained yet; plink2's single-precision fitting, with age
-        # unscaled, is the suspect)
+        # plink2 2.00a3.5's firth rows agree only to ~1e-3 (a sanity check, not the proof):
+        # it fits Firth in single precision and stops at a score of 1e-4 or, when halving
+        # stalls, 0.05 (docs/analysis.md), an approximate root of the same equation
         assert result.beta[1] == pytest.approx(row["BETA"], rel=1e-2, abs=1e-4)
         assert result.se[1] == pytest.approx(row["SE"], rel=1e-2)
         checked += 1
