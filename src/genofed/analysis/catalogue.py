@@ -313,13 +313,19 @@ def _genotyped_rows(frame: pd.DataFrame, data: NodeData) -> pd.DataFrame:
     return frame[np.fromiter((i in genotyped for i in frame.index), bool, len(frame))]
 
 
-def _gwas_rows(params: GwasParams, data: NodeData) -> tuple[pd.DataFrame, int, int]:
+def _gwas_rows(
+    frame: pd.DataFrame, names: set[str], data: NodeData
+) -> tuple[pd.DataFrame, int, int]:
     """The individuals complete in every phenotype and covariate, with genotypes; and
     how many the cohort had, and how many were dropped."""
-    names = set(params.phenotypes) | set(params.covariates)
-    frame = data.frame(names)
     complete = _genotyped_rows(_complete(frame, names), data)
     return complete, len(frame), len(frame) - len(complete)
+
+
+def _minor_allele_counts(dosages: np.ndarray) -> np.ndarray:
+    """Of a dosage matrix (rows x variants, NaN missing), as from a node's sums."""
+    n = len(dosages)
+    return gwas.minor_allele_counts(gwas.dosage_sums(dosages, np.ones((n, 1)), np.zeros(n)), 0, n)
 
 
 @dataclass
@@ -348,7 +354,7 @@ def _gwas_model(params: GwasParams, data: NodeData, formula: str) -> _GwasModel:
         if model is not None and model.frame is frame:
             _MODELS.move_to_end(key)
             return model
-    rows, people, dropped = _gwas_rows(params, data)
+    rows, people, dropped = _gwas_rows(frame, names, data)
     built = None if params.step in ("levels", "variants") else design.design(
         formula, rows, params.levels)  # fmt: skip
     model = _GwasModel(frame, rows, people, dropped, built)
@@ -358,12 +364,6 @@ def _gwas_model(params: GwasParams, data: NodeData, formula: str) -> _GwasModel:
             while len(_MODELS) > 8:
                 _MODELS.popitem(last=False)
     return model
-
-
-def _minor_allele_counts(dosages: np.ndarray) -> np.ndarray:
-    alt = np.nansum(dosages, axis=0)
-    called = 2 * np.sum(~np.isnan(dosages), axis=0)
-    return np.minimum(alt, called - alt)
 
 
 def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResult:

@@ -145,10 +145,11 @@ class TaskData:
         components.rename_axis("individual_id").to_parquet(temporary)
         os.replace(temporary, path)
 
-    def _columns(self, individuals: pd.Index) -> np.ndarray:
-        """The genotype-matrix column of each individual."""
-        column = {ind: i for i, (_, ind) in enumerate(self.reader.samples)}
-        return np.array([column[i] for i in individuals], dtype=np.int64)
+    def _columns(self, individuals: pd.Index) -> tuple[np.ndarray, int]:
+        """The genotype-matrix column of each individual, and how many columns there are."""
+        samples = self.reader.samples
+        column = {ind: i for i, (_, ind) in enumerate(samples)}
+        return np.array([column[i] for i in individuals], dtype=np.int64), len(samples)
 
     def dosages(
         self, variants: pd.DataFrame, individuals: pd.Index
@@ -157,7 +158,7 @@ class TaskData:
             dosages.genotype_array(self.reader.version.genotypes),
             variants["site_idx"].to_numpy(),
             variants["allele_idx"].to_numpy(),
-            self._columns(individuals),
+            self._columns(individuals)[0],
             dosages.Compute.of(self.tasks.runtime.config.compute),
         )
 
@@ -165,8 +166,7 @@ class TaskData:
         self, variants: pd.DataFrame, individuals: pd.Index, d: np.ndarray, e: np.ndarray
     ) -> gwas.DosageSums:
         # D and e over every genotype column, zero for the people not in the analysis
-        columns = self._columns(individuals)
-        width = len(self.reader.samples)
+        columns, width = self._columns(individuals)
         d_all, e_all = np.zeros((width, d.shape[1])), np.zeros(width)
         d_all[columns], e_all[columns] = d, e
         gd, gg, md = dosages.sums(

@@ -178,10 +178,10 @@ def sums(
     # pieces that end where a Zarr chunk of sites ends, so each chunk is decoded once
     chunk = calls.chunks[0][0] if calls.chunks[0] else 1
     edges = np.flatnonzero(np.diff(site_idx // chunk) != 0) + 1
-    out = []
-    for piece in np.split(np.arange(len(site_idx)), edges) if len(site_idx) else [[]]:
-        for i in range(0, max(len(piece), 1), SUMS_VARIANTS):
-            part = np.asarray(piece[i : i + SUMS_VARIANTS], dtype=np.int64)
+    out = [_block_sums(calls, site_idx[:0], np.asarray(allele_idx)[:0], d, e, compute)]
+    for piece in np.split(np.arange(len(site_idx)), edges):
+        for i in range(0, len(piece), SUMS_VARIANTS):
+            part = piece[i : i + SUMS_VARIANTS]
             out.append(_block_sums(calls, site_idx[part], np.asarray(allele_idx)[part], d, e,
                                    compute))  # fmt: skip
     return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
@@ -197,7 +197,6 @@ def _block_sums(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``sums`` of one block of variants: one dask task per chunk of people, each reading
     its chunks of the block's sites; the tasks' results summed."""
-    site_idx = np.asarray(site_idx, dtype=np.int64)
     alleles = np.asarray(allele_idx, dtype=np.int8)
     q = d.shape[1]
     if len(site_idx) == 0:
