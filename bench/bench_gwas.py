@@ -4,7 +4,7 @@ pooled VCF, in the same run.
 
 Usage::
 
-    .venv/bin/python bench/bench_gwas.py [--samples 15000] [--sites 100000] [--block 2000]
+    .venv/bin/python bench/bench_gwas.py [--samples 15000] [--sites 100000] [--block 4000]
                                          [--out PATH] [--quick] [--sweep 500,1000,...]
 
 Steps:
@@ -773,7 +773,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=15_000)
     parser.add_argument("--sites", type=int, default=100_000)
-    parser.add_argument("--block", type=int, default=2000, help="variants per secure round")
+    parser.add_argument("--block", type=int, default=4000, help="variants per secure round")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="2,000 samples x 5,000 sites")
     parser.add_argument("--sweep", default="", help="block sizes to time the linear GWAS at")

@@ -4,11 +4,16 @@ equal to the VCF's genotypes for each split allele, in blocks, on threads and on
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
+import zarr
 
 from genofed.store.dataset_reader import DatasetReader
-from genofed.store.dosages import Compute, blocks, genotype_array
+from genofed.store.dosages import Compute, Genotypes, blocks, genotype_array
 from genofed.store.node_dir import NodeDir
 from tests.conftest import SMALL_VCF
 
@@ -89,7 +94,7 @@ def _sums(reader: DatasetReader, compute: Compute) -> tuple[np.ndarray, ...]:
     sites, alleles = zip(*reader.cursor().execute(sql).fetchall(), strict=True)
     people = len(reader.samples)
     d = np.column_stack([np.ones(people), np.arange(people, dtype=float)])
-    return sums(genotype_array(reader.version.genotypes), np.array(sites), np.array(alleles),
+    return sums(Genotypes.open(reader.version.genotypes), np.array(sites), np.array(alleles),
                 d, np.ones(people), compute)  # fmt: skip
 
 
@@ -103,30 +108,33 @@ def _reference_dosages(codes: np.ndarray, sites: np.ndarray, alleles: np.ndarray
     return out
 
 
+@pytest.mark.parametrize("missing", [0.08, 0.004])  # MᵀD as a product, and call by call
 @pytest.mark.parametrize("sites", [[0, 0, 1, 2, 3, 4, 5, 6], [1, 6, 6], [2]])
 def test_block_sums_equal_the_sums_of_the_dosages(
-    sites: list[int], monkeypatch: pytest.MonkeyPatch
+    sites: list[int], missing: float, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """``sums`` (chunk by chunk of people, a few variants at a time, haploid padding and
+    """``sums`` (chunk by chunk of a Zarr, a few variants at a time, haploid padding and
     missing alleles, people left out by zero rows) equals ``gwas.dosage_sums`` of the
     dosage matrix of the people in the analysis."""
-    import dask.array as da
-
     from genofed.analysis import gwas
     from genofed.store import dosages
 
-    monkeypatch.setattr(dosages, "SUMS_VARIANTS", 3)
+    monkeypatch.setattr(dosages, "_PIECE", 2)  # several pieces within a chunk of sites
     rng = np.random.default_rng(5)
-    codes = rng.integers(0, 3, size=(7, 11, 2)).astype(np.int8)
-    codes[rng.random(codes.shape) < 0.08] = -1
+    people = 300
+    codes = rng.integers(0, 3, size=(7, people, 2)).astype(np.int8)
+    codes[rng.random(codes.shape) < missing] = -1
     codes[3, 4, 1] = -2  # a haploid call
+    codes[2, 7] = [-1, 1]  # half missing: missing
     site_idx = np.array(sites)
     alleles = np.array([1, 2, 1, 1, 2, 1, 1, 2][: len(sites)])
-    calls = da.from_array(codes, chunks=(2, 3, 2))
-    keep = np.array([0, 1, 2, 4, 5, 7, 8, 10])  # people 3, 6 and 9 are not in the analysis
+    zarr.create_array(tmp_path / "genotypes.zarr" / "call_genotype", data=codes,
+                      chunks=(3, 64, 2))  # fmt: skip
+    calls = Genotypes.open(tmp_path / "genotypes.zarr")
+    keep = np.setdiff1d(np.arange(people), [3, 6, 9, 100, 250])  # not in the analysis
     d = rng.normal(size=(len(keep), 4))
     e = rng.random(len(keep))
-    d_all, e_all = np.zeros((11, 4)), np.zeros(11)
+    d_all, e_all = np.zeros((people, 4)), np.zeros(people)
     d_all[keep], e_all[keep] = d, e
     gd, gg, md = dosages.sums(calls, site_idx, alleles, d_all, e_all, Compute(threads=2))
     expected = gwas.dosage_sums(_reference_dosages(codes, site_idx, alleles)[keep], d, e)
@@ -134,3 +142,40 @@ def test_block_sums_equal_the_sums_of_the_dosages(
     np.testing.assert_allclose(gg, expected.gg, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(md, expected.md, rtol=1e-12, atol=1e-12)
     assert md.any()  # some missing calls were in the analysis
+
+
+def test_a_chunk_is_decoded_once_for_threads_that_ask_at_once_and_evicted_past_the_limit() -> None:
+    """The chunk cache: concurrent readers of one chunk share one read; a failed read is
+    not kept (the next one reads again); least recently used chunks go past the limit."""
+    from genofed.store.dosages import ChunkCache
+
+    cache = ChunkCache(limit=3 * 800)
+    reads: list[str] = []
+
+    def read(key: str) -> np.ndarray:
+        reads.append(key)
+        time.sleep(0.05)  # the other threads ask while this one reads
+        return np.zeros(100)  # 800 bytes
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(("a",), lambda: read("a"))))
+               for _ in range(4)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reads == ["a"] and len(got) == 4 and all(g is got[0] for g in got)
+    assert not got[0].flags.writeable  # shared: read-only
+
+    def fail() -> np.ndarray:
+        raise OSError("unreadable")
+
+    with pytest.raises(OSError, match="unreadable"):
+        cache.get(("b",), fail)
+    cache.get(("b",), lambda: read("b"))
+    assert reads == ["a", "b"]
+    for key in ("c", "d"):  # a, b, c fit; d pushes out a, the least recently used
+        cache.get((key,), lambda key=key: read(key))
+    cache.get(("b",), lambda: read("b"))
+    cache.get(("a",), lambda: read("a"))
+    assert reads == ["a", "b", "c", "d", "a"]

@@ -51,6 +51,17 @@ def _node(fed: Federation, name: str, vcf: Path, clinical: pd.DataFrame, qt: pd.
     return root
 
 
+def _serve(fed: Federation, roots: dict[str, Path]) -> None:
+    """Pin the nodes' aggregation keys to each other and serve each node."""
+    keys = {n: public_key_text(load_or_create_aggregation_key(NodeDir(r).aggregation_key_path))
+            for n, r in roots.items()}  # fmt: skip
+    for name, node_root in roots.items():
+        config = load_config(NodeDir(node_root).config_path)
+        config.analysis.peers = {p: k for p, k in keys.items() if p != name}
+        save_config(config, NodeDir(node_root).config_path)
+        fed.processes[name], fed.nodes[name] = start_node_server(node_root)
+
+
 @pytest.fixture(scope="module")
 def gwas_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("gwas-federation")
@@ -73,13 +84,7 @@ def gwas_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             subprocess.run(["bcftools", "view", "-Oz", "-o", str(part), "-s",
                             ",".join(samples[a:b]), str(cohort.vcf)], check=True)  # fmt: skip
             roots[name] = _node(fed, name, part, clinical.iloc[a:b], traits.iloc[a:b])
-        keys = {n: public_key_text(load_or_create_aggregation_key(NodeDir(r).aggregation_key_path))
-                for n, r in roots.items()}  # fmt: skip
-        for name, node_root in roots.items():
-            config = load_config(NodeDir(node_root).config_path)
-            config.analysis.peers = {p: k for p, k in keys.items() if p != name}
-            save_config(config, NodeDir(node_root).config_path)
-            fed.processes[name], fed.nodes[name] = start_node_server(node_root)
+        _serve(fed, roots)
         yield {"fed": fed, "hub": fed.start_hub(), "sites": sites, "g": g,
                "samples": samples, "clinical": clinical, "traits": traits, "vcf": cohort.vcf,
                "common": common}  # fmt: skip

@@ -405,7 +405,7 @@ def hub_serve(
 
     from genofed.config import load_hub_config
     from genofed.hub.app import create_hub_app
-    from genofed.node.serve import server_options
+    from genofed.node.serve import one_blas_thread, server_options
 
     try:
         settings = load_hub_config(config)
@@ -413,6 +413,7 @@ def hub_serve(
     except GenofedError as err:
         raise fail(err) from None
     console.print(f"Serving hub at [bold]http://{host}:{port}/beacon/v2[/] (Ctrl-C to stop)")
+    one_blas_thread()
     uvicorn.run(
         app_,
         host=host,

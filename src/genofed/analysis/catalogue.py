@@ -128,8 +128,10 @@ class TableParams(BaseModel):
 
 class GwasParams(BaseModel):
     """``levels``: this node's levels of categorical covariates. ``variants``: the
-    variants of ``region`` this node can take part in (its minor allele count is 0 or at
-    least ``min_mac``). ``block``: the sums of a linear model for the listed variants."""
+    variants of ``region`` this node holds. ``block``: the sums of the listed variants,
+    zeros for those withheld here (a minor allele count from 1 to ``min_mac`` - 1), whose
+    positions in the block the result names. ``null``, ``firth_*``: the logistic model's
+    Newton rounds."""
 
     model_config = ConfigDict(extra="forbid")
     step: Literal["levels", "variants", "null", "block", "firth_information", "firth_score"]
@@ -379,14 +381,10 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         levels = design.categorical_levels(rows, set(params.covariates))
         checks = [*subset, *_level_checks(rows, sorted(levels), limits)]
         return StepResult(checks, n, dropped, plain={"levels": levels})
-    if params.step == "variants":
+    if params.step == "variants":  # what this node holds; rare ones are withheld per block
         variants = data.variants(params.region, None)
-        sums = data.sums(variants, rows.index, np.ones((n, 1)), np.zeros(n))
-        mac = gwas.minor_allele_counts(sums, 0, n)
-        keep = (mac == 0) | (mac >= min_mac)
         checks = [rules.enough_observations(n, limits), *subset]
-        plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
-        return StepResult(checks, n, dropped, plain=plain)
+        return StepResult(checks, n, dropped, plain={"variants": variants["variant_id"].tolist()})
     built = model.built
     assert built is not None
     y = rows[params.phenotypes].to_numpy(dtype=np.float64)
@@ -434,20 +432,33 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
             one = built.x.shape[1] + y.shape[1]
         sums = data.sums(variants, rows.index, *columns)
         mac = gwas.minor_allele_counts(sums, one, n)
-    rare = int(np.sum((mac > 0) & (mac < min_mac)))
+    rare = (mac > 0) & (mac < min_mac)
+    plain = {**covariate_plain, "v": len(params.variants)}
+    if firth_step:  # the hits were tested at every node: none may be rare here
+        check = rules.RuleCheck(
+            "min_mac",
+            not rare.any(),
+            "every variant's minor allele count is 0 or enough"
+            if not rare.any()
+            else f"{int(rare.sum())} variant(s) with a minor allele count below {min_mac}",
+        )
+        return _firth_step(params, built.x, y[:, 0], g, [*model_checks, check], (n, dropped),
+                           plain)  # fmt: skip
+    # A block's rare variants are withheld: zeros in their place, and their positions
+    # named, so that the hub leaves them out of the whole analysis.
+    sums.gd[rare], sums.gg[rare], sums.md[rare] = 0.0, 0.0, 0.0
+    plain["withheld"] = np.flatnonzero(rare).tolist()
     checks = [
         *model_checks,
         rules.RuleCheck(
             "min_mac",
-            rare == 0,
+            True,
             "every variant's minor allele count is 0 or enough"
-            if rare == 0
-            else f"{rare} variant(s) with a minor allele count below {min_mac}",
+            if not rare.any()
+            else f"{int(rare.sum())} variant(s) with a minor allele count below {min_mac} "
+            "withheld (zeros sent in their place)",
         ),
     ]
-    plain = {**covariate_plain, "v": len(params.variants)}
-    if firth_step:
-        return _firth_step(params, built.x, y[:, 0], g, checks, (n, dropped), plain)
     if params.model == "logistic":
         score = gwas.score_part(built.x, fitted, sums)
         return StepResult(checks, n, dropped, plain=plain, vector=score.vector())
@@ -501,11 +512,10 @@ def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult
         if params.region is None:
             raise QueryError("name a region (chrom:start-end) for the PCA's variants")
         variants = data.variants(params.region, None)
-        keep = np.zeros(len(variants), dtype=bool)
         min_mac = max(params.min_mac, limits.min_mac)
-        for part, block in data.dosages(variants, rows.index):
-            mac = _minor_allele_counts(block)
-            keep[part] = (mac == 0) | (mac >= min_mac)
+        mac = gwas.minor_allele_counts(data.sums(variants, rows.index, np.ones((n, 1)),
+                                                 np.zeros(n)), 0, n)  # fmt: skip
+        keep = (mac == 0) | (mac >= min_mac)
         plain = {"variants": variants["variant_id"][keep].tolist(), "vetoed": int((~keep).sum())}
         return StepResult(checks, n, len(frame) - n, plain=plain)
     if not params.variants:

@@ -83,7 +83,7 @@ class AnalysisRequest(BaseModel):
     covariates: list[str] = Field(default_factory=list, max_length=50, description="gwas")
     region: str | None = Field(None, description="gwas: chrom:start-end (1-based)")
     min_mac: int = Field(3, ge=1, description="gwas: raises (never lowers) each node's")
-    block: int = Field(1000, ge=10, le=5000, description="gwas: variants per secure round")
+    block: int = Field(4000, ge=10, le=5000, description="gwas: variants per secure round")
     firth_p: float = Field(0.05, ge=0, le=1, description="logistic gwas: Firth fits below")
     firth_max: int = Field(50, ge=0, le=1000, description="logistic gwas: at most this many")
     components: int = Field(10, ge=1, le=50, description="pca: how many components")
@@ -788,7 +788,7 @@ class Coordinator:
             raise QueryError("no node could list its variants (see each node's status)")
         everywhere = set(lists[0]).intersection(*lists[1:])
         variants = [v for v in lists[0] if v in everywhere]
-        vetoed = {name: r["plain"]["vetoed"] for name, r in results.items()}
+        withheld = dict.fromkeys(results, 0)
         union = set().union(*lists)
         self.save(f"{len(variants):,} variants at every node")
         blocks = [variants[i : i + request.block] for i in range(0, len(variants), request.block)]
@@ -808,14 +808,20 @@ class Coordinator:
             elif summed.contributors != contributors:
                 raise QueryError(f"block {round_no} summed other nodes than the first block")
             plain = next(iter(summed.results.values()))["plain"]
+            # a variant withheld by one node (rare there) is left out of the whole analysis
+            left_out = np.zeros(len(block), dtype=bool)
+            for name in summed.contributors:
+                at = np.asarray(summed.results[name]["plain"]["withheld"], dtype=np.int64)
+                withheld[name] = withheld.get(name, 0) + len(at)
+                left_out[at] = True
             if request.model == "logistic":
                 score = gwas.ScoreBlockPart.from_vector(decoded(summed), plain["k"], len(block))
-                frames[round_no] = _score_rows(block, gwas.score_association(score), plain)
+                rows = _score_rows(block, gwas.score_association(score), plain)
             else:
                 total = gwas.LinearBlockPart.from_vector(decoded(summed), plain["k"],
                                                          plain["m"], len(block))  # fmt: skip
-                frames[round_no] = _association_rows(block, gwas.linear_association(total),
-                                                     plain)  # fmt: skip
+                rows = _association_rows(block, gwas.linear_association(total), plain)
+            frames[round_no] = rows[~np.tile(left_out, len(rows) // len(block))]
             done += 1
             self.job.progress = {"done": done, "total": len(blocks)}
             self.save(f"block {done} of {len(blocks)}")
@@ -848,6 +854,7 @@ class Coordinator:
                 "lambdaGC": plots.genomic_inflation(rows["P"].to_numpy()) if len(rows) else None,
                 "top": top.replace({np.nan: None}).to_dict(orient="records"),
             }
+        tested = len(table["ID"].unique()) if len(table) else 0
         return {
             "kind": "gwas",
             "model": request.model,
@@ -857,10 +864,10 @@ class Coordinator:
             "covariates": request.covariates,
             "region": request.region,
             "variants": {
-                "tested": len(variants),
-                # not listed by some node: rare there (its min_mac), or not in its data
-                "leftOut": len(union - everywhere),
-                "vetoedPerNode": vetoed,
+                "tested": tested,
+                # not in some node's data, or withheld by some node (rare there: its min_mac)
+                "leftOut": len(union) - tested,
+                "vetoedPerNode": withheld,
             },  # fmt: skip
             "imputation": "missing genotypes are imputed with the variant's pooled mean dosage",
             "phenotypeSummary": summary,

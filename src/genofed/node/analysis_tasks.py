@@ -170,7 +170,7 @@ class TaskData:
         d_all, e_all = np.zeros((width, d.shape[1])), np.zeros(width)
         d_all[columns], e_all[columns] = d, e
         gd, gg, md = dosages.sums(
-            dosages.genotype_array(self.reader.version.genotypes),
+            dosages.Genotypes.open(self.reader.version.genotypes),
             variants["site_idx"].to_numpy(),
             variants["allele_idx"].to_numpy(),
             d_all,

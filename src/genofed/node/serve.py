@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # A client gets this long to send a request's line and headers, from its first byte (or
@@ -76,6 +77,25 @@ class ServerProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_blas_thread() -> None:
+    """One BLAS thread per thread in this server and the workers it starts, unless the
+    operator set one of the usual variables.
+
+    Genotype work runs in parallel on dask's threads (and the hub beside the nodes); each
+    BLAS call spawning its own threads on the same cores made them spin against each
+    other: two processes summing genotype chunks took five times as long with OpenBLAS's
+    default threads as with one (``dask.distributed`` sets the same for its workers).
+    """
+    if any(name in os.environ for name in _BLAS_THREADS):
+        return
+    for name in _BLAS_THREADS:
+        os.environ[name] = "1"  # worker processes read these when they load numpy
+    threadpool_limits(1, user_api="blas")  # numpy is loaded here already
+
+
 def serve_node(
     directory: Path,
     app: FastAPI,
@@ -95,6 +115,7 @@ def serve_node(
         "log_level": "warning",
         **server_options(proxies or []),
     }
+    one_blas_thread()
     if tls is not None:
         options["ssl_certfile"], options["ssl_keyfile"] = str(tls[0]), str(tls[1])
     if workers > 1:

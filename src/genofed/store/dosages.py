@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
+import zarr
 
 from genofed._exceptions import QueryError
 from genofed.store.dataset_reader import DatasetReader
@@ -29,8 +33,10 @@ from genofed.store.dataset_reader import DatasetReader
 MISSING = -1
 # Dosages of one block (variants x people, float64) are kept near this many bytes.
 BLOCK_BYTES = 64 * 2**20
-# Variants summed at a time by ``sums`` (a Zarr chunk holds 4096 sites).
-SUMS_VARIANTS = 4096
+# Decoded genotype chunks a process keeps (``ChunkCache``): a GWAS's blocks of variants
+# do not end where the Zarr's chunks of sites end, so consecutive blocks (several in
+# flight) share chunks; decoding is most of the work of a block.
+CHUNK_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -103,33 +109,106 @@ def dosages(
     return da.where(missing, np.nan, count).T
 
 
-@functools.cache
-def _diploid_table(allele: int) -> np.ndarray:
-    """The dosage of ``allele`` (or -1: a missing allele) of every diploid call, indexed by
-    the call's two int8 codes read as one uint16 (in memory order, so any endianness)."""
-    pairs = np.arange(65536, dtype=np.uint16).view(np.int8).reshape(-1, 2)
-    table = (pairs == allele).sum(axis=1).astype(np.int8)
-    table[(pairs == MISSING).any(axis=1)] = -1
-    return table
+class ChunkCache:
+    """Decoded chunks, least recently used first out past ``limit`` bytes. A chunk asked
+    for by several threads at once is decoded once: the others wait for it."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._chunks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._pending: dict[tuple, Future[np.ndarray]] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple, read: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._lock:
+            chunk = self._chunks.get(key)
+            if chunk is not None:
+                self._chunks.move_to_end(key)
+                return chunk
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = future = Future()
+        if pending is not None:
+            return pending.result()
+        try:
+            chunk = read()
+            chunk.flags.writeable = False  # shared between tasks
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            del self._pending[key]
+            if chunk.nbytes <= self.limit:
+                self._chunks[key] = chunk
+                self._bytes += chunk.nbytes
+                while self._bytes > self.limit:
+                    self._bytes -= self._chunks.popitem(last=False)[1].nbytes
+        future.set_result(chunk)
+        return chunk
 
 
-def _alt_counts(calls: np.ndarray, alleles: np.ndarray) -> np.ndarray:
-    """Each call's count of its variant's allele (variants x people, int8; -1 missing)."""
-    if calls.shape[2] == 2:  # diploid: one table look-up per call
+_CHUNKS = ChunkCache(CHUNK_CACHE_BYTES)
+
+
+@functools.lru_cache(maxsize=64)
+def _zarr_array(path: str) -> zarr.Array:
+    return zarr.open_array(path, mode="r")
+
+
+@dataclass(frozen=True)
+class Genotypes:
+    """A dataset version's genotype matrix (sites x samples x ploidy, int8), read one Zarr
+    chunk at a time through this process's ``ChunkCache`` (a version's Zarr never
+    changes, so its path names its chunks)."""
+
+    path: str  # .../genotypes.zarr/call_genotype
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+    @classmethod
+    def open(cls, genotypes: Path) -> Genotypes:
+        path = str(genotypes / "call_genotype")
+        array = _zarr_array(path)
+        return cls(path, tuple(array.shape), tuple(array.chunks))
+
+    def chunk(self, i: int, j: int) -> np.ndarray:
+        """The codes of chunk ``i`` of sites and ``j`` of samples (every ploidy)."""
+        sites, samples = self.chunks[0], self.chunks[1]
+
+        def read() -> np.ndarray:
+            return _zarr_array(self.path)[
+                i * sites : (i + 1) * sites, j * samples : (j + 1) * samples
+            ]
+
+        return _CHUNKS.get((self.path, i, j), read)
+
+
+def _alt_counts(calls: np.ndarray, alleles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each call's count of its variant's allele (variants x people, int8) and where a
+    call has a missing allele (bool)."""
+    if calls.shape[2] == 2:  # diploid: both codes of a call in one uint16, compared at once
         pairs = np.ascontiguousarray(calls).view(np.uint16)[:, :, 0]
-        counts = np.empty(pairs.shape, dtype=np.int8)
-        for allele in np.unique(alleles):
-            rows = alleles == allele
-            counts[rows] = np.take(_diploid_table(int(allele)), pairs[rows])
-        return counts
-    counts = np.zeros(calls.shape[:2], dtype=np.int8)
-    missing = np.zeros(calls.shape[:2], dtype=bool)
-    for copy in range(calls.shape[2]):
-        allele = calls[:, :, copy]
-        counts += (allele == alleles.astype(np.int8)[:, None]).view(np.int8)
-        missing |= allele == MISSING
-    counts[missing] = -1
-    return counts
+        low, high = pairs & 0xFF, pairs >> 8  # the two codes, in either order
+        allele = alleles.astype(np.uint16)[:, None]
+        counts = (low == allele).view(np.int8) + (high == allele).view(np.int8)
+        missing = (low == _MISSING_BYTE) | (high == _MISSING_BYTE)
+    else:
+        counts = np.zeros(calls.shape[:2], dtype=np.int8)
+        missing = np.zeros(calls.shape[:2], dtype=bool)
+        for copy in range(calls.shape[2]):
+            code = calls[:, :, copy]
+            counts += (code == alleles.astype(np.int8)[:, None]).view(np.int8)
+            missing |= code == MISSING
+    return counts, missing
+
+
+_MISSING_BYTE = np.uint16(np.int8(MISSING).view(np.uint8))
+# Variants decoded and summed at a time within a chunk: a piece's float64 dosages
+# (~2 MB for a chunk of 1024 people) stay in the CPU's cache between the steps.
+_PIECE = 256
 
 
 def _chunk_sums(
@@ -139,22 +218,28 @@ def _chunk_sums(
     genotype codes at the sites (sites x people x ploidy), ``rows`` each variant's site
     row, ``alleles`` its allele, ``d`` and ``e`` these people's rows of D and e.
 
-    Decoded in int8 (a table look-up per diploid call) and summed with one BLAS product,
-    so a block never exists as a people x variants matrix of float64 with NaNs (that
-    costs ten times as much here)."""
-    calls = codes[rows] if len(rows) != len(codes) or np.any(np.diff(rows) != 1) else codes
-    counts = _alt_counts(calls, alleles)
-    g = counts.astype(np.float64)
-    some = (counts < 0).any(axis=1)  # variants with a missing call
-    if some.any():
-        np.maximum(g, 0.0, out=g)
-    gd = g @ d
-    np.square(g, out=g)
-    gg = g @ e
-    md = np.zeros_like(gd)
-    if some.any():
-        md[some] = (counts[some] < 0).astype(np.float64) @ d
-    return np.column_stack([gd, gg, md])
+    Decoded with byte comparisons and summed with BLAS products, ``_PIECE`` variants at a
+    time, so the dosages never exist as a people x variants matrix of float64 (going
+    through memory that way costs several times as much here). Missing calls are few:
+    MᵀD is added call by call unless they are many."""
+    v, n = len(rows), codes.shape[1]
+    q = d.shape[1]
+    out = np.zeros((v, 2 * q + 1))
+    md = out[:, q + 1 :]
+    for start in range(0, v, _PIECE):
+        stop = min(start + _PIECE, v)
+        counts, missing = _alt_counts(codes[rows[start:stop]], alleles[start:stop])
+        at = np.flatnonzero(missing)
+        counts.ravel()[at] = 0  # a half-missing call (./1) is missing too
+        if len(at) * 50 > missing.size:
+            md[start:stop] = missing.astype(np.float64) @ d
+        elif len(at):
+            np.add.at(md, start + at // n, d[at % n])
+        g = counts.astype(np.float64)
+        out[start:stop, :q] = g @ d
+        np.square(g, out=g)
+        out[start:stop, q] = g @ e
+    return out
 
 
 def _add(*parts: np.ndarray) -> np.ndarray:
@@ -162,7 +247,7 @@ def _add(*parts: np.ndarray) -> np.ndarray:
 
 
 def sums(
-    calls: da.Array,
+    genotypes: Genotypes,
     site_idx: np.ndarray,
     allele_idx: np.ndarray,
     d: np.ndarray,
@@ -172,56 +257,55 @@ def sums(
     """``(G0ᵀD, (G0∘G0)ᵀe, MᵀD)`` of the split alleles ``(site_idx, allele_idx)`` over all
     the genotype-matrix columns: ``d`` (columns x q) and ``e`` (columns) are zero for the
     people not in the analysis. G0 are the dosages with missing calls as 0, M the 0/1
-    missingness. Read ``SUMS_VARIANTS`` variants at a time, one dask task per chunk of
-    people each: memory is bounded by a chunk, not by the cohort or the region."""
+    missingness.
+
+    One dask task per Zarr chunk (of sites and of people) that holds variants, all in one
+    graph computed at once; each task reads its chunk through the process's
+    ``ChunkCache``. Memory is bounded by the chunks in flight and the cache, not by the
+    cohort or the region."""
     site_idx = np.asarray(site_idx, dtype=np.int64)
-    # pieces that end where a Zarr chunk of sites ends, so each chunk is decoded once
-    chunk = calls.chunks[0][0] if calls.chunks[0] else 1
-    edges = np.flatnonzero(np.diff(site_idx // chunk) != 0) + 1
-    out = [_block_sums(calls, site_idx[:0], np.asarray(allele_idx)[:0], d, e, compute)]
-    for piece in np.split(np.arange(len(site_idx)), edges):
-        for i in range(0, len(piece), SUMS_VARIANTS):
-            part = piece[i : i + SUMS_VARIANTS]
-            out.append(_block_sums(calls, site_idx[part], np.asarray(allele_idx)[part], d, e,
-                                   compute))  # fmt: skip
-    return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
-
-
-def _block_sums(
-    calls: da.Array,
-    site_idx: np.ndarray,
-    allele_idx: np.ndarray,
-    d: np.ndarray,
-    e: np.ndarray,
-    compute: Compute,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``sums`` of one block of variants: one dask task per chunk of people, each reading
-    its chunks of the block's sites; the tasks' results summed."""
     alleles = np.asarray(allele_idx, dtype=np.int8)
     q = d.shape[1]
-    if len(site_idx) == 0:
-        empty = np.zeros((0, q))
-        return empty, np.zeros(0), empty
-    unique, rows = np.unique(site_idx, return_inverse=True)
-    lo, hi = int(unique[0]), int(unique[-1]) + 1
-    if hi - lo <= 2 * len(unique):  # a block in genome order: read the sites' range
-        sites, rows = calls[lo:hi], site_idx - lo
-    else:
-        sites = calls[unique]
-    parts, start = [], 0
-    for width in sites.chunks[1]:
-        stop = start + width
-        if e[start:stop].any() or d[start:stop].any():
-            piece = sites[:, start:stop]
-            parts.append(
-                dask.delayed(_chunk_sums)(piece, rows, alleles, d[start:stop], e[start:stop])
-            )
-        start = stop
-    if not parts:
-        empty = np.zeros((len(site_idx), q))
-        return empty, np.zeros(len(site_idx)), empty.copy()
-    (total,) = compute.compute(dask.delayed(_add)(*parts))
+    sites, samples = genotypes.chunks[0], genotypes.chunks[1]
+    people = [j for j in range(-(-genotypes.shape[1] // samples))
+              if e[j * samples : (j + 1) * samples].any()
+              or d[j * samples : (j + 1) * samples].any()]  # fmt: skip
+    total = np.zeros((len(site_idx), 2 * q + 1))
+    if len(site_idx) == 0 or not people:
+        return total[:, :q], total[:, q], total[:, q + 1 :]
+    chunk_of = site_idx // sites
+    edges = np.flatnonzero(np.diff(chunk_of) != 0) + 1
+    tasks = []
+    for piece in np.split(np.arange(len(site_idx)), edges):
+        i = int(chunk_of[piece[0]])
+        rows = site_idx[piece] - i * sites
+        parts = [
+            dask.delayed(_chunk_task)(
+                genotypes,
+                i,
+                j,
+                rows,
+                alleles[piece],
+                d[j * samples : (j + 1) * samples],
+                e[j * samples : (j + 1) * samples],
+            )  # fmt: skip
+            for j in people
+        ]
+        tasks.append(dask.delayed(_add)(*parts))
+    total = np.concatenate(compute.compute(*tasks))
     return total[:, :q], total[:, q], total[:, q + 1 :]
+
+
+def _chunk_task(
+    genotypes: Genotypes,
+    i: int,
+    j: int,
+    rows: np.ndarray,
+    alleles: np.ndarray,
+    d: np.ndarray,
+    e: np.ndarray,
+) -> np.ndarray:
+    return _chunk_sums(genotypes.chunk(i, j), rows, alleles, d, e)
 
 
 def block_size(people: int) -> int:
