@@ -5,7 +5,6 @@ files (``../shared/data/reference_results``) and pooled references computed here
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ from scipy import stats
 
 from tests.federation import analyse, federation
 from tests.shared_data import SHARED, needs_shared
-from tests.test_gwas import _pooled_ols
+from tests.test_gwas import _dosages, _pooled_ols
 from tests.test_gwas_federation import _file, _node, _serve
 
 EXAMPLE = SHARED / "data" / "regenie_example"
@@ -36,38 +35,32 @@ def _table(name: str) -> pd.DataFrame:
     return frame.assign(IID=frame["IID"].astype(str)).drop(columns="FID")
 
 
-def _pooled_dosages(vcf: Path) -> tuple[list[str], np.ndarray, list[str]]:
-    """Variant ids as the nodes name them (chrom-pos-ref-alt), ALT dosages, samples."""
-    ids, rows = [], []
-    with gzip.open(vcf, "rt") as handle:
-        for line in handle:
-            if line.startswith("#CHROM"):
-                samples = line.rstrip("\n").split("\t")[9:]
-            elif not line.startswith("#"):
-                fields = line.rstrip("\n").split("\t")
-                ids.append("-".join(fields[i] for i in (0, 1, 3, 4)))
-                rows.append([int(gt[0]) + int(gt[2]) for gt in fields[9:]])  # no missing
-    return ids, np.array(rows, dtype=float).T, samples
+def _split(fed, root: Path, vcf: Path, split: dict, clinical: pd.DataFrame,
+           traits: pd.DataFrame) -> None:  # fmt: skip
+    """Each node's people (rows a:b of ``clinical`` and ``traits``) and their VCF, served."""
+    samples = clinical["sample_id"].tolist()
+    roots = {}
+    for name, (a, b) in split.items():
+        part = root / f"{name}.vcf.gz"
+        subprocess.run(["bcftools", "view", "-Oz", "-o", str(part), "-s",
+                        ",".join(samples[a:b]), str(vcf)], check=True)  # fmt: skip
+        roots[name] = _node(fed, name, part, clinical.iloc[a:b], traits.iloc[a:b])
+    _serve(fed, roots)
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("regenie-example")
     vcf = EXAMPLE / "example_acgt.vcf.gz"
-    ids, g, samples = _pooled_dosages(vcf)
+    sites, g, samples = _dosages(vcf)  # no missing genotypes
+    ids = [f"{chrom}-{pos}-{ref}-{alt}" for chrom, pos, _, ref, alt in sites]
     traits = _table("covariates.txt").merge(_table("phenotype.txt"), on="IID")
     binary = _table("phenotype_bin.txt").rename(columns={"Y1": "B1", "Y2": "B2"})
     traits = traits.merge(binary, on="IID").set_index("IID").loc[samples].reset_index()
     traits = traits.rename(columns={"IID": "individual_id"})
     clinical = pd.DataFrame({"sample_id": samples, "sex": "female"})  # the .fam: all female
     with federation(root) as fed:
-        roots = {}
-        for name, (a, b) in SPLIT.items():
-            part = root / f"{name}.vcf.gz"
-            subprocess.run(["bcftools", "view", "-Oz", "-o", str(part), "-s",
-                            ",".join(samples[a:b]), str(vcf)], check=True)  # fmt: skip
-            roots[name] = _node(fed, name, part, clinical.iloc[a:b], traits.iloc[a:b])
-        _serve(fed, roots)
+        _split(fed, root, vcf, SPLIT, clinical, traits)
         yield {"fed": fed, "hub": fed.start_hub(), "ids": ids, "g": g, "traits": traits}
 
 
@@ -167,13 +160,7 @@ def sim_cohort(tmp_path_factory: pytest.TempPathFactory):
     assert traits["individual_id"].tolist() == samples
     split = {"alpha": (0, 1300), "beta": (1300, 2000), "gamma": (2000, len(samples))}
     with federation(root) as fed:
-        roots = {}
-        for name, (a, b) in split.items():
-            part = root / f"{name}.vcf.gz"
-            subprocess.run(["bcftools", "view", "-Oz", "-o", str(part), "-s",
-                            ",".join(samples[a:b]), str(vcf)], check=True)  # fmt: skip
-            roots[name] = _node(fed, name, part, clinical.iloc[a:b], traits.iloc[a:b])
-        _serve(fed, roots)
+        _split(fed, root, vcf, split, clinical, traits)
         yield {"fed": fed, "hub": fed.start_hub()}
 
 
