@@ -433,32 +433,23 @@ def _gwas(params: GwasParams, data: NodeData, limits: AnalysisRules) -> StepResu
         sums = data.sums(variants, rows.index, *columns)
         mac = gwas.minor_allele_counts(sums, one, n)
     rare = (mac > 0) & (mac < min_mac)
+    detail = (
+        f"{int(rare.sum())} variant(s) with a minor allele count below {min_mac}"
+        if rare.any()
+        else "every variant's minor allele count is 0 or enough"
+    )
     plain = {**covariate_plain, "v": len(params.variants)}
     if firth_step:  # the hits were tested at every node: none may be rare here
-        check = rules.RuleCheck(
-            "min_mac",
-            not rare.any(),
-            "every variant's minor allele count is 0 or enough"
-            if not rare.any()
-            else f"{int(rare.sum())} variant(s) with a minor allele count below {min_mac}",
-        )
+        check = rules.RuleCheck("min_mac", not rare.any(), detail)
         return _firth_step(params, built.x, y[:, 0], g, [*model_checks, check], (n, dropped),
                            plain)  # fmt: skip
     # A block's rare variants are withheld: zeros in their place, and their positions
     # named, so that the hub leaves them out of the whole analysis.
     sums.gd[rare], sums.gg[rare], sums.md[rare] = 0.0, 0.0, 0.0
     plain["withheld"] = np.flatnonzero(rare).tolist()
-    checks = [
-        *model_checks,
-        rules.RuleCheck(
-            "min_mac",
-            True,
-            "every variant's minor allele count is 0 or enough"
-            if not rare.any()
-            else f"{int(rare.sum())} variant(s) with a minor allele count below {min_mac} "
-            "withheld (zeros sent in their place)",
-        ),
-    ]
+    if rare.any():
+        detail += " withheld (zeros sent in their place)"
+    checks = [*model_checks, rules.RuleCheck("min_mac", True, detail)]
     if params.model == "logistic":
         score = gwas.score_part(built.x, fitted, sums)
         return StepResult(checks, n, dropped, plain=plain, vector=score.vector())
