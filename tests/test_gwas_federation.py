@@ -293,6 +293,22 @@ def test_a_federated_pca_keeps_each_nodes_components_there(gwas_fed) -> None:
     assert sorted(result["keptAt"]) == sorted(SPLIT) and "PC1" not in json.dumps(result["keptAt"])
     ids = [f"{chrom.removeprefix('chr')}-{pos}-{ref}-{alt}"
            for chrom, pos, _, ref, alt in gwas_fed["sites"]]  # fmt: skip
+    # the candidates: no node's minor allele count in 1-2, a pooled MAF of 0.05 or more
+    g_all = gwas_fed["g"]
+    macs = _node_macs(gwas_fed, np.ones(len(g_all), dtype=bool))
+    shared = np.all([(m == 0) | (m >= 3) for m in macs.values()], axis=0)
+    freq = np.nanmean(g_all, axis=0) / 2
+    candidates = np.flatnonzero(shared & (np.minimum(freq, 1 - freq) >= 0.05))
+    pruning = result["ldPruning"]
+    assert pruning["candidates"] == len(candidates) and pruning["window"] == 50
+    # kept: no kept candidate before it in its window has r² > 0.2; pruned: one has
+    r2 = np.corrcoef(g_all[:, candidates], rowvar=False) ** 2
+    chosen = {ids[c] for c in candidates} & set(result["variantIds"])
+    assert [ids[c] for c in candidates if ids[c] in chosen] == result["variantIds"]
+    assert 10 < len(chosen) == pruning["kept"] < len(candidates) - 10
+    for j, c in enumerate(candidates):
+        earlier = [i for i in range(max(0, j - 49), j) if ids[candidates[i]] in chosen]
+        assert (ids[c] in chosen) == all(r2[i, j] <= 0.2 for i in earlier), ids[c]
     used = [ids.index(v) for v in result["variantIds"]]
     g = gwas_fed["g"][:, used]
     x = (g - g.mean(axis=0)) / g.std(axis=0, ddof=1)

@@ -338,7 +338,13 @@ def pca_command(
     region: Annotated[str, typer.Option(help="chrom:start-end whose common variants are used")],
     components: Annotated[int, typer.Option(help="How many components")] = 10,
     min_maf: Annotated[float, typer.Option(help="Pooled minimum minor allele frequency")] = 0.05,
-    max_variants: Annotated[int, typer.Option(help="At most this many, spread evenly")] = 5000,
+    ld_r2: Annotated[
+        float, typer.Option(help="Prune variants in LD: keep no pair above this r² (1: no pruning)")
+    ] = 0.2,
+    ld_window: Annotated[int, typer.Option(help="The pruning window, in variants")] = 50,
+    max_variants: Annotated[
+        int, typer.Option(help="At most this many after pruning, spread evenly")
+    ] = 5000,
     cohort: Cohort = None,
     datasets: Datasets = None,
     hub: Hub = "http://127.0.0.1:8700",
@@ -350,21 +356,28 @@ def pca_command(
     covariates: each node keeps its own people's components (no one else sees them), and
     later analyses use them by name (PC1, PC2...).
 
+    The region's common variants (pooled MAF at least --min-maf) are pruned by LD first:
+    going along the region, a variant is kept unless a kept one among the --ld-window
+    before it has r² above --ld-r2 with it (the pooled r², from secure sums).
+
     Example:
 
         genofed pca --region 22:1-50000000 --components 4
         genofed gwas --phenotype qt --covariates age,sex,PC1,PC2 --region 22:1-50000000 --out gwas/
     """
     body = {"kind": "pca", "region": region, "components": components, "min_maf": min_maf,
-            "max_variants": max_variants, "node_deadline_s": node_deadline,
-            **_scope(cohort, datasets, None)}  # fmt: skip
+            "ld_r2": ld_r2, "ld_window": ld_window, "max_variants": max_variants,
+            "node_deadline_s": node_deadline, **_scope(cohort, datasets, None)}  # fmt: skip
     _report(hub, token, body, as_json, print_pca)
 
 
 def print_pca(result: dict[str, Any], show: Console) -> None:
     total = sum(result["eigenvalues"])
-    table = Table(title=f"{result['variants']:,} variants, {result['iterations']} iterations",
-                  title_justify="left", box=None, padding=(0, 1), pad_edge=False)  # fmt: skip
+    pruning = result["ldPruning"]
+    title = (f"{result['variants']:,} variants (of {pruning['candidates']:,} common ones, "
+             f"pruned at r² > {pruning['r2']:g} in windows of {pruning['window']}), "
+             f"{result['iterations']} iterations")  # fmt: skip
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1), pad_edge=False)
     for column in ("component", "eigenvalue", "share of these"):
         table.add_column(column, justify="left" if column == "component" else "right")
     for name, value in zip(result["components"], result["eigenvalues"], strict=True):

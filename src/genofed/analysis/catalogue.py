@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy import special
 
 from genofed._exceptions import QueryError
-from genofed.analysis import descriptive, design, firth, glm, gwas, pca, rules
+from genofed.analysis import descriptive, design, firth, glm, gwas, ld, pca, rules
 from genofed.config import AnalysisRules
 
 
@@ -159,18 +159,20 @@ class GwasParams(BaseModel):
 
 class PcaParams(BaseModel):
     """``variants``: the variants of ``region`` this node can take part in. ``moments``:
-    per-variant sums for the pooled standardisation. ``product``: XᵢᵀXᵢQ at the hub's
-    basis ``q``. ``keep``: this node's people's components from the final basis, kept
-    at the node (nothing leaves)."""
+    per-variant sums for the pooled standardisation. ``ld``: the products of each
+    standardised variant with the ``window`` - 1 after it, for pruning by r². ``product``:
+    XᵢᵀXᵢQ at the hub's basis ``q``. ``keep``: this node's people's components from the
+    final basis, kept at the node (nothing leaves)."""
 
     model_config = ConfigDict(extra="forbid")
-    step: Literal["variants", "moments", "product", "keep"]
+    step: Literal["variants", "moments", "ld", "product", "keep"]
     region: str | None = Field(None, max_length=60)
     variants: list[Annotated[str, Field(max_length=2100)]] | None = Field(None, max_length=20_000)
     mean: list[float] | None = None
     sd: list[float] | None = None
     q: list[list[float]] | None = None
     eigenvalues: list[float] | None = Field(None, max_length=50)
+    window: int = Field(50, ge=2, le=100)
     k: int = Field(10, ge=1, le=50)
     min_mac: int = Field(3, ge=1)
 
@@ -515,13 +517,22 @@ def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult
     if len(variants) != len(set(params.variants)):
         raise QueryError("some of the PCA's variants are not here")
     variants = variants.loc[params.variants].reset_index()
-    g = np.concatenate([b for _, b in data.dosages(variants, rows.index)], axis=1)
     if params.step == "moments":
-        return StepResult(checks, n, len(frame) - n, plain={"v": g.shape[1]},
-                          vector=pca.moments_part(g))  # fmt: skip
-    if params.mean is None or params.sd is None or params.q is None:
-        raise QueryError("the product and keep steps need the pooled scaling and a basis")
+        parts = [pca.moments_part(b).reshape(3, -1) for _, b in data.dosages(variants, rows.index)]
+        return StepResult(checks, n, len(frame) - n, plain={"v": len(variants)},
+                          vector=np.hstack(parts).ravel())  # fmt: skip
+    if params.mean is None or params.sd is None or len(params.mean) != len(variants):
+        raise QueryError("the ld, product and keep steps need each variant's pooled scaling")
     scaling = pca.Scaling(params.mean, params.sd)
+    if params.step == "ld":  # block by block: the node holds one block of dosages at a time
+        blocks = (pca.standardised(b, scaling.part(part))
+                  for part, b in data.dosages(variants, rows.index))  # fmt: skip
+        band = ld.streamed_band_part(blocks, params.window)
+        return StepResult(checks, n, len(frame) - n, plain={"shape": list(band.shape)},
+                          vector=band.ravel())  # fmt: skip
+    if params.q is None:
+        raise QueryError("the product and keep steps need a basis")
+    g = np.concatenate([b for _, b in data.dosages(variants, rows.index)], axis=1)
     x = pca.standardised(g, scaling)
     q = np.asarray(params.q, dtype=np.float64)
     if q.shape[0] != x.shape[1]:

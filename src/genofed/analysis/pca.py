@@ -51,6 +51,11 @@ class Scaling:
             raise QueryError("a variant without variation cannot be in a PCA: prune it first")
         return cls(mean.tolist(), np.sqrt(variance).tolist())
 
+    def part(self, which: slice | np.ndarray) -> Scaling:
+        """The scaling of some of the variants (a slice, or a mask or indices)."""
+        mean, sd = np.asarray(self.mean)[which], np.asarray(self.sd)[which]
+        return Scaling(mean.tolist(), sd.tolist())
+
 
 def standardised(dosages: np.ndarray, scaling: Scaling) -> np.ndarray:
     """This node's dosages standardised with the pooled scaling; missing ones at 0."""

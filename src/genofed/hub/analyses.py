@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genofed._exceptions import GenofedError, NotFoundError, QueryError
-from genofed.analysis import descriptive, design, firth, glm, gwas, pca, plots, secure_sum
+from genofed.analysis import descriptive, design, firth, glm, gwas, ld, pca, plots, secure_sum
 from genofed.config import HubNode
 from genofed.criteria import CohortCriteria
 from genofed.hub.client import NodeClient
@@ -46,6 +46,8 @@ _FINISHED = ("succeeded", "failed", "cancelled")
 # hub and the others exchange the shares and masks of another. Measured at 15,000 people
 # x 100,000 variants over three node processes on two cores (bench/bench_gwas.py).
 ROUNDS_IN_FLIGHT = 3
+
+PCA_CANDIDATES = 20_000  # variants a PCA starts from at most (a node step names them all)
 
 
 async def in_flight(steps: list[Any], limit: int) -> None:
@@ -88,7 +90,11 @@ class AnalysisRequest(BaseModel):
     firth_max: int = Field(50, ge=0, le=1000, description="logistic gwas: at most this many")
     components: int = Field(10, ge=1, le=50, description="pca: how many components")
     min_maf: float = Field(0.05, ge=0, lt=0.5, description="pca: the pooled minimum MAF")
-    max_variants: int = Field(5000, ge=10, le=20_000, description="pca: at most, spread evenly")
+    max_variants: int = Field(
+        5000, ge=10, le=20_000, description="pca: at most, spread evenly after LD pruning"
+    )
+    ld_r2: float = Field(0.2, gt=0, le=1, description="pca: prune pairs above this r² (1: none)")
+    ld_window: int = Field(50, ge=2, le=100, description="pca: the pruning window, in variants")
     model: Literal["linear", "logistic"] = Field(
         "linear", description="gwas: linear (quantitative), logistic (binary: score test)"
     )
@@ -653,7 +659,8 @@ class Coordinator:
 
     async def pca(self) -> dict[str, Any]:
         """Principal components: the common variants at every node, their pooled scaling,
-        subspace iteration by secure rounds, then each node keeps its people's PCs."""
+        pruned by r² (one secure round of banded products), subspace iteration by secure
+        rounds, then each node keeps its people's PCs."""
         request = self.request
         variants = await _pca_variants(self)
         base = {**self.base("pca")}
@@ -667,8 +674,25 @@ class Coordinator:
             raise QueryError(f"{len(variants)} common variants: too few for the components")
         total = np.concatenate([sums[common], squares[common], observed[common]])
         scaling = pca.Scaling.from_moments(total)
+        pruning = {"candidates": len(variants), "window": request.ld_window, "r2": request.ld_r2}
+        if request.ld_r2 < 1:
+            params = {"step": "ld", "variants": variants, "mean": scaling.mean, "sd": scaling.sd,
+                      "window": request.ld_window, "min_mac": request.min_mac}  # fmt: skip
+            summed = await self.summed("ld", {**base, "params": params}, 1)
+            band = decoded(summed).reshape(len(variants), request.ld_window)
+            keep = ld.prune(band, request.ld_r2)
+            variants = [v for v, k in zip(variants, keep, strict=True) if k]
+            scaling = scaling.part(keep)
+            pruning["pruned"] = int((~keep).sum())
+            self.save(f"LD pruning kept {len(variants)} of {keep.size} common variants")
+        if len(variants) > request.max_variants:  # spread evenly over what is left
+            picks = np.linspace(0, len(variants) - 1, request.max_variants).round().astype(int)
+            variants, scaling = [variants[i] for i in picks], scaling.part(picks)
+        pruning["kept"] = len(variants)
+        if len(variants) <= request.components:
+            raise QueryError(f"{len(variants)} variants after pruning: too few for the components")
         fit = pca.start(len(variants), request.components, seed=secrets.randbits(32))
-        round_no = 1
+        round_no = 2
         while not fit.converged:
             params = {"step": "product", "variants": variants, "mean": scaling.mean,
                       "sd": scaling.sd, "q": fit.q, "min_mac": request.min_mac}  # fmt: skip
@@ -691,6 +715,7 @@ class Coordinator:
             "change": fit.change,
             "variants": len(variants),
             "variantIds": variants,
+            "ldPruning": pruning,
             "keptAt": sorted(kept),
             "contributors": summed.contributors,
             "note": "each node keeps its own people's components (variables PC1, PC2...); "
@@ -877,7 +902,8 @@ class Coordinator:
 
 
 async def _pca_variants(coordinator: Coordinator) -> list[str]:
-    """The variants every node can take part in, spread evenly to at most max_variants."""
+    """The variants every node can take part in, spread evenly to at most
+    ``PCA_CANDIDATES`` (the most a step may name) before they are filtered and pruned."""
     request = coordinator.request
     body = {**coordinator.base("pca"), "params": {"step": "variants", "region": request.region,
                                                   "min_mac": request.min_mac}}  # fmt: skip
@@ -891,8 +917,8 @@ async def _pca_variants(coordinator: Coordinator) -> list[str]:
         raise QueryError("no node could list its variants (see each node's status)")
     everywhere = set(lists[0]).intersection(*lists[1:])
     variants = [v for v in lists[0] if v in everywhere]
-    if len(variants) > request.max_variants:
-        picks = np.linspace(0, len(variants) - 1, request.max_variants).round().astype(int)
+    if len(variants) > PCA_CANDIDATES:
+        picks = np.linspace(0, len(variants) - 1, PCA_CANDIDATES).round().astype(int)
         variants = [variants[i] for i in picks]
     return variants
 
