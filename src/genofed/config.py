@@ -249,6 +249,12 @@ class AnalysisRules(BaseModel):
         description="A variant whose minor allele count here is 1 .. min_mac-1 is left out of "
         "the whole association analysis",
     )
+    max_training_rounds: int = Field(
+        1000,
+        ge=0,
+        description="Most federated-learning rounds a dataset takes part in, every job's "
+        "together (each round releases an update computed from its rows)",
+    )
 
 
 class Compute(BaseModel):

@@ -67,6 +67,11 @@ class NodeData(Protocol):
         """Keep principal components at the node (never released), as variables PC1..."""
         ...
 
+    def training_round(self, limit: int) -> int | None:
+        """Count one training round of this dataset (every job's together) against
+        ``limit``: the rounds used with this one, or None when the budget is spent."""
+        ...
+
 
 _VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -175,6 +180,43 @@ class PcaParams(BaseModel):
     window: int = Field(50, ge=2, le=100)
     k: int = Field(10, ge=1, le=50)
     min_mac: int = Field(3, ge=1)
+
+
+_VARIANT = r"^[0-9XYMT]{1,2}-[0-9]{1,10}-[ACGTN]{1,1000}-[ACGTN*]{1,1000}$"
+
+
+class LearnParams(BaseModel):
+    """``levels``: this node's levels of categorical features. ``moments``: sums of the
+    training rows' features, for the pooled standardisation. ``round``: this node's
+    evaluation of ``weights``, then its update from training them locally. ``evaluate``:
+    the evaluation alone (of the final model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: Literal["levels", "moments", "round", "evaluate"]
+    target: str = Field(pattern=_VARIABLE, description="A binary (0/1) clinical variable")
+    features: list[Annotated[str, Field(pattern=_VARIABLE)]] = Field(
+        default_factory=list, max_length=100, description="Clinical variables, PCs"
+    )
+    variants: list[Annotated[str, Field(pattern=_VARIANT)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Variants as ALT dosages",
+    )
+    pgs: list[tuple[Annotated[str, Field(pattern=_VARIANT)], float]] = Field(
+        default_factory=list, max_length=20_000, description="A polygenic score's weights"
+    )
+    levels: dict[str, list[str]] = Field(default_factory=dict)
+    model: Literal["logistic", "mlp"] = "logistic"
+    hidden: int = Field(16, ge=1, le=256)
+    mean: list[float] | None = Field(None, max_length=400)
+    sd: list[float] | None = Field(None, max_length=400)
+    weights: list[float] | None = Field(None, max_length=200_000)
+    epochs: int = Field(1, ge=1, le=100)
+    lr: float = Field(0.1, gt=0, le=100)
+    batch_size: int = Field(0, ge=0, le=1_000_000, description="0: full batch")
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    mu: float = Field(0.0, ge=0, le=100, description="FedProx's proximal weight")
+    seed: int = Field(0, ge=0, lt=2**63, description="The coordinator's, for the local shuffles")
 
 
 @dataclass
@@ -551,6 +593,130 @@ def _pca(params: PcaParams, data: NodeData, limits: AnalysisRules) -> StepResult
     return StepResult(checks, n, len(frame) - n, plain={"kept": list(components.columns)})
 
 
+@dataclass
+class _LearningRows:
+    frame: pd.DataFrame  # kept so that its id is not reused while this is cached
+    people: int
+    dropped: int
+    columns: list[str]
+    x: np.ndarray  # features, unstandardised (NaN: a missing dosage)
+    y: np.ndarray
+    test: np.ndarray  # held-out rows
+
+
+_LEARNING: OrderedDict[tuple, _LearningRows] = OrderedDict()
+
+
+def _learning_rows(params: LearnParams, data: NodeData) -> _LearningRows:
+    """The complete rows' features and target (kept for the last few models: a training
+    job asks for the same ones every round)."""
+    names = {params.target, *params.features}
+    frame = data.frame(names)
+    levels = tuple(sorted((k, tuple(v)) for k, v in params.levels.items()))
+    key = (id(frame), params.target, tuple(params.features), tuple(params.variants),
+           tuple(params.pgs), levels)  # fmt: skip
+    with _MODELS_LOCK:
+        cached = _LEARNING.get(key)
+        if cached is not None and cached.frame is frame:
+            _LEARNING.move_to_end(key)
+            return cached
+    rows = _complete(frame, names)
+    genotyped = bool(params.variants or params.pgs)
+    if genotyped:
+        rows = _genotyped_rows(rows, data)
+    formula = f"{params.target} ~ {' + '.join(params.features) or '1'}"
+    built = design.design(formula, rows, params.levels)
+    keep = [i for i, c in enumerate(built.columns) if c != "Intercept"]  # the model has a bias
+    x, columns = built.x[:, keep], [built.columns[i] for i in keep]
+    if genotyped:
+        wanted = list(dict.fromkeys([*params.variants, *(v for v, _ in params.pgs)]))
+        found = data.variants(None, wanted).drop_duplicates("variant_id").set_index("variant_id")
+        absent = [v for v in wanted if v not in found.index]
+        if absent:
+            raise QueryError(f"{len(absent)} variant(s) are not here: {absent[:3]}")
+        g = np.concatenate([b for _, b in data.dosages(found.loc[wanted].reset_index(),
+                                                         rows.index)], axis=1)  # fmt: skip
+        position = {v: i for i, v in enumerate(wanted)}
+        x = np.column_stack([x, g[:, [position[v] for v in params.variants]]])
+        columns += params.variants
+        if params.pgs:
+            pgs = g[:, [position[v] for v, _ in params.pgs]]
+            # a missing dosage counts as the variant's mean dosage here, as plink2 --score
+            pgs = np.where(np.isnan(pgs), np.nanmean(pgs, axis=0), pgs)
+            x = np.column_stack([x, np.nan_to_num(pgs) @ np.array([w for _, w in params.pgs])])
+            columns.append("PGS")
+    if not columns:
+        raise QueryError("name at least one feature")
+    glm.check_outcome("binomial", built.y)
+    test = learning_split(rows.index)
+    result = _LearningRows(frame, len(frame), len(frame) - len(rows), columns, x, built.y, test)
+    with _MODELS_LOCK:
+        _LEARNING[key] = result
+        while len(_LEARNING) > 4:
+            _LEARNING.popitem(last=False)
+    return result
+
+
+def learning_split(ids: pd.Index) -> np.ndarray:
+    from genofed.analysis import learning  # torch: only where a model is trained
+
+    return learning.held_out(ids.astype(str))
+
+
+def _learn(params: LearnParams, data: NodeData, limits: AnalysisRules) -> StepResult:
+    from genofed.analysis import learning  # torch: only where a model is trained
+
+    if params.step == "levels":
+        names = {params.target, *params.features}
+        rows = _complete(data.frame(names), names)
+        levels = design.categorical_levels(rows, set(params.features))
+        checks = [*_subsets(len(rows), len(rows), limits),
+                  *_level_checks(rows, sorted(levels), limits)]  # fmt: skip
+        return StepResult(checks, len(rows), 0, plain={"levels": levels})
+    rows = _learning_rows(params, data)
+    train, test = ~rows.test, rows.test
+    n = int(train.sum())
+    checks = [
+        rules.enough_observations(n, limits),
+        *_subsets(rows.people, len(rows.y), limits),
+        rules.outcome_levels(rows.y[train], limits),
+        rules.outcome_levels(rows.y[test], limits, "this node's held-out rows"),
+    ]
+    plain = {"columns": rows.columns, "train": n, "test": int(test.sum())}
+    if params.step == "moments":
+        vector = learning.moments_part(rows.x[train], rows.y[train])
+        return StepResult(checks, n, rows.dropped, plain=plain, vector=vector)
+    if params.mean is None or params.sd is None or params.weights is None:
+        raise QueryError("a training round needs the pooled scaling and the weights")
+    if len(params.mean) != len(rows.columns) or len(params.sd) != len(rows.columns):
+        raise QueryError(
+            f"the scaling has {len(params.mean)} values for {len(rows.columns)} features"
+        )
+    spec = learning.ModelSpec(params.model, len(rows.columns), params.hidden)
+    weights = np.asarray(params.weights, dtype=np.float64)
+    if len(weights) != spec.size():
+        raise QueryError(f"{len(weights)} weights for a model of {spec.size()}")
+    x = learning.Scaling(params.mean, params.sd).apply(rows.x)
+    y = np.asarray(rows.y, dtype=np.float64)
+    evaluation = learning.evaluation_part(spec, weights, (x[train], y[train]), (x[test], y[test]))
+    if params.step == "evaluate":
+        return StepResult(checks, n, rows.dropped, plain=plain, vector=evaluation)
+    used = data.training_round(limits.max_training_rounds) if all(c.passed for c in checks) else 0
+    checks.append(rules.RuleCheck(
+        "max_training_rounds", used is not None,
+        f"training round {used} of at most {limits.max_training_rounds} for this dataset"
+        if used is not None else
+        f"this dataset's budget of {limits.max_training_rounds} training rounds is spent",
+    ))  # fmt: skip
+    if used is None:
+        return StepResult(checks, n, rows.dropped)
+    training = learning.LocalTraining(params.epochs, params.lr, params.batch_size,
+                                      params.optimizer, params.mu)  # fmt: skip
+    update = learning.train_part(spec, weights, x[train], y[train], training, params.seed)
+    return StepResult(checks, n, rows.dropped, plain=plain,
+                      vector=np.concatenate([evaluation, update]))  # fmt: skip
+
+
 CATALOGUE: dict[str, Analysis] = {
     a.name: a
     for a in (
@@ -585,6 +751,14 @@ CATALOGUE: dict[str, Analysis] = {
             PcaParams,
             ("min_n", "nfilter.subset", "min_mac"),
             _pca,
+        ),
+        Analysis(
+            "learn",
+            "1.0.0",
+            "Federated learning: a logistic model or an MLP trained at the nodes, updates summed",
+            LearnParams,
+            ("min_n", "nfilter.subset", "nfilter.tab", "max_training_rounds"),
+            _learn,
         ),
         Analysis(
             "table",

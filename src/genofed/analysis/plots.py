@@ -77,3 +77,22 @@ def _save(figure, out: Path) -> list[Path]:  # noqa: ANN001 - matplotlib's types
     for path in paths:
         figure.savefig(path)
     return paths
+
+
+def training_curve(curve: list[dict], title: str, out: Path) -> list[Path]:
+    """The loss (training and held-out rows) and the held-out AUC of the model each round
+    was given."""
+    figure = _figure()
+    loss, auc = figure.subplots(1, 2)
+    rounds = [c["round"] for c in curve]
+    loss.plot(rounds, [c["lossTrain"] for c in curve], color="#1d3b5f", label="training rows")
+    loss.plot(rounds, [c["lossTest"] for c in curve], color="#b42318", label="held-out rows")
+    loss.set_xlabel("round")
+    loss.set_ylabel("log-loss")
+    loss.legend(frameon=False)
+    auc.plot(rounds, [c["auc"] for c in curve], color="#1d3b5f")
+    auc.set_xlabel("round")
+    auc.set_ylabel("held-out AUC")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, out)

@@ -53,7 +53,9 @@ def parameters_per_observation(p: int, n: int, rules: AnalysisRules) -> RuleChec
     )
 
 
-def outcome_levels(y: np.ndarray, rules: AnalysisRules) -> RuleCheck:
+def outcome_levels(
+    y: np.ndarray, rules: AnalysisRules, where: str = "this node's rows"
+) -> RuleCheck:
     """Both levels of a binomial outcome at least nfilter.tab times at this node."""
     cases = int(np.sum(y == 1))
     controls = int(np.sum(y == 0))
@@ -61,9 +63,9 @@ def outcome_levels(y: np.ndarray, rules: AnalysisRules) -> RuleCheck:
     return RuleCheck(
         "nfilter.tab",
         ok,
-        "both outcome levels are frequent enough"
+        f"both outcome levels are frequent enough in {where}"
         if ok
-        else f"an outcome level occurs fewer than {rules.nfilter_tab} times at this node",
+        else f"an outcome level occurs fewer than {rules.nfilter_tab} times in {where}",
     )
 
 

@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
+import io
 import json
+import logging
+import math
 import os
+import random
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +52,7 @@ _FINISHED = ("succeeded", "failed", "cancelled")
 # hub and the others exchange the shares and masks of another. Measured at 15,000 people
 # x 100,000 variants over three node processes on two cores (bench/bench_gwas.py).
 ROUNDS_IN_FLIGHT = 3
+LearningStrategy = Literal["fedavg", "fedprox", "fedadam", "fedyogi"]
 
 PCA_CANDIDATES = 20_000  # variants a PCA starts from at most (a node step names them all)
 
@@ -74,7 +81,7 @@ class AnalysisRequest(BaseModel):
     """``POST /hub/analyses``."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["glm", "describe", "table", "gwas", "pca"]
+    kind: Literal["glm", "describe", "table", "gwas", "pca", "learn"]
     formula: str | None = Field(None, max_length=1000, examples=["case ~ age + sex + bmi"])
     family: glm.Family = "gaussian"
     offset: str | None = Field(None, max_length=200, examples=["np.log(exposure)"])
@@ -97,6 +104,32 @@ class AnalysisRequest(BaseModel):
     ld_window: int = Field(50, ge=2, le=100, description="pca: the pruning window, in variants")
     model: Literal["linear", "logistic"] = Field(
         "linear", description="gwas: linear (quantitative), logistic (binary: score test)"
+    )
+    target: str | None = Field(None, description="learn: the binary (0/1) variable to predict")
+    features: list[str] = Field(
+        default_factory=list, max_length=100, description="learn: clinical variables, PCs"
+    )
+    variants: list[str] = Field(
+        default_factory=list, max_length=200, description="learn: variants (chrom-pos-ref-alt)"
+    )
+    pgs: list[tuple[str, float]] = Field(
+        default_factory=list, max_length=20_000, description="learn: a polygenic score's weights"
+    )
+    learner: Literal["logistic", "mlp"] = Field("logistic", description="learn: the model")
+    hidden: int = Field(16, ge=1, le=256, description="learn: the MLP's hidden units")
+    strategy: LearningStrategy = Field("fedavg", description="learn: the server's strategy")
+    rounds: int = Field(20, ge=1, le=1000, description="learn: training rounds")
+    local_epochs: int = Field(1, ge=1, le=100, description="learn: epochs at a node per round")
+    lr: float = Field(0.1, gt=0, le=100, description="learn: the nodes' learning rate")
+    batch_size: int = Field(0, ge=0, le=1_000_000, description="learn: 0 for the full batch")
+    local_optimizer: Literal["sgd", "adam"] = Field("sgd", description="learn: at the nodes")
+    mu: float | None = Field(None, ge=0, le=100, description="learn: FedProx's μ (0.01)")
+    server_lr: float | None = Field(
+        None, gt=0, le=100, description="learn: 1 for FedAvg/FedProx, 0.1 for FedAdam/FedYogi"
+    )
+    fraction: float = Field(1.0, gt=0, le=1, description="learn: the share of nodes per round")
+    round_deadline_s: float = Field(
+        120.0, gt=0, le=3600, description="learn: a node later than this sits the round out"
     )
     cohort: str | None = Field(None, description="A saved cohort's id: only its individuals")
     criteria: CohortCriteria | None = Field(None, description="Or the cohort's criteria")
@@ -123,6 +156,10 @@ class AnalysisRequest(BaseModel):
             raise ValueError("a table needs a row variable")
         if self.kind == "gwas" and (not self.phenotypes or not self.region):
             raise ValueError("a gwas needs phenotypes and a region (chrom:start-end)")
+        if self.kind == "learn" and not self.target:
+            raise ValueError("learning needs a target, e.g. 'case'")
+        if self.kind == "learn" and not (self.features or self.variants or self.pgs):
+            raise ValueError("learning needs features (clinical variables, PCs, variants or a PGS)")
         if self.kind == "pca" and not self.region:
             raise ValueError("a pca needs a region (chrom:start-end) to take its variants from")
         if self.region is not None:
@@ -568,6 +605,8 @@ class Coordinator:
             return await self.gwas()
         if self.request.kind == "pca":
             return await self.pca()
+        if self.request.kind == "learn":
+            return await self.learn()
         return await self.table()
 
     def n_per_node(self, round_: Round) -> dict[str, Any]:
@@ -720,6 +759,113 @@ class Coordinator:
             "contributors": summed.contributors,
             "note": "each node keeps its own people's components (variables PC1, PC2...); "
             "no one else sees them",
+        }
+
+    async def learn(self) -> dict[str, Any]:
+        """Federated learning: the features' pooled scaling, then rounds in which the
+        chosen nodes evaluate the current model and send their updates (summed securely),
+        then the final model's evaluation at every node. A node late for a round sits it
+        out; one whose rules refuse (its budget of rounds spent) is left out after."""
+        from genofed.analysis import learning  # torch: only where a model is trained
+
+        request = self.request
+        model = {"target": request.target, "features": request.features,
+                 "variants": request.variants, "pgs": request.pgs}  # fmt: skip
+        levels = await self.levels("learn", model) if request.features else {}
+        base = {**self.base("learn")}
+        moments = await self.summed("moments", {**base, "params": {
+            **model, "step": "moments", "levels": levels}}, 0)  # fmt: skip
+        columns = _agreed_columns(moments)
+        total = decoded(moments)
+        scaling = learning.Scaling.from_moments(total, columns)
+        spec = learning.ModelSpec(request.learner, len(columns), request.hidden)
+        strategy = request.strategy
+        optimiser = learning.ServerOptimiser(strategy, request.server_lr or (
+            0.1 if strategy in ("fedadam", "fedyogi") else 1.0))  # fmt: skip
+        mu = request.mu if request.mu is not None else (0.01 if strategy == "fedprox" else 0.0)
+        state = learning.ServerState(learning.initial_weights(spec, secrets.randbits(32)).tolist())
+        size = spec.size()
+        fixed = {**model, "levels": levels, "model": request.learner, "hidden": request.hidden,
+                 "mean": scaling.mean, "sd": scaling.sd}  # fmt: skip
+        training = {"epochs": request.local_epochs, "lr": request.lr,
+                    "batch_size": request.batch_size, "optimizer": request.local_optimizer,
+                    "mu": mu}  # fmt: skip
+        curve: list[dict[str, Any]] = []
+        taking_part: list[dict[str, Any]] = []
+        for round_no in range(1, request.rounds + 1):
+            chosen = _chosen(self.members, request.fraction)
+            params = {**fixed, **training, "step": "round", "weights": state.weights,
+                      "seed": secrets.randbits(63)}  # fmt: skip
+            result = await secure_round(
+                self.client, chosen, {**base, "params": params}, self.job.id, round_no,
+                request.round_deadline_s,
+            )  # fmt: skip
+            self.record("round", round_no, result.statuses)
+            refused = {n for n, s in result.statuses.items() if s.get("status") == "withheld"}
+            self.exclude(result.statuses, {m.hub.name for m in self.members} - refused)
+            left_out = {n: str(s.get("detail") or s.get("status")) for n, s in
+                        result.statuses.items() if n not in result.contributors}  # fmt: skip
+            taking_part.append({"round": round_no, "nodes": result.contributors,
+                                "leftOut": left_out})  # fmt: skip
+            if result.total is not None:
+                total = decoded(result)
+                evaluation = learning.Evaluation.from_total(total[: learning.EVALUATION_LENGTH])
+                delta, _ = learning.average_update(total[learning.EVALUATION_LENGTH :], size)
+                curve.append(_curve_point(round_no - 1, evaluation, result.contributors))
+                state = learning.server_step(state, delta, optimiser)
+            self.job.progress = {"done": round_no, "total": request.rounds}
+            self.save(f"round {round_no} of {request.rounds}: "
+                      + (f"loss {curve[-1]['lossTest']:.4f}, AUC {curve[-1]['auc']:.4f}"
+                         if curve else "no sum"))  # fmt: skip
+            if not self.members:
+                raise QueryError("every node left the training (see each node's status)")
+        if not curve:
+            raise QueryError("no round of training completed (see each node's status)")
+        final_params = {**fixed, "step": "evaluate", "weights": state.weights}
+        final = await self.summed("evaluate", {**base, "params": final_params}, request.rounds + 1)
+        evaluation = learning.Evaluation.from_total(decoded(final))
+        curve.append(_curve_point(state.rounds, evaluation, final.contributors))
+        weights = np.asarray(state.weights)
+        files = self.store.files(self.job.id)
+        files.mkdir(parents=True, exist_ok=True)
+        card = {
+            "model": request.learner,
+            "hidden": request.hidden if request.learner == "mlp" else None,
+            "target": request.target,
+            "features": columns,
+            "scaling": {"mean": scaling.mean, "sd": scaling.sd},
+            "strategy": strategy,
+            "serverOptimiser": asdict(optimiser),
+            "localTraining": training,
+            "rounds": request.rounds,
+            "roundsWithASum": len(curve) - 1,
+            "fraction": request.fraction,
+            "participation": taking_part,
+            "rowsPerNode": self.n_per_node(moments),
+            "evaluation": evaluation.to_dict(),
+            "membershipInference": {
+                "attack": "loss threshold: a row with a lower loss is guessed to be a training row",
+                "auc": evaluation.membership_auc,
+                "note": "0.5 is a guess; higher means the model tells its training rows apart",
+            },
+            "precision": _learning_precision(len(self.members)),
+            "heldOut": f"{learning.HOLDOUT:.0%} of each node's rows, chosen by a hash of the "
+            "individual's id",
+            "missing": "a missing dosage is the pooled mean (0 after standardising)",
+        }
+        if request.learner == "logistic":
+            card["coefficients"] = learning.coefficients(weights, scaling, columns)
+        written = _write_model(files, spec, weights, scaling, card, curve)
+        return {
+            "kind": "learn",
+            **{k: card[k] for k in ("model", "target", "features", "strategy", "rounds")},
+            "curve": curve,
+            "evaluation": evaluation.to_dict(),
+            "coefficients": card.get("coefficients"),
+            "weights": state.weights,
+            "modelCard": card,
+            "files": sorted(p.name for p in written),
+            "contributors": final.contributors,
         }
 
     async def firth_hits(
@@ -921,6 +1067,64 @@ async def _pca_variants(coordinator: Coordinator) -> list[str]:
         picks = np.linspace(0, len(variants) - 1, PCA_CANDIDATES).round().astype(int)
         variants = [variants[i] for i in picks]
     return variants
+
+
+def _agreed_columns(round_: Round) -> list[str]:
+    """The features every node built, which must be the same columns."""
+    columns = {tuple(r["plain"]["columns"]) for r in round_.results.values()}
+    if len(columns) != 1:
+        raise QueryError(f"the nodes built different features: {sorted(columns)}")
+    return list(columns.pop())
+
+
+def _chosen(members: list[Member], fraction: float) -> list[Member]:
+    """The nodes of a round: a random ``fraction`` of them (at least one)."""
+    if fraction >= 1:
+        return list(members)
+    k = max(1, math.ceil(fraction * len(members)))
+    return sorted(random.SystemRandom().sample(members, k), key=lambda m: m.name)
+
+
+def _curve_point(trained: int, evaluation: Any, nodes: list[str]) -> dict[str, Any]:
+    """The evaluation of the model after ``trained`` rounds, by the nodes that sent it."""
+    return {"round": trained, "lossTrain": evaluation.loss_train,
+            "lossTest": evaluation.loss_test, "auc": evaluation.auc,
+            "membershipAuc": evaluation.membership_auc, "nodes": nodes}  # fmt: skip
+
+
+def _learning_precision(nodes: int) -> dict[str, Any]:
+    """What the fixed-point encoding of the secure sums costs: every value a node sends
+    is rounded to a multiple of 2^-32, so a sum of n nodes is off by at most n/2^33."""
+    return {"fracBits": 32, "maxAbsErrorPerSum": nodes * 2.0**-33,
+            "note": "each summed value (a node's weighted update, its row count) is exact "
+            "to this bound; the average update divides it by the rows that trained"}  # fmt: skip
+
+
+def _write_model(files: Path, spec: Any, weights: np.ndarray, scaling: Any, card: dict,
+                 curve: list[dict[str, Any]]) -> list[Path]:  # fmt: skip
+    """The model as a PyTorch state dict and as ONNX (both on unstandardised features,
+    output the logit), its card (JSON), its training curve (TSV, PNG, SVG)."""
+    import torch
+
+    from genofed.analysis import learning
+
+    module = learning.released(spec, weights, scaling)
+    state, onnx = files / "model.pt", files / "model.onnx"
+    torch.save(module.state_dict(), state)
+    example = torch.zeros((2, spec.inputs), dtype=torch.float64)
+    # the exporter prints its progress, logs what it skips, warns of its own deprecations
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(onnx), input_names=["features"],
+                          output_names=["logit"], external_data=False,
+                          dynamic_shapes=({0: torch.export.Dim("rows")},))  # fmt: skip
+    card_path = files / "model-card.json"
+    card_path.write_text(json.dumps(card, indent=1))
+    table = files / "curve.tsv"
+    pd.DataFrame(curve).drop(columns=["nodes"]).to_csv(table, sep="\t", index=False)
+    title = f"{card['model']} by {card['strategy']}: {card['target']}"
+    return [state, onnx, card_path, table, *plots.training_curve(curve, title, files / "curve")]
 
 
 def _variant_columns(block: list[str], alt_freq: np.ndarray) -> dict[str, Any]:

@@ -18,6 +18,7 @@ round.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 import re
@@ -144,6 +145,23 @@ class TaskData:
         temporary = path.with_suffix(".tmp")
         components.rename_axis("individual_id").to_parquet(temporary)
         os.replace(temporary, path)
+
+    def training_round(self, limit: int) -> int | None:
+        # one count per dataset in a small file, under a lock: server workers share it
+        path = self.tasks.runtime.node.state_dir / "training-rounds" / f"{self.reader.dataset_id}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            used = int(handle.read().strip() or 0)
+            if used >= limit:
+                return None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(used + 1))
+            handle.flush()
+            os.fsync(handle.fileno())
+            return used + 1
 
     def _columns(self, individuals: pd.Index) -> tuple[np.ndarray, int]:
         """The genotype-matrix column of each individual, and how many columns there are."""
