@@ -801,10 +801,17 @@ class Coordinator:
                 request.round_deadline_s,
             )  # fmt: skip
             self.record("round", round_no, result.statuses)
-            refused = {n for n, s in result.statuses.items() if s.get("status") == "withheld"}
-            self.exclude(result.statuses, {m.hub.name for m in self.members} - refused)
-            left_out = {n: str(s.get("detail") or s.get("status")) for n, s in
-                        result.statuses.items() if n not in result.contributors}  # fmt: skip
+            # a node late for this round sits it out; one that refused (its rules) or
+            # failed (unreachable, an error) is left out of the rounds after it too
+            gone = {n for n, s in result.statuses.items()
+                    if s.get("status") in ("withheld", "error", "unauthorised")}  # fmt: skip
+            self.exclude(result.statuses, {m.hub.name for m in self.members} - gone)
+            left_out = {n: f"left out at an earlier step: {why}"
+                        for n, why in self.job.excluded.items()}  # fmt: skip
+            left_out.update({n: str(s.get("detail") or s.get("status")) for n, s in
+                             result.statuses.items() if n not in result.contributors})  # fmt: skip
+            left_out.update({m.hub.name: "not chosen for this round" for m in self.members
+                             if m not in chosen})  # fmt: skip
             taking_part.append({"round": round_no, "nodes": result.contributors,
                                 "leftOut": left_out})  # fmt: skip
             if result.total is not None:
