@@ -4,6 +4,7 @@ three nodes and a hub; the references are trained on the pooled rows in the test
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -13,12 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+import torch
 
 from genofed.analysis import learning
 from genofed.config import load_config, save_config
 from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
 from tests.federation import analyse, federation
+from tests.test_cli_input import refused, run
 from tests.test_gwas import _dosages
 from tests.test_gwas_federation import _node, _serve
 from tests.test_learning import exact_auc
@@ -184,6 +187,35 @@ def test_the_hub_receives_only_masked_updates(learn_fed) -> None:
         assert encoded.shape == result.received[name].shape
         assert not np.array_equal(encoded, result.received[name]), name
     np.testing.assert_allclose(decoded(result), expected, rtol=1e-9, atol=1e-8)
+
+
+def test_the_cli_trains_with_a_polygenic_score_and_writes_the_model(learn_fed, tmp_path) -> None:
+    """``genofed learn`` with a PGS from a weights file: the nodes build the score from
+    their dosages; the model, its card and its curve are downloaded to --out."""
+    fed, hub, data = learn_fed["fed"], learn_fed["hub"], learn_fed
+    weights = tmp_path / "score.tsv"
+    weights.write_text(f"ID\tWEIGHT\n{data['variant']}\t0.8\n")
+    env = {"GENOFED_HUB": hub, "GENOFED_TOKEN": fed.access_token()}
+    out = tmp_path / "model"
+    done = run("learn", "--target", "case", "--features", "age,sex,bmi", "--pgs", str(weights),
+               "--table", "traits", "--rounds", "30", "--lr", "2", "--out", str(out),
+               env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "held-out AUC" in done.stdout and "PGS" in done.stdout
+    card = json.loads((out / "model-card.json").read_text())
+    assert card["features"] == ["age", "sex[T.male]", "bmi", "PGS"]
+    # the PGS is 0.8 x the dosage: its coefficient is the dosage's over 0.8
+    with_dosage = analyse(hub, env["GENOFED_TOKEN"], _body(data, rounds=30, lr=2.0), wait_s=300)
+    dosage_coefficient = with_dosage["result"]["coefficients"][data["variant"]]
+    assert card["coefficients"]["PGS"] == pytest.approx(dosage_coefficient / 0.8, rel=1e-9)
+    assert {"model.pt", "model.onnx", "curve.png", "curve.svg", "curve.tsv"} <= {
+        p.name for p in out.iterdir()}  # fmt: skip
+    state = torch.load(out / "model.pt")
+    assert state["1.weight"].shape == (1, 4) and list(state["0.mean"].shape) == [4]
+
+    weights.write_text("ID\tWEIGHT\nrs123\tlots\n")
+    refused(run("learn", "--target", "case", "--features", "age", "--pgs", str(weights),
+                "--out", str(out), env=env), "row 1", "22-16050075-A-G")  # fmt: skip
 
 
 def test_a_node_killed_mid_training_is_left_out_and_training_completes(learn_fed) -> None:

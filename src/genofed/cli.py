@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from genofed._exceptions import GenofedError
-from genofed.cli_analyses import glm, gwas, pca_command, stats
+from genofed.cli_analyses import glm, gwas, learn, pca_command, stats
 from genofed.cli_analysis import own_key_text, peer_app
 from genofed.cli_governance import audit_app, dac_app, guard_app, node_trust, passport_app
 from genofed.cli_output import console, fail, warn
@@ -64,6 +64,7 @@ app.command("glm")(glm)
 app.command("stats")(stats)
 app.command("gwas")(gwas)
 app.command("pca")(pca_command)
+app.command("learn")(learn)
 app.add_typer(passport_app, name="passport")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dac_app, name="dac")

@@ -1,5 +1,5 @@
-"""``genofed glm`` and ``genofed stats``: federated analyses run by a hub, shown as R shows
-them.
+"""``genofed glm``, ``stats``, ``gwas``, ``pca`` and ``learn``: federated analyses run by
+a hub, shown as R and plink2 show them.
 
 The hub is ``--hub`` or ``$GENOFED_HUB``; the token (``--token`` or ``$GENOFED_TOKEN``) is
 needed: nodes run analyses for callers they know. Progress (each round, each node) goes
@@ -9,11 +9,14 @@ to stderr, the result to stdout (``--json`` for the whole job as JSON).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -56,12 +59,13 @@ def run_analysis(
         while True:
             rounds = job.get("rounds") or []
             for entry in rounds[shown:]:
-                if show is not None and entry["step"] != "block":  # blocks: the bar
+                if show is not None and entry["step"] not in ("block", "round"):  # the bar's
                     show.print(_round_line(entry))
             shown = len(rounds)
             progress = job.get("progress")
             if progress and blocks is None:
-                blocks = bar.add_task("variant blocks", total=progress["total"])
+                unit = "training rounds" if body["kind"] == "learn" else "variant blocks"
+                blocks = bar.add_task(unit, total=progress["total"])
             if progress and blocks is not None:
                 bar.update(blocks, completed=progress["done"])
             if job["state"] not in ("queued", "running"):
@@ -318,6 +322,18 @@ def gwas(
             "min_mac": min_mac,
             "covariates": [c.strip() for c in covariates.split(",") if c.strip()],
             "node_deadline_s": node_deadline, **_scope(cohort, datasets, table)}  # fmt: skip
+    _run_to_files(hub, token, body, out_dir, as_json, print_gwas)
+
+
+def _run_to_files(
+    hub: str,
+    token: str | None,
+    body: dict[str, Any],
+    out_dir: Path,
+    as_json: bool,
+    show: Callable[[dict[str, Any], Console], None],
+) -> None:
+    """Run the analysis, download its files to ``out_dir`` and print its result."""
     try:
         job = run_analysis(hub, token, body)
         result = _finished(job)
@@ -330,8 +346,130 @@ def gwas(
     if as_json:
         out.print_json(json.dumps(job))
         return
-    print_gwas(result, out)
+    show(result, out)
     console.print(f"wrote {len(result['files'])} files to {out_dir}")
+
+
+_VARIANT_ID = re.compile(r"^[0-9XYMT]{1,2}-[0-9]+-[ACGTN]+-[ACGTN*]+$")
+
+
+def _pgs_weights(path: Path) -> list[tuple[str, float]]:
+    """A polygenic score's weights: a TSV of variant id (chrom-pos-ref-alt) and weight,
+    with or without a header."""
+    try:
+        frame = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
+    except (OSError, ValueError) as exc:
+        raise GenofedError(f"cannot read the PGS weights {path}: {exc}") from None
+    if frame.shape[1] < 2:
+        raise GenofedError(f"{path}: two tab-separated columns are needed, variant id and weight")
+    if not _VARIANT_ID.match(str(frame.iat[0, 0])):
+        frame = frame.iloc[1:]  # a header
+    weights = []
+    for number, (variant, weight) in enumerate(frame.iloc[:, :2].itertuples(index=False), 1):
+        try:
+            value = float(weight)
+        except ValueError:
+            value = float("nan")
+        if not _VARIANT_ID.match(str(variant)) or not np.isfinite(value):
+            raise GenofedError(
+                f"{path}, row {number}: expected a variant id like 22-16050075-A-G and a "
+                f"number, not {variant!r}, {weight!r}"
+            )
+        weights.append((str(variant), value))
+    if not weights:
+        raise GenofedError(f"{path} holds no weights")
+    return weights
+
+
+def print_learning(result: dict[str, Any], show: Console) -> None:
+    curve = result["curve"]
+    table = Table(title=f"{result['model']} by {result['strategy']}: {result['target']} "
+                  f"({len(curve) - 1} rounds with a sum)", title_justify="left", box=None,
+                  padding=(0, 1), pad_edge=False)  # fmt: skip
+    for column in ("round", "training loss", "held-out loss", "held-out AUC", "nodes"):
+        table.add_column(column, justify="left" if column == "nodes" else "right")
+    step = max(1, len(curve) // 10)
+    for point in [*curve[:-1:step], curve[-1]]:
+        table.add_row(str(point["round"]), f"{point['lossTrain']:.4f}",
+                      f"{point['lossTest']:.4f}", f"{point['auc']:.4f}",
+                      ", ".join(point["nodes"]))  # fmt: skip
+    show.print(table)
+    evaluation = result["evaluation"]
+    show.print(
+        f"held out: {evaluation['n_test']:,} rows (trained on {evaluation['n_train']:,}); "
+        f"AUC {evaluation['auc']:.4f}; membership-inference AUC "
+        f"{evaluation['membership_auc']:.4f} (0.5: training rows not told apart)"
+    )
+    if result.get("coefficients"):
+        coefficients = Table(title="coefficients (per unit of each feature)", box=None,
+                             title_justify="left", padding=(0, 1), pad_edge=False)  # fmt: skip
+        coefficients.add_column("term")
+        coefficients.add_column("estimate", justify="right")
+        for name, value in result["coefficients"].items():
+            coefficients.add_row(name, _number(value))
+        show.print(coefficients)
+
+
+def learn(
+    target: Annotated[str, typer.Option(help="The binary (0/1) variable to predict")],
+    features: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: clinical variables, PCs, and variants as "
+            "chrom-pos-ref-alt (their ALT dosages): age,sex,PC1,22-16050075-A-G"
+        ),
+    ],  # fmt: skip
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the model and its card go")],
+    model: Annotated[str, typer.Option(help="logistic or mlp (one hidden layer)")] = "logistic",
+    strategy: Annotated[str, typer.Option(help="fedavg, fedprox, fedadam or fedyogi")] = "fedavg",
+    rounds: Annotated[int, typer.Option(help="Training rounds")] = 20,
+    local_epochs: Annotated[int, typer.Option(help="Epochs at each node per round")] = 1,
+    lr: Annotated[float, typer.Option(help="The nodes' learning rate")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="Rows per local step; 0: all of them")] = 0,
+    local_optimizer: Annotated[str, typer.Option(help="sgd or adam, at the nodes")] = "sgd",
+    hidden: Annotated[int, typer.Option(help="The MLP's hidden units")] = 16,
+    fraction: Annotated[float, typer.Option(help="The share of nodes asked each round")] = 1.0,
+    pgs: Annotated[
+        Path | None,
+        typer.Option(help="A polygenic score as a feature: a TSV of variant id and weight"),
+    ] = None,
+    cohort: Cohort = None,
+    datasets: Datasets = None,
+    table: TableName = None,
+    hub: Hub = "http://127.0.0.1:8700",
+    token: Token = None,
+    round_deadline: Annotated[
+        float, typer.Option(help="Seconds a node has each round; a later one sits it out")
+    ] = 120.0,
+    as_json: AsJson = False,
+) -> None:
+    """Train a model across the hub's nodes without moving a row: each round the nodes
+    train the current model on their own rows and send their updates into a secure sum
+    (the hub sees only the sum), and evaluate it on their held-out rows (a fifth of each
+    node's, by a hash of the individual's id). Writes the model (PyTorch state dict and
+    ONNX, on unstandardised features), its card and its training curve to --out.
+
+    Examples:
+
+        genofed learn --target case --features age,sex,bmi --rounds 50 --lr 2 --out model/
+
+        genofed learn --target case --features age,sex,PC1,PC2 --model mlp --strategy fedadam \\
+            --local-optimizer adam --lr 0.005 --batch-size 32 --out mlp/
+    """
+    if model not in ("logistic", "mlp"):
+        raise fail(GenofedError("--model is logistic or mlp"))
+    names = [f.strip() for f in features.split(",") if f.strip()]
+    try:
+        weights = _pgs_weights(pgs) if pgs is not None else []
+    except GenofedError as err:
+        raise fail(err) from None
+    body = {"kind": "learn", "target": target, "learner": model, "strategy": strategy,
+            "features": [n for n in names if not _VARIANT_ID.match(n)],
+            "variants": [n for n in names if _VARIANT_ID.match(n)], "pgs": weights,
+            "rounds": rounds, "local_epochs": local_epochs, "lr": lr, "batch_size": batch_size,
+            "local_optimizer": local_optimizer, "hidden": hidden, "fraction": fraction,
+            "round_deadline_s": round_deadline, **_scope(cohort, datasets, table)}  # fmt: skip
+    _run_to_files(hub, token, body, out_dir, as_json, print_learning)
 
 
 def pca_command(
