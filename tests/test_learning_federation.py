@@ -58,7 +58,11 @@ def learn_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         variant = f"{chrom.removeprefix('chr')}-{pos}-{ref}-{alt}"
         pooled = pd.DataFrame({"age": clinical["age"].to_numpy(), "male": male, "bmi": bmi,
                                variant: g[:, common], "case": case}, index=samples)  # fmt: skip
-        yield {"fed": fed, "hub": fed.start_hub(), "pooled": pooled, "variant": variant}
+        frequent = np.flatnonzero((g.mean(axis=0) > 0.2) & (g.mean(axis=0) < 1.8))[:40]
+        many = [f"{c.removeprefix('chr')}-{p}-{r}-{a}" for c, p, _, r, a in
+                (sites[i] for i in frequent)]  # fmt: skip
+        yield {"fed": fed, "hub": fed.start_hub(), "pooled": pooled, "variant": variant,
+               "many": many}  # fmt: skip
 
 
 def _body(data: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -216,6 +220,37 @@ def test_the_cli_trains_with_a_polygenic_score_and_writes_the_model(learn_fed, t
     weights.write_text("ID\tWEIGHT\nrs123\tlots\n")
     refused(run("learn", "--target", "case", "--features", "age", "--pgs", str(weights),
                 "--out", str(out), env=env), "row 1", "22-16050075-A-G")  # fmt: skip
+
+
+def test_differential_privacy_costs_auc_and_blunts_the_membership_attack(learn_fed) -> None:
+    """An MLP on 40 variants and the clinical features overfits its training rows; with
+    ε = 8 (clipped updates, the nodes' Gaussian noise) the membership-inference AUC is
+    lower, the AUC it costs is reported, and ε is Opacus' own for that noise and rounds."""
+    from opacus.accountants import RDPAccountant
+
+    fed, hub, data = learn_fed["fed"], learn_fed["hub"], learn_fed
+    token = fed.access_token()
+    settings = {"learner": "mlp", "hidden": 64, "rounds": 20, "local_epochs": 10,
+                "batch_size": 32, "local_optimizer": "adam", "lr": 0.01,
+                "variants": data["many"]}  # fmt: skip
+    plain = analyse(hub, token, _body(data, **settings), wait_s=600)
+    private = analyse(hub, token, _body(data, **settings, dp_epsilon=8.0), wait_s=600)
+    for job in (plain, private):
+        assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
+    dp = private["result"]["differentialPrivacy"]
+    assert plain["result"]["differentialPrivacy"] is None
+    accountant = RDPAccountant()
+    for _ in range(dp["rounds"]):
+        accountant.step(noise_multiplier=dp["noiseMultiplier"], sample_rate=dp["sampleRate"])
+    assert dp["epsilon"] == pytest.approx(accountant.get_epsilon(dp["delta"]), rel=1e-12)
+    assert 7.9 < dp["epsilon"] <= 8.0 and dp["delta"] == 1e-5 and dp["sampleRate"] == 1
+    without, with_dp = plain["result"]["evaluation"], private["result"]["evaluation"]
+    print(
+        f"AUC {without['auc']:.4f} -> {with_dp['auc']:.4f} with ε=8; membership AUC "
+        f"{without['membership_auc']:.4f} -> {with_dp['membership_auc']:.4f}"
+    )
+    assert without["membership_auc"] > 0.55  # the plain model tells its training rows apart
+    assert with_dp["membership_auc"] < without["membership_auc"] - 0.03
 
 
 def test_a_node_killed_mid_training_is_left_out_and_training_completes(learn_fed) -> None:

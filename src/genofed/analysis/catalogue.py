@@ -217,6 +217,10 @@ class LearnParams(BaseModel):
     optimizer: Literal["sgd", "adam"] = "sgd"
     mu: float = Field(0.0, ge=0, le=100, description="FedProx's proximal weight")
     seed: int = Field(0, ge=0, lt=2**63, description="The coordinator's, for the local shuffles")
+    clip: float | None = Field(
+        None, gt=0, le=1e6, description="Differential privacy: the largest norm of an update"
+    )
+    noise_sd: float = Field(0.0, ge=0, le=1e6, description="... and this node's noise share")
 
 
 @dataclass
@@ -712,7 +716,12 @@ def _learn(params: LearnParams, data: NodeData, limits: AnalysisRules) -> StepRe
         return StepResult(checks, n, rows.dropped)
     training = learning.LocalTraining(params.epochs, params.lr, params.batch_size,
                                       params.optimizer, params.mu)  # fmt: skip
-    update = learning.train_part(spec, weights, x[train], y[train], training, params.seed)
+    if params.clip is None:
+        update = learning.train_part(spec, weights, x[train], y[train], training, params.seed)
+    else:
+        privacy = learning.NodePrivacy(params.clip, params.noise_sd)
+        update = learning.private_train_part(spec, weights, x[train], y[train], training,
+                                             params.seed, privacy)  # fmt: skip
     return StepResult(checks, n, rows.dropped, plain=plain,
                       vector=np.concatenate([evaluation, update]))  # fmt: skip
 

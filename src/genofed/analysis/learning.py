@@ -42,8 +42,10 @@ from genofed._exceptions import QueryError
 HOLDOUT = 0.2  # the share of each node's rows held out for evaluation
 SCORE_BINS = 1000  # bins of a predicted probability, for the AUC
 CALIBRATION_BINS = 10
-LOSS_BINS = 400  # bins of a row's log-loss in [0, LOSS_MAX), for the membership audit
-LOSS_MAX = 8.0
+# bins of log10 of a row's log-loss, from 1e-7 to 100, for the membership audit: an
+# overfitted model's training losses are tiny, and bins of equal width would tie them
+LOSS_BINS = 900
+LOSS_RANGE = (-7.0, 2.0)
 
 Kind = Literal["logistic", "mlp"]
 Strategy = Literal["fedavg", "fedprox", "fedadam", "fedyogi"]
@@ -219,6 +221,53 @@ def train_part(
     return np.concatenate([len(y) * update, [len(y)]])
 
 
+def private_train_part(
+    spec: ModelSpec,
+    weights: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    training: LocalTraining,
+    seed: int,
+    privacy: NodePrivacy,
+) -> np.ndarray:
+    """``[clip(wᵢ - w) + noise (P), 1]``: this node's update clipped to norm
+    ``privacy.clip`` and its share of the Gaussian noise (drawn from the operating
+    system's entropy, never from a seed the coordinator chose), unweighted, so that one
+    node changes the sum by at most ``clip`` (DP-FedAvg, McMahan et al. 2018)."""
+    update = local_weights(spec, weights, x, y, training, seed) - np.asarray(weights)
+    norm = float(np.linalg.norm(update))
+    if norm > privacy.clip:
+        update = update * (privacy.clip / norm)
+    noise = np.random.default_rng().normal(0.0, privacy.noise_sd, update.shape)
+    return np.concatenate([update + noise, [1.0]])
+
+
+@dataclass(frozen=True)
+class NodePrivacy:
+    clip: float  # the largest norm of a node's update
+    noise_sd: float  # the standard deviation of this node's share of the noise
+
+
+def noise_multiplier(epsilon: float, delta: float, sample_rate: float, rounds: int) -> float:
+    """The noise (in units of the clip) that makes ``rounds`` rounds (ε, δ)-private,
+    by Opacus' RDP accountant; the unit of privacy is one node's update in a round."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                      sample_rate=sample_rate, steps=rounds,
+                                      accountant="rdp"))  # fmt: skip
+
+
+def epsilon_spent(multiplier: float, sample_rate: float, rounds: int, delta: float) -> float:
+    """The ε of ``rounds`` rounds at this noise, by Opacus' RDP accountant."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    for _ in range(rounds):
+        accountant.step(noise_multiplier=multiplier, sample_rate=sample_rate)
+    return float(accountant.get_epsilon(delta))
+
+
 def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-15, 1 - 1e-15)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
@@ -227,6 +276,12 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _histogram(values: np.ndarray, bins: int, top: float) -> np.ndarray:
     index = np.clip((np.asarray(values) / top * bins).astype(np.int64), 0, bins - 1)
     return np.bincount(index, minlength=bins).astype(np.float64)
+
+
+def _loss_histogram(loss: np.ndarray) -> np.ndarray:
+    low, high = LOSS_RANGE
+    scaled = (np.log10(np.maximum(loss, 10.0**low)) - low) / (high - low)
+    return _histogram(scaled, LOSS_BINS, 1.0)
 
 
 def evaluation_part(
@@ -248,8 +303,8 @@ def evaluation_part(
         np.bincount(calibration_bin, minlength=CALIBRATION_BINS),
         np.bincount(calibration_bin, weights=p_test, minlength=CALIBRATION_BINS),
         np.bincount(calibration_bin, weights=y_test, minlength=CALIBRATION_BINS),
-        _histogram(loss_train, LOSS_BINS, LOSS_MAX),
-        _histogram(loss_test, LOSS_BINS, LOSS_MAX),
+        _loss_histogram(loss_train),
+        _loss_histogram(loss_test),
     ])  # fmt: skip
 
 
@@ -351,7 +406,8 @@ def server_step(state: ServerState, delta: np.ndarray, optimiser: ServerOptimise
 
 
 def average_update(total: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Δ and Σnᵢ from the summed ``train_part``s."""
+    """Δ and Σnᵢ from the summed ``train_part``s (or, with privacy, the mean clipped
+    update and the number of nodes)."""
     total = np.asarray(total, dtype=np.float64)
     n = float(total[size])
     if n <= 0:

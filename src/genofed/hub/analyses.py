@@ -128,6 +128,11 @@ class AnalysisRequest(BaseModel):
         None, gt=0, le=100, description="learn: 1 for FedAvg/FedProx, 0.1 for FedAdam/FedYogi"
     )
     fraction: float = Field(1.0, gt=0, le=1, description="learn: the share of nodes per round")
+    dp_epsilon: float | None = Field(
+        None, gt=0, le=100, description="learn: differential privacy of the updates at this ε"
+    )
+    dp_delta: float = Field(1e-5, gt=0, lt=1, description="learn: ... and this δ")
+    dp_clip: float = Field(1.0, gt=0, le=1e6, description="learn: ... each update's largest norm")
     round_deadline_s: float = Field(
         120.0, gt=0, le=3600, description="learn: a node later than this sits the round out"
     )
@@ -792,10 +797,21 @@ class Coordinator:
                     "mu": mu}  # fmt: skip
         curve: list[dict[str, Any]] = []
         taking_part: list[dict[str, Any]] = []
+        sample_rate = len(_chosen(self.members, request.fraction)) / len(self.members)
+        multiplier = None
+        if request.dp_epsilon is not None:
+            multiplier = learning.noise_multiplier(request.dp_epsilon, request.dp_delta,
+                                                   sample_rate, request.rounds)  # fmt: skip
         for round_no in range(1, request.rounds + 1):
             chosen = _chosen(self.members, request.fraction)
             params = {**fixed, **training, "step": "round", "weights": state.weights,
                       "seed": secrets.randbits(63)}  # fmt: skip
+            if multiplier is not None:
+                # each node adds its share of the noise: a sum of the fewest nodes that can
+                # complete the round has all of it (σ times the clip)
+                fewest = secure_sum.default_threshold(len(chosen))
+                noise_sd = multiplier * request.dp_clip / math.sqrt(fewest)
+                params |= {"clip": request.dp_clip, "noise_sd": noise_sd}
             result = await secure_round(
                 self.client, chosen, {**base, "params": params}, self.job.id, round_no,
                 request.round_deadline_s,
@@ -860,6 +876,21 @@ class Coordinator:
             "individual's id",
             "missing": "a missing dosage is the pooled mean (0 after standardising)",
         }
+        if multiplier is not None:
+            card["differentialPrivacy"] = {
+                "epsilon": learning.epsilon_spent(
+                    multiplier, sample_rate, request.rounds, request.dp_delta
+                ),
+                "delta": request.dp_delta,
+                "noiseMultiplier": multiplier,
+                "clip": request.dp_clip,
+                "sampleRate": sample_rate,
+                "rounds": request.rounds,
+                "accountant": "Opacus RDP",
+                "unit": "one node's update in one round (DP-FedAvg: updates clipped, "
+                "unweighted, Gaussian noise added by the nodes); the evaluation sums are not "
+                "noised",
+            }
         if request.learner == "logistic":
             card["coefficients"] = learning.coefficients(weights, scaling, columns)
         written = _write_model(files, spec, weights, scaling, card, curve)
@@ -869,6 +900,7 @@ class Coordinator:
             "curve": curve,
             "evaluation": evaluation.to_dict(),
             "coefficients": card.get("coefficients"),
+            "differentialPrivacy": card.get("differentialPrivacy"),
             "weights": state.weights,
             "modelCard": card,
             "files": sorted(p.name for p in written),
