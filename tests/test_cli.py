@@ -200,6 +200,8 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     assert re.search(r"│ \d+ variants", out) and re.search(r"│ \d+ people", out), out
     assert not re.search(r"│ \d+ \((imprecise|rounded)\)", out), out
     assert "Federated Data Connect" in out and "female" in out and "male" in out
+    # the last step trains a model at the three institutions
+    assert "7/7" in out and "held-out AUC" in out and "membership-inference AUC" in out
     for site in ("hospital-a", "biobank-b", "national-c"):
         assert (tmp_path / "demo" / "nodes" / site / "catalog.json").exists()
     # every server it started has stopped

@@ -20,6 +20,7 @@ from genofed.analysis import learning
 from genofed.config import load_config, save_config
 from genofed.simulate import simulate_cohort
 from genofed.store.node_dir import NodeDir
+from tests.browser import needs_chromium
 from tests.federation import analyse, federation
 from tests.test_cli_input import refused, run
 from tests.test_gwas import _dosages
@@ -251,6 +252,46 @@ def test_differential_privacy_costs_auc_and_blunts_the_membership_attack(learn_f
     )
     assert without["membership_auc"] > 0.55  # the plain model tells its training rows apart
     assert with_dp["membership_auc"] < without["membership_auc"] - 0.03
+
+
+@needs_chromium
+def test_the_portal_trains_a_model_and_shows_its_curve(learn_fed, browser: Any) -> None:
+    """The analyses panel's learning form: each node's progress, the training curve (the
+    hub's PNG, fetched with the token), the evaluation and coefficients as the hub has
+    them; and the analysis listed to reopen."""
+    fed, hub, data = learn_fed["fed"], learn_fed["hub"], learn_fed
+    token = fed.access_token()
+    page = browser.new_page()
+    page.goto(hub)
+    page.fill("#token", token)
+    page.dispatch_event("#token", "change")
+    page.fill("#learn-target", "case")
+    page.fill("#learn-features", f"age,sex,bmi,{data['variant']}")
+    page.fill("#learn-rounds", "20")
+    page.fill("#learn-lr", "2")
+    page.fill("#learn-table", "traits")
+    page.click("#learn-run")
+    page.wait_for_function(
+        "document.querySelector('#learn-curve')?.naturalWidth > 0 || "
+        "document.querySelector('#learn-error').textContent", timeout=300_000)  # fmt: skip
+    assert not page.inner_text("#learn-error"), page.inner_text("#learn-message")
+    job_id = page.inner_text("#learn-message").split("·")[-1].strip()
+    job = httpx.get(f"{hub}/hub/analyses/{job_id}", headers={"authorization": f"Bearer {token}"},
+                    timeout=30).json()  # fmt: skip
+    assert job["state"] == "succeeded" and job["request"]["variants"] == [data["variant"]]
+    shown = float(page.get_attribute("#learn-summary", "data-auc"))
+    assert shown == pytest.approx(job["result"]["evaluation"]["auc"], rel=1e-12)
+    terms = page.locator("#learn-coefficients tbody tr td:first-child").all_inner_texts()
+    assert terms == list(job["result"]["coefficients"])
+    assert all(name in page.inner_text("#learn-nodes") for name in SPLIT)
+
+    page.reload()
+    page.wait_for_selector(f"#analyses-list button[data-id='{job_id}']", timeout=30_000)
+    assert "case ~ age + sex + bmi" in page.inner_text("#analyses-list")
+    page.click(f"#analyses-list button[data-id='{job_id}']")
+    page.wait_for_function("document.querySelector('#learn-curve')?.naturalWidth > 0",
+                           timeout=30_000)  # fmt: skip
+    page.close()
 
 
 def test_a_node_killed_mid_training_is_left_out_and_training_completes(learn_fed) -> None:

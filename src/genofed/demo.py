@@ -191,6 +191,25 @@ def run_gwas(hub_url: str, token: str, planted: str, console: Console) -> dict[s
     return job
 
 
+def run_learning(hub_url: str, token: str, planted: str, console: Console) -> dict[str, Any]:
+    """A logistic model of seizures on age, sex and the planted variant, trained by FedAvg
+    at the three institutions (each round's updates summed securely). Its training curve
+    is in the portal's Analyses panel."""
+    from genofed.cli_analyses import print_learning, run_analysis
+
+    body = {"kind": "learn", "target": "HP_0001250", "features": ["age", "sex"],
+            "variants": [planted] if planted else [], "rounds": 30, "lr": 2.0}  # fmt: skip
+    features = ",".join(["age", "sex", *body["variants"]])
+    console.print(f"    genofed learn --target HP_0001250 --features {features} --rounds 30 "
+                  f"--lr 2 --hub {hub_url} --out model/")  # fmt: skip
+    job = run_analysis(hub_url, token, body, show=console)
+    if job["state"] != "succeeded":
+        raise GenofedError(f"the demo's training {job['state']}: {job.get('error')}")
+    print_learning(job["result"], console)
+    console.print(f"    its training curve: {hub_url}/ (Analyses) or the job's files")
+    return job
+
+
 def audience(site: Institution) -> str:
     return f"urn:genofed:demo:{site.name}"
 
@@ -657,7 +676,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     keys.create_key(workdir / "broker.json", DEMO_BROKER)
-    console.print("[bold]1/6[/] Simulating and ingesting three institutions (msprime) …")
+    console.print("[bold]1/7[/] Simulating and ingesting three institutions (msprime) …")
     parts = simulate_institutions(workdir, samples, console)
     nodes = {site.name: build_institution(workdir, site, parts[site.name], console)
              for site in INSTITUTIONS}  # fmt: skip
@@ -665,17 +684,17 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
     pin_peers(nodes)
     processes = Processes(workdir / "logs")
     try:
-        console.print("[bold]2/6[/] Starting the broker, three nodes and the hub …")
+        console.print("[bold]2/7[/] Starting the broker, three nodes and the hub …")
         urls, hub_url, _ = start_federation(workdir, nodes, processes, port=port)
         first = urls[INSTITUTIONS[0].name]
         base_url = f"{first}/beacon/v2"
-        console.print(f"[bold]3/6[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
+        console.print(f"[bold]3/7[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
         callers = demo_callers(first, workdir)
         queries = example_queries(planted)
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
         run_data_connect(first, callers, console)
-        console.print(f"[bold]4/6[/] The whole federation, through the hub at {hub_url}")
+        console.print(f"[bold]4/7[/] The whole federation, through the hub at {hub_url}")
         key = keys.load_key(workdir / "broker.json")
         token = broker.access_token(
             key,
@@ -685,10 +704,12 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         )
         (workdir / "token.jwt").write_text(token)
         run_federation(hub_url, token, planted, console)
-        console.print("[bold]5/6[/] A federated GLM across the three institutions (secure sums)")
+        console.print("[bold]5/7[/] A federated GLM across the three institutions (secure sums)")
         run_glm(hub_url, token, console)
-        console.print("[bold]6/6[/] A federated GWAS of seizures across the three institutions")
+        console.print("[bold]6/7[/] A federated GWAS of seizures across the three institutions")
         run_gwas(hub_url, token, planted, console)
+        console.print("[bold]7/7[/] A model of seizures trained across the three institutions")
+        run_learning(hub_url, token, planted, console)
         if serve:
             passport = workdir / "passport.jwt"
             passport.write_text(callers["with a DAC grant"]["Authorization"].split()[1])
@@ -707,6 +728,9 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
                 f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed gwas --hub {hub_url} "
                 "--phenotype HP_0001250 --model logistic --covariates age,sex "
                 f"--region {DEMO_REGION} --out gwas/\n"
+                f"  GENOFED_TOKEN=$(cat {workdir / 'token.jwt'}) genofed learn --hub {hub_url} "
+                f"--target HP_0001250 --features age,sex{',' + planted if planted else ''} "
+                "--rounds 30 --lr 2 --out model/\n"
                 f'  curl -H "Authorization: Bearer $(cat {passport})" '
                 f"'{base_url}/individuals?filters=HP:0001250&requestedGranularity=record'\n"
                 "Press Ctrl-C to stop everything."

@@ -683,8 +683,8 @@ def _learn(params: LearnParams, data: NodeData, limits: AnalysisRules) -> StepRe
     checks = [
         rules.enough_observations(n, limits),
         *_subsets(rows.people, len(rows.y), limits),
-        rules.outcome_levels(rows.y[train], limits),
-        rules.outcome_levels(rows.y[test], limits, "this node's held-out rows"),
+        # the training rows: the held-out ones only go into sums of histograms
+        rules.outcome_levels(rows.y[train], limits, "this node's training rows"),
     ]
     plain = {"columns": rows.columns, "train": n, "test": int(test.sum())}
     if params.step == "moments":

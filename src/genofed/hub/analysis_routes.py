@@ -73,6 +73,11 @@ def _summary(job: AnalysisJob) -> dict[str, Any]:
                 f"({request.get('model')}, {request.get('region')})")  # fmt: skip
     elif request.get("kind") == "pca":
         what = f"{request.get('components')} components of {request.get('region')}"
+    elif request.get("kind") == "learn":
+        features = [*(request.get("features") or []), *(request.get("variants") or [])]
+        what = (f"{request.get('target')} ~ {' + '.join(features) or 'PGS'} "
+                f"({request.get('learner')}, {request.get('strategy')}, "
+                f"{request.get('rounds')} rounds)")  # fmt: skip
     return {
         "id": job.id,
         "kind": request.get("kind"),

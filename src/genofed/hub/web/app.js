@@ -5,8 +5,9 @@ const $ = (selector) => document.querySelector(selector);
 // terms: the builder's chosen terms; fixed: criteria of an opened saved cohort that the
 // builder has no field for (a variant's carriers, datasets), kept until removed.
 // analysis, gwas: the analysis each panel follows (another started, or the question
-// changed, stops the older one's drawing); gwasUrls: its plots' object URLs.
-const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0, gwasUrls: [] };
+// changed, stops the older one's drawing); gwasUrls, learnUrls: each panel's files'
+// object URLs.
+const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0, gwasUrls: [], learnUrls: [] };
 
 function headers(json) {
   const h = {};
@@ -91,6 +92,7 @@ function clearResults() {
   clearBreakdown();
   clearAnalysis();
   clearGwas();
+  clearLearning();
   $("#cohort-counts tbody").replaceChildren();
   $("#cohort-chart").replaceChildren();
   $("#cohort-total").textContent = "–";
@@ -470,7 +472,7 @@ async function loadCohorts() {
 
 // The analyses panel's cohort choice: everyone, or a saved cohort.
 function fillCohortChoice(cohorts) {
-  for (const select of [$("#glm-cohort"), $("#gwas-cohort")]) {
+  for (const select of [$("#glm-cohort"), $("#gwas-cohort"), $("#learn-cohort")]) {
     const chosen = select.value;
     select.replaceChildren(new Option("everyone", ""));
     for (const cohort of cohorts) select.appendChild(new Option(cohort.name, cohort.id));
@@ -703,11 +705,11 @@ async function runGwas(event) {
 }
 
 // A result file as an object URL (an <img> cannot send the token).
-async function fileUrl(job, name) {
+async function fileUrl(job, name, urls = state.gwasUrls) {
   const response = await fetch(`/hub/analyses/${job.id}/files/${encodeURIComponent(name)}`, { headers: headers(false) });
   if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
   const url = URL.createObjectURL(await response.blob());
-  state.gwasUrls.push(url);
+  urls.push(url);
   return url;
 }
 
@@ -788,24 +790,111 @@ async function showGwas(job) {
     }
     parts.push(table);
   }
+  parts.push(fileLinks(job, result.files));
+  box.replaceChildren(...parts);
+}
+
+// -- federated learning: the training curve (the hub's PNG), the model's evaluation -------
+
+function clearLearning() {
+  state.learn = null;
+  $("#learn-message").textContent = "";
+  $("#learn-nodes").hidden = true;
+  for (const url of state.learnUrls) URL.revokeObjectURL(url);
+  state.learnUrls = [];
+  $("#learn-result").replaceChildren();
+  showError(null, "learn");
+}
+
+async function trainModel(event) {
+  event.preventDefault();
+  clearLearning();
+  const names = $("#learn-features").value.split(",").map((c) => c.trim()).filter(Boolean);
+  const variant = /^[0-9XYMT]{1,2}-[0-9]+-[ACGTN]+-[ACGTN*]+$/;
+  const body = {
+    kind: "learn",
+    target: $("#learn-target").value.trim(),
+    features: names.filter((n) => !variant.test(n)),
+    variants: names.filter((n) => variant.test(n)),
+    learner: $("#learn-model").value,
+    strategy: $("#learn-strategy").value,
+    rounds: Number($("#learn-rounds").value),
+    lr: Number($("#learn-lr").value),
+  };
+  if ($("#learn-cohort").value) body.cohort = $("#learn-cohort").value;
+  if ($("#learn-table").value.trim()) body.table = $("#learn-table").value.trim();
+  try {
+    const job = await follow(body, { key: "learn", button: "#learn-run", message: "#learn-message", nodes: "#learn-nodes" });
+    if (job) await showLearning(job);
+  } catch (error) {
+    showError(error, "learn");
+  }
+}
+
+async function showLearning(job) {
+  const result = job.result;
+  const evaluation = result.evaluation;
+  const parts = [];
+  const summary = document.createElement("p");
+  summary.id = "learn-summary";
+  summary.dataset.auc = evaluation.auc;
+  summary.textContent = `${result.model} by ${result.strategy}, ${result.curve.length - 1} rounds at ` +
+    `${result.contributors.join(", ")}: held-out AUC ${evaluation.auc.toFixed(4)}, log-loss ` +
+    `${evaluation.loss_test.toFixed(4)} on ${evaluation.n_test.toLocaleString()} held-out rows ` +
+    `(trained on ${evaluation.n_train.toLocaleString()}); membership-inference AUC ` +
+    `${evaluation.membership_auc.toFixed(3)} (0.5: its training rows are not told apart).`;
+  if (result.differentialPrivacy) {
+    summary.textContent += ` Differentially private: ε ${result.differentialPrivacy.epsilon.toFixed(2)}, ` +
+      `δ ${result.differentialPrivacy.delta}.`;
+  }
+  parts.push(summary);
+  if (result.files.includes("curve.png")) {
+    const img = document.createElement("img");
+    img.id = "learn-curve";
+    img.className = "learn-curve";
+    img.alt = `Training curve: loss and held-out AUC by round`;
+    img.src = await fileUrl(job, "curve.png", state.learnUrls);
+    parts.push(img);
+  }
+  if (result.coefficients) {
+    const table = document.createElement("table");
+    table.id = "learn-coefficients";
+    const head = table.createTHead().insertRow();
+    for (const name of ["term", "estimate (per unit)"]) {
+      const th = document.createElement("th");
+      th.textContent = name;
+      head.appendChild(th);
+    }
+    const body = table.createTBody();
+    for (const [term, value] of Object.entries(result.coefficients)) {
+      const tr = body.insertRow();
+      cell(tr, term);
+      cell(tr, fmt(value));
+    }
+    parts.push(table);
+  }
+  parts.push(fileLinks(job, result.files, state.learnUrls));
+  $("#learn-result").replaceChildren(...parts);
+}
+
+function fileLinks(job, names, urls = state.gwasUrls) {
   const files = document.createElement("p");
   files.className = "note";
   files.textContent = "Files: ";
-  for (const name of result.files) {
+  for (const name of names) {
     const link = document.createElement("a");
     link.textContent = name;
     link.href = "#";
     link.addEventListener("click", async (event) => {
       event.preventDefault();
       const a = document.createElement("a");
-      a.href = await fileUrl(job, name);
+      a.href = await fileUrl(job, name, urls);
       a.download = name;
       a.click();
     });
     files.append(link, " ");
   }
-  parts.push(files);
-  box.replaceChildren(...parts);
+  return files;
 }
 
 // -- the caller's analyses: listed by the hub, reopened here -----------------------------
@@ -824,7 +913,7 @@ async function loadAnalyses() {
       open.type = "button";
       open.textContent = `${a.kind}: ${a.what || ""}`;
       open.dataset.id = a.id;
-      open.disabled = a.state !== "succeeded" || !["glm", "gwas"].includes(a.kind);
+      open.disabled = a.state !== "succeeded" || !["glm", "gwas", "learn"].includes(a.kind);
       open.addEventListener("click", () => openAnalysis(a));
       item.append(open, ` ${a.state} · ${a.created}`);
       return item;
@@ -845,6 +934,12 @@ async function openAnalysis(summary) {
       $("#gwas-message").textContent = `${job.state} · ${job.id}`;
       await showGwas(job);
       $("#gwas-result").scrollIntoView({ behavior: "smooth" });
+    } else if (summary.kind === "learn") {
+      clearLearning();
+      showNodes(job, "#learn-nodes");
+      $("#learn-message").textContent = `${job.state} · ${job.id}`;
+      await showLearning(job);
+      $("#learn-result").scrollIntoView({ behavior: "smooth" });
     } else {
       clearAnalysis();
       showNodes(job, "#glm-nodes");
@@ -876,6 +971,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#gwas-form").addEventListener("submit", runGwas);
   for (const id of ["#gwas-phenotype", "#gwas-covariates", "#gwas-model", "#gwas-region", "#gwas-cohort", "#gwas-table"]) {
     $(id).addEventListener("input", clearGwas);
+  }
+  $("#learn-form").addEventListener("submit", trainModel);
+  for (const id of ["#learn-target", "#learn-features", "#learn-model", "#learn-strategy", "#learn-rounds", "#learn-lr", "#learn-cohort", "#learn-table"]) {
+    $(id).addEventListener("input", clearLearning);
   }
   // The token lives in this tab's session storage: it survives a reload, not the tab.
   $("#token").value = sessionStorage.getItem("genofed-token") || "";
