@@ -48,12 +48,12 @@ def test_the_catalogue_describes_each_analysis_with_a_json_schema(
     with TestClient(create_app(governed.node.root, ontology=ontology)) as client:
         body = client.get("/analysis/v1/catalogue").json()
     names = {a["name"]: a for a in body["analyses"]}
-    assert set(names) == {"glm", "describe", "table", "gwas", "pca"}
+    assert set(names) == {"glm", "describe", "table", "gwas", "pca", "learn"}
     for analysis in names.values():
         Draft202012Validator.check_schema(analysis["parameters"])
         assert analysis["version"] and analysis["rules"]
     assert body["rules"] == {"nfilter.tab": 3, "nfilter.glm": 0.33, "nfilter.subset": 3,
-                             "min_n": 10, "min_mac": 3}  # fmt: skip
+                             "min_n": 10, "min_mac": 3, "max_training_rounds": 1000}  # fmt: skip
     assert body["minParticipants"] == 3
 
 

@@ -5,6 +5,7 @@ three nodes and a hub; the references are trained on the pooled rows in the test
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -218,6 +219,13 @@ def test_the_cli_trains_with_a_polygenic_score_and_writes_the_model(learn_fed, t
     state = torch.load(out / "model.pt")
     assert state["1.weight"].shape == (1, 4) and list(state["0.mean"].shape) == [4]
 
+    private = run("learn", "--target", "case", "--features", "age,sex,bmi", "--table", "traits",
+                  "--rounds", "3", "--dp-epsilon", "8", "--out", str(tmp_path / "dp"),
+                  env=env)  # fmt: skip
+    assert private.returncode == 0, private.stderr
+    epsilon = re.search(r"differentially private: ε ([0-9.]+) at δ 1e-05", private.stdout)
+    assert epsilon and 7.9 <= float(epsilon.group(1)) <= 8.0, private.stdout
+
     weights.write_text("ID\tWEIGHT\nrs123\tlots\n")
     refused(run("learn", "--target", "case", "--features", "age", "--pgs", str(weights),
                 "--out", str(out), env=env), "row 1", "22-16050075-A-G")  # fmt: skip
@@ -292,6 +300,27 @@ def test_the_portal_trains_a_model_and_shows_its_curve(learn_fed, browser: Any) 
     page.wait_for_function("document.querySelector('#learn-curve')?.naturalWidth > 0",
                            timeout=30_000)  # fmt: skip
     page.close()
+
+
+def test_a_node_whose_budget_of_rounds_is_spent_refuses_and_is_left_out(learn_fed) -> None:
+    """gamma's dataset has used its 1,000 training rounds (every job's together): it
+    refuses the first round, saying why, and the others train on."""
+    fed, hub, data = learn_fed["fed"], learn_fed["hub"], learn_fed
+    counter = fed.root / "gamma" / "state" / "training-rounds" / "gamma-cohort"
+    used = counter.read_text()
+    assert 0 < int(used) < 1000  # the module's earlier trainings counted here
+    counter.write_text("1000")
+    try:
+        job = analyse(hub, fed.access_token(), _body(data, rounds=3, lr=2.0), wait_s=300)
+    finally:
+        counter.write_text(used)
+    assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
+    first = job["result"]["modelCard"]["participation"][0]
+    assert first["nodes"] == ["alpha", "beta"]
+    assert "budget of 1000 training rounds is spent" in first["leftOut"]["gamma"]
+    later = job["result"]["modelCard"]["participation"][1]
+    assert "left out at an earlier step" in later["leftOut"]["gamma"]
+    assert job["result"]["contributors"] == ["alpha", "beta"]
 
 
 def test_a_node_killed_mid_training_is_left_out_and_training_completes(learn_fed) -> None:

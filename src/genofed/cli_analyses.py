@@ -400,11 +400,16 @@ def print_learning(result: dict[str, Any], show: Console) -> None:
         f"AUC {evaluation['auc']:.4f}; membership-inference AUC "
         f"{evaluation['membership_auc']:.4f} (0.5: training rows not told apart)"
     )
+    private = result.get("differentialPrivacy")
+    if private:
+        show.print(f"differentially private: ε {private['epsilon']:.2f} at δ {private['delta']:g} "
+                   f"(noise {private['noiseMultiplier']:.3g} x the clip {private['clip']:g}, "
+                   f"over {private['rounds']} rounds)")  # fmt: skip
     if result.get("coefficients"):
-        coefficients = Table(title="coefficients (per unit of each feature)", box=None,
+        coefficients = Table(title="coefficients", box=None,
                              title_justify="left", padding=(0, 1), pad_edge=False)  # fmt: skip
         coefficients.add_column("term")
-        coefficients.add_column("estimate", justify="right")
+        coefficients.add_column("per unit", justify="right")
         for name, value in result["coefficients"].items():
             coefficients.add_row(name, _number(value))
         show.print(coefficients)
@@ -433,6 +438,14 @@ def learn(
         Path | None,
         typer.Option(help="A polygenic score as a feature: a TSV of variant id and weight"),
     ] = None,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Differential privacy of the updates at this ε (clipped, noised)"),
+    ] = None,
+    dp_delta: Annotated[float, typer.Option(help="... and this δ")] = 1e-5,
+    dp_clip: Annotated[
+        float, typer.Option(help="... each node's update clipped to this norm")
+    ] = 1.0,
     cohort: Cohort = None,
     datasets: Datasets = None,
     table: TableName = None,
@@ -469,6 +482,8 @@ def learn(
             "rounds": rounds, "local_epochs": local_epochs, "lr": lr, "batch_size": batch_size,
             "local_optimizer": local_optimizer, "hidden": hidden, "fraction": fraction,
             "round_deadline_s": round_deadline, **_scope(cohort, datasets, table)}  # fmt: skip
+    if dp_epsilon is not None:
+        body |= {"dp_epsilon": dp_epsilon, "dp_delta": dp_delta, "dp_clip": dp_clip}
     _run_to_files(hub, token, body, out_dir, as_json, print_learning)
 
 
