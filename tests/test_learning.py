@@ -4,6 +4,8 @@ strategies' published update rules."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import statsmodels.api as sm
@@ -160,3 +162,35 @@ def test_the_summed_evaluation_is_the_pooled_evaluation() -> None:
     members, others = loss[~test], loss[test]
     u = stats.mannwhitneyu(others, members).statistic / (len(members) * len(others))
     assert abs(evaluation.membership_auc - u) < 5e-3
+
+
+def test_dp_sgd_trains_and_its_epsilon_is_opacus_own() -> None:
+    """DP-SGD at a node still fits a logistic model; the ε a node reports for its rounds
+    is what Opacus' PrivacyEngine reports after training as many epochs itself."""
+    from opacus import PrivacyEngine
+
+    x, y = _data(np.random.default_rng(7), 2000)
+    spec = learning.ModelSpec("logistic", 3)
+    training = learning.LocalTraining(epochs=2, lr=0.5, batch_size=100)
+    private = learning.DpSgd(noise_multiplier=1.1, max_grad_norm=1.0)
+    weights = learning.dp_sgd_weights(spec, np.zeros(spec.size()), x, y, training, private)
+    assert exact_auc(learning.scores(spec, weights, x), y) > 0.75
+
+    module = spec.build()
+    rows = torch.utils.data.TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    with warnings.catch_warnings():  # Opacus' "secure RNG off" and torch's hook notices
+        warnings.simplefilter("ignore")
+        engine = PrivacyEngine(accountant="rdp")
+        model, optimiser, loader = engine.make_private(
+            module=module, optimizer=torch.optim.SGD(module.parameters(), lr=0.5),
+            data_loader=torch.utils.data.DataLoader(rows, batch_size=100),
+            noise_multiplier=1.1, max_grad_norm=1.0, poisson_sampling=True,
+        )  # fmt: skip
+        for _ in range(3 * training.epochs):  # three rounds of two epochs
+            for xb, yb in loader:
+                if len(yb):
+                    optimiser.zero_grad()
+                    torch.nn.BCEWithLogitsLoss()(model(xb).ravel(), yb).backward()
+                    optimiser.step()
+    ours = learning.dp_sgd_epsilon(private, training, len(y), 3, 1e-5)
+    assert ours == pytest.approx(engine.get_epsilon(1e-5), rel=1e-9)

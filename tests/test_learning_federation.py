@@ -302,6 +302,23 @@ def test_the_portal_trains_a_model_and_shows_its_curve(learn_fed, browser: Any) 
     page.close()
 
 
+def test_dp_sgd_at_the_nodes_reports_each_nodes_epsilon(learn_fed) -> None:
+    """DP-SGD (Opacus) at every node: the model still learns, and each node's ε over its
+    own rows is in the card, smaller where there are more rows."""
+    fed, hub, data = learn_fed["fed"], learn_fed["hub"], learn_fed
+    body = _body(data, rounds=5, lr=0.5, batch_size=64, dp_sgd_noise=1.0)
+    job = analyse(hub, fed.access_token(), body, wait_s=300)
+    assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
+    card = job["result"]["modelCard"]
+    epsilon = card["dpSgd"]["epsilonPerNode"]
+    assert sorted(epsilon) == sorted(SPLIT) and all(e > 0 for e in epsilon.values())
+    assert epsilon["alpha"] < epsilon["beta"] < epsilon["gamma"]  # 1,500, 900, 600 people
+    assert job["result"]["evaluation"]["auc"] > 0.65
+    refused = httpx.post(f"{hub}/hub/analyses", json={**body, "batch_size": 0}, timeout=30,
+                         headers={"authorization": f"Bearer {fed.access_token()}"})  # fmt: skip
+    assert refused.status_code == 400 and "batch" in refused.text
+
+
 def test_a_node_whose_budget_of_rounds_is_spent_refuses_and_is_left_out(learn_fed) -> None:
     """gamma's dataset has used its 1,000 training rounds (every job's together): it
     refuses the first round, saying why, and the others train on."""

@@ -405,6 +405,11 @@ def print_learning(result: dict[str, Any], show: Console) -> None:
         show.print(f"differentially private: ε {private['epsilon']:.2f} at δ {private['delta']:g} "
                    f"(noise {private['noiseMultiplier']:.3g} x the clip {private['clip']:g}, "
                    f"over {private['rounds']} rounds)")  # fmt: skip
+    dp_sgd = result.get("dpSgd")
+    if dp_sgd:
+        each = ", ".join(f"{n} {e:.2f}" for n, e in dp_sgd["epsilonPerNode"].items() if e)
+        show.print(f"DP-SGD at the nodes (noise {dp_sgd['noiseMultiplier']:g}): ε at δ "
+                   f"{dp_sgd['delta']:g} per node: {each}")  # fmt: skip
     if result.get("coefficients"):
         coefficients = Table(title="coefficients", box=None,
                              title_justify="left", padding=(0, 1), pad_edge=False)  # fmt: skip
@@ -446,6 +451,11 @@ def learn(
     dp_clip: Annotated[
         float, typer.Option(help="... each node's update clipped to this norm")
     ] = 1.0,
+    dp_sgd_noise: Annotated[
+        float | None,
+        typer.Option(help="DP-SGD at the nodes (Opacus) with this noise multiplier"),
+    ] = None,
+    dp_sgd_clip: Annotated[float, typer.Option(help="... each row's gradient norm")] = 1.0,
     cohort: Cohort = None,
     datasets: Datasets = None,
     table: TableName = None,
@@ -484,6 +494,8 @@ def learn(
             "round_deadline_s": round_deadline, **_scope(cohort, datasets, table)}  # fmt: skip
     if dp_epsilon is not None:
         body |= {"dp_epsilon": dp_epsilon, "dp_delta": dp_delta, "dp_clip": dp_clip}
+    if dp_sgd_noise is not None:
+        body |= {"dp_sgd_noise": dp_sgd_noise, "dp_sgd_clip": dp_sgd_clip, "dp_delta": dp_delta}
     _run_to_files(hub, token, body, out_dir, as_json, print_learning)
 
 

@@ -221,6 +221,12 @@ class LearnParams(BaseModel):
         None, gt=0, le=1e6, description="Differential privacy: the largest norm of an update"
     )
     noise_sd: float = Field(0.0, ge=0, le=1e6, description="... and this node's noise share")
+    dp_sgd_noise: float | None = Field(
+        None, gt=0, le=1e3, description="DP-SGD at the node: the noise multiplier (Opacus)"
+    )
+    dp_sgd_clip: float = Field(1.0, gt=0, le=1e6, description="... each row's gradient norm")
+    dp_delta: float = Field(1e-5, gt=0, lt=1, description="... the δ of the ε reported")
+    round: int = Field(0, ge=0, le=10_000, description="Which round this is (DP-SGD's ε)")
 
 
 @dataclass
@@ -686,7 +692,7 @@ def _learn(params: LearnParams, data: NodeData, limits: AnalysisRules) -> StepRe
         # the training rows: the held-out ones only go into sums of histograms
         rules.outcome_levels(rows.y[train], limits, "this node's training rows"),
     ]
-    plain = {"columns": rows.columns, "train": n, "test": int(test.sum())}
+    plain: dict[str, Any] = {"columns": rows.columns}  # the counts go into the sums only
     if params.step == "moments":
         vector = learning.moments_part(rows.x[train], rows.y[train])
         return StepResult(checks, n, rows.dropped, plain=plain, vector=vector)
@@ -716,7 +722,13 @@ def _learn(params: LearnParams, data: NodeData, limits: AnalysisRules) -> StepRe
         return StepResult(checks, n, rows.dropped)
     training = learning.LocalTraining(params.epochs, params.lr, params.batch_size,
                                       params.optimizer, params.mu)  # fmt: skip
-    if params.clip is None:
+    if params.dp_sgd_noise is not None:
+        private = learning.DpSgd(params.dp_sgd_noise, params.dp_sgd_clip)
+        update = learning.dp_sgd_train_part(spec, weights, x[train], y[train], training, private)
+        epsilon = learning.dp_sgd_epsilon(private, training, n, max(1, params.round),
+                                          params.dp_delta)  # fmt: skip
+        plain["dpSgdEpsilon"] = round(epsilon, 2)  # rounded: it depends on the rows here
+    elif params.clip is None:
         update = learning.train_part(spec, weights, x[train], y[train], training, params.seed)
     else:
         privacy = learning.NodePrivacy(params.clip, params.noise_sd)

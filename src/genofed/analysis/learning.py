@@ -29,6 +29,8 @@ strategies' few lines of arithmetic are written here.
 from __future__ import annotations
 
 import hashlib
+import math
+import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -208,6 +210,80 @@ def local_weights(
     return get_weights(module)
 
 
+@dataclass(frozen=True)
+class DpSgd:
+    """DP-SGD at a node (Opacus): each row's gradient clipped to ``max_grad_norm``,
+    Gaussian noise of ``noise_multiplier`` times it added to each batch's sum, batches
+    drawn by Poisson sampling. The unit of privacy is one row of this node."""
+
+    noise_multiplier: float
+    max_grad_norm: float = 1.0
+
+
+def dp_sgd_weights(
+    spec: ModelSpec,
+    weights: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    training: LocalTraining,
+    privacy: DpSgd,
+) -> np.ndarray:
+    """``local_weights`` by DP-SGD: Opacus clips and noises each step; no proximal term
+    (it is not a sum over rows)."""
+    import warnings
+
+    from opacus import PrivacyEngine
+
+    if not training.batch_size:
+        raise QueryError("DP-SGD samples batches: give a batch size")
+    if training.mu:
+        raise QueryError("DP-SGD and FedProx's proximal term do not go together")
+    module = with_weights(spec, weights)
+    optimiser: torch.optim.Optimizer = (
+        torch.optim.SGD(module.parameters(), lr=training.lr)
+        if training.optimizer == "sgd"
+        else torch.optim.Adam(module.parameters(), lr=training.lr)
+    )
+    xt, yt = torch.as_tensor(x), torch.as_tensor(np.asarray(y, dtype=np.float64))
+
+    # the batches and the noise from the operating system's entropy: torch's own default
+    # generator starts from a fixed seed, and the coordinator's seeds are not secrets
+    def entropy() -> torch.Generator:
+        return torch.Generator().manual_seed(secrets.randbits(63))
+
+    rows = torch.utils.data.TensorDataset(xt, yt)
+    loader = torch.utils.data.DataLoader(rows, batch_size=training.batch_size, generator=entropy())
+    with warnings.catch_warnings():  # Opacus warns that secure_mode is off (see above)
+        warnings.simplefilter("ignore")
+        private, optimiser, loader = PrivacyEngine(accountant="rdp").make_private(
+            module=module, optimizer=optimiser, data_loader=loader,
+            noise_multiplier=privacy.noise_multiplier, max_grad_norm=privacy.max_grad_norm,
+            poisson_sampling=True, noise_generator=entropy(),
+        )  # fmt: skip
+        loss_of = torch.nn.BCEWithLogitsLoss()
+        for _ in range(training.epochs):
+            for xb, yb in loader:
+                if not len(yb):
+                    continue
+                optimiser.zero_grad()
+                loss_of(private(xb).ravel(), yb).backward()
+                optimiser.step()
+    return get_weights(module)
+
+
+def dp_sgd_epsilon(privacy: DpSgd, training: LocalTraining, n: int, rounds: int,
+                   delta: float) -> float:  # fmt: skip
+    """A node's ε after ``rounds`` rounds of DP-SGD on its ``n`` rows (an upper bound if
+    it sat some out), by Opacus' RDP accountant."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    rate = min(1.0, training.batch_size / n)
+    steps = rounds * training.epochs * math.ceil(n / training.batch_size)
+    accountant.history = [(privacy.noise_multiplier, rate, steps)]
+    return float(accountant.get_epsilon(delta))
+
+
 def train_part(
     spec: ModelSpec,
     weights: np.ndarray,
@@ -218,6 +294,19 @@ def train_part(
 ) -> np.ndarray:
     """``[n(wᵢ - w) (P), n]``: this node's update, weighted by its rows."""
     update = local_weights(spec, weights, x, y, training, seed) - np.asarray(weights)
+    return np.concatenate([len(y) * update, [len(y)]])
+
+
+def dp_sgd_train_part(
+    spec: ModelSpec,
+    weights: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    training: LocalTraining,
+    privacy: DpSgd,
+) -> np.ndarray:
+    """``train_part`` with the local training by DP-SGD."""
+    update = dp_sgd_weights(spec, weights, x, y, training, privacy) - np.asarray(weights)
     return np.concatenate([len(y) * update, [len(y)]])
 
 

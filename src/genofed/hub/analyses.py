@@ -133,6 +133,10 @@ class AnalysisRequest(BaseModel):
     )
     dp_delta: float = Field(1e-5, gt=0, lt=1, description="learn: ... and this δ")
     dp_clip: float = Field(1.0, gt=0, le=1e6, description="learn: ... each update's largest norm")
+    dp_sgd_noise: float | None = Field(
+        None, gt=0, le=1e3, description="learn: DP-SGD at the nodes with this noise multiplier"
+    )
+    dp_sgd_clip: float = Field(1.0, gt=0, le=1e6, description="learn: ... per-row gradient norm")
     round_deadline_s: float = Field(
         120.0, gt=0, le=3600, description="learn: a node later than this sits the round out"
     )
@@ -165,6 +169,10 @@ class AnalysisRequest(BaseModel):
             raise ValueError("learning needs a target, e.g. 'case'")
         if self.kind == "learn" and not (self.features or self.variants or self.pgs):
             raise ValueError("learning needs features (clinical variables, PCs, variants or a PGS)")
+        if self.dp_epsilon is not None and self.dp_sgd_noise is not None:
+            raise ValueError("choose differential privacy of the updates or DP-SGD, not both")
+        if self.dp_sgd_noise is not None and not self.batch_size:
+            raise ValueError("DP-SGD samples batches: give a batch_size")
         if self.kind == "pca" and not self.region:
             raise ValueError("a pca needs a region (chrom:start-end) to take its variants from")
         if self.region is not None:
@@ -797,6 +805,7 @@ class Coordinator:
                     "mu": mu}  # fmt: skip
         curve: list[dict[str, Any]] = []
         taking_part: list[dict[str, Any]] = []
+        dp_sgd: dict[str, float | None] = {}  # each node's ε so far, by its own accountant
         sample_rate = len(_chosen(self.members, request.fraction)) / len(self.members)
         multiplier = None
         if request.dp_epsilon is not None:
@@ -806,6 +815,10 @@ class Coordinator:
             chosen = _chosen(self.members, request.fraction)
             params = {**fixed, **training, "step": "round", "weights": state.weights,
                       "seed": secrets.randbits(63)}  # fmt: skip
+            if request.dp_sgd_noise is not None:
+                params |= {"dp_sgd_noise": request.dp_sgd_noise, "round": round_no,
+                           "dp_sgd_clip": request.dp_sgd_clip,
+                           "dp_delta": request.dp_delta}  # fmt: skip
             if multiplier is not None:
                 # each node adds its share of the noise: a sum of the fewest nodes that can
                 # complete the round has all of it (σ times the clip)
@@ -830,6 +843,9 @@ class Coordinator:
                              if m not in chosen})  # fmt: skip
             taking_part.append({"round": round_no, "nodes": result.contributors,
                                 "leftOut": left_out})  # fmt: skip
+            if request.dp_sgd_noise is not None:
+                for name, node_result in result.results.items():
+                    dp_sgd[name] = node_result["plain"].get("dpSgdEpsilon")
             if result.total is not None:
                 total = decoded(result)
                 evaluation = learning.Evaluation.from_total(total[: learning.EVALUATION_LENGTH])
@@ -891,6 +907,16 @@ class Coordinator:
                 "unweighted, Gaussian noise added by the nodes); the evaluation sums are not "
                 "noised",
             }
+        if request.dp_sgd_noise is not None:
+            card["dpSgd"] = {
+                "noiseMultiplier": request.dp_sgd_noise,
+                "maxGradNorm": request.dp_sgd_clip,
+                "delta": request.dp_delta,
+                "epsilonPerNode": dp_sgd,
+                "accountant": "Opacus RDP, at each node over its rows, as if it took part in "
+                "every round (an upper bound otherwise); rounded to 0.01",
+                "unit": "one row of a node",
+            }
         if request.learner == "logistic":
             card["coefficients"] = learning.coefficients(weights, scaling, columns)
         written = _write_model(files, spec, weights, scaling, card, curve)
@@ -901,6 +927,7 @@ class Coordinator:
             "evaluation": evaluation.to_dict(),
             "coefficients": card.get("coefficients"),
             "differentialPrivacy": card.get("differentialPrivacy"),
+            "dpSgd": card.get("dpSgd"),
             "weights": state.weights,
             "modelCard": card,
             "files": sorted(p.name for p in written),
