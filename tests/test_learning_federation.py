@@ -36,7 +36,10 @@ def learn_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     root = tmp_path_factory.mktemp("learning-federation")
     with federation(root) as fed:
         cohort = simulate_cohort(root / "sim", n_samples=3000, n_sites=300, seed=21, prefix="L")
-        sites, g, samples = _dosages(cohort.vcf)
+        vcf = root / "with-rsids.vcf.gz"  # IDs rs<position>, to name variants by
+        subprocess.run(["bcftools", "annotate", "--set-id", "rs%POS", "-Oz", "-o", str(vcf),
+                        str(cohort.vcf)], check=True)  # fmt: skip
+        sites, g, samples = _dosages(vcf)
         clinical = pd.read_csv(cohort.clinical)
         rng = np.random.default_rng(4)
         common = int(np.argmax((g.mean(axis=0) > 0.4) & (g.mean(axis=0) < 1.6)))
@@ -50,7 +53,7 @@ def learn_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         for name, (a, b) in SPLIT.items():
             part = root / f"{name}.vcf.gz"
             subprocess.run(["bcftools", "view", "-Oz", "-o", str(part), "-s",
-                            ",".join(samples[a:b]), str(cohort.vcf)], check=True)  # fmt: skip
+                            ",".join(samples[a:b]), str(vcf)], check=True)  # fmt: skip
             roots[name] = _node(fed, name, part, clinical.iloc[a:b], traits.iloc[a:b])
             config = load_config(NodeDir(roots[name]).config_path)
             config.analysis.min_participants = 2  # training goes on if one node is lost
@@ -214,6 +217,11 @@ def test_the_cli_trains_with_a_polygenic_score_and_writes_the_model(learn_fed, t
     with_dosage = analyse(hub, env["GENOFED_TOKEN"], _body(data, rounds=30, lr=2.0), wait_s=300)
     dosage_coefficient = with_dosage["result"]["coefficients"][data["variant"]]
     assert card["coefficients"]["PGS"] == pytest.approx(dosage_coefficient / 0.8, rel=1e-9)
+    # the same variant named by its rsID (the VCF's ID column)
+    rsid = f"rs{data['variant'].split('-')[1]}"
+    by_rsid = analyse(hub, env["GENOFED_TOKEN"], _body(data, rounds=30, lr=2.0, variants=[rsid]),
+                      wait_s=300)  # fmt: skip
+    assert by_rsid["result"]["coefficients"][rsid] == pytest.approx(dosage_coefficient, rel=1e-9)
     assert {"model.pt", "model.onnx", "curve.png", "curve.svg", "curve.tsv"} <= {
         p.name for p in out.iterdir()}  # fmt: skip
     state = torch.load(out / "model.pt")

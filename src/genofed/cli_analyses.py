@@ -350,12 +350,12 @@ def _run_to_files(
     console.print(f"wrote {len(result['files'])} files to {out_dir}")
 
 
-_VARIANT_ID = re.compile(r"^[0-9XYMT]{1,2}-[0-9]+-[ACGTN]+-[ACGTN*]+$")
+_VARIANT_ID = re.compile(r"^([0-9XYMT]{1,2}-[0-9]+-[ACGTN]+-[ACGTN*]+|rs[0-9]+)$")
 
 
 def _pgs_weights(path: Path) -> list[tuple[str, float]]:
-    """A polygenic score's weights: a TSV of variant id (chrom-pos-ref-alt) and weight,
-    with or without a header."""
+    """A polygenic score's weights: a TSV of variant id (chrom-pos-ref-alt or an rsID)
+    and weight, with or without a header."""
     try:
         frame = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
     except (OSError, ValueError) as exc:

@@ -182,7 +182,7 @@ class PcaParams(BaseModel):
     min_mac: int = Field(3, ge=1)
 
 
-_VARIANT = r"^[0-9XYMT]{1,2}-[0-9]{1,10}-[ACGTN]{1,1000}-[ACGTN*]{1,1000}$"
+_VARIANT = r"^([0-9XYMT]{1,2}-[0-9]{1,10}-[ACGTN]{1,1000}-[ACGTN*]{1,1000}|rs[0-9]{1,12})$"
 
 
 class LearnParams(BaseModel):
@@ -640,11 +640,7 @@ def _learning_rows(params: LearnParams, data: NodeData) -> _LearningRows:
     x, columns = built.x[:, keep], [built.columns[i] for i in keep]
     if genotyped:
         wanted = list(dict.fromkeys([*params.variants, *(v for v, _ in params.pgs)]))
-        found = data.variants(None, wanted).drop_duplicates("variant_id").set_index("variant_id")
-        absent = [v for v in wanted if v not in found.index]
-        if absent:
-            raise QueryError(f"{len(absent)} variant(s) are not here: {absent[:3]}")
-        g = np.concatenate([b for _, b in data.dosages(found.loc[wanted].reset_index(),
+        g = np.concatenate([b for _, b in data.dosages(_named_variants(data, wanted),
                                                          rows.index)], axis=1)  # fmt: skip
         position = {v: i for i, v in enumerate(wanted)}
         x = np.column_stack([x, g[:, [position[v] for v in params.variants]]])
@@ -665,6 +661,23 @@ def _learning_rows(params: LearnParams, data: NodeData) -> _LearningRows:
         while len(_LEARNING) > 4:
             _LEARNING.popitem(last=False)
     return result
+
+
+def _named_variants(data: NodeData, names: list[str]) -> pd.DataFrame:
+    """The variants named ``chrom-pos-ref-alt`` or by an rsID, in the order named; an
+    rsID of a multi-allelic site names several alleles, so it is refused."""
+    found = data.variants(None, names)
+    rows = []
+    for name in names:
+        match = found[(found["variant_id"] == name) | (found["vcf_id"] == name)]
+        match = match.drop_duplicates("variant_id")
+        if len(match) > 1:
+            raise QueryError(f"{name} names {len(match)} alleles here "
+                             f"({', '.join(match['variant_id'])}): name one of them")  # fmt: skip
+        if match.empty:
+            raise QueryError(f"variant {name} is not here")
+        rows.append(match)
+    return pd.concat(rows, ignore_index=True)
 
 
 def learning_split(ids: pd.Index) -> np.ndarray:

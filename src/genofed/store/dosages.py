@@ -62,7 +62,7 @@ class Compute:
 
 
 _REGION = re.compile(r"^(?:chr)?([0-9XYMT]{1,2}|[A-Za-z0-9_.]{1,20}):(\d+)-(\d+)$")
-_COLUMNS = "variant_id, chrom, pos, ref, alt, site_idx, allele_idx"
+_COLUMNS = "variant_id, vcf_id, chrom, pos, ref, alt, site_idx, allele_idx"
 
 
 def parse_region(region: str) -> tuple[str, int, int]:
@@ -77,15 +77,19 @@ def variant_rows(
     reader: DatasetReader, region: str | None = None, ids: list[str] | None = None
 ) -> pd.DataFrame:
     """The dataset's split alleles with genotypes (symbolic ALTs such as ``<DEL>`` left
-    out), in ``region`` or of the variant ``ids``, in genome order."""
+    out), in ``region`` or of the variant ``ids`` (``chrom-pos-ref-alt``, or the VCF's
+    own ID such as an rsID), in genome order."""
     where, params = ["an > 0", "alt NOT LIKE '<%'"], []
     if region is not None:
         chrom, start, end = parse_region(region)
         where.append("chrom = ? AND pos BETWEEN ? AND ?")
         params += [chrom, start, end]
     if ids is not None:
-        where.append("variant_id IN (SELECT unnest(?))")
-        params.append(list(ids))
+        # an rsID is looked up in the VCF's own IDs (and only an rsID: a VCF may give a
+        # multi-allelic site's alleles one ID that looks like one of our variant ids)
+        rsids = [i for i in ids if re.fullmatch(r"rs[0-9]+", i)]
+        where.append("(variant_id IN (SELECT unnest(?)) OR vcf_id IN (SELECT unnest(?)))")
+        params += [list(ids), rsids]
     sql = f"SELECT {_COLUMNS} FROM variants WHERE {' AND '.join(where)} ORDER BY variant_idx"
     return reader.cursor().execute(sql, params).df()
 

@@ -810,7 +810,7 @@ async function trainModel(event) {
   event.preventDefault();
   clearLearning();
   const names = $("#learn-features").value.split(",").map((c) => c.trim()).filter(Boolean);
-  const variant = /^[0-9XYMT]{1,2}-[0-9]+-[ACGTN]+-[ACGTN*]+$/;
+  const variant = /^([0-9XYMT]{1,2}-[0-9]+-[ACGTN]+-[ACGTN*]+|rs[0-9]+)$/;
   const body = {
     kind: "learn",
     target: $("#learn-target").value.trim(),
