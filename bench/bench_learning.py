@@ -13,8 +13,9 @@ same models trained centrally on the pooled rows in this script:
   histograms, and for the logistic model the largest coefficient difference from
   statsmodels' fit of the pooled training rows.
 
-Flower's simulation is not run: ``flwr`` installs here, but pins older FastAPI, Typer,
-Rich and Uvicorn than genofed's, so it cannot share this environment.
+* Flower's simulation engine (FedAvg, Ray) training the same model on the same rows, in a
+  virtual environment of its own (``flwr`` pins older FastAPI, Typer, Rich and Uvicorn
+  than genofed's): bench/.cache/flwr-venv, made on the first run.
 
     python bench/bench_learning.py --out bench/results/learning.json  [--quick]
 """
@@ -25,6 +26,8 @@ import argparse
 import asyncio
 import json
 import secrets
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,6 +149,66 @@ def central(pooled: pd.DataFrame, columns: list[str], card: dict, model: dict, e
     return out
 
 
+FLOWER_VENV = ROOT / "bench/.cache/flwr-venv"
+FLOWER = ("flwr[simulation]==1.42.0", "torch==2.13.0", "numpy==2.4.6")
+
+
+def flower(pooled: pd.DataFrame, columns: list[str], people: int, card: dict, model: dict,
+           rounds: int, ours: list[float]) -> dict[str, Any]:  # fmt: skip
+    """The same training by Flower's simulation engine (FedAvg over the three nodes'
+    training rows, in its own virtual environment, bench/.cache/flwr-venv)."""
+    python = FLOWER_VENV / "bin/python"
+    if not python.exists():
+        console.print("installing Flower into bench/.cache/flwr-venv (once) …")
+        made = subprocess.run([sys.executable, "-m", "venv", str(FLOWER_VENV)])
+        installed = (
+            made.returncode == 0
+            and subprocess.run(
+                [str(FLOWER_VENV / "bin/pip"), "install", "--quiet", *FLOWER]
+            ).returncode
+            == 0
+        )
+        if not installed:
+            shutil.rmtree(FLOWER_VENV, ignore_errors=True)
+            return {"skipped": "flwr[simulation] did not install"}
+    scaling = learning.Scaling(card["scaling"]["mean"], card["scaling"]["sd"])
+    arrays: dict[str, Any] = {}
+    for i in range(3):
+        rows = pooled.iloc[i * people : (i + 1) * people].dropna()
+        train = ~learning.held_out(rows.index.astype(str))
+        arrays[f"x{i}"] = scaling.apply(rows[columns].to_numpy())[train]
+        arrays[f"y{i}"] = rows["case"].to_numpy(dtype=float)[train]
+    settings = {"kind": model["learner"], "inputs": len(columns),
+                "hidden": model.get("hidden", 16), "lr": model["lr"],
+                "batch_size": model.get("batch_size", 0), "epochs": 1, "rounds": rounds,
+                "optimizer": model.get("local_optimizer", "sgd")}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="genofed-flower-") as tmp:
+        given, out = Path(tmp) / "in.npz", Path(tmp) / "out.json"
+        np.savez(given, settings=json.dumps(settings), **arrays)
+        began = time.perf_counter()
+        script = Path(__file__).parent / "flower_baseline.py"
+        done = subprocess.run([str(python), str(script), str(given), str(out)],
+                              capture_output=True, text=True, cwd=tmp)  # fmt: skip
+        wall = time.perf_counter() - began
+        if done.returncode != 0 or not out.exists():
+            return {"skipped": f"the Flower simulation failed: {done.stderr[-2000:]}"}
+        result = json.loads(out.read_text())
+    pooled = pooled.dropna()
+    test = learning.held_out(pooled.index.astype(str))
+    spec = learning.ModelSpec(model["learner"], len(columns), model.get("hidden", 16))
+    x = scaling.apply(pooled[columns].to_numpy())[test]
+    y = pooled["case"].to_numpy(dtype=float)[test]
+    p = learning.scores(spec, np.asarray(result["weights"]), x)
+    u = stats.mannwhitneyu(p[y == 1], p[y == 0]).statistic
+    out_: dict[str, Any] = {"seconds": result["seconds"], "wall_seconds": wall,
+                            "auc": float(u / ((y == 1).sum() * (y == 0).sum()))}  # fmt: skip
+    if model["learner"] == "logistic":  # full-batch steps: the same weights as ours
+        out_["max_weight_difference_from_ours"] = float(
+            np.max(np.abs(np.asarray(result["weights"]) - np.asarray(ours)))
+        )
+    return out_
+
+
 def round_bytes(fed: Any, names: list[str], body: dict[str, Any]) -> dict[str, Any]:
     """One training round through this script's hub code: each node's reply bytes."""
     config = HubConfig(nodes=[fed.hub_node(n) for n in names])
@@ -217,6 +280,8 @@ def main() -> None:
                     "lr": model["lr"], "batch_size": model.get("batch_size", 0),
                     "optimizer": model.get("local_optimizer", "sgd")}}  # fmt: skip
                 measured = round_bytes(fed, group.names, body)
+                console.print(f"the {label} model by Flower's simulation engine …")
+                flwr = flower(pooled, columns, args.people, card, model, rounds, result["weights"])
                 entry = {
                     "rounds": rounds,
                     "parameters": spec.size(),
@@ -231,6 +296,7 @@ def main() -> None:
                     "bytes_per_node_per_round": measured["bytes"],
                     "payload_values": measured["length"],
                     "hub_sent_per_node": measured["hub_sent"],
+                    "flower": flwr,
                 }
                 if "statsmodels" in reference:
                     ours = list(result["coefficients"].values())
@@ -241,19 +307,27 @@ def main() -> None:
                 report[label] = entry
     table = Table(title=f"Federated learning, 3 nodes x {args.people:,} people (2 cores)")
     for column in ("model", "rounds", "s / round", "federated s", "central s (same epochs)",
-                   "AUC fed / central", "bytes / node / round"):  # fmt: skip
+                   "Flower s", "AUC fed / central / Flower", "bytes / node / round"):  # fmt: skip
         table.add_column(column, justify="right")
     for label in ("logistic", "mlp"):
         e = report[label]
+        flwr = e["flower"]
         table.add_row(label, str(e["rounds"]), f"{e['round_seconds']:.2f}", f"{e['seconds']:.1f}",
                       f"{e['central_seconds']:.2f}",
-                      f"{e['auc_federated']:.4f} / {e['auc_central']:.4f}",
+                      "skipped" if "skipped" in flwr else f"{flwr['seconds']:.1f}",
+                      f"{e['auc_federated']:.4f} / {e['auc_central']:.4f} / "
+                      + ("–" if "skipped" in flwr else f"{flwr['auc']:.4f}"),
                       f"{max(e['bytes_per_node_per_round'].values()):,}")  # fmt: skip
     console.print(table)
     if "max_coefficient_difference" in report["logistic"]:
         console.print(f"logistic: largest coefficient difference from statsmodels "
                       f"{report['logistic']['max_coefficient_difference']:.2e} after "
                       f"{report['logistic']['rounds']} rounds")  # fmt: skip
+    difference = report["logistic"]["flower"].get("max_weight_difference_from_ours")
+    if difference is not None:
+        console.print(
+            f"logistic: Flower's FedAvg weights and ours differ by at most {difference:.2e}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     console.print(f"wrote {args.out}")
