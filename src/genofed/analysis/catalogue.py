@@ -737,7 +737,8 @@ def _learn(params: LearnParams, data: NodeData, limits: AnalysisRules) -> StepRe
                                       params.optimizer, params.mu)  # fmt: skip
     if params.dp_sgd_noise is not None:
         private = learning.DpSgd(params.dp_sgd_noise, params.dp_sgd_clip)
-        update = learning.dp_sgd_train_part(spec, weights, x[train], y[train], training, private)
+        update = learning.train_part(spec, weights, x[train], y[train], training, params.seed,
+                                     private)  # fmt: skip
         epsilon = learning.dp_sgd_epsilon(private, training, n, max(1, params.round),
                                           params.dp_delta)  # fmt: skip
         plain["dpSgdEpsilon"] = round(epsilon, 2)  # rounded: it depends on the rows here

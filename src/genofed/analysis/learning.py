@@ -291,22 +291,13 @@ def train_part(
     y: np.ndarray,
     training: LocalTraining,
     seed: int,
+    dp_sgd: DpSgd | None = None,
 ) -> np.ndarray:
-    """``[n(wᵢ - w) (P), n]``: this node's update, weighted by its rows."""
-    update = local_weights(spec, weights, x, y, training, seed) - np.asarray(weights)
-    return np.concatenate([len(y) * update, [len(y)]])
-
-
-def dp_sgd_train_part(
-    spec: ModelSpec,
-    weights: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    training: LocalTraining,
-    privacy: DpSgd,
-) -> np.ndarray:
-    """``train_part`` with the local training by DP-SGD."""
-    update = dp_sgd_weights(spec, weights, x, y, training, privacy) - np.asarray(weights)
+    """``[n(wᵢ - w) (P), n]``: this node's update, weighted by its rows (trained by
+    DP-SGD when ``dp_sgd`` is given)."""
+    trained = (local_weights(spec, weights, x, y, training, seed) if dp_sgd is None
+               else dp_sgd_weights(spec, weights, x, y, training, dp_sgd))  # fmt: skip
+    update = trained - np.asarray(weights)
     return np.concatenate([len(y) * update, [len(y)]])
 
 
