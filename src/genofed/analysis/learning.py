@@ -175,6 +175,12 @@ class LocalTraining:
     mu: float = 0.0  # FedProx's proximal term
 
 
+def _optimiser(module: torch.nn.Module, training: LocalTraining) -> torch.optim.Optimizer:
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(module.parameters(), lr=training.lr)
+    return torch.optim.Adam(module.parameters(), lr=training.lr)
+
+
 def local_weights(
     spec: ModelSpec,
     weights: np.ndarray,
@@ -187,11 +193,7 @@ def local_weights(
     minimising the mean binary cross-entropy (+ μ/2 ‖w - weights‖² for FedProx)."""
     module = with_weights(spec, weights)
     start = torch.tensor(np.asarray(weights, dtype=np.float64))
-    optimiser: torch.optim.Optimizer = (
-        torch.optim.SGD(module.parameters(), lr=training.lr)
-        if training.optimizer == "sgd"
-        else torch.optim.Adam(module.parameters(), lr=training.lr)
-    )
+    optimiser = _optimiser(module, training)
     xt, yt = torch.as_tensor(x), torch.as_tensor(np.asarray(y, dtype=np.float64))
     size = training.batch_size or len(y)
     generator = torch.Generator().manual_seed(seed)
@@ -239,11 +241,7 @@ def dp_sgd_weights(
     if training.mu:
         raise QueryError("DP-SGD and FedProx's proximal term do not go together")
     module = with_weights(spec, weights)
-    optimiser: torch.optim.Optimizer = (
-        torch.optim.SGD(module.parameters(), lr=training.lr)
-        if training.optimizer == "sgd"
-        else torch.optim.Adam(module.parameters(), lr=training.lr)
-    )
+    optimiser = _optimiser(module, training)
     xt, yt = torch.as_tensor(x), torch.as_tensor(np.asarray(y, dtype=np.float64))
 
     # the batches and the noise from the operating system's entropy: torch's own default

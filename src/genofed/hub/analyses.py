@@ -806,7 +806,7 @@ class Coordinator:
         curve: list[dict[str, Any]] = []
         taking_part: list[dict[str, Any]] = []
         dp_sgd: dict[str, float | None] = {}  # each node's ε so far, by its own accountant
-        sample_rate = len(_chosen(self.members, request.fraction)) / len(self.members)
+        sample_rate = _chosen_count(len(self.members), request.fraction) / len(self.members)
         multiplier = None
         if request.dp_epsilon is not None:
             multiplier = learning.noise_multiplier(request.dp_epsilon, request.dp_delta,
@@ -1145,10 +1145,14 @@ def _agreed_columns(round_: Round) -> list[str]:
 
 def _chosen(members: list[Member], fraction: float) -> list[Member]:
     """The nodes of a round: a random ``fraction`` of them (at least one)."""
-    if fraction >= 1:
+    k = _chosen_count(len(members), fraction)
+    if k == len(members):
         return list(members)
-    k = max(1, math.ceil(fraction * len(members)))
     return sorted(random.SystemRandom().sample(members, k), key=lambda m: m.name)
+
+
+def _chosen_count(nodes: int, fraction: float) -> int:
+    return nodes if fraction >= 1 else max(1, math.ceil(fraction * nodes))
 
 
 def _curve_point(trained: int, evaluation: Any, nodes: list[str]) -> dict[str, Any]:
