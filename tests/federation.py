@@ -134,12 +134,14 @@ class Federation:
         wait_for(f"{url}/-/health", process)
         return url
 
-    def start_stub(self, mode: str) -> tuple[str, Path]:
-        """A misbehaving peer (``tests/stub_peer.py``) and the log of what it received."""
+    def start_stub(self, mode: str, upstream: str | None = None) -> tuple[str, Path]:
+        """A misbehaving peer (``tests/stub_peer.py``) and the log of what it received;
+        ``lagging`` passes requests on to the node at ``upstream``."""
         port = free_port()
         log = self.root / f"{mode}-{port}.jsonl"
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.stub_peer", mode, str(port), str(log)],
+            [sys.executable, "-m", "tests.stub_peer", mode, str(port), str(log)]
+            + ([upstream] if upstream else []),
             cwd=Path(__file__).parent.parent,
         )
         self.processes[f"{mode}-{port}"] = process

@@ -272,8 +272,8 @@ def test_differential_privacy_costs_auc_and_blunts_the_membership_attack(learn_f
 
 @needs_chromium
 def test_the_portal_trains_a_model_and_shows_its_curve(learn_fed, browser: Any) -> None:
-    """The analyses panel's learning form: each node's progress, the training curve (the
-    hub's PNG, fetched with the token), the evaluation and coefficients as the hub has
+    """The analyses panel's learning form: each node's progress, the training curve drawn
+    as the rounds come in and then whole, the evaluation and coefficients as the hub has
     them; and the analysis listed to reopen."""
     fed, hub, data = learn_fed["fed"], learn_fed["hub"], learn_fed
     token = fed.access_token()
@@ -283,14 +283,22 @@ def test_the_portal_trains_a_model_and_shows_its_curve(learn_fed, browser: Any) 
     page.dispatch_event("#token", "change")
     page.fill("#learn-target", "case")
     page.fill("#learn-features", f"age,sex,bmi,{data['variant']}")
-    page.fill("#learn-rounds", "20")
+    page.fill("#learn-rounds", "30")
     page.fill("#learn-lr", "2")
     page.fill("#learn-table", "traits")
     page.click("#learn-run")
+    # while the rounds run, the curve so far (the button is disabled until the job ends)
     page.wait_for_function(
-        "document.querySelector('#learn-curve')?.naturalWidth > 0 || "
+        "document.querySelector('#learn-run').disabled && "
+        "Number(document.querySelector('#learn-curve')?.dataset.points) > 0",
+        timeout=300_000)  # fmt: skip
+    assert int(page.get_attribute("#learn-curve", "data-points")) <= 30
+    page.wait_for_function(
+        "document.querySelector('#learn-summary') || "
         "document.querySelector('#learn-error').textContent", timeout=300_000)  # fmt: skip
     assert not page.inner_text("#learn-error"), page.inner_text("#learn-message")
+    assert page.get_attribute("#learn-curve", "data-points") == "31"  # round 0 to round 30
+    assert page.get_attribute("#learn-curve", "data-rounds") == "30"
     job_id = page.inner_text("#learn-message").split("·")[-1].strip()
     job = httpx.get(f"{hub}/hub/analyses/{job_id}", headers={"authorization": f"Bearer {token}"},
                     timeout=30).json()  # fmt: skip
@@ -305,8 +313,7 @@ def test_the_portal_trains_a_model_and_shows_its_curve(learn_fed, browser: Any) 
     page.wait_for_selector(f"#analyses-list button[data-id='{job_id}']", timeout=30_000)
     assert "case ~ age + sex + bmi" in page.inner_text("#analyses-list")
     page.click(f"#analyses-list button[data-id='{job_id}']")
-    page.wait_for_function("document.querySelector('#learn-curve')?.naturalWidth > 0",
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_selector("#learn-curve[data-points='31']", timeout=30_000)
     page.close()
 
 
@@ -325,6 +332,26 @@ def test_dp_sgd_at_the_nodes_reports_each_nodes_epsilon(learn_fed) -> None:
     refused = httpx.post(f"{hub}/hub/analyses", json={**body, "batch_size": 0}, timeout=30,
                          headers={"authorization": f"Bearer {fed.access_token()}"})  # fmt: skip
     assert refused.status_code == 400 and "batch" in refused.text
+
+
+def test_a_node_late_for_a_round_sits_that_round_out_and_the_result_says_so(learn_fed) -> None:
+    """gamma is reached through a proxy that holds its task of round 2 for 6 s, past the
+    3 s round deadline: round 2 is alpha's and beta's and names gamma as late; gamma is
+    back for round 3 and in the final evaluation."""
+    fed, data = learn_fed["fed"], learn_fed
+    proxy, log = fed.start_stub("lagging", upstream=fed.nodes["gamma"])
+    nodes = [fed.hub_node("alpha"), fed.hub_node("beta"), fed.hub_node("gamma", url=proxy)]
+    hub = fed.start_hub(nodes)
+    body = _body(data, rounds=3, lr=2.0, round_deadline_s=3)
+    job = analyse(hub, fed.access_token(), body, wait_s=300)
+    assert job["state"] == "succeeded", (job["error"], str(job["rounds"][-1])[:2000])
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [{"held": 2}]
+    participation = job["result"]["modelCard"]["participation"]
+    assert [p["nodes"] for p in participation] == [sorted(SPLIT), ["alpha", "beta"], sorted(SPLIT)]
+    late = participation[1]["leftOut"]["gamma"]
+    assert "late: no answer within the round's deadline of 3 s" in late
+    assert participation[2]["leftOut"] == {}
+    assert job["result"]["contributors"] == sorted(SPLIT)
 
 
 def test_a_node_whose_budget_of_rounds_is_spent_refuses_and_is_left_out(learn_fed) -> None:

@@ -207,6 +207,7 @@ class AnalysisJob:
     updated: float = field(default_factory=time.time)
     message: str | None = None
     progress: dict[str, int] | None = None  # {"done", "total"} of a job's blocks
+    curve: list[dict[str, Any]] | None = None  # learn: the training curve so far, each round
     rounds: list[dict[str, Any]] = field(default_factory=list)  # each step, each node
     excluded: dict[str, str] = field(default_factory=dict)  # node -> why it is not in
     result: dict[str, Any] | None = None
@@ -220,6 +221,7 @@ class AnalysisJob:
             "updated": _iso(self.updated),
             "message": self.message,
             "progress": self.progress,
+            "curve": self.curve,
             "request": self.request,
             "rounds": self.rounds,
             "excluded": self.excluded,
@@ -837,8 +839,12 @@ class Coordinator:
             self.exclude(result.statuses, {m.hub.name for m in self.members} - gone)
             left_out = {n: f"left out at an earlier step: {why}"
                         for n, why in self.job.excluded.items()}  # fmt: skip
-            left_out.update({n: str(s.get("detail") or s.get("status")) for n, s in
-                             result.statuses.items() if n not in result.contributors})  # fmt: skip
+            left_out.update({n: (f"late: no answer within the round's deadline of "
+                                 f"{request.round_deadline_s:g} s (asked again next round)"
+                                 if s.get("status") == "timeout"
+                                 else str(s.get("detail") or s.get("status")))
+                             for n, s in result.statuses.items()
+                             if n not in result.contributors})  # fmt: skip
             left_out.update({m.hub.name: "not chosen for this round" for m in self.members
                              if m not in chosen})  # fmt: skip
             taking_part.append({"round": round_no, "nodes": result.contributors,
@@ -853,6 +859,7 @@ class Coordinator:
                 curve.append(_curve_point(round_no - 1, evaluation, result.contributors))
                 state = learning.server_step(state, delta, optimiser)
             self.job.progress = {"done": round_no, "total": request.rounds}
+            self.job.curve = curve
             self.save(f"round {round_no} of {request.rounds}: "
                       + (f"loss {curve[-1]['lossTest']:.4f}, AUC {curve[-1]['auc']:.4f}"
                          if curve else "no sum"))  # fmt: skip

@@ -627,7 +627,7 @@ function forestPlot(result) {
 
 // Start an analysis and follow it until it ends (null if the panel's question changed
 // meanwhile: state[key] is no longer this one).
-async function follow(body, { key, button, message, nodes }) {
+async function follow(body, { key, button, message, nodes, onProgress }) {
   const mine = (state[key] = {});
   $(button).disabled = true;
   try {
@@ -637,6 +637,7 @@ async function follow(body, { key, button, message, nodes }) {
       const progress = job.progress && job.progress.total ? ` (${job.progress.done} of ${job.progress.total})` : "";
       $(message).textContent = (job.message || job.state) + progress;
       showNodes(job, nodes);
+      if (onProgress) onProgress(job);
       await new Promise((resolve) => setTimeout(resolve, 300));
       job = await api(`/hub/analyses/${job.id}`);
     }
@@ -824,14 +825,66 @@ async function trainModel(event) {
   if ($("#learn-cohort").value) body.cohort = $("#learn-cohort").value;
   if ($("#learn-table").value.trim()) body.table = $("#learn-table").value.trim();
   try {
-    const job = await follow(body, { key: "learn", button: "#learn-run", message: "#learn-message", nodes: "#learn-nodes" });
-    if (job) await showLearning(job);
+    const live = (job) => {
+      if (job.curve && job.curve.length) $("#learn-result").replaceChildren(curveChart(job.curve, body.rounds));
+    };
+    const job = await follow(body, { key: "learn", button: "#learn-run", message: "#learn-message", nodes: "#learn-nodes", onProgress: live });
+    if (job) showLearning(job);
   } catch (error) {
     showError(error, "learn");
   }
 }
 
-async function showLearning(job) {
+// A training curve, drawn here as the rounds come in: the held-out and training log-loss
+// (left scale) and the held-out AUC (right scale) after each round, out of ``rounds``.
+function curveChart(curve, rounds) {
+  const width = 560, height = 240, left = 52, right = 52, top = 28, bottom = 34;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const losses = curve.flatMap((p) => [p.lossTest, p.lossTrain]);
+  const aucs = curve.map((p) => p.auc);
+  const range = (values, pad) => {
+    const low = Math.min(...values), high = Math.max(...values);
+    const span = high - low || pad;
+    return [low - span * 0.05, high + span * 0.05];
+  };
+  const [lossLow, lossHigh] = range(losses, 0.01), [aucLow, aucHigh] = range(aucs, 0.01);
+  const x = (round) => left + (rounds ? round / rounds : 0) * plotW;
+  const yLoss = (v) => top + (1 - (v - lossLow) / (lossHigh - lossLow)) * plotH;
+  const yAuc = (v) => top + (1 - (v - aucLow) / (aucHigh - aucLow)) * plotH;
+  const last = curve.at(-1);
+  const title = `Training curve: round ${last.round} of ${rounds}`;
+  const chart = svg("svg", {
+    id: "learn-curve", class: "chart learn-curve", viewBox: `0 0 ${width} ${height}`, width, role: "img",
+    "data-points": curve.length, "data-rounds": rounds,
+    "aria-label": `${title}; held-out log-loss ${fmt(last.lossTest)}, AUC ${fmt(last.auc)}`,
+  });
+  chart.appendChild(svg("title", {}, title));
+  chart.appendChild(svg("text", { x: 0, y: 14, "font-weight": "bold" }, title));
+  chart.appendChild(svg("rect", { x: left, y: top, width: plotW, height: plotH, class: "frame" }));
+  const axis = [[lossLow, lossHigh, yLoss, left - 4, "end"], [aucLow, aucHigh, yAuc, left + plotW + 4, "start"]];
+  for (const [low, high, y, at, anchor] of axis) {
+    for (const v of [low, (low + high) / 2, high]) {
+      chart.appendChild(svg("text", { x: at, y: y(v) + 4, "text-anchor": anchor, class: "note" }, v.toFixed(3)));
+    }
+  }
+  chart.appendChild(svg("text", { x: left, y: height - 6, class: "note" }, "0"));
+  chart.appendChild(svg("text", { x: left + plotW, y: height - 6, "text-anchor": "end", class: "note" }, `round ${rounds}`));
+  const line = (y, key, cls) => svg("polyline", {
+    class: cls, fill: "none", points: curve.map((p) => `${x(p.round).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" "),
+  });
+  chart.appendChild(line(yLoss, "lossTrain", "loss-train"));
+  chart.appendChild(line(yLoss, "lossTest", "loss-test"));
+  chart.appendChild(line(yAuc, "auc", "auc"));
+  const legend = [["loss-test", "held-out log-loss (left)"], ["loss-train", "training log-loss"], ["auc", "held-out AUC (right)"]];
+  legend.forEach(([cls, label], k) => {
+    const at = left + k * 170;
+    chart.appendChild(svg("line", { x1: at, x2: at + 18, y1: height - 20, y2: height - 20, class: cls }));
+    chart.appendChild(svg("text", { x: at + 22, y: height - 16, class: "note" }, label));
+  });
+  return chart;
+}
+
+function showLearning(job) {
   const result = job.result;
   const evaluation = result.evaluation;
   const parts = [];
@@ -848,14 +901,7 @@ async function showLearning(job) {
       `δ ${result.differentialPrivacy.delta}.`;
   }
   parts.push(summary);
-  if (result.files.includes("curve.png")) {
-    const img = document.createElement("img");
-    img.id = "learn-curve";
-    img.className = "learn-curve";
-    img.alt = `Training curve: loss and held-out AUC by round`;
-    img.src = await fileUrl(job, "curve.png", state.learnUrls);
-    parts.push(img);
-  }
+  parts.push(curveChart(result.curve, result.curve.at(-1).round));
   if (result.coefficients) {
     const table = document.createElement("table");
     table.id = "learn-coefficients";
@@ -938,7 +984,7 @@ async function openAnalysis(summary) {
       clearLearning();
       showNodes(job, "#learn-nodes");
       $("#learn-message").textContent = `${job.state} · ${job.id}`;
-      await showLearning(job);
+      showLearning(job);
       $("#learn-result").scrollIntoView({ behavior: "smooth" });
     } else {
       clearAnalysis();
