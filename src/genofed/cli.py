@@ -14,6 +14,7 @@ from genofed.cli_analysis import own_key_text, peer_app
 from genofed.cli_governance import audit_app, dac_app, guard_app, node_trust, passport_app
 from genofed.cli_output import console, fail, warn
 from genofed.cli_query import cohort_app, query_app
+from genofed.cli_workflows import airlock_app, workflow_app
 from genofed.config import Granularity, Tier, default_config, load_config
 from genofed.governance.keys import fingerprint
 from genofed.store.node_dir import NodeDir
@@ -71,6 +72,8 @@ app.add_typer(dac_app, name="dac")
 node_app.command("trust")(node_trust)
 node_app.add_typer(guard_app, name="guard")
 node_app.add_typer(peer_app, name="peer")
+node_app.add_typer(workflow_app, name="workflow")
+app.add_typer(airlock_app, name="airlock")
 
 NodePath = Annotated[Path, typer.Argument(help="The node directory")]
 TierOption = Annotated[

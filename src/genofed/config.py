@@ -360,6 +360,74 @@ class DacReviewer(BaseModel):
         return self.sub == sub and self.iss == iss
 
 
+class AirlockRules(BaseModel):
+    """The automatic checks of a workflow's tabular outputs, under ACRO's names and with
+    its defaults (``wes.airlock`` says what each checks)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    safe_threshold: int = Field(10, ge=1, description="Smallest non-zero count cell")
+    safe_dof_threshold: int = Field(10, ge=1, description="Fewest residual degrees of freedom")
+    safe_nk_n: int = Field(2, ge=1, le=2, description="N of the N-K dominance rule")
+    safe_nk_k: float = Field(0.9, gt=0, le=1, description="K of the N-K dominance rule")
+    safe_pratio_p: float = Field(0.1, gt=0, le=1, description="P of the p% dominance rule")
+    check_missing_values: bool = Field(False, description="Hold tables with missing cells")
+    zeros_are_disclosive: bool = Field(True, description="Hold tables with a zero count")
+    count_columns: str = Field(
+        r"n|count|counts|ac|an|cases|controls|n_\w+|\w+_n|\w+_count|\w+_counts",
+        description="Columns whose integer cells are counts (a regular expression, matched "
+        "whole, case-insensitive)",
+    )
+
+    @field_validator("count_columns")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+
+class ApprovedWorkflow(BaseModel):
+    """A workflow the operator read and approved (``genofed node workflow approve``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    name: str = Field(description="The file's name when it was approved")
+    approved: str = Field(description="When (ISO 8601)")
+    note: str | None = Field(None, description="What the operator said of it")
+
+
+class Workflows(BaseModel):
+    """GA4GH WES at this node: who may run which workflows, in what limits, and the airlock
+    their outputs wait in."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=True)
+    approved: dict[str, ApprovedWorkflow] = Field(
+        default_factory=dict,
+        description="The workflows that may run here, by the sha256 of their file (every "
+        "attached workflow file must be one of them); none by default",
+    )
+    who: Literal["granted", "registered"] = Field(
+        "granted",
+        description="Who may run workflows on a dataset: holders of a grant for it, or also "
+        "registered researchers",
+    )
+    memory_mb: int = Field(4096, ge=256, description="Address space of a run (RLIMIT_AS)")
+    cpu_s: int = Field(3600, ge=1, description="CPU seconds of a run (RLIMIT_CPU)")
+    wall_s: int = Field(3600, ge=1, description="Wall time of a run, then it is killed")
+    cores: int = Field(1, ge=1, le=1024, description="Cores a run may use")
+    file_mb: int = Field(1024, ge=1, description="Largest file a run may write")
+    concurrent_runs: int = Field(4, ge=1, le=256, description="Runs at once; the rest queue")
+    custodians: list[DacReviewer] = Field(
+        default_factory=list,
+        description="Who may release or reject outputs through the API (a Passport's sub "
+        "and iss); the operator always can, with `genofed airlock`",
+    )
+    airlock: AirlockRules = Field(
+        default_factory=AirlockRules, description="The automatic checks of outputs"
+    )
+
+
 def _check_format(value: int, what: str) -> int:
     if value != CONFIG_FORMAT:
         raise ValueError(
@@ -419,6 +487,10 @@ class NodeConfig(BaseModel):
         "`sub` and `iss` (the same `sub` at another issuer is another person)",
     )
     dac_grant_days: float = Field(365, gt=0, description="Lifetime of the visas the DAC signs")
+    workflows: Workflows = Field(
+        default_factory=Workflows,
+        description="GA4GH WES: approved workflows, their limits, and the output airlock",
+    )
     data_connect: DataConnect = Field(
         default_factory=DataConnect, description="Limits of Data Connect SQL"
     )

@@ -1,7 +1,8 @@
 """One way for the node's and the hub's apps to turn errors into answers.
 
 Each API keeps its own error shape: Data Connect's ``ErrorResponse``
-(``{"errors": [{"title", "detail", "code"}]}``) on every ``/data-connect`` path, the
+(``{"errors": [{"title", "detail", "code"}]}``) on every ``/data-connect`` path, WES's
+(``{"msg", "status_code"}``, with the ``code``) on ``/ga4gh/wes`` and ``/airlock``, the
 Beacon's ``beaconErrorResponse`` (``{"meta", "error": {"errorCode", "errorMessage",
 "code"}}``) everywhere else. Every error carries its stable ``code`` (docs/errors.md).
 ``error_body`` is the only place either shape is written, for the error handlers and for
@@ -25,6 +26,7 @@ from genofed.api.responses import JSONResponse
 log = logging.getLogger("genofed")
 
 DATA_CONNECT_PREFIX = "/data-connect"
+WES_PREFIXES = ("/ga4gh/wes/", "/airlock/")
 TITLES = {
     400: "Bad request",
     401: "Unauthorized",
@@ -75,6 +77,8 @@ _ERRORS_LIST_PREFIXES = (DATA_CONNECT_PREFIX + "/", "/analysis/", "/hub/analyses
 
 def error_body(path: str, error: ApiError, beacon_meta: BeaconMeta) -> dict[str, Any]:
     """The error in the shape of the API that ``path`` belongs to."""
+    if path.startswith(WES_PREFIXES):
+        return {"msg": error.message, "status_code": error.status, "code": error.code}
     if path.startswith(_ERRORS_LIST_PREFIXES) or path == DATA_CONNECT_PREFIX:
         title = error.title or TITLES.get(error.status, "Error")
         return {"errors": [{"title": title, "detail": error.message, "code": error.code}]}

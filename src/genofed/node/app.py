@@ -25,6 +25,7 @@ from genofed.node.dac_routes import build_dac_router
 from genofed.node.data_connect_routes import build_data_connect_router
 from genofed.node.deps import Runtime
 from genofed.node.runtime import NodeRuntime
+from genofed.node.wes_routes import build_airlock_router, build_wes_router
 from genofed.store.ontology import OntologyIndex
 
 log = logging.getLogger("genofed.node")
@@ -47,7 +48,7 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     app = FastAPI(
         title=f"genofed node {runtime.config.name}",
         version=__version__,
-        description="GA4GH Beacon v2 and Data Connect over this node's datasets.",
+        description="GA4GH Beacon v2, Data Connect and WES over this node's datasets.",
         default_response_class=JSONResponse,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
@@ -63,6 +64,8 @@ def create_app(node_dir: Path, *, ontology: OntologyIndex | None = None) -> Fast
     app.include_router(build_router())
     app.include_router(build_dac_router())
     app.include_router(build_analysis_router())
+    app.include_router(build_wes_router())
+    app.include_router(build_airlock_router())
 
     def beacon_meta(_path: str) -> dict[str, Any]:
         return runtime.beacon.meta(BeaconRequest(), None, Granularity.BOOLEAN)

@@ -21,6 +21,7 @@ from genofed.node.analysis_tasks import AnalysisTasks
 from genofed.store.live import DatasetCatalog, LiveDatasets
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
+from genofed.wes.service import WesService
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class NodeRuntime:
         self.beacon = BeaconService(self.datasets, self.gate)
         self.data_connect = DataConnectService(self.node, self.datasets, self.gate, self.jobs)
         self.analysis = AnalysisTasks(self)
+        self.wes = WesService(self)
         self._lock = threading.Lock()
         self._retired: list[Gatekeeper] = []
         self.config_error: str | None = None  # why the latest node.yaml edit is not in force
