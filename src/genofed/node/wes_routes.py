@@ -44,21 +44,26 @@ async def _run_request(request: Request) -> tuple[RunRequest, dict[str, bytes]]:
     kind = request.headers.get("content-type", "")
     if not kind.startswith("multipart/form-data"):
         raise QueryError("a RunRequest is sent as multipart/form-data (WES 1.1)")
-    form = await request.form(max_files=MAX_ATTACHMENTS, max_fields=50)
     fields: dict[str, Any] = {}
     attachments: dict[str, bytes] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if key != "workflow_attachment":
-                raise QueryError(f"a file was sent as {key!r}; attachments are workflow_attachment")
-            name = value.filename or ""
-            if name in attachments:
-                raise QueryError(f"two attachments are named {name!r}")
-            attachments[name] = await value.read()
-        elif key in fields:
-            raise QueryError(f"the field {key!r} was sent twice")
-        else:
-            fields[key] = value
+    # the form closed when read: its files are spooled to temporary files until then
+    async with request.form(max_files=MAX_ATTACHMENTS, max_fields=50) as form:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "workflow_attachment":
+                    raise QueryError(
+                        f"a file was sent as {key!r}; attachments are workflow_attachment"
+                    )
+                name = value.filename or ""
+                if name in attachments:
+                    raise QueryError(f"two attachments are named {name!r}")
+                attachments[name] = await value.read()
+            elif key == "workflow_attachment":
+                raise QueryError("each workflow_attachment is a file, with its name")
+            elif key in fields:
+                raise QueryError(f"the field {key!r} was sent twice")
+            else:
+                fields[key] = value
     try:
         return RunRequest.model_validate(fields), attachments
     except ValidationError as exc:

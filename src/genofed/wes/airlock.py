@@ -212,7 +212,8 @@ class Airlock:
             chosen.state, chosen.decided_by, chosen.reason = decision, by, reason.strip()
             chosen.decided_at = time.time()
             self._save(folder, outputs)
-        self.audit.append({"event": f"airlock-{decision.removesuffix('d')}", "run": run_id,
+        event = {"released": "airlock-release", "rejected": "airlock-reject"}[decision]
+        self.audit.append({"event": event, "run": run_id,
                            "output": name, "sha256": chosen.sha256, "by": by,
                            "reason": chosen.reason, "automatic": chosen.automatic})  # fmt: skip
         return chosen
@@ -226,8 +227,11 @@ class Airlock:
         if output.state != "released":
             raise AccessDeniedError(
                 f"{name} is {output.state} in the node's airlock"
-                + (": a custodian must release it before it can be downloaded"
-                   if output.state == "held" else f" ({output.reason})")  # fmt: skip
+                + (
+                    ": a custodian must release it before it can be downloaded"
+                    if output.state == "held"
+                    else f" ({output.reason})"
+                )  # fmt: skip
             )
         path = self._folder(run_id) / "files" / name
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != output.sha256:

@@ -1,13 +1,14 @@
 """The workflow engines a node offers, behind one interface: what a run's command is.
 
-Each engine is a Python package from PyPI run as ``python -m``, with this interpreter,
-inside the run's sandbox (``wes.sandbox``), so it is present exactly when its package is
-installed. None of them uses a container engine here: cwltool runs with
-``--no-container``, miniwdl with its ``bare`` backend (the miniwdl-backend-bare plugin,
-which runs each task as a process on the host, here the sandbox), and Snakemake runs rules
-as processes by default. An operator with Docker or Apptainer could give each tool its own
-image (cwltool's ``DockerRequirement``, miniwdl's docker/singularity backends, Snakemake's
-``--software-deployment-method apptainer``); genofed's sandbox is what confines a run here.
+Each engine is a Python package from PyPI, run by its own console script next to this
+interpreter (``python -m cwltool`` drops cwltool's exit status), inside the run's sandbox
+(``wes.sandbox``), so it is present exactly when its package is installed. None of them
+uses a container engine here: cwltool runs with ``--no-container``, miniwdl with its
+``bare`` backend (the miniwdl-backend-bare plugin, which runs each task as a process on
+the host, here the sandbox), and Snakemake runs rules as processes by default. An
+operator with Docker or Apptainer could give each tool its own image (cwltool's
+``DockerRequirement``, miniwdl's docker/singularity backends, Snakemake's
+``--software-deployment-method apptainer``); genofed's sandbox is what confines a run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Engine:
     workflow_type: str  # the WES ``workflow_type``
     type_versions: tuple[str, ...]  # the ``workflow_type_version``s it runs
     distribution: str  # its package on PyPI
-    module: str  # run as ``python -m module``
+    script: str  # its console script, beside this Python
     needs: tuple[str, ...] = ()  # other packages it needs here
 
     @property
@@ -42,7 +43,7 @@ class Engine:
     def command(self, workflow: str, params: str, cores: int) -> list[str]:
         """The engine's command line for a workflow and its parameters (file names in
         ``WORKDIR``); what it makes goes to ``OUTDIR``."""
-        python = [sys.executable, "-m", self.module]
+        python = [str(Path(sys.executable).parent / self.script)]
         if self.name == "cwltool":
             return [*python, "--no-container", "--disable-color", "--outdir", str(OUTDIR),
                     "--tmpdir-prefix", "/tmp/", "--tmp-outdir-prefix", "/tmp/",
@@ -71,7 +72,7 @@ class Engine:
 
 ENGINES = (
     Engine("cwltool", "CWL", ("v1.0", "v1.1", "v1.2"), "cwltool", "cwltool"),
-    Engine("miniwdl", "WDL", ("1.0", "1.1"), "miniwdl", "WDL", ("miniwdl-backend-bare",)),
+    Engine("miniwdl", "WDL", ("1.0", "1.1"), "miniwdl", "miniwdl", ("miniwdl-backend-bare",)),
     Engine("snakemake", "SMK", ("9",), "snakemake", "snakemake"),
 )
 
@@ -107,7 +108,8 @@ def engine_for(
     if not matching:
         raise QueryError(
             f"this node runs no {workflow_type} workflows"
-            + (f" with {engine}" if engine else "") + f"; it offers {listed or 'none'}"
+            + (f" with {engine}" if engine else "")
+            + f"; it offers {listed or 'none'}"
         )
     chosen = matching[0]
     if type_version not in chosen.type_versions:

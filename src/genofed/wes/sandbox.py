@@ -66,6 +66,13 @@ class Sandbox:
         for name in ("alternatives", "ld.so.cache"):  # what programs need of /etc, no more
             if (Path("/etc") / name).exists():
                 wrapped += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        # who the run is (some programs look themselves up): nobody, at home in /workflow
+        accounts = self.tmpdir.parent / "accounts"
+        accounts.mkdir(exist_ok=True)
+        (accounts / "passwd").write_text(f"nobody:x:65534:65534:nobody:{WORKDIR}:/bin/sh\n")
+        (accounts / "group").write_text("nogroup:x:65534:\n")
+        wrapped += ["--ro-bind", str(accounts / "passwd"), "/etc/passwd",
+                    "--ro-bind", str(accounts / "group"), "/etc/group"]  # fmt: skip
         wrapped += ["--proc", "/proc", "--dev", "/dev",
                     "--bind", str(self.workdir), str(WORKDIR)]  # fmt: skip
         for dataset, folder in sorted(self.datasets.items()):

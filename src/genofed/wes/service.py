@@ -171,9 +171,13 @@ class WesService:
             workflow=workflow,
             digest=digest(attachments[workflow]),
             datasets=request.datasets,
-            limits={"memory_mb": config.memory_mb, "cpu_s": config.cpu_s,
-                    "wall_s": config.wall_s, "cores": config.cores,
-                    "file_mb": config.file_mb},  # fmt: skip
+            limits={
+                "memory_mb": config.memory_mb,
+                "cpu_s": config.cpu_s,
+                "wall_s": config.wall_s,
+                "cores": config.cores,
+                "file_mb": config.file_mb,
+            },  # fmt: skip
         )
         params = json.dumps(request.workflow_params).encode()
         self.store.create(record, attachments, params)
@@ -232,9 +236,11 @@ class WesService:
             "cmd": record.cmd,
             "stdout": f"{base}/stdout.txt",
             "stderr": f"{base}/stderr.txt",
-            "system_logs": [*record.system_logs,
-                            "the engine's stdout and stderr are outputs like any other: held "
-                            "in the airlock until a custodian releases them"],  # fmt: skip
+            "system_logs": [
+                *record.system_logs,
+                "the engine's stdout and stderr are outputs like any other: held "
+                "in the airlock until a custodian releases them",
+            ],  # fmt: skip
         }
         for name, value in (("start_time", _iso(record.start_time)),
                             ("end_time", _iso(record.end_time)),
