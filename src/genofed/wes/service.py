@@ -224,8 +224,7 @@ class WesService:
             "request": {k: v for k, v in record.request.items() if v is not None},
             "state": record.state.value,
             "run_log": self._engine_log(record),
-            "task_logs_url": f"{base}/tasks",
-            "task_logs": None,
+            "task_logs_url": f"{base}/tasks",  # task_logs, deprecated, is left out
             "outputs": self.outputs(record),
         }
 
