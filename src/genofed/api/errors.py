@@ -72,7 +72,7 @@ BeaconMeta = Callable[[str], dict[str, Any]]
 
 # APIs whose errors are a list of {title, detail, code} (Data Connect's shape); the others
 # answer in the Beacon's.
-_ERRORS_LIST_PREFIXES = (DATA_CONNECT_PREFIX + "/", "/analysis/", "/hub/analyses")
+_ERRORS_LIST_PREFIXES = (DATA_CONNECT_PREFIX + "/", "/analysis/", "/hub/analyses", "/hub/workflows")
 
 
 def error_body(path: str, error: ApiError, beacon_meta: BeaconMeta) -> dict[str, Any]:

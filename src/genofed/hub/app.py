@@ -26,6 +26,7 @@ from genofed.hub.deps import Hub
 from genofed.hub.portal_routes import mount_portal
 from genofed.hub.runtime import HubRuntime
 from genofed.hub.transport import Transport
+from genofed.hub.workflow_routes import build_workflow_router
 
 
 def create_hub_app(
@@ -68,6 +69,7 @@ def create_hub_app(
     app.include_router(build_hub_data_connect_router())
     app.include_router(build_cohort_router())
     app.include_router(build_analysis_router())
+    app.include_router(build_workflow_router())
     mount_portal(app)
     app.include_router(build_hub_beacon_router())
 

@@ -55,6 +55,7 @@ class NodeClient:
         *,
         params: list[tuple[str, str]] | None = None,
         body: Any = None,
+        content: tuple[bytes, str] | None = None,
     ) -> Reply:
         """One request to one node before ``end`` (``time.monotonic()``), as the caller."""
         return await send(
@@ -67,6 +68,7 @@ class NodeClient:
             body,
             self.credentials,
             forwarded_for=self.client_address,
+            content=content,
         )
 
     async def each(self, call: Call, nodes: list[HubNode] | None = None) -> list[Reply]:

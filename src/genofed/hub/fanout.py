@@ -124,9 +124,11 @@ async def send(
     credentials: Credentials | None = None,
     *,
     forwarded_for: str | None = None,
+    content: tuple[bytes, str] | None = None,
 ) -> Reply:
     """One request to one node, classified; never raises. ``forwarded_for`` is the end
-    client's address (X-Forwarded-For)."""
+    client's address (X-Forwarded-For); ``content`` a body already encoded, and its
+    content type (a multipart form), instead of ``body`` as JSON."""
     start = time.perf_counter()
 
     def reply(status: Status, detail: str | None = None, **kw: Any) -> Reply:
@@ -137,6 +139,9 @@ async def send(
         headers = await credentials(node, end) if credentials else {}
         if body is not None:
             headers = {**headers, "content-type": "application/json"}
+        encoded = None if body is None else orjson.dumps(body)
+        if content is not None:
+            encoded, headers = content[0], {**headers, "content-type": content[1]}
         if forwarded_for:
             headers = {**headers, "x-forwarded-for": forwarded_for}
         response = await transport.request(
@@ -144,11 +149,11 @@ async def send(
             method,
             path,
             params=params,
-            body=None if body is None else orjson.dumps(body),
+            body=encoded,
             headers=headers,
             timeout_s=end - time.monotonic(),
         )
-        status, content = response.status, response.content
+        status, received = response.status, response.content
     except NodeCredentialsError as exc:
         return reply(exc.outcome, str(exc))  # type: ignore[arg-type]
     except TimeoutError:
@@ -158,22 +163,25 @@ async def send(
     except Exception as exc:  # noqa: BLE001 - a node must never break the fan-out
         return reply("error", f"failed ({type(exc).__name__})", hub_fault=True)
     try:
-        document = orjson.loads(content)
+        document = orjson.loads(received)
     except orjson.JSONDecodeError:
         document = None
     if status in (401, 403):
-        return reply("unauthorised", _error_message(document), http_status=status)
+        return reply("unauthorised", error_message(document), http_status=status)
     if not 200 <= status < 300:  # 202: a job the node accepted
-        return reply("error", _error_message(document) or "no error message", http_status=status)
+        return reply("error", error_message(document) or "no error message", http_status=status)
     if not isinstance(document, dict):
         return reply("error", "answered with malformed JSON", http_status=status)
     return reply("ok", http_status=status, document=document, headers=response.headers)
 
 
-def _error_message(document: Any) -> str | None:
-    """The node's own error text: a Beacon ``error`` or a Data Connect ``errors``."""
+def error_message(document: Any) -> str | None:
+    """The node's own error text: a Beacon ``error``, Data Connect ``errors`` or WES's
+    ``msg``."""
     if not isinstance(document, dict):
         return None
+    if isinstance(document.get("msg"), str):
+        return document["msg"][:300]
     error = document.get("error")
     if isinstance(error, dict) and isinstance(error.get("errorMessage"), str):
         return error["errorMessage"][:300]

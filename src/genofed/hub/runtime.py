@@ -15,6 +15,7 @@ from genofed.hub.cohorts import CohortStore
 from genofed.hub.credentials import TokenExchange
 from genofed.hub.nodes import Registry
 from genofed.hub.transport import AiohttpTransport, Transport
+from genofed.hub.workflows import WorkflowStore
 
 
 @dataclass
@@ -28,6 +29,7 @@ class HubRuntime:
     anchors: AnchorKeeper = field(init=False)
     exchange: TokenExchange = field(init=False)
     analyses: AnalysisStore = field(init=False)
+    workflows: WorkflowStore = field(init=False)
     running: dict[str, asyncio.Task] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -36,6 +38,7 @@ class HubRuntime:
         self.release = ReleasePolicy(self.config.disclosure, None)
         self.cohorts = CohortStore(self.directory / self.config.state_dir / "cohorts")
         self.analyses = AnalysisStore(self.directory / self.config.state_dir / "analyses")
+        self.workflows = WorkflowStore(self.directory / self.config.state_dir / "workflows")
         self.anchors = AnchorKeeper(
             self.config, self.directory / self.config.state_dir / "audit-anchors"
         )
