@@ -16,6 +16,7 @@ import pytest
 from genofed.config import NodeConfig
 from genofed.store.node_dir import NodeDir
 from genofed.wes.runs import RunStore
+from tests.browser import needs_chromium
 from tests.federation import federation
 from tests.test_cli_input import run
 
@@ -90,3 +91,27 @@ def test_the_hub_runs_a_workflow_at_every_node_and_collects_released_outputs(wes
         assert workflow["id"] in [w["id"] for w in listed]
     other = {"authorization": f"Bearer {fed.access_token('researcher-2')}"}
     assert httpx.get(f"{hub}/hub/workflows/{workflow['id']}", headers=other).status_code == 404
+
+
+@needs_chromium
+def test_the_portal_lists_each_nodes_run_and_its_airlock_states(wes_fed, browser: Any) -> None:
+    """After the hub test: alpha's table released (a download link), beta's held, gamma's
+    refusal in its own words."""
+    fed, hub = wes_fed["fed"], wes_fed["hub"]
+    page = browser.new_page()
+    page.goto(hub)
+    page.fill("#token", fed.access_token())
+    page.dispatch_event("#token", "change")
+    page.wait_for_selector("#workflows-list table.workflow", timeout=30_000)
+    alpha = "#workflows-list tr[data-node='alpha']"
+    assert "COMPLETE" in page.inner_text(alpha)
+    link = f"{alpha} [data-output='allele-frequencies.tsv'][data-airlock='released'] a"
+    assert page.inner_text(link) == "allele-frequencies.tsv"
+    beta = page.get_attribute("#workflows-list tr[data-node='beta'] "
+                              "[data-output='allele-frequencies.tsv']", "data-airlock")  # fmt: skip
+    assert beta == "held"
+    assert "approve" in page.inner_text("#workflows-list tr[data-node='gamma']")
+    with page.expect_download() as download:
+        page.click(link)
+    assert download.value.path().read_text().startswith("chrom\tpos\tref\talt\tac\tan\taf\n")
+    page.close()

@@ -971,6 +971,74 @@ async function loadAnalyses() {
   }
 }
 
+// -- the caller's workflow runs: each node's state and its airlock's word on each output --
+
+async function loadWorkflows() {
+  const box = $("#workflows-list");
+  if (!$("#token").value.trim()) {
+    box.replaceChildren();
+    return;
+  }
+  try {
+    const { workflows } = await api("/hub/workflows");
+    const shown = await Promise.all(workflows.map((w) => api(`/hub/workflows/${w.id}`)));
+    box.replaceChildren(...shown.map(workflowTable));
+    if (!shown.length) box.textContent = "No workflow runs yet.";
+    showError(null, "workflows");
+  } catch (error) {
+    box.replaceChildren();
+    showError(error, "workflows");
+  }
+}
+
+function workflowTable(run) {
+  const table = document.createElement("table");
+  table.className = "workflow";
+  table.dataset.id = run.id;
+  table.createCaption().textContent = `${run.workflow} (${run.workflow_type}) · ${run.id}`;
+  const head = table.createTHead().insertRow();
+  for (const name of ["node", "state", "outputs (airlock)"]) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const [node, at] of Object.entries(run.nodes)) {
+    const row = body.insertRow();
+    row.dataset.node = node;
+    cell(row, node);
+    cell(row, at.state || at.status || "not started");
+    const outputs = row.insertCell();
+    if (!at.outputs) outputs.textContent = at.detail || "";
+    for (const [name, output] of Object.entries(at.outputs || {})) {
+      const item = document.createElement("div");
+      item.dataset.output = name;
+      item.dataset.airlock = output.airlock;
+      if (output.airlock === "released") {
+        const link = document.createElement("a");
+        link.href = "#";
+        link.textContent = name;
+        link.addEventListener("click", async (event) => {
+          event.preventDefault();
+          const response = await fetch(`/hub/workflows/${run.id}/nodes/${node}/outputs/${name}`, { headers: headers(false) });
+          if (!response.ok) return showError(new Error(`${name}: HTTP ${response.status}`), "workflows");
+          const a = document.createElement("a");
+          a.href = URL.createObjectURL(await response.blob());
+          a.download = name.split("/").pop();
+          a.click();
+        });
+        item.append(link, " released");
+      } else {
+        const failed = (output.checks || []).filter((c) => !c.passed).map((c) => c.rule);
+        item.textContent = `${name} ${output.airlock}` + (failed.length ? ` (checks: ${failed.join(", ")})` : "") +
+          (output.reason ? `: ${output.reason}` : "");
+      }
+      outputs.appendChild(item);
+    }
+  }
+  return table;
+}
+
 async function openAnalysis(summary) {
   try {
     const job = await api(`/hub/analyses/${summary.id}`);
@@ -1033,12 +1101,15 @@ document.addEventListener("DOMContentLoaded", () => {
     clearResults();
     loadDatasets();
     loadAnalyses();
+    loadWorkflows();
     scheduleCount();
   });
+  $("#workflows-refresh").addEventListener("click", loadWorkflows);
   loadNodes();
   loadDatasets();
   loadCohorts();
   loadAnalyses();
+  loadWorkflows();
   countCohort();
   setInterval(loadNodes, 5000);
 });
