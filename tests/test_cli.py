@@ -200,8 +200,12 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     assert re.search(r"│ \d+ variants", out) and re.search(r"│ \d+ people", out), out
     assert not re.search(r"│ \d+ \((imprecise|rounded)\)", out), out
     assert "Federated Data Connect" in out and "female" in out and "male" in out
-    # the last step trains a model at the three institutions
-    assert "7/7" in out and "held-out AUC" in out and "membership-inference AUC" in out
+    # then it trains a model at the three institutions
+    assert "7/8" in out and "held-out AUC" in out and "membership-inference AUC" in out
+    # and runs a workflow at each, whose table each custodian releases
+    assert "8/8" in out and "Allele frequencies, side by side" in out
+    for title in ("Hospital A", "Biobank B", "National programme C"):
+        assert f"{title}: COMPLETE, automatic checks passed; released" in out, out
     for site in ("hospital-a", "biobank-b", "national-c"):
         assert (tmp_path / "demo" / "nodes" / site / "catalog.json").exists()
     # every server it started has stopped

@@ -4,14 +4,17 @@ It simulates one population's cohort and splits its people over three institutio
 (different sizes, tiers and clinical coding), builds a node for each, starts a development
 broker, the three nodes and a hub as local processes, shows what each kind of caller gets
 from one node, then asks the whole federation through the hub (a variant look-up, a
-cross-node cohort, a Data Connect aggregate), fits a GLM and runs a GWAS across them by
-secure sums, and serves the portal until Ctrl-C. Everything comes from embedded defaults
+cross-node cohort, a Data Connect aggregate), fits a GLM, runs a GWAS and trains a model
+across them by secure sums, runs a workflow at each (WES) whose outputs each node's
+custodian releases, and serves the portal until Ctrl-C. Everything comes from embedded defaults
 (msprime simulation, synthetic clinical tables): no downloads.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import shutil
 import signal
 import socket
@@ -19,6 +22,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from rich.table import Table
 from genofed import devbroker as broker
 from genofed._exceptions import GenofedError
 from genofed.config import (
+    ApprovedWorkflow,
     DacReviewer,
     DatasetPolicy,
     HubConfig,
@@ -48,6 +54,8 @@ from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 DEMO_BROKER = "https://broker.demo.genofed.invalid"
 DEMO_DATASET = "demo-cohort"
 DEMO_REGION = "22:1-2000000"  # the simulated region
+WORKFLOW = resources.files("genofed") / "data" / "workflows" / "allele-frequencies.cwl"
+FINISHED_RUN = ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,14 @@ def build_institution(
     # Registered researchers may run the vetted analyses on the demo's datasets.
     config.datasets[site.dataset] = DatasetPolicy(duo=["DUO:0000042"], analysis="registered")
     config.dac_reviewers = [DacReviewer(sub="demo-reviewer", iss=DEMO_BROKER)]
+    # ... and workflows: the allele-frequency workflow genofed ships, approved (as
+    # `genofed node workflow approve` does once its operator has read it)
+    config.workflows.who = "registered"
+    digest = hashlib.sha256(WORKFLOW.read_bytes()).hexdigest()
+    config.workflows.approved[digest] = ApprovedWorkflow(
+        name=WORKFLOW.name, approved=datetime.now(UTC).isoformat(timespec="seconds"),
+        note="the demo's allele frequencies",
+    )  # fmt: skip
     NodeDir.create(node_dir, config)
     summary = ingest_vcf(
         NodeDir(node_dir),
@@ -666,6 +682,72 @@ def _stop(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def run_workflow(hub_url: str, token: str, nodes: dict[str, Path], console: Console) -> None:
+    """The allele frequencies of the demo's region, computed by a CWL workflow at each
+    institution (WES, in each node's sandbox), checked in each node's airlock, released by
+    each custodian, and shown side by side."""
+    from genofed.governance.audit import AuditLog
+    from genofed.wes.airlock import Airlock
+    from genofed.wes.runs import RunStore
+
+    chrom, span = DEMO_REGION.split(":")
+    start, end = (int(x) for x in span.split("-"))
+    params = {"database": "/data/{dataset}/dataset.duckdb", "chrom": chrom, "start": start,
+              "end": end, "min_count": 10}  # fmt: skip
+    data = {"workflow_type": "CWL", "workflow_type_version": "v1.2",
+            "workflow_url": WORKFLOW.name, "workflow_params": json.dumps(params),
+            "datasets": ",".join(f"{s.name}:{s.dataset}" for s in INSTITUTIONS)}  # fmt: skip
+    console.print(f"    POST {hub_url}/hub/workflows  ({WORKFLOW.name}, min_count 10)")
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=hub_url, headers=headers, timeout=120) as client:
+        files = {"workflow_attachment": (WORKFLOW.name, WORKFLOW.read_bytes())}
+        started = client.post("/hub/workflows", data=data, files=files)
+        if started.status_code != 200:
+            raise GenofedError(f"the demo's workflow was refused: {started.text[:300]}")
+        run_id = started.json()["id"]
+        deadline = time.monotonic() + 300
+        while True:
+            shown = client.get(f"/hub/workflows/{run_id}").json()["nodes"]
+            if all(n.get("state") in FINISHED_RUN or "run_id" not in n for n in shown.values()):
+                break
+            if time.monotonic() > deadline:
+                raise GenofedError("the demo's workflow runs did not finish in 5 minutes")
+            time.sleep(0.3)
+        tables: dict[str, dict[tuple[str, str, str], str]] = {}
+        for site in INSTITUTIONS:
+            node = shown[site.name]
+            output = (node.get("outputs") or {}).get("allele-frequencies.tsv")
+            if node.get("state") != "COMPLETE" or output is None:
+                console.print(f"    {site.title}: {node.get('state') or node.get('detail')}")
+                continue
+            config = load_config(NodeDir(nodes[site.name]).config_path)
+            airlock = Airlock(RunStore(NodeDir(nodes[site.name]).state_dir).runs,
+                              AuditLog(NodeDir(nodes[site.name]).audit_path),
+                              config.workflows.airlock)  # fmt: skip
+            airlock.decide(node["run_id"], "allele-frequencies.tsv", "released",
+                           f"custodian of {site.title} (demo)",
+                           "allele frequencies of common variants")  # fmt: skip
+            console.print(f"    {site.title}: {node['state']}, automatic checks "
+                          f"{output['automatic']}; released by its custodian (genofed airlock "
+                          f"release {nodes[site.name]} {node['run_id']} allele-frequencies.tsv "
+                          "--reason 'allele frequencies of common variants')")  # fmt: skip
+            got = client.get(f"/hub/workflows/{run_id}/nodes/{site.name}/outputs/"
+                             "allele-frequencies.tsv")  # fmt: skip
+            rows = [line.split("\t") for line in got.text.splitlines()[1:]]
+            tables[site.name] = {(r[1], r[2], r[3]): r[6] for r in rows}
+    common = sorted(set.intersection(*(set(t) for t in tables.values())) if tables else set(),
+                    key=lambda v: int(v[0]))  # fmt: skip
+    shown_at = [s for s in INSTITUTIONS if s.name in tables]
+    table = Table("position", "ref>alt", *(s.title for s in shown_at),
+                  title=f"Allele frequencies, side by side ({len(common)} variants at every "
+                  f"institution; the first 8)")  # fmt: skip
+    for variant in common[:8]:
+        table.add_row(variant[0], f"{variant[1]}>{variant[2]}",
+                      *(tables[s.name][variant] for s in shown_at))  # fmt: skip
+    console.print(table)
+    console.print(f"    in the portal: {hub_url}/ (Workflows)")
+
+
 def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500) -> None:
     console = Console(soft_wrap=True)  # commands must paste as printed
     # Ctrl-C, and a plain `kill`, stop the servers too: they run in sessions of their own.
@@ -676,7 +758,7 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     keys.create_key(workdir / "broker.json", DEMO_BROKER)
-    console.print("[bold]1/7[/] Simulating and ingesting three institutions (msprime) …")
+    console.print("[bold]1/8[/] Simulating and ingesting three institutions (msprime) …")
     parts = simulate_institutions(workdir, samples, console)
     nodes = {site.name: build_institution(workdir, site, parts[site.name], console)
              for site in INSTITUTIONS}  # fmt: skip
@@ -684,17 +766,17 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
     pin_peers(nodes)
     processes = Processes(workdir / "logs")
     try:
-        console.print("[bold]2/7[/] Starting the broker, three nodes and the hub …")
+        console.print("[bold]2/8[/] Starting the broker, three nodes and the hub …")
         urls, hub_url, _ = start_federation(workdir, nodes, processes, port=port)
         first = urls[INSTITUTIONS[0].name]
         base_url = f"{first}/beacon/v2"
-        console.print(f"[bold]3/7[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
+        console.print(f"[bold]3/8[/] One node, three callers: {INSTITUTIONS[0].title} at {first}")
         callers = demo_callers(first, workdir)
         queries = example_queries(planted)
         compare_callers(base_url, callers, [queries[0], queries[-1]], console)
         run_queries(base_url, queries, console, callers["with a DAC grant"])
         run_data_connect(first, callers, console)
-        console.print(f"[bold]4/7[/] The whole federation, through the hub at {hub_url}")
+        console.print(f"[bold]4/8[/] The whole federation, through the hub at {hub_url}")
         key = keys.load_key(workdir / "broker.json")
         token = broker.access_token(
             key,
@@ -704,12 +786,15 @@ def run_demo(workdir: Path, *, serve: bool, port: int = 8700, samples: int = 500
         )
         (workdir / "token.jwt").write_text(token)
         run_federation(hub_url, token, planted, console)
-        console.print("[bold]5/7[/] A federated GLM across the three institutions (secure sums)")
+        console.print("[bold]5/8[/] A federated GLM across the three institutions (secure sums)")
         run_glm(hub_url, token, console)
-        console.print("[bold]6/7[/] A federated GWAS of seizures across the three institutions")
+        console.print("[bold]6/8[/] A federated GWAS of seizures across the three institutions")
         run_gwas(hub_url, token, planted, console)
-        console.print("[bold]7/7[/] A model of seizures trained across the three institutions")
+        console.print("[bold]7/8[/] A model of seizures trained across the three institutions")
         run_learning(hub_url, token, planted, console)
+        console.print("[bold]8/8[/] A workflow at the three institutions (WES), its outputs "
+                      "released by each custodian")  # fmt: skip
+        run_workflow(hub_url, token, nodes, console)
         if serve:
             passport = workdir / "passport.jwt"
             passport.write_text(callers["with a DAC grant"]["Authorization"].split()[1])
