@@ -33,6 +33,7 @@ bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against b
 	$(BIN)/python bench/bench_analysis_federation.py --out bench/results/analysis-federation.json
 	$(BIN)/python bench/bench_gwas.py --out bench/results/gwas.json
 	$(BIN)/python bench/bench_learning.py --out bench/results/learning.json
+	$(BIN)/python bench/bench_wes.py --out bench/results/wes.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --quick
@@ -45,6 +46,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_analysis_federation.py --quick
 	$(BIN)/python bench/bench_gwas.py --quick
 	$(BIN)/python bench/bench_learning.py --quick
+	$(BIN)/python bench/bench_wes.py --quick
 
 lint: $(STAMP)  ## ruff, and the generated reference pages are current
 	$(BIN)/ruff check src tests bench tools

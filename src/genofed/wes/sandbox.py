@@ -85,9 +85,9 @@ class Sandbox:
         return [*wrapped, "--", *argv]
 
 
-def limiter(limits: Limits) -> Callable[[], None]:
+def limiter(limits: Limits, slot: int = 0) -> Callable[[], None]:
     """What the child runs before it becomes the sandbox: the kernel's limits, inherited
-    by everything the run starts."""
+    by everything the run starts. Runs in different slots get different cores."""
 
     def apply() -> None:
         memory = limits.memory_mb * 1024 * 1024
@@ -96,7 +96,9 @@ def limiter(limits: Limits) -> Callable[[], None]:
         size = limits.file_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        cores = sorted(os.sched_getaffinity(0))[: max(1, limits.cores)]
-        os.sched_setaffinity(0, cores)
+        available = sorted(os.sched_getaffinity(0))
+        count = min(max(1, limits.cores), len(available))
+        first = slot * count
+        os.sched_setaffinity(0, {available[(first + i) % len(available)] for i in range(count)})
 
     return apply

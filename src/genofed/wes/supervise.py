@@ -33,9 +33,9 @@ ENGINE_OUTPUTS = "wes-outputs.json"  # the outputs object the engine printed
 MEMORY_SIGNS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 
 
-def _slot(store: RunStore, slots: int, run_id: str) -> IO[str] | None:
-    """A held lock on one of the node's run slots, once one is free; None if the run was
-    cancelled while it queued."""
+def _slot(store: RunStore, slots: int, run_id: str) -> tuple[int, IO[str]] | None:
+    """A held lock on one of the node's run slots (its number, and the lock), once one is
+    free; None if the run was cancelled while it queued."""
     folder = store.root / "slots"
     folder.mkdir(parents=True, exist_ok=True)
     while True:
@@ -43,7 +43,7 @@ def _slot(store: RunStore, slots: int, run_id: str) -> IO[str] | None:
             handle = (folder / str(n)).open("a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return handle
+                return n, handle
             except BlockingIOError:
                 handle.close()
         if store.cancelled(run_id):
@@ -99,10 +99,11 @@ def supervise(node_dir: Path, run_id: str) -> RunRecord:
                       "datasets": moved.datasets})  # fmt: skip
         return moved
 
-    slot = _slot(store, config.workflows.concurrent_runs, run_id)
-    if slot is None:
+    taken = _slot(store, config.workflows.concurrent_runs, run_id)
+    if taken is None:
         return move(State.CANCELED, "cancelled by its owner while it queued")
-    with slot:
+    slot, lock = taken
+    with lock:
         engine = next(e for e in engines.ENGINES if e.name == record.engine)
         datasets = {}
         catalog = node.read_catalog()["datasets"]
@@ -122,7 +123,7 @@ def supervise(node_dir: Path, run_id: str) -> RunRecord:
         stderr = (folder / "stderr.log").open("wb")
         try:
             process = subprocess.Popen(command, stdout=stdout, stderr=stderr,
-                                       stdin=subprocess.DEVNULL, preexec_fn=limiter(limits),
+                                       stdin=subprocess.DEVNULL, preexec_fn=limiter(limits, slot),
                                        start_new_session=True)  # fmt: skip
         except OSError as exc:
             return move(State.SYSTEM_ERROR, f"the engine could not start: {exc}")
