@@ -54,7 +54,8 @@ def _auth(token: str) -> dict[str, str]:
 def approve(gov: GovernedNode, name: str, text: str, tmp: Path) -> None:
     path = tmp / name
     path.write_text(text)
-    run("node", "workflow", "approve", str(gov.node.root), str(path))
+    done = run("node", "workflow", "approve", str(gov.node.root), str(path))
+    assert done.returncode == 0 and hashlib.sha256(text.encode()).hexdigest() in done.stderr
 
 
 def submit(
@@ -143,9 +144,15 @@ def test_an_approved_cwl_workflow_runs_and_its_table_waits_in_the_airlock(wes, t
     again = client.post(path, headers=wes["custodian"], json=body)
     assert again.status_code == 400 and "released already" in again.json()["msg"]
 
-    # the operator rejects the logs with the CLI; the owner sees why
-    run("airlock", "reject", str(wes["gov"].node.root), run_id, "logs/stderr.txt",
-        "--reason", "engine logs stay here")  # fmt: skip
+    # the operator lists what is held, reads it, and rejects the logs; the owner sees why
+    listed = run("airlock", "list", str(wes["gov"].node.root)).stderr
+    assert f"{run_id} │ logs/stderr.txt" in listed
+    assert f"{run_id} │ allele-counts.tsv" not in listed  # released already
+    shown = json.loads(run("airlock", "show", str(wes["gov"].node.root), run_id).stdout)
+    assert {o["name"]: o["state"] for o in shown["outputs"]}["allele-counts.tsv"] == "released"
+    rejected = run("airlock", "reject", str(wes["gov"].node.root), run_id, "logs/stderr.txt",
+                   "--reason", "engine logs stay here")  # fmt: skip
+    assert rejected.returncode == 0, rejected.stderr
     rejected = client.get(log["run_log"]["stderr"], headers=wes["owner"])
     assert rejected.status_code == 403 and "engine logs stay here" in rejected.json()["msg"]
     audit = (wes["gov"].node.root / "audit" / "audit.log").read_text()

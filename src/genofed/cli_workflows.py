@@ -96,15 +96,19 @@ def airlock_list(
     from rich.table import Table
 
     store, airlock = _airlock(directory)
-    table = Table("run", "output", "size", "automatic checks", "state", "owner")
+    table = Table(title=f"Outputs in the airlock ({state or 'all'})")
+    for column in ("run", "output"):  # whole, to paste into `show` and `release`
+        table.add_column(column, no_wrap=True)
+    for column in ("size", "checks", "state"):  # whose run it is: `show`
+        table.add_column(column)
     for record in store.all():
         for output in airlock.outputs(record.run_id) if record.state.finished else []:
             if state is None or output.state == state:
                 failed = [c.rule for c in output.checks if not c.passed]
                 checks = output.automatic + (f" ({', '.join(failed)})" if failed else "")
                 table.add_row(record.run_id, output.name, f"{output.size:,}", checks,
-                              output.state, record.owner)  # fmt: skip
-    console.print(table)
+                              output.state)  # fmt: skip
+    console.print(table, width=max(console.width, 110))
 
 
 @airlock_app.command("show")
