@@ -16,7 +16,7 @@ from genofed.node.app import create_app
 
 SRC = Path(genofed.__file__).parent
 # The core: no HTTP server of ours, so it can be used and tested without one.
-CORE = ("store", "governance", "beacon", "dataconnect", "analysis", "jobs", "api")
+CORE = ("store", "governance", "beacon", "dataconnect", "analysis", "jobs", "api", "wes")
 SERVERS = ("genofed.node", "genofed.hub")
 # Development tools: the only modules allowed to import the development broker.
 DEV_TOOLS = {"genofed.demo", "genofed.cli_governance", "genofed.devbroker"}

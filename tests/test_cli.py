@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -203,9 +204,13 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
     # then it trains a model at the three institutions
     assert "7/8" in out and "held-out AUC" in out and "membership-inference AUC" in out
     # and runs a workflow at each, whose table each custodian releases
-    assert "8/8" in out and "Allele frequencies, side by side" in out
-    for title in ("Hospital A", "Biobank B", "National programme C"):
-        assert f"{title}: COMPLETE, automatic checks passed; released" in out, out
+    assert "8/8" in out
+    if shutil.which("bwrap") is None:
+        assert "apt-get install bubblewrap" in out
+    else:
+        assert "Allele frequencies, side by side" in out
+        for title in ("Hospital A", "Biobank B", "National programme C"):
+            assert f"{title}: COMPLETE, automatic checks passed; released" in out, out
     for site in ("hospital-a", "biobank-b", "national-c"):
         assert (tmp_path / "demo" / "nodes" / site / "catalog.json").exists()
     # every server it started has stopped

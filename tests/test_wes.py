@@ -33,6 +33,7 @@ FINISHED = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED
 
 @pytest.fixture(scope="module")
 def wes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    wf.need_bwrap()
     gov = build_governed_node(tmp_path_factory.mktemp("wes"))
     config = load_config(gov.node.config_path)
     config.workflows.custodians = [DacReviewer(sub="custodian-1", iss=BROKER)]
@@ -159,6 +160,36 @@ def test_an_approved_cwl_workflow_runs_and_its_table_waits_in_the_airlock(wes, t
     events = [json.loads(line).get("event") for line in audit.splitlines()]
     assert {"workflow-submit", "workflow-run", "airlock-check", "airlock-release",
             "airlock-reject"} <= set(events)  # fmt: skip
+
+
+def test_a_table_with_a_cell_of_2_is_held_with_the_rule_named(wes, tmp_path) -> None:
+    """Nothing downloads before the custodian's release, and the right bytes do after."""
+    approve(wes["gov"], "groups.cwl", wf.SMALL_CELL, tmp_path)
+    log = started(wes, {"groups.cwl": wf.SMALL_CELL}, datasets=None)
+    assert log["state"] == "COMPLETE", log
+    table = log["outputs"]["groups.tsv"]
+    threshold = next(c for c in table["checks"] if c["rule"] == "threshold")
+    assert table["automatic"] == "failed"
+    assert threshold == {"rule": "threshold", "passed": False,
+                         "detail": "line 3, column n: 2 < 10"}  # fmt: skip
+    client, run_id = wes["client"], log["run_id"]
+    url = f"/ga4gh/wes/v1/runs/{run_id}/outputs/groups.tsv"
+    for name in log["outputs"]:  # no output of the run is downloadable yet
+        response = client.get(f"/ga4gh/wes/v1/runs/{run_id}/outputs/{name}", headers=wes["owner"])
+        assert response.status_code == 403, name
+    released = run("airlock", "release", str(wes["gov"].node.root), run_id, "groups.tsv",
+                   "--reason", "reviewed: the small cell is a test group")  # fmt: skip
+    assert released.returncode == 0, released.stderr
+    got = client.get(url, headers=wes["owner"])
+    assert got.status_code == 200 and got.text == "group\tn\nA\t25\nB\t2\n"
+
+
+def test_attachments_over_the_request_limit_are_refused(wes) -> None:
+    limit = load_config(wes["gov"].node.config_path).max_request_bytes
+    big = submit(wes, {"counts.cwl": wf.ALLELE_COUNTS, "big.txt": "x" * (limit + 1)},
+                 url="counts.cwl")  # fmt: skip
+    assert big.status_code == 413, big.text
+    assert "max_request_bytes" in big.text or "too large" in big.text.lower()
 
 
 def test_a_workflow_not_approved_does_not_run(wes, tmp_path) -> None:

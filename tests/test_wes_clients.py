@@ -41,6 +41,7 @@ SCHEMATHESIS = str(Path(sys.executable).with_name("st"))
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    wf.need_bwrap()
     root = tmp_path_factory.mktemp("wes-live")
     gov = build_governed_node(root)
     workflow = root / "counts.cwl"

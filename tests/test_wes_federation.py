@@ -16,6 +16,7 @@ import pytest
 from genofed.config import NodeConfig
 from genofed.store.node_dir import NodeDir
 from genofed.wes.runs import RunStore
+from tests import wes_workflows as wf
 from tests.browser import needs_chromium
 from tests.federation import federation
 from tests.test_cli_input import run
@@ -31,6 +32,7 @@ def _registered_may_run(config: NodeConfig) -> None:
 
 @pytest.fixture(scope="module")
 def wes_fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    wf.need_bwrap()
     root = tmp_path_factory.mktemp("wes-federation")
     with federation(root) as fed:
         for name, seed in (("alpha", 1), ("beta", 2), ("gamma", 3)):

@@ -5,7 +5,18 @@ short Python script (the sandbox's Python has DuckDB), so what it tries is plain
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
+
+import pytest
+
+BWRAP = shutil.which("bwrap")
+
+
+def need_bwrap() -> None:
+    """Skip (saying why) where the sandbox's bubblewrap is not installed."""
+    if BWRAP is None:
+        pytest.skip("workflow runs need Debian's bubblewrap (apt-get install bubblewrap)")
 
 
 def cwl_script(script: str, output: str = "result.txt") -> str:
@@ -78,6 +89,15 @@ def read_canary(targets: list[str]) -> str:
         """
     )
 
+
+SMALL_CELL = cwl_script(
+    """
+    print("group\\tn")
+    print("A\\t25")
+    print("B\\t2")
+    """,
+    "groups.tsv",
+)
 
 MEMORY_CANARY = cwl_script(
     """

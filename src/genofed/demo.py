@@ -689,7 +689,12 @@ def run_workflow(hub_url: str, token: str, nodes: dict[str, Path], console: Cons
     from genofed.governance.audit import AuditLog
     from genofed.wes.airlock import Airlock
     from genofed.wes.runs import RunStore
+    from genofed.wes.sandbox import BWRAP
 
+    if shutil.which(BWRAP) is None:
+        console.print("    skipped: workflows run in bubblewrap's sandbox, which is not "
+                      "installed here (apt-get install bubblewrap)")  # fmt: skip
+        return
     chrom, span = DEMO_REGION.split(":")
     start, end = (int(x) for x in span.split("-"))
     params = {"database": "/data/{dataset}/dataset.duckdb", "chrom": chrom, "start": start,

@@ -18,10 +18,10 @@ from genofed.governance.disclosure import Clock
 from genofed.governance.gatekeeper import Gatekeeper
 from genofed.jobs.runtime import JobRuntime
 from genofed.node.analysis_tasks import AnalysisTasks
+from genofed.node.wes_service import WesService
 from genofed.store.live import DatasetCatalog, LiveDatasets
 from genofed.store.node_dir import NodeDir
 from genofed.store.ontology import OntologyIndex
-from genofed.wes.service import WesService
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError
 from genofed.api.responses import JSONResponse
 from genofed.node.deps import NodeCall, audit_of, resolve_caller, runtime_of
-from genofed.wes.service import PREFIX, RunRequest, WesService, page
+from genofed.node.wes_service import PREFIX, RunRequest, WesService, page
 
 MAX_ATTACHMENTS = 100
 

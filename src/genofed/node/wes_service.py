@@ -1,10 +1,12 @@
-"""GA4GH WES 1.1 at a node: runs submitted, checked against the node's policy, handed to a
-supervisor, and shown to their owners in the spec's shapes."""
+"""GA4GH WES 1.1 at a node: runs submitted, checked against the node's policy (approved
+workflows, who may run them on which datasets), handed to a supervisor (``wes.supervise``),
+and shown to their owners in the spec's shapes."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, field_validator
 
 from genofed import __version__
-from genofed._exceptions import AccessDeniedError, QueryError
+from genofed._exceptions import AccessDeniedError, ConfigError, QueryError
 from genofed.beacon import framework
 from genofed.governance.access import Caller, Standing
 from genofed.wes import engines
 from genofed.wes.airlock import Airlock, Output
 from genofed.wes.runs import FINISHED, RunRecord, RunStore, State, _safe_name
+from genofed.wes.sandbox import BWRAP
 
 if TYPE_CHECKING:
     from genofed.node.runtime import NodeRuntime
@@ -130,6 +133,11 @@ class WesService:
         """A run checked against the node's policy, staged, and handed to its supervisor."""
         if caller.sub is None:
             raise AccessDeniedError("workflow runs need to know who you are: send a Passport")
+        if shutil.which(BWRAP) is None:
+            raise ConfigError(
+                "this node cannot run workflows: its sandbox needs bubblewrap, which its "
+                "operator installs with `apt-get install bubblewrap`"
+            )
         config = self.runtime.config.workflows
         engine = engines.engine_for(request.workflow_type, request.workflow_type_version,
                                     request.workflow_engine,
