@@ -131,22 +131,32 @@ def _apps() -> list[tuple[str, Any]]:
     ]
 
 
-def endpoints_page() -> str:
+def _api_routes(routes: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every API route with its whole path, those of included routers too (FastAPI keeps
+    an included router as one route that holds the router's own)."""
     from fastapi.routing import APIRoute
 
+    found: list[tuple[str, Any]] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            found += _api_routes(included.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif isinstance(route, APIRoute) and route.include_in_schema:
+            found.append((prefix + route.path, route))
+    return found
+
+
+def endpoints_page() -> str:
     parts = [HEADER, "# HTTP endpoints\n"]
     for title, app in _apps():
         rows = []
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
+        for path, route in _api_routes(app.routes):
             text = route.summary or (route.description or "").strip().split("\n")[0]
             for method in sorted(route.methods):
                 if not text:
-                    raise UndocumentedError(
-                        f"{title} endpoint {method} {route.path} has no summary"
-                    )
-                rows.append(f"| {method} | `{route.path}` | {text.replace('|', '/')} |")
+                    raise UndocumentedError(f"{title} endpoint {method} {path} has no summary")
+                rows.append(f"| {method} | `{path}` | {text.replace('|', '/')} |")
         table = ["| method | path | what it does |", "|---|---|---|", *sorted(set(rows))]
         parts.append(f"\n## The {title}\n\n" + "\n".join(table) + "\n")
     return "".join(parts)
