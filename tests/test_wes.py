@@ -99,6 +99,12 @@ def held(wes: dict[str, Any], run_id: str, name: str) -> str:
     return (folder / "airlock" / "files" / name).read_text()
 
 
+def review(wes: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A run's outputs as its node's custodian sees them (``/airlock/v1``)."""
+    runs = wes["client"].get("/airlock/v1/runs", headers=wes["custodian"]).json()["runs"]
+    return next(r["outputs"] for r in runs if r["run_id"] == run_id)
+
+
 def fingerprint(root: Path) -> dict[str, str]:
     """Every file of the node but what runs and requests write (its runs, its audit)."""
     return {
@@ -118,12 +124,14 @@ def test_an_approved_cwl_workflow_runs_and_its_table_waits_in_the_airlock(wes, t
     log = started(wes, {"counts.cwl": wf.ALLELE_COUNTS})
     assert log["state"] == "COMPLETE", log
     assert log["run_log"]["exit_code"] == 0 and log["run_log"]["cmd"][0].endswith("/cwltool")
-    table = log["outputs"]["allele-counts.tsv"]
+    # the owner learns only how many outputs wait: their names, sizes and the checks'
+    # findings were made by the run, and could carry data
+    assert log["outputs"] == {} and log["airlock"] == {"held": 4, "released": 0, "rejected": 0}
+    client, run_id = wes["client"], log["run_id"]
+    table = review(wes, run_id)["allele-counts.tsv"]
     assert table["airlock"] == "held" and table["automatic"] == "failed"
     threshold = next(c for c in table["checks"] if c["rule"] == "threshold")
     assert not threshold["passed"] and "column ac" in threshold["detail"]
-    assert "url" not in table
-    client, run_id = wes["client"], log["run_id"]
     url = f"/ga4gh/wes/v1/runs/{run_id}/outputs/allele-counts.tsv"
     refused = client.get(url, headers=wes["owner"])
     assert refused.status_code == 403 and "custodian must release" in refused.json()["msg"]
@@ -134,12 +142,15 @@ def test_an_approved_cwl_workflow_runs_and_its_table_waits_in_the_airlock(wes, t
     path = f"/airlock/v1/runs/{run_id}/outputs/allele-counts.tsv/release"
     body = {"reason": "aggregate counts of a public reference panel"}
     assert client.post(path, headers=wes["owner"], json=body).status_code == 403
-    review = client.get("/airlock/v1/runs", headers=wes["custodian"]).json()
-    assert any(r["run_id"] == run_id for r in review["runs"])
+    queue = client.get("/airlock/v1/runs", headers=wes["custodian"]).json()
+    assert any(r["run_id"] == run_id for r in queue["runs"])
     released = client.post(path, headers=wes["custodian"], json=body)
     assert released.status_code == 200 and released.json()["state"] == "released"
     got = client.get(url, headers=wes["owner"])
     assert got.status_code == 200 and got.text == held(wes, run_id, "allele-counts.tsv")
+    listed = client.get(f"/ga4gh/wes/v1/runs/{run_id}", headers=wes["owner"]).json()
+    assert list(listed["outputs"]) == ["allele-counts.tsv"] and listed["airlock"]["held"] == 3
+    assert listed["outputs"]["allele-counts.tsv"]["url"] == url
     assert got.text.startswith("chrom\tpos\tref\talt\tac\tan\n") and got.text.count("\n") > 2
     assert client.get(url, headers=wes["other"]).status_code == 404  # not their run
     again = client.post(path, headers=wes["custodian"], json=body)
@@ -167,14 +178,14 @@ def test_a_table_with_a_cell_of_2_is_held_with_the_rule_named(wes, tmp_path) -> 
     approve(wes["gov"], "groups.cwl", wf.SMALL_CELL, tmp_path)
     log = started(wes, {"groups.cwl": wf.SMALL_CELL}, datasets=None)
     assert log["state"] == "COMPLETE", log
-    table = log["outputs"]["groups.tsv"]
+    table = review(wes, log["run_id"])["groups.tsv"]
     threshold = next(c for c in table["checks"] if c["rule"] == "threshold")
     assert table["automatic"] == "failed"
     assert threshold == {"rule": "threshold", "passed": False,
                          "detail": "line 3, column n: 2 < 10"}  # fmt: skip
     client, run_id = wes["client"], log["run_id"]
     url = f"/ga4gh/wes/v1/runs/{run_id}/outputs/groups.tsv"
-    for name in log["outputs"]:  # no output of the run is downloadable yet
+    for name in review(wes, run_id):  # no output of the run is downloadable yet
         response = client.get(f"/ga4gh/wes/v1/runs/{run_id}/outputs/{name}", headers=wes["owner"])
         assert response.status_code == 403, name
     released = run("airlock", "release", str(wes["gov"].node.root), run_id, "groups.tsv",
@@ -206,12 +217,40 @@ def test_a_workflow_not_approved_does_not_run(wes, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../escape.cwl", "/etc/escape.cwl", "a/../../escape.cwl", "out/x.cwl", ""]
+    "name",
+    [
+        "../escape.cwl",
+        "/etc/escape.cwl",
+        "a/../../escape.cwl",
+        "out/x.cwl",
+        "",
+        "./counts.cwl",
+        "counts.cwl/",
+        "a//b.cwl",
+        "--parallel",
+    ],
 )
 def test_attachments_that_would_escape_the_run_are_refused(wes, name) -> None:
     response = submit(wes, {"counts.cwl": wf.ALLELE_COUNTS, name: "x"}, url="counts.cwl")
     assert response.status_code == 400, response.text
     assert not (wes["gov"].node.state_dir / "escape.cwl").exists()
+
+
+def test_every_attachment_but_data_must_be_approved(wes, tmp_path) -> None:
+    """An engine's configuration (a Snakemake profile) or a tool file is code; a table
+    of data is not; nor may the parameters carry requirements of their own."""
+    approve(wes["gov"], "counts.cwl", wf.ALLELE_COUNTS, tmp_path)
+    profile = "default-resources: [\"mem_mb=__import__('os').system('id')\"]\n"
+    config = submit(wes, {"counts.cwl": wf.ALLELE_COUNTS,
+                          "profiles/default/config.yaml": profile}, url="counts.cwl")  # fmt: skip
+    assert config.status_code == 403 and "profiles/default/config.yaml" in config.json()["msg"]
+    data = submit(wes, {"counts.cwl": wf.ALLELE_COUNTS, "regions.tsv": "chrom\tstart\n"},
+                  url="counts.cwl")  # fmt: skip
+    assert data.status_code == 200, data.text
+    smuggled = {"cwl:requirements": [{"class": "EnvVarRequirement",
+                                      "envDef": {"LD_PRELOAD": "/workflow/x.so"}}]}  # fmt: skip
+    refused = submit(wes, {"counts.cwl": wf.ALLELE_COUNTS}, params=smuggled)
+    assert refused.status_code == 400 and "cwl:requirements" in refused.json()["msg"]
 
 
 def test_what_the_request_names_must_exist_here(wes, tmp_path) -> None:
@@ -271,6 +310,24 @@ def test_a_run_writes_nothing_outside_its_directory(wes, tmp_path) -> None:
     assert fingerprint(root) == before
     for target in targets[2:5]:
         assert not Path(target).exists()
+
+
+def test_links_a_run_leaves_are_not_followed_out_of_it(wes, tmp_path) -> None:
+    """Links to the node's files, where the supervisor writes and in out/, and a loop
+    named with data: the node is unchanged, no link becomes an output, and no message
+    repeats a name the run chose."""
+    root = wes["gov"].node.root
+    canary = wf.link_canary(str(root))
+    approve(wes["gov"], "links.cwl", canary, tmp_path)
+    before = fingerprint(root)
+    log = started(wes, {"links.cwl": canary})
+    assert log["state"] == "COMPLETE", log
+    assert fingerprint(root) == before
+    outputs = review(wes, log["run_id"])
+    assert not {"config.yaml", "relative.yaml", "secret-ALICE-BRCA1"} & set(outputs)
+    assert json.loads(held(wes, log["run_id"], "wes-outputs.json"))["result"]["class"] == "File"
+    logs = " ".join(log["run_log"]["system_logs"])
+    assert "3 entries of out/ were left out" in logs and "ALICE" not in logs
 
 
 def test_a_run_sees_only_the_datasets_it_was_granted(wes, tmp_path) -> None:
@@ -389,7 +446,7 @@ def test_wdl_and_snakemake_workflows_run_too(wes, tmp_path, engine) -> None:
                       params={"table": "table.txt"}, datasets=None)  # fmt: skip
         name = "lines.tsv"
     assert log["state"] == "COMPLETE", (log, held(wes, log["run_id"], "logs/stderr.txt"))
-    assert name in log["outputs"], log["outputs"]
+    assert name in review(wes, log["run_id"])
     assert held(wes, log["run_id"], name).split()[-1] == "3"
 
 
@@ -410,6 +467,12 @@ def test_the_airlock_rules_are_acros() -> None:
     # dominance: a total of 100 whose two largest contributions are 60 and 35
     assert failed("g\tincome\tincome_top1\tincome_top2\nA\t100\t60\t35\n") == {"p-ratio", "nk-rule"}
     assert failed("g\tincome\tincome_top1\tincome_top2\nA\t100\t20\t15\n") == set()
+    # a plink2-style header, VCF-style meta lines, a byte-order mark, spaces in names
+    assert failed("##meta\n#CHROM\tPOS\tn\n22\t100\t3\n") == {"threshold"}
+    assert failed("\ufeffn \tgroup\n3\tA\n") == {"threshold"}
+    assert check_table(b"##only\n##meta lines\n", "\t", rules) == []  # for review
+    assert check_table(b"n\tnote\n3\t" + b"x" * 200_000 + b"\n", "\t", rules) == []
+    assert failed("n\tgroup\n12\tA\n#3\tB\n2\tC\n") == {"threshold"}  # no row hides
     strict = AirlockRules(check_missing_values=True, zeros_are_disclosive=False)
     checks = {c.rule: c.passed for c in check_table(b"g,n\nA,\nB,0\n", ",", strict)}
     assert checks["missing"] is False and "zeros" not in checks

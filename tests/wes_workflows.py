@@ -99,6 +99,23 @@ SMALL_CELL = cwl_script(
     "groups.tsv",
 )
 
+
+def link_canary(node_root: str) -> str:
+    """Leaves links for the supervisor to follow: where it writes the engine's outputs
+    object, and in out/ to the node's files, and a loop whose name is data."""
+    return cwl_script(
+        f"""
+        import os
+        os.makedirs("/workflow/out", exist_ok=True)
+        os.symlink("../../../../../node.yaml", "/tmp/wes-outputs.json")
+        os.symlink("{node_root}/node.yaml", "/workflow/out/config.yaml")
+        os.symlink("../../../../../../node.yaml", "/workflow/out/relative.yaml")
+        os.symlink("secret-ALICE-BRCA1", "/workflow/out/secret-ALICE-BRCA1")
+        print("done")
+        """
+    )
+
+
 MEMORY_CANARY = cwl_script(
     """
     block = bytearray(3 * 1024 * 1024 * 1024)

@@ -123,7 +123,7 @@ def airlock_show(
     record = store.load(run_id)
     outputs = airlock.outputs(run_id)
     if name is None:
-        typer.echo(json.dumps({"run": run_id, "owner": record.owner, "state": record.state.value,
+        typer.echo(json.dumps({"run": run_id, "owner": record.caller, "state": record.state.value,
                                "workflow": record.digest, "datasets": record.datasets,
                                "outputs": [o.as_json() for o in outputs]}, indent=1))  # fmt: skip
         return

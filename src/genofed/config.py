@@ -417,6 +417,12 @@ class Workflows(BaseModel):
     wall_s: int = Field(3600, ge=1, description="Wall time of a run, then it is killed")
     cores: int = Field(1, ge=1, le=1024, description="Cores a run may use")
     file_mb: int = Field(1024, ge=1, description="Largest file a run may write")
+    processes: int = Field(
+        512,
+        ge=16,
+        description="Processes of the node's user at once (RLIMIT_NPROC; not "
+        "applied by the kernel when the node runs as root)",
+    )
     concurrent_runs: int = Field(4, ge=1, le=256, description="Runs at once; the rest queue")
     custodians: list[DacReviewer] = Field(
         default_factory=list,

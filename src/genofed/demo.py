@@ -721,19 +721,21 @@ def run_workflow(hub_url: str, token: str, nodes: dict[str, Path], console: Cons
         tables: dict[str, dict[tuple[str, str, str], str]] = {}
         for site in INSTITUTIONS:
             node = shown[site.name]
-            output = (node.get("outputs") or {}).get("allele-frequencies.tsv")
-            if node.get("state") != "COMPLETE" or output is None:
+            if node.get("state") != "COMPLETE":
                 console.print(f"    {site.title}: {node.get('state') or node.get('detail')}")
                 continue
+            # the custodian's side: the node's airlock, with what its checks found
             config = load_config(NodeDir(nodes[site.name]).config_path)
             airlock = Airlock(RunStore(NodeDir(nodes[site.name]).state_dir).runs,
                               AuditLog(NodeDir(nodes[site.name]).audit_path),
                               config.workflows.airlock)  # fmt: skip
+            output = next(o for o in airlock.outputs(node["run_id"])
+                          if o.name == "allele-frequencies.tsv")  # fmt: skip
             airlock.decide(node["run_id"], "allele-frequencies.tsv", "released",
                            f"custodian of {site.title} (demo)",
                            "allele frequencies of common variants")  # fmt: skip
             console.print(f"    {site.title}: {node['state']}, automatic checks "
-                          f"{output['automatic']}; released by its custodian (genofed airlock "
+                          f"{output.automatic}; released by its custodian (genofed airlock "
                           f"release {nodes[site.name]} {node['run_id']} allele-frequencies.tsv "
                           "--reason 'allele frequencies of common variants')")  # fmt: skip
             got = client.get(f"/hub/workflows/{run_id}/nodes/{site.name}/outputs/"

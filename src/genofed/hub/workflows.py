@@ -159,8 +159,8 @@ async def start(
 
 
 async def follow(client: NodeClient, run: WorkflowRun) -> dict[str, Any]:
-    """Each node's run as its node has it now: state, times, outputs and their airlock
-    states, side by side."""
+    """Each node's run as its node has it now, side by side: state, times, the outputs its
+    custodian released, and how many are held or rejected."""
     started = {n: r["run_id"] for n, r in run.runs.items() if "run_id" in r}
 
     async def call(node: HubNode, end: float) -> Any:
@@ -173,6 +173,7 @@ async def follow(client: NodeClient, run: WorkflowRun) -> dict[str, Any]:
         if reply.status == "ok":
             engine = log.get("run_log") or {}
             shown[node.name].update(state=log.get("state"), outputs=log.get("outputs") or {},
+                                    airlock=log.get("airlock") or {},
                                     start_time=engine.get("start_time"),
                                     end_time=engine.get("end_time"),
                                     system_logs=engine.get("system_logs") or [])  # fmt: skip

@@ -20,6 +20,7 @@ from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError
 from genofed.api.responses import JSONResponse
 from genofed.node.deps import NodeCall, audit_of, resolve_caller, runtime_of
 from genofed.node.wes_service import PREFIX, RunRequest, WesService, page
+from genofed.wes.runs import owner_of
 
 MAX_ATTACHMENTS = 100
 
@@ -76,6 +77,10 @@ class Decision(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why, for the audit log")
 
 
+def _owner(call: NodeCall) -> str:
+    return owner_of(call.caller.sub, call.caller.iss, call.caller.client)
+
+
 def _custodian(call: NodeCall) -> str:
     custodians = call.runtime.config.workflows.custodians
     caller = call.caller
@@ -98,7 +103,7 @@ def build_wes_router() -> APIRouter:
         call: WesCall, page_size: PageSize = None, page_token: PageToken = None
     ) -> dict[str, Any]:
         service = _service(call)
-        records = await run_in_threadpool(service.store.all, call.caller.identity)
+        records = await run_in_threadpool(service.store.all, _owner(call))
         chunk, token = page(records, page_size, page_token)
         return {"runs": [service.summary(r) for r in chunk], "next_page_token": token}
 
@@ -113,12 +118,12 @@ def build_wes_router() -> APIRouter:
     @router.get("/runs/{run_id}", summary="A run's log, state and outputs")
     async def get_run_log(run_id: str, call: WesCall) -> dict[str, Any]:
         service = _service(call)
-        record = await run_in_threadpool(service.store.get, run_id, call.caller.identity)
+        record = await run_in_threadpool(service.store.get, run_id, _owner(call))
         return await run_in_threadpool(service.run_log, record)
 
     @router.get("/runs/{run_id}/status", summary="A run's state")
     async def get_run_status(run_id: str, call: WesCall) -> dict[str, Any]:
-        record = await run_in_threadpool(_service(call).store.get, run_id, call.caller.identity)
+        record = await run_in_threadpool(_service(call).store.get, run_id, _owner(call))
         return {"run_id": record.run_id, "state": record.state.value}
 
     @router.get("/runs/{run_id}/tasks", summary="A run's tasks")
@@ -126,14 +131,14 @@ def build_wes_router() -> APIRouter:
         run_id: str, call: WesCall, page_size: PageSize = None, page_token: PageToken = None
     ) -> dict[str, Any]:
         service = _service(call)
-        record = await run_in_threadpool(service.store.get, run_id, call.caller.identity)
+        record = await run_in_threadpool(service.store.get, run_id, _owner(call))
         chunk, token = page(service.tasks(record), page_size, page_token)
         return {"task_logs": chunk, "next_page_token": token}
 
     @router.get("/runs/{run_id}/tasks/{task_id}", summary="One task of a run")
     async def get_task(run_id: str, task_id: str, call: WesCall) -> dict[str, Any]:
         service = _service(call)
-        record = await run_in_threadpool(service.store.get, run_id, call.caller.identity)
+        record = await run_in_threadpool(service.store.get, run_id, _owner(call))
         for task in service.tasks(record):
             if task["id"] == task_id:
                 return task
@@ -141,7 +146,7 @@ def build_wes_router() -> APIRouter:
 
     @router.post("/runs/{run_id}/cancel", summary="Cancel a run")
     async def cancel_run(run_id: str, call: WesCall) -> dict[str, Any]:
-        record = await run_in_threadpool(_service(call).store.cancel, run_id, call.caller.identity)
+        record = await run_in_threadpool(_service(call).store.cancel, run_id, _owner(call))
         return {"run_id": record.run_id}
 
     @router.get(
@@ -151,7 +156,7 @@ def build_wes_router() -> APIRouter:
     )
     async def get_output(run_id: str, name: str, call: WesCall) -> FileResponse:
         service = _service(call)
-        record = await run_in_threadpool(service.store.get, run_id, call.caller.identity)
+        record = await run_in_threadpool(service.store.get, run_id, _owner(call))
         path = await run_in_threadpool(service.airlock.released, record.run_id, name)
         return FileResponse(path, filename=path.name)
 
@@ -171,11 +176,11 @@ def build_airlock_router() -> APIRouter:
         def listed() -> list[dict[str, Any]]:
             shown = []
             for record in service.store.all():
-                outputs = service.outputs(record)
+                outputs = service.review(record)
                 if state is not None:
                     outputs = {n: o for n, o in outputs.items() if o["airlock"] == state}
                 if outputs:
-                    shown.append({"run_id": record.run_id, "owner": record.owner,
+                    shown.append({"run_id": record.run_id, "owner": record.caller,
                                   "state": record.state.value, "datasets": record.datasets,
                                   "workflow": record.digest, "outputs": outputs})  # fmt: skip
             return shown

@@ -10,8 +10,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -22,15 +22,17 @@ from genofed.beacon import framework
 from genofed.governance.access import Caller, Standing
 from genofed.wes import engines
 from genofed.wes.airlock import Airlock, Output
-from genofed.wes.runs import FINISHED, RunRecord, RunStore, State, _safe_name
+from genofed.wes.runs import FINISHED, RunRecord, RunStore, State, _safe_name, owner_of
 from genofed.wes.sandbox import BWRAP
 
 if TYPE_CHECKING:
     from genofed.node.runtime import NodeRuntime
 
 PREFIX = "/ga4gh/wes/v1"
-# An attachment the engines would run as code must be approved like the workflow itself.
-CODE_SUFFIXES = {".cwl", ".wdl", ".smk", ".py", ".sh", ".bash", ".r", ".pl", ".nf", ".js"}
+# Every attachment must be approved like the workflow itself, but data: a file with one of
+# these suffixes (an engine configuration, a profile, a module imported by the workflow,
+# a .pyc, a .yml tool: anything else could be run as code).
+DATA_SUFFIXES = (".tsv", ".csv", ".txt", ".bed", ".vcf", ".vcf.gz", ".tsv.gz", ".csv.gz")
 PAGE_SIZE = 100
 
 
@@ -149,21 +151,29 @@ class WesService:
             )
         for name in attachments:
             _safe_name(name)
-        workflow = str(PurePosixPath(request.workflow_url))
+        workflow = request.workflow_url
         if workflow not in attachments:
             raise QueryError(
                 f"workflow_url {request.workflow_url!r} is not one of the attachments "
                 f"({', '.join(sorted(attachments)) or 'none'})"
             )
         for name, content in sorted(attachments.items()):
-            code = name == workflow or PurePosixPath(name).suffix.lower() in CODE_SUFFIXES
-            if code or PurePosixPath(name).name == "Snakefile":
-                if digest(content) not in config.approved:
-                    raise AccessDeniedError(
-                        f"{name} (sha256 {digest(content)}) is not a workflow this node's "
-                        "operator approved; they approve one with `genofed node workflow "
-                        "approve FILE` after reading it"
-                    )
+            data = name != workflow and name.lower().endswith(DATA_SUFFIXES)
+            if not data and digest(content) not in config.approved:
+                raise AccessDeniedError(
+                    f"{name} (sha256 {digest(content)}) is not a file this node's operator "
+                    "approved (every attachment but data files ("
+                    + ", ".join(DATA_SUFFIXES)
+                    + ") must be); they approve one with "
+                    "`genofed node workflow approve FILE` after reading it"
+                )
+        # a CWL job order may carry requirements and overrides of its own (an
+        # EnvVarRequirement, cwltool:overrides): keys with a namespace or a '$' are refused
+        odd = sorted(k for k in request.workflow_params if ":" in k or k.startswith("$"))
+        if odd:
+            raise QueryError(
+                f"workflow_params may hold only the workflow's inputs, not {', '.join(odd)}"
+            )
         for dataset in request.datasets:
             if not self._may_run(caller, dataset):  # the same answer whether it exists or not
                 raise AccessDeniedError(
@@ -172,7 +182,8 @@ class WesService:
                 )
         record = RunRecord(
             run_id=self.store.new_id(),
-            owner=caller.identity,
+            owner=owner_of(caller.sub, caller.iss),
+            caller=caller.identity,
             request=request.model_dump(),
             engine=engine.name,
             engine_version=str(engine.version),
@@ -185,6 +196,7 @@ class WesService:
                 "wall_s": config.wall_s,
                 "cores": config.cores,
                 "file_mb": config.file_mb,
+                "processes": config.processes,
             },  # fmt: skip
         )
         params = json.dumps(request.workflow_params).encode()
@@ -200,12 +212,22 @@ class WesService:
 
     def _start(self, record: RunRecord) -> None:
         folder = self.store.folder(record.run_id)
-        with (folder / "supervisor.log").open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "genofed.wes.supervise",
-                 str(self.runtime.node.root), record.run_id],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            )  # fmt: skip
+        try:
+            with (folder / "supervisor.log").open("ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "genofed.wes.supervise",
+                     str(self.runtime.node.root), record.run_id],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                )  # fmt: skip
+        except OSError as exc:
+            why = f"its supervisor could not start ({exc.strerror})"
+
+            def failed(r: RunRecord) -> None:
+                r.state, r.end_time = State.SYSTEM_ERROR, time.time()
+                r.system_logs.append(why)
+
+            self.store.update(record.run_id, failed)
+            return
         # waited for here, so that it does not linger as a zombie of this server
         threading.Thread(target=process.wait, daemon=True, name=f"wes-{record.run_id}").start()
 
@@ -217,13 +239,22 @@ class WesService:
     # -- the spec's shapes -------------------------------------------------------------
 
     def outputs(self, record: RunRecord) -> dict[str, Any]:
-        """What the run made, as the airlock holds it: downloadable once released."""
-        if record.state not in FINISHED:
-            return {}
-        shown = {}
-        for output in self.airlock.outputs(record.run_id):
-            shown[output.name] = _output(record, output)
-        return shown
+        """What the owner may know of the run's outputs: the released ones, to download.
+        Of the others only how many are held or rejected: their names, sizes, digests and
+        check findings were chosen or computed by the run, so they could carry data."""
+        return {o.name: _released(record, o) for o in self._held(record) if o.state == "released"}
+
+    def airlock_counts(self, record: RunRecord) -> dict[str, int]:
+        outputs = self._held(record)
+        return {state: sum(o.state == state for o in outputs)
+                for state in ("held", "released", "rejected")}  # fmt: skip
+
+    def review(self, record: RunRecord) -> dict[str, Any]:
+        """Everything the airlock knows of each output: for the node's custodians."""
+        return {o.name: {**o.as_json(), "airlock": o.state} for o in self._held(record)}
+
+    def _held(self, record: RunRecord) -> list[Output]:
+        return self.airlock.outputs(record.run_id) if record.state in FINISHED else []
 
     def run_log(self, record: RunRecord) -> dict[str, Any]:
         base = f"{PREFIX}/runs/{record.run_id}"
@@ -234,6 +265,7 @@ class WesService:
             "run_log": self._engine_log(record),
             "task_logs_url": f"{base}/tasks",  # task_logs, deprecated, is left out
             "outputs": self.outputs(record),
+            "airlock": self.airlock_counts(record),
         }
 
     def _engine_log(self, record: RunRecord) -> dict[str, Any]:
@@ -245,8 +277,8 @@ class WesService:
             "stderr": f"{base}/stderr.txt",
             "system_logs": [
                 *record.system_logs,
-                "the engine's stdout and stderr are outputs like any other: held "
-                "in the airlock until a custodian releases them",
+                "every output, the engine's stdout and stderr too, is held in the node's "
+                "airlock until a custodian releases it; only released ones are listed",
             ],  # fmt: skip
         }
         for name, value in (("start_time", _iso(record.start_time)),
@@ -272,15 +304,10 @@ class WesService:
         return summary
 
 
-def _output(record: RunRecord, output: Output) -> dict[str, Any]:
-    shown: dict[str, Any] = {"airlock": output.state, "automatic": output.automatic,
-                             "size": output.size, "sha256": output.sha256,
-                             "checks": [c.__dict__ for c in output.checks]}  # fmt: skip
-    if output.state == "released":
-        shown["url"] = f"{PREFIX}/runs/{record.run_id}/outputs/{output.name}"
-    if output.reason is not None:
-        shown["reason"] = output.reason
-    return shown
+def _released(record: RunRecord, output: Output) -> dict[str, Any]:
+    return {"airlock": "released", "size": output.size, "sha256": output.sha256,
+            "url": f"{PREFIX}/runs/{record.run_id}/outputs/{output.name}",
+            "reason": output.reason}  # fmt: skip
 
 
 def page(items: list[Any], page_size: int | None, token: str | None) -> tuple[list[Any], str]:

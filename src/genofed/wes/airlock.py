@@ -29,7 +29,6 @@ import contextlib
 import csv
 import fcntl
 import hashlib
-import io
 import json
 import math
 import os
@@ -89,11 +88,18 @@ def _number(text: str) -> float | None:
 def check_table(content: bytes, delimiter: str, rules: AirlockRules) -> list[Check]:
     """ACRO's checks over one table's cells: one Check per rule, failed where any cell
     fails it (the first few cells named)."""
-    reader = csv.reader(io.StringIO(content.decode("utf-8", "replace")), delimiter=delimiter)
-    rows = [row for row in reader if row and not row[0].startswith("#")]
+    lines = content.decode("utf-8", "replace").removeprefix("\ufeff").splitlines()
+    while lines and lines[0].startswith("##"):  # meta lines, as a VCF's
+        lines.pop(0)
+    if lines and lines[0].startswith("#"):  # a header such as plink2's #CHROM
+        lines[0] = lines[0][1:]
+    try:
+        rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+    except csv.Error:
+        return []  # not a table the checks can read: for the custodian to review
     if not rows:
-        return [Check("table", True, "an empty table")]
-    header, body = rows[0], rows[1:]
+        return []
+    header, body = [name.strip() for name in rows[0]], rows[1:]
     counts = re.compile(rules.count_columns, re.IGNORECASE)
     index = {name: i for i, name in enumerate(header)}
     found: dict[str, list[str]] = {"threshold": [], "zeros": [], "p-ratio": [], "nk-rule": [],

@@ -52,8 +52,10 @@ class Engine:
             return [*python, "run", workflow, "--input", params, "--dir",
                     f"{WORKDIR / 'wdl'}/.", "--no-color", "--error-json"]  # fmt: skip
         # Snakemake: a Snakefile writes its results under out/ (there is no outputs object)
+        # no profile: a profiles/default/ folder beside the Snakefile would configure it
         return [*python, "--snakefile", workflow, "--configfile", params, "--cores",
-                str(cores), "--directory", str(WORKDIR), "--nolock", "--quiet"]  # fmt: skip
+                str(cores), "--directory", str(WORKDIR), "--nolock", "--quiet",
+                "--workflow-profile", "none"]  # fmt: skip
 
     @property
     def results(self) -> Path:

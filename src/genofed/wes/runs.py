@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from genofed._exceptions import NotFoundError, QueryError
@@ -59,10 +60,19 @@ FINISHED = frozenset({State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR,
 RUN_ID = re.compile(r"run-[0-9a-f]{20}")
 
 
+def owner_of(sub: str | None, iss: str | None, client: str = "") -> str:
+    """Whose a run is: a digest of the caller's subject and issuer, as a pair (a
+    ``"sub (iss)"`` string could be spelled by two different pairs)."""
+    if sub is None:
+        return f"anonymous {client}"  # no run is ever theirs: runs need a Passport
+    return hashlib.sha256(f"{sub}\0{iss}".encode()).hexdigest()
+
+
 @dataclass
 class RunRecord:
     run_id: str
-    owner: str  # the caller identity that may see it
+    owner: str  # owner_of the caller who may see it
+    caller: str  # who they are, for people: "sub (iss)"
     request: dict[str, Any]  # the WES RunRequest, as given
     engine: str
     engine_version: str
@@ -88,19 +98,21 @@ class RunRecord:
 
 
 def _safe_name(name: str) -> Path:
-    """An attachment's name as a path inside the run's folder, or a 400: no absolute
-    paths, no '..', no hidden tricks."""
+    """An attachment's name as a path inside the run's folder, or a 400: a plain relative
+    path (one spelling per file: no '.', '..', empty parts or trailing '/'), no part an
+    engine would read as an option ('-...'), and none of the run's own files."""
     if not name or len(name) > 255 or "\\" in name or "\x00" in name:
         raise QueryError(f"attachment name {name[:80]!r} is not allowed")
-    path = Path(name)
-    if path.is_absolute() or any(part in ("..", ".", "") for part in path.parts):
+    path = PurePosixPath(name)
+    plain = str(path) == name and not path.is_absolute()
+    if not plain or any(part in ("..", ".", "") or part.startswith("-") for part in path.parts):
         raise QueryError(
-            f"attachment name {name[:80]!r} is not allowed: use a relative path inside "
-            "the run, without '..'"
+            f"attachment name {name[:80]!r} is not allowed: use a plain relative path inside "
+            "the run (no '..', './', '//', trailing '/' or leading '-')"
         )
     if path.parts[0] in ("out", "wdl", "params.json"):
         raise QueryError(f"attachment name {name[:80]!r} is reserved for the run's own files")
-    return path
+    return Path(name)
 
 
 class RunStore:

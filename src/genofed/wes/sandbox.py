@@ -35,6 +35,7 @@ class Limits:
     wall_s: int
     cores: int
     file_mb: int
+    processes: int = 512
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Sandbox:
         # who the run is (some programs look themselves up): nobody, at home in /workflow
         accounts = self.tmpdir.parent / "accounts"
         accounts.mkdir(exist_ok=True)
-        (accounts / "passwd").write_text(f"nobody:x:65534:65534:nobody:{WORKDIR}:/bin/sh\n")
+        (accounts / "passwd").write_text("nobody:x:65534:65534:nobody:/tmp:/bin/sh\n")
         (accounts / "group").write_text("nogroup:x:65534:\n")
         wrapped += ["--ro-bind", str(accounts / "passwd"), "/etc/passwd",
                     "--ro-bind", str(accounts / "group"), "/etc/group"]  # fmt: skip
@@ -79,7 +80,8 @@ class Sandbox:
             wrapped += ["--ro-bind", str(folder), f"/data/{dataset}"]
         wrapped += ["--chdir", str(WORKDIR), "--remount-ro", "/", "--clearenv"]
         path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-        for name, value in {"PATH": path, "HOME": str(WORKDIR), "TMPDIR": "/tmp",
+        # HOME is the run's own empty /tmp: no attachment can be an engine's configuration
+        for name, value in {"PATH": path, "HOME": "/tmp", "TMPDIR": "/tmp",
                             "LANG": "C.UTF-8", "NO_COLOR": "1", **environment}.items():  # fmt: skip
             wrapped += ["--setenv", name, value]
         return [*wrapped, "--", *argv]
@@ -96,6 +98,9 @@ def limiter(limits: Limits, slot: int = 0) -> Callable[[], None]:
         size = limits.file_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # counted per user: binding when the node runs as its own user (as it should); the
+        # kernel does not apply it to root
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
         available = sorted(os.sched_getaffinity(0))
         count = min(max(1, limits.cores), len(available))
         first = slot * count

@@ -51,26 +51,45 @@ def _slot(store: RunStore, slots: int, run_id: str) -> tuple[int, IO[str]] | Non
         time.sleep(POLL_S * 2)
 
 
-def _outputs(results: Path, work: Path) -> dict[str, Path]:
-    """The files a run made under ``results``; a link is followed to its file if that is
-    inside the run's own ``work`` (a link made in the sandbox names /workflow/...)."""
+def _outputs(results: Path, work: Path) -> tuple[dict[str, Path], int]:
+    """The files a run made under ``results``, and how many it left out; a link is
+    followed to its file if that is inside the run's own ``work`` (a link made in the
+    sandbox names /workflow/...). Nothing the run named reaches a message: a name can
+    carry data."""
     found: dict[str, Path] = {}
-    if not results.is_dir():
-        return found
+    if results.is_symlink() or not results.is_dir():
+        return found, int(results.is_symlink())  # an out/ that points elsewhere: nothing
     work = work.resolve()
+    skipped = 0
     for path in sorted(results.rglob("*")):
-        real = path
-        for _ in range(40):  # a chain of links, each resolved as the sandbox saw it
-            if not real.is_symlink():
-                break
-            target = Path(os.readlink(real))
-            if target.is_absolute() and target.is_relative_to(engines.WORKDIR):
-                target = work / target.relative_to(engines.WORKDIR)
-            real = real.parent / target
-        real = real.resolve()
-        if real.is_file() and real.is_relative_to(work):
-            found[str(path.relative_to(results))] = real
-    return found
+        try:
+            real = path
+            for _ in range(40):  # a chain of links, each resolved as the sandbox saw it
+                if not real.is_symlink():
+                    break
+                target = Path(os.readlink(real))
+                if target.is_absolute() and target.is_relative_to(engines.WORKDIR):
+                    target = work / target.relative_to(engines.WORKDIR)
+                real = real.parent / target
+            real = real.resolve(strict=True)
+            if real.is_dir():
+                continue
+            if not real.is_file() or not real.is_relative_to(work):
+                skipped += 1
+                continue
+        except (OSError, RuntimeError):  # a loop, a dangling link, a file it cannot read
+            skipped += 1
+            continue
+        found[str(path.relative_to(results))] = real
+    return found, skipped
+
+
+def _write_new(path: Path, text: str) -> None:
+    """A file the supervisor writes, never through a link (it is outside the sandbox's
+    reach too, but a file is only ever created here, not replaced)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
 
 
 def supervise(node_dir: Path, run_id: str) -> RunRecord:
@@ -86,7 +105,8 @@ def supervise(node_dir: Path, run_id: str) -> RunRecord:
         def change(r: RunRecord) -> None:
             if r.state.finished:
                 return
-            r.state = state
+            if r.state != State.CANCELING or state.finished:  # a cancel is not undone
+                r.state = state
             r.system_logs.extend(logs)
             for name, value in changes.items():
                 setattr(r, name, value)
@@ -95,7 +115,7 @@ def supervise(node_dir: Path, run_id: str) -> RunRecord:
 
         moved = store.update(run_id, change)
         audit.append({"event": "workflow-run", "run": run_id, "state": moved.state.value,
-                      "owner": moved.owner, "workflow": moved.digest,
+                      "owner": moved.caller, "workflow": moved.digest,
                       "datasets": moved.datasets})  # fmt: skip
         return moved
 
@@ -164,13 +184,18 @@ def supervise(node_dir: Path, run_id: str) -> RunRecord:
             airlock.hold(run_id, logs)
             return move(State.EXECUTOR_ERROR, "; ".join(notes), exit_code=code)
         results = folder / "work" / engine.results.relative_to(engines.WORKDIR)
-        made = _outputs(results, folder / "work")
+        made, skipped = _outputs(results, folder / "work")
         values = _engine_values(folder / "stdout.log")
         if values is not None:  # values the engine reports (an Int, a String) are outputs too
-            (folder / "tmp" / ENGINE_OUTPUTS).write_text(json.dumps(values, indent=1))
-            made[ENGINE_OUTPUTS] = folder / "tmp" / ENGINE_OUTPUTS
+            # in the run's folder, which the sandbox never sees (its /tmp is the run's own)
+            _write_new(folder / ENGINE_OUTPUTS, json.dumps(values, indent=1))
+            made[ENGINE_OUTPUTS] = folder / ENGINE_OUTPUTS
         held = airlock.hold(run_id, {**made, **logs})
-        return move(State.COMPLETE, f"{len(held)} outputs held in the airlock", exit_code=code)
+        notes = [f"{len(held)} outputs held in the airlock"]
+        if skipped:
+            notes.append(f"{skipped} entries of out/ were left out (links outside the run, "
+                         "loops, or files that could not be read)")  # fmt: skip
+        return move(State.COMPLETE, *notes, exit_code=code)
 
 
 def _engine_values(stdout: Path) -> dict[str, object] | None:

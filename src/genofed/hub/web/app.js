@@ -1010,30 +1010,32 @@ function workflowTable(run) {
     cell(row, at.state || at.status || "not started");
     const outputs = row.insertCell();
     if (!at.outputs) outputs.textContent = at.detail || "";
-    for (const [name, output] of Object.entries(at.outputs || {})) {
+    for (const name of Object.keys(at.outputs || {})) {
       const item = document.createElement("div");
       item.dataset.output = name;
-      item.dataset.airlock = output.airlock;
-      if (output.airlock === "released") {
-        const link = document.createElement("a");
-        link.href = "#";
-        link.textContent = name;
-        link.addEventListener("click", async (event) => {
-          event.preventDefault();
-          const response = await fetch(`/hub/workflows/${run.id}/nodes/${node}/outputs/${name}`, { headers: headers(false) });
-          if (!response.ok) return showError(new Error(`${name}: HTTP ${response.status}`), "workflows");
-          const a = document.createElement("a");
-          a.href = URL.createObjectURL(await response.blob());
-          a.download = name.split("/").pop();
-          a.click();
-        });
-        item.append(link, " released");
-      } else {
-        const failed = (output.checks || []).filter((c) => !c.passed).map((c) => c.rule);
-        item.textContent = `${name} ${output.airlock}` + (failed.length ? ` (checks: ${failed.join(", ")})` : "") +
-          (output.reason ? `: ${output.reason}` : "");
-      }
+      const link = document.createElement("a");
+      link.href = "#";
+      link.textContent = name;
+      link.addEventListener("click", async (event) => {
+        event.preventDefault();
+        const response = await fetch(`/hub/workflows/${run.id}/nodes/${node}/outputs/${name}`, { headers: headers(false) });
+        if (!response.ok) return showError(new Error(`${name}: HTTP ${response.status}`), "workflows");
+        const a = document.createElement("a");
+        a.href = URL.createObjectURL(await response.blob());
+        a.download = name.split("/").pop();
+        a.click();
+      });
+      item.append(link, " released");
       outputs.appendChild(item);
+    }
+    // of the others, only how many: their names could carry data until a custodian looks
+    const airlock = at.airlock || {};
+    if (airlock.held || airlock.rejected) {
+      const waiting = document.createElement("div");
+      waiting.className = "note";
+      waiting.dataset.held = airlock.held || 0;
+      waiting.textContent = `${airlock.held || 0} held, ${airlock.rejected || 0} rejected in the node's airlock`;
+      outputs.appendChild(waiting);
     }
   }
   return table;
