@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import requests
 import yaml
-from wes_client.util import WESClient, build_wes_request
+from wes_client.util import WESClient
 
 from genofed.config import load_config
 from genofed.wes import engines
@@ -82,35 +82,36 @@ def _check(name: str, body: Any) -> None:
 # wes-client's get_version opens the workflow file and never closes it
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_wes_client_runs_a_cwl_workflow_to_complete(live) -> None:
-    """wes-client composes the RunRequest (``build_wes_request``) and follows the run
-    (``WESClient``). Its ``run`` posts without the auth header it was given (that line is
-    commented out in wes-client 5.0), so the composed request is posted here with it."""
+def test_wes_client_runs_a_cwl_workflow_to_complete(live, monkeypatch, tmp_path) -> None:
+    """wes-client's own ``run`` submits a CWL workflow with an attached input file, and
+    its ``get_run_status``, ``get_run_log`` and ``list_runs`` follow it. ``run`` posts
+    without the auth header the client was given (that line is commented out in
+    wes-client 5.0), so its ``requests.post`` is given the header here, and nothing else."""
     host = live["base"].removeprefix("http://")
     auth = {"Authorization": f"Bearer {live['token']}"}
     client = WESClient({"auth": auth, "proto": "http", "host": host})
     info = client.get_service_info()
     assert set(info["workflow_engine_versions"]) == {e.name for e in engines.present()}
-    params = live["root"] / "params.json"
-    params.write_text("{}")
-    parts, files = build_wes_request(str(live["workflow"]), f"file://{params}")
-    parts.append(("tags", json.dumps({"datasets": "ctrl"})))
-    posted = requests.post(f"{live['base']}/ga4gh/wes/v1/runs", data=parts, files=files,
-                           headers=auth, timeout=30)  # fmt: skip
-    for _, (_, handle) in files:
-        handle.close()
-    assert posted.status_code == 200, posted.text
-    run_id = posted.json()["run_id"]
+    workflow, table, params = tmp_path / "lines.cwl", tmp_path / "table.txt", tmp_path / "in.json"
+    workflow.write_text(wf.COUNT_LINES)
+    assert run("node", "workflow", "approve", str(live["gov"].node.root),
+               str(workflow)).returncode == 0  # fmt: skip
+    table.write_text("a\nb\nc\n")
+    params.write_text(json.dumps({"table": {"class": "File", "path": "table.txt"}}))
+    post = requests.post
+    monkeypatch.setattr(requests, "post", lambda url, **kw: post(url, headers=auth, **kw))
+    run_id = client.run(str(workflow), f"file://{params}", [str(table)])["run_id"]
     end, finished = time.monotonic() + 120, ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR")
     while client.get_run_status(run_id)["state"] not in finished and time.monotonic() < end:
         time.sleep(0.2)
     log = client.get_run_log(run_id)
     assert log["state"] == "COMPLETE", log
-    assert (
-        log["request"]["workflow_type"] == "CWL" and log["request"]["workflow_url"] == "counts.cwl"
-    )
-    assert log["outputs"] == {} and log["airlock"]["held"] == 4  # the table and 3 logs
+    assert log["request"]["workflow_type"] == "CWL"
+    assert log["request"]["workflow_url"] == "lines.cwl"
+    assert log["outputs"] == {} and log["airlock"]["held"] == 4  # lines.txt and 3 logs
     assert run_id in [r["run_id"] for r in client.list_runs()["runs"]]
+    folder = live["gov"].node.state_dir / "wes" / "runs" / run_id / "airlock" / "files"
+    assert (folder / "lines.txt").read_text().split() == ["3"]
 
 
 def test_responses_match_the_official_schemas(live) -> None:

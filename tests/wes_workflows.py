@@ -116,6 +116,17 @@ def link_canary(node_root: str) -> str:
     )
 
 
+COUNT_LINES = """cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [wc, -l]
+stdin: $(inputs.table.path)
+inputs:
+  table: File
+outputs:
+  lines: {type: stdout}
+stdout: lines.txt
+"""
+
 MEMORY_CANARY = cwl_script(
     """
     block = bytearray(3 * 1024 * 1024 * 1024)
