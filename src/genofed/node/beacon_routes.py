@@ -70,7 +70,7 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
     methods = ["GET", "POST"]
     options: dict[str, Any] = {"tags": tags, "response_model": None}
 
-    async def root(call: Beacon) -> dict[str, Any]:
+    async def root(call: Beacon) -> JSONResponse:
         return await _answer(call, entry)
 
     async def scoped_terms(runtime: Runtime, caller: BeaconCaller) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
             lambda: runtime.beacon.filtering_terms(caller, scope=entry.entity)
         )
 
-    async def one(entry_id: str, call: Beacon) -> dict[str, Any]:
+    async def one(entry_id: str, call: Beacon) -> JSONResponse:
         return await _answer(call, entry, single_id=entry_id)
 
     async def entry_terms(entry_id: str, runtime: Runtime, caller: BeaconCaller) -> dict[str, Any]:
@@ -113,18 +113,22 @@ def _add_entry_routes(router: APIRouter, entry: EntryType) -> None:
         )
 
 
-async def _answer(call: Beacon, entry: EntryType, **kwargs: Any) -> dict[str, Any]:
-    """Run the query in the thread pool; the audit record notes what it touched."""
+async def _answer(call: Beacon, entry: EntryType, **kwargs: Any) -> JSONResponse:
+    """Run the query in the thread pool; the audit record notes what it touched. The
+    answer goes straight to orjson (``api.responses.JSONResponse``): FastAPI's encoder
+    would walk every value of every record first."""
     beacon = call.runtime.beacon
-    return await run_in_threadpool(
-        lambda: beacon.query(entry, call.request, call.caller, notes=call.audit, **kwargs)
+    return JSONResponse(
+        await run_in_threadpool(
+            lambda: beacon.query(entry, call.request, call.caller, notes=call.audit, **kwargs)
+        )
     )
 
 
 def _linked_endpoint(source: EntryType, target: EntryType):
     """The handler of ``/{source}/{id}/{target}`` (a factory, so each route keeps its pair)."""
 
-    async def linked(entry_id: str, call: Beacon) -> dict[str, Any]:
+    async def linked(entry_id: str, call: Beacon) -> JSONResponse:
         return await _answer(call, target, context=Context(source.entity, entry_id))
 
     return linked
