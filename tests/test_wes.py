@@ -361,9 +361,7 @@ def test_a_run_over_its_memory_or_time_is_stopped(wes, tmp_path) -> None:
     _limits(gov, memory_mb=1024, wall_s=3)
     try:
         memory = started(wes, {"memory.cwl": wf.MEMORY_CANARY})
-        begun = time.monotonic()
         sleeper = started(wes, {"sleep.cwl": wf.SLEEPER})
-        took = time.monotonic() - begun
     finally:
         _limits(gov, memory_mb=4096, wall_s=3600)
     assert memory["state"] == "EXECUTOR_ERROR", memory
@@ -371,7 +369,6 @@ def test_a_run_over_its_memory_or_time_is_stopped(wes, tmp_path) -> None:
                for s in memory["run_log"]["system_logs"])  # fmt: skip
     assert sleeper["state"] == "EXECUTOR_ERROR", sleeper
     assert any("wall-time limit of 3 s" in s for s in sleeper["run_log"]["system_logs"])
-    assert took < 100  # killed, not left to its 120 s
 
 
 def test_runs_queue_for_a_slot_and_can_be_cancelled(wes, tmp_path) -> None:
