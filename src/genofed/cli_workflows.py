@@ -46,7 +46,6 @@ def approve(
     config.workflows.approved[digest] = ApprovedWorkflow(
         name=file.name, approved=datetime.now(UTC).isoformat(timespec="seconds"), note=note
     )
-    config.workflows = config.workflows.model_validate(config.workflows.model_dump())
     save_config(config, node.config_path)
     console.print(f"approved {file.name}: sha256 {digest}")
 
@@ -71,20 +70,15 @@ def revoke(
     config = load_config(node.config_path)
     if config.workflows.approved.pop(digest, None) is None:
         raise fail(GenofedError(f"no approved workflow has sha256 {digest}"))
-    config.workflows = config.workflows.model_validate(config.workflows.model_dump())
     save_config(config, node.config_path)
     console.print(f"revoked {digest}")
 
 
 def _airlock(directory: Path):
-    from genofed.governance.audit import AuditLog
     from genofed.wes.airlock import Airlock
     from genofed.wes.runs import RunStore
 
-    node = NodeDir(directory)
-    config = load_config(node.config_path)
-    store = RunStore(node.state_dir)
-    return store, Airlock(store.runs, AuditLog(node.audit_path), config.workflows.airlock)
+    return RunStore(NodeDir(directory).state_dir), Airlock.of_node(directory)
 
 
 @airlock_app.command("list")

@@ -686,9 +686,7 @@ def run_workflow(hub_url: str, token: str, nodes: dict[str, Path], console: Cons
     """The allele frequencies of the demo's region, computed by a CWL workflow at each
     institution (WES, in each node's sandbox), checked in each node's airlock, released by
     each custodian, and shown side by side."""
-    from genofed.governance.audit import AuditLog
     from genofed.wes.airlock import Airlock
-    from genofed.wes.runs import RunStore
     from genofed.wes.sandbox import BWRAP
 
     if shutil.which(BWRAP) is None:
@@ -725,10 +723,7 @@ def run_workflow(hub_url: str, token: str, nodes: dict[str, Path], console: Cons
                 console.print(f"    {site.title}: {node.get('state') or node.get('detail')}")
                 continue
             # the custodian's side: the node's airlock, with what its checks found
-            config = load_config(NodeDir(nodes[site.name]).config_path)
-            airlock = Airlock(RunStore(NodeDir(nodes[site.name]).state_dir).runs,
-                              AuditLog(NodeDir(nodes[site.name]).audit_path),
-                              config.workflows.airlock)  # fmt: skip
+            airlock = Airlock.of_node(nodes[site.name])
             output = next(o for o in airlock.outputs(node["run_id"])
                           if o.name == "allele-frequencies.tsv")  # fmt: skip
             airlock.decide(node["run_id"], "allele-frequencies.tsv", "released",

@@ -12,9 +12,7 @@ its sandbox, its airlock. The hub keeps only which run is whose, in
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import httpx
 from genofed._exceptions import NotFoundError, QueryError
 from genofed.config import HubNode
 from genofed.hub.client import NodeClient
+from genofed.jobs.runtime import write_atomically
 
 WES = "/ga4gh/wes/v1"
 FIELDS = ("workflow_type", "workflow_type_version", "workflow_url", "workflow_params", "tags",
@@ -57,10 +56,7 @@ class WorkflowStore:
 
     def save(self, run: WorkflowRun) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(run.id)
-        partial = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        partial.write_text(json.dumps(run.as_json(), indent=1))
-        os.replace(partial, path)
+        write_atomically(self._path(run.id), json.dumps(run.as_json(), indent=1).encode())
 
     def get(self, run_id: str, owner: str) -> WorkflowRun:
         try:

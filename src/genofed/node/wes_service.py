@@ -238,17 +238,6 @@ class WesService:
 
     # -- the spec's shapes -------------------------------------------------------------
 
-    def outputs(self, record: RunRecord) -> dict[str, Any]:
-        """What the owner may know of the run's outputs: the released ones, to download.
-        Of the others only how many are held or rejected: their names, sizes, digests and
-        check findings were chosen or computed by the run, so they could carry data."""
-        return {o.name: _released(record, o) for o in self._held(record) if o.state == "released"}
-
-    def airlock_counts(self, record: RunRecord) -> dict[str, int]:
-        outputs = self._held(record)
-        return {state: sum(o.state == state for o in outputs)
-                for state in ("held", "released", "rejected")}  # fmt: skip
-
     def review(self, record: RunRecord) -> dict[str, Any]:
         """Everything the airlock knows of each output: for the node's custodians."""
         return {o.name: {**o.as_json(), "airlock": o.state} for o in self._held(record)}
@@ -264,8 +253,20 @@ class WesService:
             "state": record.state.value,
             "run_log": self._engine_log(record),
             "task_logs_url": f"{base}/tasks",  # task_logs, deprecated, is left out
-            "outputs": self.outputs(record),
-            "airlock": self.airlock_counts(record),
+            **self.outputs(record),
+        }
+
+    def outputs(self, record: RunRecord) -> dict[str, Any]:
+        """What the owner may know of the run's outputs (``outputs``): the released ones,
+        to download. Of the others only how many are held or rejected (``airlock``): their
+        names, sizes, digests and check findings were made by the run, so could carry data."""
+        held = self._held(record)
+        return {
+            "outputs": {o.name: _released(record, o) for o in held if o.state == "released"},
+            "airlock": {
+                state: sum(o.state == state for o in held)
+                for state in ("held", "released", "rejected")
+            },  # fmt: skip
         }
 
     def _engine_log(self, record: RunRecord) -> dict[str, Any]:

@@ -31,7 +31,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import time
@@ -41,8 +40,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genofed._exceptions import AccessDeniedError, ConfigError, NotFoundError, QueryError
-from genofed.config import AirlockRules
+from genofed.config import AirlockRules, load_config
 from genofed.governance.audit import AuditLog
+from genofed.jobs.runtime import write_atomically
+from genofed.store.node_dir import NodeDir
+from genofed.wes.runs import RunStore
 
 TABULAR = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 MAX_CHECKED_BYTES = 50_000_000  # a larger table is for the custodian to review by hand
@@ -151,6 +153,13 @@ class Airlock:
     def __init__(self, runs: Path, audit: AuditLog, rules: AirlockRules):
         self.runs, self.audit, self.rules = runs, audit, rules
 
+    @classmethod
+    def of_node(cls, root: Path) -> Airlock:
+        """A node's airlock, as its operator opens it (the CLI): its rules from node.yaml."""
+        node = NodeDir(root)
+        rules = load_config(node.config_path).workflows.airlock
+        return cls(RunStore(node.state_dir).runs, AuditLog(node.audit_path), rules)
+
     def _folder(self, run_id: str) -> Path:
         folder = self.runs / run_id / "airlock"
         if not re.fullmatch(r"run-[0-9a-f]{20}", run_id) or not folder.is_dir():
@@ -171,9 +180,8 @@ class Airlock:
         return [Output.from_json(o) for o in json.loads(path.read_text())]
 
     def _save(self, folder: Path, outputs: list[Output]) -> None:
-        partial = folder / ".outputs.json.partial"
-        partial.write_text(json.dumps([o.as_json() for o in outputs], indent=1))
-        os.replace(partial, folder / "outputs.json")
+        write_atomically(folder / "outputs.json",
+                         json.dumps([o.as_json() for o in outputs], indent=1).encode())  # fmt: skip
 
     def hold(self, run_id: str, files: dict[str, Path]) -> list[Output]:
         """Copy a finished run's files (name -> where they are) into its airlock, check
@@ -184,15 +192,15 @@ class Airlock:
                 target = folder / "files" / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)  # follows links: the content, not a pointer
-                size = target.stat().st_size
+                content = target.read_bytes()  # once: for its digest and its checks
                 checks: list[Check] = []
                 delimiter = TABULAR.get(target.suffix.lower())
-                if delimiter is not None and size <= MAX_CHECKED_BYTES:
-                    checks = check_table(target.read_bytes(), delimiter, self.rules)
+                if delimiter is not None and len(content) <= MAX_CHECKED_BYTES:
+                    checks = check_table(content, delimiter, self.rules)
                 passed = all(c.passed for c in checks)
                 automatic = "review" if not checks else "passed" if passed else "failed"
-                digest = hashlib.sha256(target.read_bytes()).hexdigest()
-                held.append(Output(name, size, digest, automatic, checks))
+                digest = hashlib.sha256(content).hexdigest()
+                held.append(Output(name, len(content), digest, automatic, checks))
             self._save(folder, held)
         for output in held:
             self.audit.append({"event": "airlock-check", "run": run_id, "output": output.name,

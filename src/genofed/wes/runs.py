@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from genofed._exceptions import NotFoundError, QueryError
+from genofed.jobs.runtime import write_atomically
 
 
 class State(StrEnum):
@@ -142,10 +143,8 @@ class RunStore:
         return f"run-{secrets.token_hex(10)}"
 
     def save(self, record: RunRecord) -> None:
-        path = self.folder(record.run_id) / "run.json"
-        partial = path.with_name(f".run.{secrets.token_hex(4)}.json")
-        partial.write_text(json.dumps(record.as_json(), indent=1))
-        os.replace(partial, path)
+        write_atomically(self.folder(record.run_id) / "run.json",
+                         json.dumps(record.as_json(), indent=1).encode())  # fmt: skip
 
     def load(self, run_id: str) -> RunRecord:
         try:

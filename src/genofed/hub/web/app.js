@@ -5,9 +5,9 @@ const $ = (selector) => document.querySelector(selector);
 // terms: the builder's chosen terms; fixed: criteria of an opened saved cohort that the
 // builder has no field for (a variant's carriers, datasets), kept until removed.
 // analysis, gwas: the analysis each panel follows (another started, or the question
-// changed, stops the older one's drawing); gwasUrls, learnUrls: each panel's files'
+// changed, stops the older one's drawing); gwasUrls, learnUrls, workflowUrls: each panel's files'
 // object URLs.
-const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0, gwasUrls: [], learnUrls: [] };
+const state = { terms: [], labels: {}, fixed: {}, countTimer: null, countRequest: 0, gwasUrls: [], learnUrls: [], workflowUrls: [] };
 
 function headers(json) {
   const h = {};
@@ -707,7 +707,13 @@ async function runGwas(event) {
 
 // A result file as an object URL (an <img> cannot send the token).
 async function fileUrl(job, name, urls = state.gwasUrls) {
-  const response = await fetch(`/hub/analyses/${job.id}/files/${encodeURIComponent(name)}`, { headers: headers(false) });
+  return blobUrl(`/hub/analyses/${job.id}/files/${encodeURIComponent(name)}`, name, urls);
+}
+
+// Any file of the hub's, fetched with the token, as an object URL (kept in ``urls`` to
+// be revoked when its panel is cleared).
+async function blobUrl(path, name, urls) {
+  const response = await fetch(path, { headers: headers(false) });
   if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
   const url = URL.createObjectURL(await response.blob());
   urls.push(url);
@@ -980,6 +986,8 @@ async function loadWorkflows() {
     return;
   }
   try {
+    for (const url of state.workflowUrls) URL.revokeObjectURL(url);
+    state.workflowUrls = [];
     const { workflows } = await api("/hub/workflows");
     const shown = await Promise.all(workflows.map((w) => api(`/hub/workflows/${w.id}`)));
     box.replaceChildren(...shown.map(workflowTable));
@@ -1018,12 +1026,14 @@ function workflowTable(run) {
       link.textContent = name;
       link.addEventListener("click", async (event) => {
         event.preventDefault();
-        const response = await fetch(`/hub/workflows/${run.id}/nodes/${node}/outputs/${name}`, { headers: headers(false) });
-        if (!response.ok) return showError(new Error(`${name}: HTTP ${response.status}`), "workflows");
-        const a = document.createElement("a");
-        a.href = URL.createObjectURL(await response.blob());
-        a.download = name.split("/").pop();
-        a.click();
+        try {
+          const a = document.createElement("a");
+          a.href = await blobUrl(`/hub/workflows/${run.id}/nodes/${node}/outputs/${name}`, name, state.workflowUrls);
+          a.download = name.split("/").pop();
+          a.click();
+        } catch (error) {
+          showError(error, "workflows");
+        }
       });
       item.append(link, " released");
       outputs.appendChild(item);
