@@ -211,9 +211,11 @@ def test_a_workflow_not_approved_does_not_run(wes, tmp_path) -> None:
     refused = submit(wes, {"new.cwl": wf.ALLELE_COUNTS + "\n# changed\n"})
     assert refused.status_code == 403 and "genofed node workflow approve" in refused.json()["msg"]
     approve(wes["gov"], "counts.cwl", wf.ALLELE_COUNTS, tmp_path)
+    files = fingerprint(wes["gov"].node.root)  # node.yaml as approved, from here on
     extra = submit(wes, {"counts.cwl": wf.ALLELE_COUNTS, "helper.py": "print('hi')\n"})
     assert extra.status_code == 403 and "helper.py" in extra.json()["msg"]
     assert (set(runs.iterdir()) if runs.is_dir() else set()) == before
+    assert fingerprint(wes["gov"].node.root) == files
 
 
 @pytest.mark.parametrize(
@@ -287,6 +289,7 @@ def test_a_run_has_no_network(wes, tmp_path) -> None:
     thread.start()
     canary = wf.network_canary(port)
     approve(wes["gov"], "net.cwl", canary, tmp_path)
+    before = fingerprint(wes["gov"].node.root)
     log = started(wes, {"net.cwl": canary})
     listener.close()
     thread.join()
@@ -294,6 +297,7 @@ def test_a_run_has_no_network(wes, tmp_path) -> None:
     assert log["state"] == "EXECUTOR_ERROR", log
     # the sandbox has a loopback of its own, where nothing listens
     assert "ConnectionRefusedError" in held(wes, log["run_id"], "logs/stderr.txt")
+    assert fingerprint(wes["gov"].node.root) == before
 
 
 def test_a_run_writes_nothing_outside_its_directory(wes, tmp_path) -> None:
@@ -340,11 +344,13 @@ def test_a_run_sees_only_the_datasets_it_was_granted(wes, tmp_path) -> None:
     assert all(Path(t).exists() for t in targets[2:])  # they are there, outside
     canary = wf.read_canary(targets)
     approve(wes["gov"], "read.cwl", canary, tmp_path)
+    before = fingerprint(root)
     log = started(wes, {"read.cwl": canary})
     assert log["state"] == "COMPLETE", log
     outcome = json.loads(held(wes, log["run_id"], "result.txt"))
     assert outcome.pop("/data/ctrl/dataset.duckdb") == "read"  # the granted one
     assert set(outcome.values()) == {"FileNotFoundError"}, outcome
+    assert fingerprint(root) == before
 
 
 def _limits(gov: GovernedNode, **limits: int) -> None:
@@ -359,9 +365,11 @@ def test_a_run_over_its_memory_or_time_is_stopped(wes, tmp_path) -> None:
     approve(gov, "memory.cwl", wf.MEMORY_CANARY, tmp_path)
     approve(gov, "sleep.cwl", wf.SLEEPER, tmp_path)
     _limits(gov, memory_mb=1024, wall_s=3)
+    before = fingerprint(gov.node.root)
     try:
         memory = started(wes, {"memory.cwl": wf.MEMORY_CANARY})
         sleeper = started(wes, {"sleep.cwl": wf.SLEEPER})
+        assert fingerprint(gov.node.root) == before
     finally:
         _limits(gov, memory_mb=4096, wall_s=3600)
     assert memory["state"] == "EXECUTOR_ERROR", memory
