@@ -4,11 +4,10 @@ Both yield ``RecordBlock``s: up to ``block_size`` records with their genotypes a
 array ``(records, samples, 2)`` (-1 missing allele, -2 no second allele for haploid calls).
 
 The text reader is the fast path for ``.vcf``/``.vcf.gz``: a thread reads ahead and
-decompresses with ISA-L (``isal``), and lines in the common genotype layout
-(``GT``-only FORMAT, diploid single-digit calls) go through a compiled scanner
-(``gt_kernel``). Other lines (more FORMAT fields, multi-digit alleles, haploid calls) go
-through a per-sample parser, and BCF files go through htslib. Parsing is strict: a
-malformed line raises ``IngestError`` naming the file, the line and the problem.
+decompresses with ISA-L (``isal``), and a compiled scanner (``gt_kernel``) decodes every
+line's calls, whatever its FORMAT layout, with no Python per sample. BCF files go through
+htslib. Parsing is strict: a malformed line raises ``IngestError`` naming the file, the
+line and the problem.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 import numpy as np
 from isal import igzip, isal_zlib
@@ -58,16 +57,6 @@ class VcfHeader:
     samples: list[str]
 
 
-def _row_stats(row: np.ndarray) -> np.ndarray:
-    """The kernel's per-line statistics for a line parsed in Python: (samples, 2) calls."""
-    counts = allele_counts(row[np.newaxis], 1)
-    top = int(row.max()) if row.size else 0
-    return np.array(
-        [counts["ac"][0], counts["an"][0], counts["n_het"][0], counts["n_homalt"][0], max(top, 0)],
-        dtype=np.int64,
-    )
-
-
 def counts_from_stats(
     genotypes: np.ndarray, stats: np.ndarray, records: list[Record]
 ) -> BlockCounts:
@@ -89,46 +78,12 @@ def counts_from_stats(
     return BlockCounts(ac, stats[:, 1].copy(), n_het, n_homalt, max_allele)
 
 
-def _decode_general(samples: bytes, n_samples: int, where: str, source: str) -> np.ndarray:
-    """Any FORMAT whose first key is GT: '0/1:35:...', '12|3', '.', '1'."""
-    row = np.full((n_samples, 2), -1, dtype=np.int8)
-    cells = samples.split(b"\t")
-    if len(cells) != n_samples:
-        raise IngestError(
-            f"{len(cells)} sample columns but the header names {n_samples}",
-            source=source,
-            where=where,
-        )
-    for i, cell in enumerate(cells):
-        gt = cell.split(b":", 1)[0]
-        alleles = gt.replace(b"|", b"/").split(b"/")
-        if len(alleles) > 2:
-            raise IngestError(
-                f"ploidy {len(alleles)} in {gt.decode()!r} is not supported (1 or 2)",
-                source=source,
-                where=where,
-            )
-        for j, allele in enumerate(alleles):
-            if allele == b".":
-                continue
-            if not allele.isdigit() or int(allele) > 127:
-                raise IngestError(
-                    f"genotype {gt.decode()!r} of sample {i + 1} is not valid",
-                    source=source,
-                    where=where,
-                )
-            row[i, j] = int(allele)
-        if len(alleles) == 1:
-            row[i, 1] = -2
-    return row
-
-
 class TextVcfReader:
     """Plain or gzip/BGZF-compressed text VCF, parsed in large chunks.
 
-    Lines are located with NumPy in chunks of decompressed text; each line's eight fixed
-    fields are split in Python, and its sample columns are copied as one byte row into a
-    block-sized matrix that ``_decode_fixed`` decodes at once.
+    The compiled scanner walks chunks of decompressed text, decodes the calls into a
+    block-sized matrix and says where each line's fields start; the fixed fields are then
+    sliced out of the chunk in Python, one line at a time.
     """
 
     def __init__(self, path: Path):
@@ -136,7 +91,6 @@ class TextVcfReader:
         self.source = str(path)
         self._stream = self._open()
         self._line_no = 0
-        self._rest = b""
         self._after_header: tuple[bytes, int, int] = (b"", 0, 0)
         self._closing = False
         self._prefetched: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=16)
@@ -186,26 +140,28 @@ class TextVcfReader:
         A line split across two reads is joined on its own; everything else is handed on
         in the buffer it arrived in.
         """
+        pieces: list[bytes] = []  # a line longer than one read, joined once it is whole
         while True:
             data = self._read()
             if not data:
                 break
             begin = 0
-            if self._rest:
+            if pieces:
                 first = data.find(b"\n")
                 if first < 0:
-                    self._rest += data
+                    pieces.append(data)
                     continue
-                line = self._rest + data[: first + 1]
-                self._rest = b""
+                line = b"".join([*pieces, data[: first + 1]])
+                pieces = []
                 yield line, 0, len(line)
                 begin = first + 1
             cut = data.rfind(b"\n") + 1
             if cut > begin:
                 yield data, begin, cut
-            self._rest = data[max(cut, begin) :]
-        if self._rest:
-            rest, self._rest = self._rest + b"\n", b""
+            if len(data) > max(cut, begin):
+                pieces.append(data[max(cut, begin) :])
+        if pieces:
+            rest = b"".join([*pieces, b"\n"])
             yield rest, 0, len(rest)
 
     def _read_header(self) -> VcfHeader:
@@ -265,28 +221,30 @@ class TextVcfReader:
         yield from self._chunk_iter
 
     def blocks(self, block_size: int) -> Iterator[RecordBlock]:
-        """Blocks of records with their genotypes decoded.
+        """Blocks of records with their genotypes decoded by the compiled scanner.
 
-        Lines in the common layout go through the compiled scanner (``gt_kernel``); any
-        other line is split here and its genotypes parsed sample by sample.
+        Lines it hands back are those with fewer than ten fields (all lines, in a file
+        without samples), parsed here, and lines it cannot decode, reported here.
         """
-        from genofed.store.gt_kernel import DONE, scan_fixed_layout  # imports numba
+        from genofed.store.gt_kernel import DONE, FIXED_FIELDS, scan_lines  # imports numba
 
         n = len(self.header.samples)
-        scan = scan_fixed_layout if n else None
         genotypes = np.empty((block_size, n, 2), dtype=np.int8)
         offsets = np.empty((block_size, 10), dtype=np.int64)
         stats = np.empty((block_size, 5), dtype=np.int64)
+        ends = np.empty(n + 1, dtype=np.int64)
         records: list[Record] = []
         line_no = self._line_no
         for chunk, begin, stop in self._record_chunks():
             data = np.frombuffer(chunk, dtype=np.uint8)
+            words = data[: len(data) // 8 * 8].view(np.uint64)
             pos = begin
             while pos < stop:
-                if scan is not None:
+                if n:
                     first = len(records)
-                    rows, pos, status = scan(
+                    rows, pos, status, detail = scan_lines(
                         data,
+                        words,
                         pos,
                         stop,
                         n,
@@ -294,6 +252,7 @@ class TextVcfReader:
                         offsets,
                         stats[first:],
                         block_size - first,
+                        ends,
                     )
                     records += self._scanned_records(chunk, offsets[:rows].tolist(), line_no)
                     line_no += rows
@@ -304,8 +263,10 @@ class TextVcfReader:
                         continue
                     if status == DONE:
                         continue
+                    if status != FIXED_FIELDS:
+                        self._fail_calls(chunk, pos, line_no + 1, status, detail)
                 line_no += 1
-                pos = self._general_line(chunk, pos, stop, line_no, n, records, genotypes, stats)
+                pos = self._fixed_fields_line(chunk, pos, stop, line_no, n, records)
                 if len(records) == block_size:
                     yield self._block(records, genotypes, stats)
                     genotypes = np.empty((block_size, n, 2), dtype=np.int8)
@@ -314,19 +275,11 @@ class TextVcfReader:
         if records:
             yield self._block(records, genotypes[: len(records)], stats[: len(records)])
 
-    def _general_line(
-        self,
-        chunk: bytes,
-        start: int,
-        stop: int,
-        line_no: int,
-        n: int,
-        records: list[Record],
-        genotypes: np.ndarray,
-        stats: np.ndarray,
+    def _fixed_fields_line(
+        self, chunk: bytes, start: int, stop: int, line_no: int, n: int, records: list[Record]
     ) -> int:
-        """Parse one line in any layout (filling the same rows the compiled scanner fills);
-        returns where the next line starts."""
+        """A line the scanner handed back: skipped if empty, a record if the file has no
+        samples, otherwise an error. Returns where the next line starts."""
         end = chunk.find(b"\n", start, stop)
         end = stop if end < 0 else end
         line = chunk[start:end].rstrip(b"\r")
@@ -340,13 +293,37 @@ class TextVcfReader:
                 source=self.source,
                 where=f"line {line_no}",
             )
-        record = self._record(fields, line_no, n)
-        if n:
-            row = len(records)
-            genotypes[row] = _decode_general(fields[9], n, record.where, self.source)
-            stats[row] = _row_stats(genotypes[row])
-        records.append(record)
+        records.append(self._record(fields, line_no))
         return end + 1
+
+    def _fail_calls(
+        self, chunk: bytes, start: int, line_no: int, status: int, detail: int
+    ) -> NoReturn:
+        """Raise the error the scanner found on the line at ``start``, in words."""
+        from genofed.store import gt_kernel as k
+
+        where = f"line {line_no}"
+        end = chunk.find(b"\n", start)
+        fields = chunk[start : end if end >= 0 else len(chunk)].rstrip(b"\r").split(b"\t")
+        self._record(fields, line_no)  # a bad POS is the first thing to report
+        keys = fields[8].split(b":")
+        if status == k.NO_GT:
+            message = f"FORMAT {fields[8].decode(errors='replace')!r} has no GT key"
+        elif status in (k.FEW_COLUMNS, k.MANY_COLUMNS):
+            message = (
+                f"{len(fields) - 9} sample columns but the header names {len(self.header.samples)}"
+            )
+        else:
+            cell = fields[9 + detail].split(b":")
+            gt = cell[keys.index(b"GT")] if keys.index(b"GT") < len(cell) else b""
+            shown = gt.decode(errors="replace")[:40]
+            message = {
+                k.PLOIDY: f"ploidy {len(gt.replace(b'|', b'/').split(b'/'))} in {shown!r} is "
+                "not supported (1 or 2)",
+                k.BIG_ALLELE: f"genotype {shown!r} of sample {detail + 1} names an allele "
+                "above 127, which is not supported",
+            }.get(status, f"genotype {shown!r} of sample {detail + 1} is not valid")
+        raise IngestError(message, source=self.source, where=where)
 
     def _scanned_records(
         self, chunk: bytes, offsets: list[list[int]], line_no: int
@@ -357,11 +334,8 @@ class TextVcfReader:
         for number, (c, p, i, r, a, qual, _, info, fmt, gts) in enumerate(offsets, line_no + 1):
             try:
                 pos = int(chunk[p : i - 1])
-                bad = chunk[fmt : fmt + 2] != b"GT"
-            except ValueError:
-                bad = True
-            if bad:  # the general path finds the fault and says what it is
-                self._record(chunk[c : gts - 1].split(b"\t"), number, 1)
+            except ValueError:  # the general path finds the fault and says what it is
+                self._record(chunk[c : gts - 1].split(b"\t"), number)
             vcf_id = chunk[i : r - 1]
             records.append(
                 Record(
@@ -376,7 +350,7 @@ class TextVcfReader:
             )
         return records
 
-    def _record(self, fields: list[bytes], line_no: int, n: int) -> Record:
+    def _record(self, fields: list[bytes], line_no: int) -> Record:
         try:
             pos = int(fields[1])
         except ValueError:
@@ -385,10 +359,6 @@ class TextVcfReader:
                 source=self.source,
                 where=f"line {line_no}",
             ) from None
-        if n and not fields[8].startswith(b"GT"):
-            raise IngestError(
-                "FORMAT does not start with GT", source=self.source, where=f"line {line_no}"
-            )
         vcf_id = fields[2].decode()
         return Record(
             fields[0].decode(),
