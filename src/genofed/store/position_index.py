@@ -26,21 +26,35 @@ from genofed.store.variant_query import VariantQuery
 FILE_NAME = "positions.arrow"
 # Beyond this many candidates, checking alleles one by one in Python loses to SQL.
 _MAX_ALLELE_CHECKS = 5_000
+_BATCH_ROWS = 131_072
 
 
 def write_position_index(con: duckdb.DuckDBPyConnection, target: Path) -> None:
+    """Write the index from the ``variants`` table, streamed in record batches so memory
+    stays flat however many variants there are (rows come in insertion order, which is
+    ``variant_idx`` order: DuckDB preserves it for a plain scan)."""
     # Chromosomes as their index in reference.CHROMOSOMES, computed by DuckDB: converting
     # through NumPy would make pyarrow import pandas (see dataset_db).
     names = ", ".join(f"'{c}'" for c in reference.CHROMOSOMES)
-    out = con.sql(
+    batches = con.sql(
         f"SELECT CAST(list_position([{names}], chrom) - 1 AS TINYINT) AS chrom, "
-        'CAST(start AS BIGINT) AS start, CAST("end" AS BIGINT) AS "end", ref, alt, '
-        "(ac > 0 OR an = 0) AS present FROM variants ORDER BY variant_idx"
-    ).to_arrow_table()
-    out = out.set_column(3, "ref", out.column("ref").cast(pa.large_string()))
-    out = out.set_column(4, "alt", out.column("alt").cast(pa.large_string()))
-    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, out.schema) as writer:
-        writer.write_table(out)
+        'CAST(start AS BIGINT) AS start, CAST("end" AS BIGINT) AS "end", '
+        "CAST(ref AS VARCHAR) AS ref, CAST(alt AS VARCHAR) AS alt, "
+        "(ac > 0 OR an = 0) AS present FROM variants"
+    ).to_arrow_reader(_BATCH_ROWS)
+    schema = pa.schema(
+        [
+            ("chrom", pa.int8()),
+            ("start", pa.int64()),
+            ("end", pa.int64()),
+            ("ref", pa.large_string()),
+            ("alt", pa.large_string()),
+            ("present", pa.bool_()),
+        ]
+    )
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch.cast(schema))
 
 
 @dataclass
