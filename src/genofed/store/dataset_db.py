@@ -307,9 +307,11 @@ def create_variants(
 
 
 def open_database(stage: Path) -> duckdb.DuckDBPyConnection:
-    """The staging ``dataset.duckdb``. DuckDB's buffer pool is capped: nothing reads the
-    staging copy, so caching what it wrote only grows memory."""
-    return duckdb.connect(str(stage / "dataset.duckdb"), config={"memory_limit": "256MB", "threads": 1})
+    """The staging ``dataset.duckdb``. DuckDB's buffer pool is capped and it writes with
+    one thread: nothing reads the staging copy, so caching what it wrote only grows
+    memory, and each thread's checkpoint buffers made the peak grow with the table."""
+    config = {"memory_limit": "256MB", "threads": 1}
+    return duckdb.connect(str(stage / "dataset.duckdb"), config=config)
 
 
 def build_database(
