@@ -43,11 +43,21 @@ class IngestError(GenofedError):
     code = "ingest_error"
 
     def __init__(self, message: str, *, source: str | None = None, where: str | None = None):
+        self.message = message
         self.source = source
         self.where = where
         parts = [p for p in (source, where) if p]
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def __reduce__(self) -> tuple:
+        # keyword arguments do not survive Exception's pickling; a parallel ingest's
+        # worker sends its error to the process that reports it
+        return (_ingest_error, (self.message, self.source, self.where))
+
+
+def _ingest_error(message: str, source: str | None, where: str | None) -> IngestError:
+    return IngestError(message, source=source, where=where)
 
 
 class ConfigError(GenofedError):

@@ -127,8 +127,18 @@ def node_ingest(
         bool, typer.Option("--test-data", help="Flag as test data (answers testMode queries)")
     ] = False,
     tier: TierOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Ingest the contigs of an indexed .vcf.gz in parallel on this many local "
+            "processes (with compute.dask_scheduler in node.yaml: on that cluster, whose "
+            "workers must see the same paths)",
+        ),
+    ] = 1,
 ) -> None:
     """Ingest genotypes (and optional clinical data) as dataset DATASET, atomically."""
+    from genofed.store.dosages import Compute
     from genofed.store.vcf_ingest import DatasetSettings, ingest_vcf
 
     settings = DatasetSettings(
@@ -139,6 +149,7 @@ def node_ingest(
         tier=tier,
     )
     try:
+        compute = Compute.of(load_config(NodeDir(directory).config_path).compute)
         summary = ingest_vcf(
             NodeDir(directory),
             dataset,
@@ -148,6 +159,8 @@ def node_ingest(
             sample_column=sample_column,
             settings=settings,
             progress=True,
+            workers=workers,
+            compute=compute,
         )
     except GenofedError as err:
         raise fail(err) from None

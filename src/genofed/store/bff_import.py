@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -119,12 +120,15 @@ def import_bff(
             "source": folder.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        variant_writer.flush()
         build_database(
-            variant_writer,
+            stage,
+            [(variant_writer.parts, 0, 0)],
             samples=columns,
             entries=_entries(docs, meta),
             meta=meta,
         )
+        shutil.rmtree(variant_writer.folder)
     return IngestSummary(
         dataset_id, len(columns), len(rows), len(rows), assembly, time.perf_counter() - started
     )

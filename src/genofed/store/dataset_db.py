@@ -17,7 +17,6 @@ and ``genotypes.zarr`` with ``call_genotype`` (sites × samples × 2, int8, -1 m
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -278,14 +277,14 @@ def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def create_variants(
-    con: duckdb.DuckDBPyConnection, writers: list[tuple[VariantWriter, int, int]]
+    con: duckdb.DuckDBPyConnection, variant_parts: list[tuple[list[Path], int, int]]
 ) -> None:
     """Create the variants table from the writers' Parquet parts, in order, with one
     CREATE TABLE AS (which writes row groups straight to the file, so memory stays flat);
     the offsets are added to ``variant_idx`` and ``site_idx`` (each partition of a
     parallel ingest numbers its rows from 0). A CASE on the file name adds them: a
     projection keeps the rows in order, where a join would not."""
-    files = [(part, v, s) for writer, v, s in writers for part in writer.parts]
+    files = [(part, v, s) for parts, v, s in variant_parts for part in parts]
     if not files:
         columns = ", ".join(f'"{name}" {kind}' for name, kind in VARIANT_COLUMNS.items())
         con.execute(f"CREATE TABLE variants ({columns})")
@@ -315,7 +314,8 @@ def open_database(stage: Path) -> duckdb.DuckDBPyConnection:
 
 
 def build_database(
-    variants: VariantWriter | list[tuple[VariantWriter, int, int]],
+    stage: Path,
+    variant_parts: list[tuple[list[Path], int, int]],
     *,
     samples: list[tuple[str, str]],
     entries: Iterable[tuple[str, dict[str, Any]]],
@@ -324,18 +324,13 @@ def build_database(
     """Write ``dataset.duckdb``: the variants, samples, entry documents, meta and the
     position index.
 
-    ``variants`` is one writer, or the writers of a parallel ingest's partitions in order
-    with the ``variant_idx`` and ``site_idx`` their rows start at. ``samples`` lists
+    ``variant_parts`` lists the Parquet parts of each ``VariantWriter`` (one, or a
+    parallel ingest's partitions in order) with the ``variant_idx`` and ``site_idx`` its
+    rows start at. ``samples`` lists
     ``(biosample_id, individual_id)`` in genotype-matrix column order.
     """
-    writers = [(variants, 0, 0)] if isinstance(variants, VariantWriter) else variants
-    stage = writers[0][0].stage
     con = open_database(stage)
-    for writer, _, _ in writers:
-        writer.flush()
-    create_variants(con, writers)
-    for writer, _, _ in writers:
-        shutil.rmtree(writer.folder)
+    create_variants(con, variant_parts)
     con.execute(
         "CREATE TABLE samples (sample_idx INTEGER, biosample_id VARCHAR, individual_id VARCHAR)"
     )

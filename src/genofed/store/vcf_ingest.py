@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import gc
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
+import zarr
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -40,7 +42,18 @@ from genofed.store.dataset_db import (
 )
 from genofed.store.individuals import Individuals, dataset_entries, load_individuals
 from genofed.store.node_dir import NodeDir, check_dataset_id
-from genofed.store.vcf_reader import Record, RecordBlock, info_value, open_vcf
+from genofed.store.vcf_index import ContigStart, contig_starts
+from genofed.store.vcf_reader import (
+    HtslibVcfReader,
+    Record,
+    RecordBlock,
+    TextVcfReader,
+    info_value,
+    open_vcf,
+)
+
+if TYPE_CHECKING:
+    from genofed.store.dosages import Compute  # imports dask: only a parallel ingest needs it
 
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _BASES = re.compile(r"^[ACGTNacgtn]+$")
@@ -79,12 +92,22 @@ def ingest_vcf(
     sample_column: str = "sample_id",
     settings: DatasetSettings = DatasetSettings(),
     progress: bool = False,
+    workers: int = 1,
+    compute: Compute | None = None,
 ) -> IngestSummary:
-    """Replace dataset ``dataset_id`` of ``node`` with the contents of ``vcf_path``."""
+    """Replace dataset ``dataset_id`` of ``node`` with the contents of ``vcf_path``.
+
+    With ``workers`` above 1, or a ``dask.distributed`` scheduler in ``compute``, each
+    contig of a BGZF-compressed, indexed VCF is ingested as a partition on its own dask
+    worker (local processes, or the cluster's workers, which must see the same paths);
+    the partitions are then finalised into one dataset version, published only when all
+    of them succeeded.
+    """
     check_dataset_id(dataset_id)  # before reading anything
     started = time.perf_counter()
     source = str(vcf_path)
     _check_readable(vcf_path)
+    parallel = workers > 1 or (compute is not None and compute.scheduler is not None)
     reader = open_vcf(vcf_path)
     try:
         header_lines = reader.header.lines
@@ -94,42 +117,171 @@ def ingest_vcf(
             raise IngestError("the #CHROM line names a sample twice", source=source, where="header")
         people = load_individuals(individuals, sample_column=sample_column) if individuals else None
         linked = _link_samples(samples, people, individuals)
-        sites = _SiteConverter(source, assembly, detect_format(header_lines), len(samples))
-        with (
-            _cycle_collector_paused(),
-            lean_codecs(),
-            node.staging(dataset_id) as stage,
-            VariantWriter(stage) as variants,
-            GenotypeWriter(stage / "genotypes.zarr", samples) as genotypes,
-        ):
-            with _progress(progress, vcf_path) as bar:
-                task = bar.add_task("ingest", total=None)
-                for block in reader.blocks(SITES_PER_CHUNK):
-                    columns = sites.convert(block)
-                    genotypes.append(block.genotypes)
-                    variants.write(columns)
-                    bar.update(task, advance=len(block.records))
-            genotypes.flush()
-            if sites.n_sites == 0:
+        job = _PartitionJob(vcf_path, None, Path(), assembly, detect_format(header_lines))
+        if parallel:
+            starts = _partition_starts(vcf_path, reader)
+            reader.close()
+        with _cycle_collector_paused(), node.staging(dataset_id) as stage:
+            if parallel:
+                jobs = [
+                    replace(job, start=start, folder=stage / f"part-{i:04d}")
+                    for i, start in enumerate(starts)
+                ]
+                parts = _run_partitions(jobs, workers, compute, progress)
+            else:
+                parts = [_write_partition(reader, replace(job, folder=stage), progress)]
+            n_sites = sum(p.n_sites for p in parts)
+            if n_sites == 0:
                 raise IngestError("the VCF has no records", source=source)
-            meta = _meta(dataset_id, assembly, settings, samples, sites, vcf_path)
+            if parallel:
+                _concatenate_genotypes(parts, stage / "genotypes.zarr", samples)
+            meta = _meta(dataset_id, assembly, settings, samples, parts, vcf_path)
             build_database(
-                variants,
+                stage,
+                _offsets(parts),
                 samples=[(s, linked[s]["id"]) for s in samples],
                 entries=dataset_entries(meta, samples, linked),
                 meta=meta,
             )
+            for part in parts:
+                shutil.rmtree(part.folder if part.folder != stage else part.variant_folder)
     finally:
         reader.close()
     return IngestSummary(
         dataset_id,
         len(samples),
-        sites.n_sites,
-        sites.n_variants,
+        n_sites,
+        sum(p.n_variants for p in parts),
         assembly,
         time.perf_counter() - started,
         _unlinked_warning(samples, people, individuals),
     )
+
+
+@dataclass(frozen=True)
+class _PartitionJob:
+    """What a worker needs to ingest one partition (pickled to it)."""
+
+    vcf: Path
+    start: ContigStart | None  # None: the whole file
+    folder: Path  # where its genotypes.zarr and variant parts go
+    assembly: str
+    annotation: AnnotationFormat | None
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """What a partition wrote: its rows are numbered from 0."""
+
+    folder: Path
+    variant_folder: Path
+    variant_parts: list[Path]
+    n_sites: int
+    n_variants: int
+    contigs: frozenset[str]
+
+
+def _partition_starts(vcf: Path, reader: TextVcfReader | HtslibVcfReader) -> list[ContigStart]:
+    if not isinstance(reader, TextVcfReader) or not vcf.name.lower().endswith(".gz"):
+        raise IngestError(
+            "a parallel ingest reads BGZF-compressed VCF (.vcf.gz) with its index; ingest "
+            "this file with one worker, or convert it with `bcftools view -Oz` and index it",
+            source=str(vcf),
+        )
+    contigs = [
+        m.group(1)
+        for line in reader.header.lines
+        if (m := re.match(r"##contig=<ID=([^,>]+)", line))
+    ]
+    return contig_starts(vcf, contigs)
+
+
+def _ingest_partition(job: _PartitionJob) -> _Partition:
+    """One contig of the VCF, on a dask worker."""
+    assert job.start is not None
+    reader = TextVcfReader(job.vcf)
+    try:
+        reader.start_at(job.start.offset, job.start.name)
+        with _cycle_collector_paused():
+            return _write_partition(reader, job, False)
+    finally:
+        reader.close()
+
+
+def _write_partition(
+    reader: TextVcfReader | HtslibVcfReader, job: _PartitionJob, progress: bool
+) -> _Partition:
+    """Read every block of ``reader``: genotypes to ``genotypes.zarr``, variant rows to
+    Parquet parts, both under ``job.folder``."""
+    samples = reader.header.samples
+    sites = _SiteConverter(str(job.vcf), job.assembly, job.annotation, len(samples))
+    job.folder.mkdir(exist_ok=True)
+    with (
+        lean_codecs(),
+        VariantWriter(job.folder) as variants,
+        GenotypeWriter(job.folder / "genotypes.zarr", samples) as genotypes,
+        _progress(progress, job.vcf) as bar,
+    ):
+        task = bar.add_task("ingest", total=None)
+        for block in reader.blocks(SITES_PER_CHUNK):
+            columns = sites.convert(block)
+            genotypes.append(block.genotypes)
+            variants.write(columns)
+            bar.update(task, advance=len(block.records))
+        genotypes.flush()
+        variants.flush()
+    return _Partition(
+        job.folder,
+        variants.folder,
+        variants.parts,
+        sites.n_sites,
+        sites.n_variants,
+        frozenset(sites.contigs),
+    )
+
+
+def _run_partitions(
+    jobs: list[_PartitionJob], workers: int, compute: Compute | None, progress: bool
+) -> list[_Partition]:
+    """Every partition on dask: local processes (``workers`` of them), or the cluster of
+    ``compute.scheduler``. Results come back in the jobs' order."""
+    import dask
+    from dask.callbacks import Callback
+
+    tasks = [dask.delayed(_ingest_partition, pure=False)(job) for job in jobs]
+    with _progress(progress, jobs[0].vcf, "contigs") as bar:
+        task = bar.add_task("ingest", total=len(jobs))
+        if compute is not None and compute.scheduler is not None:
+            from distributed import Client
+
+            with Client(compute.scheduler, set_as_default=False) as client:
+                results = []
+                for future in client.compute(tasks):
+                    results.append(future.result())
+                    bar.update(task, advance=1)
+                return results
+        with Callback(posttask=lambda *_: bar.update(task, advance=1)):
+            return list(dask.compute(*tasks, scheduler="processes", num_workers=workers))
+
+
+def _concatenate_genotypes(parts: list[_Partition], target: Path, samples: list[str]) -> None:
+    """The partitions' genotype matrices, one after the other, as the dataset's."""
+    with GenotypeWriter(target, samples) as writer:
+        for part in parts:
+            array = zarr.open_array(str(part.folder / "genotypes.zarr"), path="call_genotype")
+            for lo in range(0, part.n_sites, SITES_PER_CHUNK):
+                writer.append(np.asarray(array[lo : lo + SITES_PER_CHUNK]))
+        writer.flush()
+
+
+def _offsets(parts: list[_Partition]) -> list[tuple[list[Path], int, int]]:
+    """Each partition's variant parts with the variant and site numbers its rows start at."""
+    out, variants, sites = [], 0, 0
+    for part in parts:
+        out.append((part.variant_parts, variants, sites))
+        variants += part.n_variants
+        sites += part.n_sites
+    return out
 
 
 def _unlinked_warning(
@@ -248,11 +400,11 @@ def _link_samples(
     }
 
 
-def _progress(enabled: bool, path: Path) -> Progress:
+def _progress(enabled: bool, path: Path, unit: str = "sites") -> Progress:
     return Progress(
         TextColumn(f"[bold]{path.name}"),
         BarColumn(),
-        TextColumn("{task.completed:,} sites"),
+        TextColumn("{task.completed:,} " + unit),
         TimeElapsedColumn(),
         disable=not enabled,
         transient=False,
@@ -265,7 +417,7 @@ def _meta(
     assembly: str,
     settings: DatasetSettings,
     samples: list[str],
-    reader: _SiteConverter,
+    parts: list[_Partition],
     vcf_path: Path,
 ) -> dict[str, Any]:
     return {
@@ -277,9 +429,9 @@ def _meta(
         "test_data": settings.test_data,
         "tier": settings.tier,
         "n_samples": len(samples),
-        "n_sites": reader.n_sites,
-        "n_variants": reader.n_variants,
-        "contigs": sorted(reader.contigs),
+        "n_sites": sum(p.n_sites for p in parts),
+        "n_variants": sum(p.n_variants for p in parts),
+        "contigs": sorted(set().union(*(p.contigs for p in parts))),
         "source": vcf_path.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -89,18 +89,40 @@ class TextVcfReader:
     def __init__(self, path: Path):
         self.path = path
         self.source = str(path)
-        self._stream = self._open()
         self._line_no = 0
+        self._unit = "line"
+        self._contig: str | None = None  # set by start_at: read only this contig
         self._after_header: tuple[bytes, int, int] = (b"", 0, 0)
-        self._closing = False
-        self._prefetched: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=16)
-        self._reader = threading.Thread(target=self._prefetch, daemon=True)
-        self._reader.start()
+        self._start(self._open())
         try:
             self.header = self._read_header()
         except BaseException:
             self.close()
             raise
+
+    def _start(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._closing = False
+        self._prefetched: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=16)
+        self._reader = threading.Thread(target=self._prefetch, daemon=True)
+        self._reader.start()
+
+    def start_at(self, offset: int, contig: str) -> None:
+        """Read only the records of ``contig``, from the BGZF virtual offset where they
+        start (``vcf_index``): a partition of a parallel ingest. Errors then name the
+        record's number within the contig."""
+        self.close()
+        raw = self.path.open("rb")
+        raw.seek(offset >> 16)
+        stream = igzip.IGzipFile(fileobj=raw, mode="rb")
+        stream.read(offset & 0xFFFF)
+        self._raw = raw
+        self._start(stream)  # type: ignore[arg-type]
+        self._chunk_iter = self._chunks()
+        self._after_header = (b"", 0, 0)
+        self._contig = contig
+        self._unit = f"contig {contig} record"
+        self._line_no = 0
 
     def _open(self) -> IO[bytes]:
         with self.path.open("rb") as handle:
@@ -118,6 +140,9 @@ class TextVcfReader:
                 where=f"after line {self._line_no}",
             ) from item
         return item
+
+    def _where(self, line_no: int) -> str:
+        return f"{self._unit} {line_no}"
 
     def _prefetch(self) -> None:
         """Read ahead in a thread, so decompression overlaps parsing.
@@ -256,6 +281,9 @@ class TextVcfReader:
                     )
                     records += self._scanned_records(chunk, offsets[:rows].tolist(), line_no)
                     line_no += rows
+                    if self._contig is not None and records and records[-1].chrom != self._contig:
+                        yield from self._last_of_contig(records, first, genotypes, stats)
+                        return
                     if len(records) == block_size:
                         yield self._block(records, genotypes, stats)
                         genotypes = np.empty((block_size, n, 2), dtype=np.int8)
@@ -267,6 +295,9 @@ class TextVcfReader:
                         self._fail_calls(chunk, pos, line_no + 1, status, detail)
                 line_no += 1
                 pos = self._fixed_fields_line(chunk, pos, stop, line_no, n, records)
+                if self._contig is not None and records and records[-1].chrom != self._contig:
+                    yield from self._last_of_contig(records, len(records) - 1, genotypes, stats)
+                    return
                 if len(records) == block_size:
                     yield self._block(records, genotypes, stats)
                     genotypes = np.empty((block_size, n, 2), dtype=np.int8)
@@ -274,6 +305,14 @@ class TextVcfReader:
         self._line_no = line_no
         if records:
             yield self._block(records, genotypes[: len(records)], stats[: len(records)])
+
+    def _last_of_contig(
+        self, records: list[Record], first: int, genotypes: np.ndarray, stats: np.ndarray
+    ) -> Iterator[RecordBlock]:
+        """The block's records up to the first of another contig (from ``first`` on)."""
+        cut = next(i for i in range(first, len(records)) if records[i].chrom != self._contig)
+        if cut:
+            yield self._block(records[:cut], genotypes[:cut], stats[:cut])
 
     def _fixed_fields_line(
         self, chunk: bytes, start: int, stop: int, line_no: int, n: int, records: list[Record]
@@ -291,7 +330,7 @@ class TextVcfReader:
             raise IngestError(
                 f"{len(fields)} tab-separated fields, expected at least {expected}",
                 source=self.source,
-                where=f"line {line_no}",
+                where=self._where(line_no),
             )
         records.append(self._record(fields, line_no))
         return end + 1
@@ -302,7 +341,7 @@ class TextVcfReader:
         """Raise the error the scanner found on the line at ``start``, in words."""
         from genofed.store import gt_kernel as k
 
-        where = f"line {line_no}"
+        where = self._where(line_no)
         end = chunk.find(b"\n", start)
         fields = chunk[start : end if end >= 0 else len(chunk)].rstrip(b"\r").split(b"\t")
         self._record(fields, line_no)  # a bad POS is the first thing to report
@@ -346,6 +385,7 @@ class TextVcfReader:
                     chunk[a : qual - 1].decode().split(","),
                     chunk[info : fmt - 1].decode(),
                     number,
+                    self._unit,
                 )
             )
         return records
@@ -357,7 +397,7 @@ class TextVcfReader:
             raise IngestError(
                 f"POS {fields[1].decode(errors='replace')!r} is not a number",
                 source=self.source,
-                where=f"line {line_no}",
+                where=self._where(line_no),
             ) from None
         vcf_id = fields[2].decode()
         return Record(
@@ -368,6 +408,7 @@ class TextVcfReader:
             fields[4].decode().split(","),
             fields[7].decode(),
             line_no,
+            self._unit,
         )
 
     def _block(
@@ -385,6 +426,8 @@ class TextVcfReader:
             except queue.Empty:
                 pass
         self._stream.close()
+        if raw := getattr(self, "_raw", None):
+            raw.close()
 
 
 class HtslibVcfReader:
