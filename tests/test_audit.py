@@ -129,6 +129,35 @@ def test_appends_from_two_logs_on_one_file_stay_one_chain(tmp_path) -> None:
     assert result.ok and result.entries == 50
 
 
+def _append_in_child(log: AuditLog, n: int) -> None:
+    for i in range(n):
+        log.append({"child": i})
+
+
+def test_a_kept_handle_follows_the_file_and_the_process(tmp_path) -> None:
+    """The log stays open across appends: a log moved aside (rotated) is not written to
+    again, and a forked worker opens its own handle, so its flock excludes the parent's."""
+    import multiprocessing
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    for i in range(5):
+        log.append({"n": i})
+    path.rename(tmp_path / "audit.log.1")
+    log.append({"n": 5})
+    assert verify(tmp_path / "audit.log.1").entries == 5
+    assert verify(path).ok and verify(path).entries == 1
+    child = multiprocessing.get_context("fork").Process(target=_append_in_child, args=(log, 3000))
+    child.start()
+    for i in range(3000):
+        log.append({"parent": i})
+    child.join()
+    assert child.exitcode == 0
+    result = verify(path)
+    assert result.ok and result.entries == 6001
+    log.close()
+
+
 def test_an_unexpected_error_is_audited_too(tmp_path) -> None:
     gov = build_governed_node(tmp_path, differencing_k=1)
     version = next(v for v in gov.node.datasets() if v.dataset_id == "ctrl")

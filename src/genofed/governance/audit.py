@@ -10,7 +10,10 @@ that it is still there; the hub keeps signed heads of every node it federates fo
 ``verify --anchors`` (``audit_anchors``).
 
 Appends take an exclusive ``flock``, so several server workers share one log. There is no
-switch to turn auditing off: if an entry cannot be written, the request fails (503).
+switch to turn auditing off: if an entry cannot be written, the request fails (503). An
+entry is in the file (the kernel's page cache) before the answer leaves, so it survives the
+server process being killed; surviving a power cut as well would take an ``fsync`` per
+request, which the log does not do (put it on a journaling file system, as for any log).
 
 A line left half-written (the process killed mid-write, a full disk) is a torn tail: the next
 append moves those bytes to ``audit.log.torn-<time>`` and carries on from the last whole entry,
@@ -59,6 +62,8 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._known: tuple[int, int, str] | None = None  # (file size, last seq, last hash)
+        self._handle: Any = None  # kept open across appends: see _open
+        self._opened_by = 0
         self.texts = path.parent / "texts"
 
     def text(self, value: str) -> str | dict[str, Any]:
@@ -76,9 +81,28 @@ class AuditLog:
             partial.replace(target)  # whole or absent, never half a text
         return {"sha256": digest, "chars": len(value)}
 
+    def _open(self) -> Any:
+        """The log, opened once and kept: opening and closing it per request was most of
+        an append's cost. Opened again in a new process (a handle inherited through fork
+        shares its flock with the parent, which would then not exclude it) and when the
+        file at ``path`` is no longer the one open (moved aside or deleted)."""
+        handle = self._handle
+        if handle is not None and self._opened_by == os.getpid():
+            try:
+                if os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino:
+                    return handle
+            except FileNotFoundError:
+                pass
+            handle.close()
+        self._handle = handle = self.path.open("ab+", buffering=0)
+        self._opened_by = os.getpid()
+        self._known = None
+        return handle
+
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Write ``entry`` (plus seq, time, prev and hash) at the end of the chain."""
-        with self._lock, self.path.open("ab+") as handle:
+        with self._lock:
+            handle = self._open()
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 size = os.fstat(handle.fileno()).st_size
@@ -89,12 +113,22 @@ class AuditLog:
                     seq, prev = _last(handle, size)
                 record = {"seq": seq + 1, "time": round(time.time(), 6), **entry, "prev": prev}
                 line, record["hash"] = _line(record)
-                handle.write(line)
-                handle.flush()
+                if os.write(handle.fileno(), line) != len(line):  # O_APPEND: at the end
+                    raise OSError(f"{self.path}: short write (is the disk full?)")
                 self._known = (size + len(line), record["seq"], record["hash"])
                 return record
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self._handle.close()
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last entry (``(0, GENESIS)`` for an empty log)."""
