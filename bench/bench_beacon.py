@@ -105,12 +105,14 @@ try:
     import genofed.store as genofed_store
     from genofed.simulate import bgzip_writer
     from genofed.store.dataset_db import FORMAT_VERSION
+    from genofed.store.dataset_reader import VARIANT_COLUMNS as READER_VARIANT_COLUMNS
     from genofed.store.variant_query import VariantQuery, where_clause
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT / "src"))
     import genofed.store as genofed_store
     from genofed.simulate import bgzip_writer
     from genofed.store.dataset_db import FORMAT_VERSION
+    from genofed.store.dataset_reader import VARIANT_COLUMNS as READER_VARIANT_COLUMNS
     from genofed.store.variant_query import VariantQuery, where_clause
 
 CACHE_VERSION = 1
@@ -128,7 +130,8 @@ NAGLE_SUSPECT_MS = 30.0
 BUSY_WARN_PERCENT = 25.0
 GOAL_SEQUENCE_P50_MS = 5.0
 GOAL_SEQUENCE_RPS = 500.0
-KINDS = ("sequence", "range")
+KINDS = ("sequence", "range", "page")
+PAGE_ROWS = 1_000  # records in a page query
 
 # rich falls back to 80 columns when not writing to a terminal, which wraps the tables
 console = Console() if sys.stdout.isatty() else Console(width=140)
@@ -252,15 +255,18 @@ def live_database(node_dir: Path) -> Path:
     return node_dir / catalog["datasets"][DATASET_ID]["path"] / "dataset.duckdb"
 
 
-def open_for_bench(node: Path) -> None:
-    """Serve the dataset to anonymous callers at count granularity with disclosure control
-    off, so HTTP answers equal the DuckDB counts. The audit log stays on (it always is)."""
+def open_for_bench(node: Path, disclosure: str = "off") -> None:
+    """Serve the dataset to anonymous callers up to record granularity, with disclosure
+    control ``off`` (HTTP counts then equal the DuckDB counts) or ``on``: the node's
+    defaults (small counts withheld, counts rounded, the public individual guard) except
+    the daily query budget, which would refuse the one benchmarking client after 1,000
+    requests. The audit log stays on (it always is)."""
     from genofed.config import DatasetPolicy, Disclosure, load_config, save_config
 
     config = load_config(node / "node.yaml")
     config.datasets[DATASET_ID] = DatasetPolicy(tier="public")
-    config.tiers["public"].anonymous = "count"
-    config.disclosure = Disclosure.off()
+    config.tiers["public"].anonymous = "record"
+    config.disclosure = Disclosure.off() if disclosure == "off" else Disclosure(query_budget=None)
     save_config(config, node / "node.yaml")
 
 
@@ -383,6 +389,7 @@ class Query:
     params: list[Any]
     absent: bool = False  # a sequence query for an allele chosen not to exist
     expected: int | None = None  # count from the DuckDB baseline
+    count_sql: str | None = None  # when ``sql`` fetches rows: the count to validate against
 
 
 def _sequence_query(chrom: str, start: int, ref: str, alt: str, absent: bool) -> Query:
@@ -402,6 +409,23 @@ def _range_query(chrom: str, start: int, end: int) -> Query:
         "&requestedGranularity=count"
     )
     return Query("range", path, f"SELECT count(*) FROM variants WHERE {where}", params)
+
+
+def _page_query(chrom: str, start: int, end: int) -> Query:
+    """A page of ``PAGE_ROWS`` records; its baseline is DuckDB fetching the same rows
+    (the server's columns, in ``variant_idx`` order) with the same WHERE clause."""
+    where, params = where_clause(VariantQuery(chrom=chrom, start=[start], end=[end]))
+    path = (
+        f"/beacon/v2/g_variants?referenceName={chrom}&start={start}&end={end}"
+        f"&requestedGranularity=record&limit={PAGE_ROWS}"
+    )
+    sql = (
+        f"SELECT {READER_VARIANT_COLUMNS} FROM variants WHERE {where} "
+        f"ORDER BY variant_idx LIMIT {PAGE_ROWS}"
+    )
+    return Query(
+        "page", path, sql, params, count_sql=f"SELECT count(*) FROM variants WHERE {where}"
+    )
 
 
 def _absent_alt(ref: str, existing: set[str], rng: np.random.Generator) -> str:
@@ -458,7 +482,14 @@ def draw_queries(
     top = max(int(lo) + 1, int(hi) - window)
     starts = rng.integers(int(lo), top, size=n)
     ranges = [_range_query(chrom, int(s), int(s) + window) for s in starts]
-    return {"sequence": sequence, "range": ranges}
+    # windows holding about 1.5 pages on average, so nearly every page is full
+    page_window = int(1.5 * PAGE_ROWS * (int(hi) - int(lo)) / max(int(total), 1))
+    top = max(int(lo) + 1, int(hi) - page_window)
+    pages = [
+        _page_query(chrom, int(s), int(s) + page_window)
+        for s in rng.integers(int(lo), top, size=max(n // 10, 1))
+    ]
+    return {"sequence": sequence, "range": ranges, "page": pages}
 
 
 def _stats_ms(latencies_s: list[float] | np.ndarray) -> dict[str, float | None]:
@@ -480,15 +511,18 @@ def run_baseline(db: Path, queries: dict[str, list[Query]]) -> dict[str, dict[st
     try:
         for kind, qs in queries.items():
             for q in qs:  # warm-up pass, untimed
-                con.execute(q.sql, q.params).fetchone()
+                con.execute(q.sql, q.params).fetchall()
             latencies: list[float] = []
             t_all = time.perf_counter()
             for q in qs:
                 t0 = time.perf_counter()
-                row = con.execute(q.sql, q.params).fetchone()
+                rows = con.execute(q.sql, q.params).fetchall()
                 latencies.append(time.perf_counter() - t0)
-                q.expected = int(row[0]) if row else 0
+                q.expected = int(rows[0][0]) if rows and q.count_sql is None else len(rows)
             wall = time.perf_counter() - t_all
+            for q in qs:
+                if q.count_sql is not None:  # untimed: what the server's summary must say
+                    q.expected = int(con.execute(q.count_sql, q.params).fetchone()[0])
             counts = np.array([q.expected or 0 for q in qs])
             absent_hits = sum(1 for q in qs if q.absent and q.expected)
             out[kind] = {
@@ -523,6 +557,7 @@ class Server:
     port: int
     workers: int
     log: Path
+    disclosure: str = "off"
 
     @property
     def base_url(self) -> str:
@@ -963,6 +998,7 @@ def probe_wrk(wrk: str | None, base_url: str, work: Path) -> tuple[bool, str]:
 @dataclass
 class Cell:
     workers: int
+    disclosure: str
     kind: str
     clients: int
     generator: str
@@ -1010,6 +1046,7 @@ def measure_cell(
         cpu_per = (cpu1 - cpu0) / done * 1e3
     return Cell(
         workers=server.workers,
+        disclosure=server.disclosure,
         kind=kind,
         clients=clients,
         generator=generator,
@@ -1042,6 +1079,7 @@ def print_report(
     )
     for col, justify in [
         ("workers", "right"),
+        ("disclosure", "left"),
         ("query", "left"),
         ("clients", "right"),
         ("p50 ms", "right"),
@@ -1058,6 +1096,7 @@ def print_report(
     for c in cells:
         table.add_row(
             str(c.workers),
+            c.disclosure,
             c.kind,
             str(c.clients),
             _fmt(c.p50_ms, ".2f"),
@@ -1220,6 +1259,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", default="1,2", help="server worker counts, comma-separated")
     p.add_argument("--window", type=int, default=10_000, help="range-query window in bp")
     p.add_argument(
+        "--disclosure",
+        default="off,on",
+        help="disclosure control for the runs: off (answers checked against DuckDB), and "
+        "on (the node's defaults without the query budget), comma-separated",
+    )
+    p.add_argument(
         "--absent-fraction",
         type=float,
         default=0.1,
@@ -1245,6 +1290,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.out = BENCH_DIR / "results" / name
     args.clients = [int(x) for x in str(args.clients).split(",") if x.strip()]
     args.workers = [int(x) for x in str(args.workers).split(",") if x.strip()]
+    args.disclosure = [x.strip() for x in str(args.disclosure).split(",") if x.strip()]
+    if not set(args.disclosure) <= {"off", "on"}:
+        p.error("--disclosure takes off, on or off,on")
     if (
         args.requests < 1
         or not args.clients
@@ -1338,12 +1386,16 @@ def main(argv: list[str] | None = None) -> int:
     server: Server | None = None
     interrupted = False
     try:
-        for workers in args.workers:
+        runs = [(w, d) for d in args.disclosure for w in args.workers]
+        for workers, disclosure in runs:
+            open_for_bench(Path(node["node"]), disclosure)
+            label = f"workers={workers} disclosure={disclosure}"
             with (
                 console.status(f"starting genofed node serve --workers {workers}"),
                 _phase(phases, "server_start"),
             ):
                 server = start_server(Path(node["node"]), workers, work)
+                server.disclosure = disclosure
             if generator is None:
                 if args.load_generator in ("auto", "wrk"):
                     usable, wrk_note = probe_wrk(wrk, server.base_url, work / "probe")
@@ -1361,10 +1413,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             with _phase(phases, "validate"):
                 check = validate(server, queries, VALIDATE_QUERIES)
-            validations[str(workers)] = check
+            if disclosure == "on":  # counts are rounded and small ones withheld on purpose
+                check["mismatches_expected"] = check.pop("mismatches")
+                check["mismatches"] = []
+            validations[label] = check
             if check["nagle_suspected"]:
                 err_console.print(
-                    f"[yellow]workers={workers}: /-/health takes "
+                    f"[yellow]{label}: /-/health takes "
                     f"{check['health_keepalive_p50_ms']:.0f} ms per keep-alive request; "
                     "TCP_NODELAY looks unset on the server's sockets (Nagle + delayed ACK)"
                 )
@@ -1375,7 +1430,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for kind in KINDS:
                 with (
-                    console.status(f"workers={workers} {kind}: warm-up"),
+                    console.status(f"{label} {kind}: warm-up"),
                     _phase(phases, "warmup"),
                 ):
                     warm = min(args.requests, WARMUP_REQUESTS)
@@ -1386,7 +1441,7 @@ def main(argv: list[str] | None = None) -> int:
                         run_httpx(server.base_url, paths[kind], warm, max(args.clients))
                 for clients in args.clients:
                     with (
-                        console.status(f"workers={workers} {kind} x {clients} clients"),
+                        console.status(f"{label} {kind} x {clients} clients"),
                         _phase(phases, "measured_cells"),
                     ):
                         cell = measure_cell(
@@ -1399,7 +1454,7 @@ def main(argv: list[str] | None = None) -> int:
                         cell.http_overhead_ms = cell.p50_ms - b["p50_ms"]
                     cells.append(cell)
                     console.print(
-                        f"  workers={workers} {kind:<8} clients={clients:<3} "
+                        f"  {label} {kind:<8} clients={clients:<3} "
                         f"p50 {_fmt(cell.p50_ms, '.2f')} ms  p99 {_fmt(cell.p99_ms, '.2f')} ms"
                         f"  {_fmt(cell.requests_per_s, ',.0f')} req/s  errors {cell.errors}"
                     )
@@ -1429,7 +1484,7 @@ def main(argv: list[str] | None = None) -> int:
             f"goal {name}: {_fmt(g['measured'], '.2f')} (goal {g['goal']:g}, {g['where']}): {mark}"
         )
     ratios = {
-        f"w{c.workers}-{c.kind}-c{c.clients}": {
+        f"w{c.workers}-d{c.disclosure}-{c.kind}-c{c.clients}": {
             "p50_over_duckdb_p50": c.p50_over_duckdb_p50,
             "http_overhead_ms": c.http_overhead_ms,
         }
@@ -1452,7 +1507,9 @@ def main(argv: list[str] | None = None) -> int:
             "absent_fraction": args.absent_fraction,
             "seed": args.seed,
             "quick": args.quick,
-            "requested_granularity": "count",
+            "requested_granularity": "count (sequence, range), record (page)",
+            "page_rows": PAGE_ROWS,
+            "disclosure": args.disclosure,
             "load_generator": generator,
             "load_generator_note": wrk_note,
             "closed_loop": True,

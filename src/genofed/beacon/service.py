@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from genofed._exceptions import AccessDeniedError, NotFoundError, QueryError
 from genofed.beacon import framework, records
@@ -517,18 +518,17 @@ class BeaconService:
             return [_strip(doc) for doc in reader.entry_docs(entry.entity, ids)]
         if selection.variant_idx is not None:
             page = [int(i) for i in selection.variant_idx[skip : skip + limit]]
-            rows = reader.variants_by_index(page)
         else:
-            rows = reader.find_variants(answer.query or VariantQuery(), limit=limit, offset=skip)
-        return [
-            records.variant_document(
-                row,
-                assembly=reader.assembly,
-                dataset_id=reader.dataset_id,
-                carriers=carriers(reader, row) if with_carriers else None,
+            page = reader.find_variant_indices(
+                answer.query or VariantQuery(), limit=limit, offset=skip
             )
-            for row in rows
-        ]
+        results = []
+        for site_idx, allele_idx, text in records.variant_records(reader, page):
+            if with_carriers:
+                row = {"site_idx": site_idx, "allele_idx": allele_idx}
+                text = records.with_case_level_data(text, carriers(reader, row))
+            results.append(orjson.Fragment(text))
+        return results
 
     def _collections(
         self, entry: EntryType, request: BeaconRequest, answers: list[_DatasetAnswer], plan: _Plan

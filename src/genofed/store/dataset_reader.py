@@ -133,6 +133,19 @@ class DatasetReader:
         rows = self.cursor().execute(sql, params).fetchall()
         return [dict(zip(VARIANT_FIELDS, row, strict=True)) for row in rows]
 
+    def find_variant_indices(
+        self, query: VariantQuery, *, limit: int, offset: int = 0
+    ) -> list[int]:
+        """``variant_idx`` of a page of the variants ``query`` matches, in order."""
+        rows = self._indexed(query)
+        if rows is not None:
+            return [int(i) for i in rows[offset : offset + limit]]
+        where, params = where_clause(query)
+        sql = (
+            f"SELECT variant_idx FROM variants WHERE {where} ORDER BY variant_idx LIMIT ? OFFSET ?"
+        )
+        return [int(r[0]) for r in self.cursor().execute(sql, [*params, limit, offset]).fetchall()]
+
     def variant_sites(
         self, query: VariantQuery, cap: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
