@@ -38,6 +38,8 @@ from genofed.store.position_index import write_position_index
 FORMAT_VERSION = 1
 # Variant rows per Parquet part of a dataset being written (see VariantWriter).
 PART_ROWS = 131_072
+# Parts loaded into dataset.duckdb per statement (see create_variants).
+LOAD_PARTS = 8
 # The variants table. Rows arrive as NumPy columns, which DuckDB scans directly: making
 # Arrow arrays from Python values would make pyarrow import pandas (0.4 s) wherever it is
 # installed, for nothing.
@@ -279,37 +281,33 @@ def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
 def create_variants(
     con: duckdb.DuckDBPyConnection, variant_parts: list[tuple[list[Path], int, int]]
 ) -> None:
-    """Create the variants table from the writers' Parquet parts, in order, with one
-    CREATE TABLE AS (which writes row groups straight to the file, so memory stays flat);
-    the offsets are added to ``variant_idx`` and ``site_idx`` (each partition of a
-    parallel ingest numbers its rows from 0). A CASE on the file name adds them: a
-    projection keeps the rows in order, where a join would not."""
+    """Create the variants table from the writers' Parquet parts, in order, with the
+    offsets added to ``variant_idx`` and ``site_idx`` (each partition of a parallel
+    ingest numbers its rows from 0). A CASE on the file name adds them: a projection
+    keeps the rows in order, where a join would not. Parts are loaded ``LOAD_PARTS`` at a
+    time, each load committed, so DuckDB's memory stays flat however many there are."""
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in VARIANT_COLUMNS.items())
+    con.execute(f"CREATE TABLE variants ({columns})")
     files = [(part, v, s) for parts, v, s in variant_parts for part in parts]
-    if not files:
-        columns = ", ".join(f'"{name}" {kind}' for name, kind in VARIANT_COLUMNS.items())
-        con.execute(f"CREATE TABLE variants ({columns})")
-        return
-    if all(v == 0 and s == 0 for _, v, s in files):
-        offsets = ""
-    else:
-        variant_case = " ".join(f"WHEN '{p}' THEN {v}" for p, v, _ in files)
-        site_case = " ".join(f"WHEN '{p}' THEN {s}" for p, _, s in files)
-        offsets = (
-            f" REPLACE (variant_idx + CASE filename {variant_case} END AS variant_idx, "
-            f"site_idx + CASE filename {site_case} END AS site_idx)"
+    for lo in range(0, len(files), LOAD_PARTS):
+        group = files[lo : lo + LOAD_PARTS]
+        variant_case = " ".join(f"WHEN '{p}' THEN {v}" for p, v, _ in group)
+        site_case = " ".join(f"WHEN '{p}' THEN {s}" for p, _, s in group)
+        listed = ", ".join(f"'{p}'" for p, _, _ in group)
+        con.execute(
+            "INSERT INTO variants SELECT * EXCLUDE (filename) REPLACE ("
+            f"variant_idx + CASE filename {variant_case} END AS variant_idx, "
+            f"site_idx + CASE filename {site_case} END AS site_idx) "
+            f"FROM read_parquet([{listed}], filename = true)"
         )
-    listed = ", ".join(f"'{p}'" for p, _, _ in files)
-    con.execute(
-        f"CREATE TABLE variants AS SELECT * EXCLUDE (filename){offsets} "
-        f"FROM read_parquet([{listed}], filename = true)"
-    )
 
 
 def open_database(stage: Path) -> duckdb.DuckDBPyConnection:
-    """The staging ``dataset.duckdb``. DuckDB's buffer pool is capped and it writes with
-    one thread: nothing reads the staging copy, so caching what it wrote only grows
-    memory, and each thread's checkpoint buffers made the peak grow with the table."""
-    config = {"memory_limit": "256MB", "threads": 1}
+    """The staging ``dataset.duckdb``. DuckDB's buffer pool is capped low and it writes
+    with one thread: nothing reads the staging copy, so the blocks it keeps cached after
+    writing them only grow memory (up to the cap, reached from about a million variants
+    on), and each thread's buffers made the peak grow with the table."""
+    config = {"memory_limit": "64MB", "threads": 1}
     return duckdb.connect(str(stage / "dataset.duckdb"), config=config)
 
 
