@@ -120,6 +120,16 @@ DATASET_ID = "bench"
 CONTIG = "22"
 CONTIG_LENGTH = 50_818_468  # GRCh38 chromosome 22
 REGION = (16_000_000, 50_800_000)  # 1-based positions are drawn from here
+# More sites than chromosome 22 holds (one per 2 bp) go on chromosome 1
+LARGE_CONTIG, LARGE_CONTIG_LENGTH, LARGE_REGION = "1", 248_956_422, (1_000_000, 248_900_000)
+
+
+def _contig_for(n_sites: int) -> tuple[str, int, tuple[int, int]]:
+    if n_sites <= (REGION[1] - REGION[0]) // 2:
+        return CONTIG, CONTIG_LENGTH, REGION
+    return LARGE_CONTIG, LARGE_CONTIG_LENGTH, LARGE_REGION
+
+
 MULTIALLELIC_FRACTION = 0.01
 QUICK_VARIANTS = 50_000
 QUICK_REQUESTS = 200
@@ -148,16 +158,17 @@ class SetupError(RuntimeError):
 
 
 def write_vcf(path: Path, *, n_sites: int, n_samples: int, seed: int) -> dict[str, Any]:
-    """Write random SNPs on chromosome 22 (sorted, GT only) to ``path``; bgzipped if ``.gz``.
+    """Write random SNPs on chromosome 22, or 1 beyond 17.4 M sites (sorted, GT only) to
+    ``path``; bgzipped if ``.gz``.
 
     Positions are distinct and strictly increasing; REF is a random base, ALT another one;
     about 1 % of the sites get a second ALT. Allele frequencies follow a Beta(0.5, 4)
     distribution and every ALT of a bi-allelic site is carried by at least one haplotype.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    first, last = REGION
+    contig, contig_length, (first, last) = _contig_for(n_sites)
     if n_sites > (last - first) // 2:
-        raise ValueError(f"{n_sites:,} sites do not fit into chromosome 22")
+        raise ValueError(f"{n_sites:,} sites do not fit into chromosome {contig}")
     positions = np.empty(0, dtype=np.int64)
     draw = int(n_sites * 1.05) + 100
     for _ in range(10):  # bounded: duplicates are rare, one draw nearly always suffices
@@ -178,7 +189,7 @@ def write_vcf(path: Path, *, n_sites: int, n_samples: int, seed: int) -> dict[st
         [
             "##fileformat=VCFv4.2",
             '##FILTER=<ID=PASS,Description="All filters passed">',
-            f"##contig=<ID={CONTIG},length={CONTIG_LENGTH}>",
+            f"##contig=<ID={contig},length={contig_length}>",
             "##source=genofed-bench-beacon",
             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
             "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"])
@@ -216,7 +227,7 @@ def write_vcf(path: Path, *, n_sites: int, n_samples: int, seed: int) -> dict[st
                     alt += b"," + bases[alt2_idx[j]]
                 lines.append(
                     b"%s\t%d\t.\t%s\t%s\t.\tPASS\t.\tGT\t%s"
-                    % (CONTIG.encode(), positions[j], bases[ref_idx[j]], alt, rows[i].tobytes())
+                    % (contig.encode(), positions[j], bases[ref_idx[j]], alt, rows[i].tobytes())
                 )
             sink.write(b"".join(lines))
     return {"n_sites": n_sites, "n_multiallelic": int(multi.sum()), "n_samples": n_samples}
@@ -279,7 +290,7 @@ def _cache_key(n_variants: int, n_samples: int, seed: int) -> str:
     """
     hasher = hashlib.sha256()
     hasher.update(inspect.getsource(write_vcf).encode())
-    hasher.update(repr((REGION, MULTIALLELIC_FRACTION, CONTIG)).encode())
+    hasher.update(repr((_contig_for(n_variants), MULTIALLELIC_FRACTION)).encode())
     for module in sorted(Path(genofed_store.__file__).parent.glob("*.py")):
         hasher.update(module.name.encode() + module.read_bytes())
     size = f"var{n_variants}-n{n_samples}-s{seed}"

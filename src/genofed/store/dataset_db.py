@@ -208,6 +208,70 @@ class GenotypeWriter:
             self._pool.shutdown(wait=True)
 
 
+class GenotypeRangeWriter:
+    """Writes rows ``start`` onwards of an existing ``call_genotype`` array: a partition of
+    a parallel ingest, whose place in the dataset the VCF's index tells beforehand.
+
+    Chunks wholly inside the partition's rows are written here, directly (no other
+    partition touches them); the partial chunks at its two ends are kept as ``pieces``
+    (``(row, rows)``) for the finaliser, the one writer of chunks two partitions share.
+    """
+
+    def __init__(self, path: Path, start: int):
+        self.array = zarr.open_group(str(path), mode="r+")["call_genotype"]
+        self.chunk = self.array.chunks[0]
+        self.position = start  # row of the first pending row
+        self.n_sites = 0
+        self.pieces: list[tuple[int, np.ndarray]] = []
+        self._pending: list[np.ndarray] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write")
+        self._writing: Future[None] | None = None
+
+    def append(self, block: np.ndarray) -> None:
+        """Queue a block (the caller must not modify it afterwards)."""
+        self.n_sites += len(block)
+        self._pending.append(block)
+        self._drain(final=False)
+
+    def _drain(self, final: bool) -> None:
+        rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        position = self.position
+        if position % self.chunk:  # the partition's first rows: up to a chunk boundary
+            need = self.chunk - position % self.chunk
+            if len(rows) < need and not final:
+                self._pending = [rows]
+                return
+            self.pieces.append((position, rows[:need].copy()))
+            rows, position = rows[need:], position + min(need, len(rows))
+        whole = len(rows) // self.chunk * self.chunk
+        if whole and rows.shape[1]:
+            self.flush()
+            target = slice(position, position + whole)
+            self._writing = self._pool.submit(self.array.__setitem__, target, rows[:whole])
+        rows, position = rows[whole:], position + whole
+        if final and len(rows):  # the partition's last rows
+            self.pieces.append((position, rows.copy()))
+            rows, position = rows[len(rows) :], position + len(rows)
+        self._pending = [rows] if len(rows) else []
+        self.position = position
+
+    def flush(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def __enter__(self) -> GenotypeRangeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._pending and exc[0] is None:
+                self._drain(final=True)
+            self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 class VariantWriter:
     """Streams variant rows, a block at a time, into Parquet files (``variants.parts/``
     of the stage); ``build_database`` loads them into ``dataset.duckdb`` in one INSERT.

@@ -24,6 +24,7 @@ from genofed._exceptions import IngestError
 class ContigStart:
     name: str
     offset: int  # virtual file offset of the contig's first record
+    records: int | None = None  # how many records the contig holds, if the index says
 
 
 def index_of(vcf: Path) -> Path | None:
@@ -75,9 +76,12 @@ def _names(blob: bytes) -> list[str]:
     return [n.decode() for n in blob.split(b"\0") if n]
 
 
-def _first_offset(cursor: _Cursor, n_bins: int, with_loffset: bool, pseudo_bin: int) -> int:
-    """The smallest chunk start over a contig's bins (skipping the pseudo-bin of stats)."""
-    first = -1
+def _first_offset(
+    cursor: _Cursor, n_bins: int, with_loffset: bool, pseudo_bin: int
+) -> tuple[int, int | None]:
+    """The smallest chunk start over a contig's bins, and the number of records htslib's
+    pseudo-bin of statistics counts (its second pair: mapped, unmapped)."""
+    first, records = -1, None
     for _ in range(n_bins):
         (bin_id,) = cursor.take("I")
         if with_loffset:
@@ -85,10 +89,12 @@ def _first_offset(cursor: _Cursor, n_bins: int, with_loffset: bool, pseudo_bin: 
         n_chunks = cursor.int()
         chunks = cursor.take(f"{2 * n_chunks}Q")
         if bin_id == pseudo_bin:
+            if n_chunks == 2:
+                records = chunks[2]
             continue
         for begin in chunks[0::2]:
             first = begin if first < 0 else min(first, begin)
-    return first
+    return first, records
 
 
 def _read_tbi(data: bytes) -> list[ContigStart]:
@@ -100,11 +106,11 @@ def _read_tbi(data: bytes) -> list[ContigStart]:
     cursor.pos += l_nm
     starts = []
     for name in names[:n_ref]:
-        offset = _first_offset(cursor, cursor.int(), False, 37450)
+        offset, records = _first_offset(cursor, cursor.int(), False, 37450)
         n_intervals = cursor.int()
         cursor.pos += 8 * n_intervals
         if offset >= 0:
-            starts.append(ContigStart(name, offset))
+            starts.append(ContigStart(name, offset, records))
     return starts
 
 
@@ -124,7 +130,7 @@ def _read_csi(data: bytes, header_contigs: list[str]) -> list[ContigStart]:
     pseudo_bin = ((1 << (3 * (depth + 1))) - 1) // 7 + 1
     starts = []
     for name in names[:n_ref]:
-        offset = _first_offset(cursor, cursor.int(), True, pseudo_bin)
+        offset, records = _first_offset(cursor, cursor.int(), True, pseudo_bin)
         if offset >= 0:
-            starts.append(ContigStart(name, offset))
+            starts.append(ContigStart(name, offset, records))
     return starts

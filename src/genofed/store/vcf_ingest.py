@@ -34,6 +34,7 @@ from genofed.store.annotations import (
 from genofed.store.dataset_db import (
     SITES_PER_CHUNK,
     BlockCounts,
+    GenotypeRangeWriter,
     GenotypeWriter,
     VariantWriter,
     block_allele_counts,
@@ -123,10 +124,7 @@ def ingest_vcf(
             reader.close()
         with _cycle_collector_paused(), node.staging(dataset_id) as stage:
             if parallel:
-                jobs = [
-                    replace(job, start=start, folder=stage / f"part-{i:04d}")
-                    for i, start in enumerate(starts)
-                ]
+                jobs = _jobs(job, starts, stage, samples)
                 parts = _run_partitions(jobs, workers, compute, progress)
             else:
                 parts = [_write_partition(reader, replace(job, folder=stage), progress)]
@@ -134,7 +132,7 @@ def ingest_vcf(
             if n_sites == 0:
                 raise IngestError("the VCF has no records", source=source)
             if parallel:
-                _concatenate_genotypes(parts, stage / "genotypes.zarr", samples)
+                _finish_genotypes(jobs, parts, stage / "genotypes.zarr", samples)
             meta = _meta(dataset_id, assembly, settings, samples, parts, vcf_path)
             build_database(
                 stage,
@@ -167,6 +165,8 @@ class _PartitionJob:
     folder: Path  # where its genotypes.zarr and variant parts go
     assembly: str
     annotation: AnnotationFormat | None
+    site_offset: int | None = None  # set: write straight into the dataset's genotypes.zarr
+    genotypes: Path | None = None  # that genotypes.zarr
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ class _Partition:
     n_sites: int
     n_variants: int
     contigs: frozenset[str]
+    pieces: tuple[tuple[int, Path], ...] = ()  # partial chunks left for the finaliser
 
 
 def _partition_starts(vcf: Path, reader: TextVcfReader | HtslibVcfReader) -> list[ContigStart]:
@@ -211,15 +212,21 @@ def _ingest_partition(job: _PartitionJob) -> _Partition:
 def _write_partition(
     reader: TextVcfReader | HtslibVcfReader, job: _PartitionJob, progress: bool
 ) -> _Partition:
-    """Read every block of ``reader``: genotypes to ``genotypes.zarr``, variant rows to
-    Parquet parts, both under ``job.folder``."""
+    """Read every block of ``reader``: variant rows to Parquet parts under ``job.folder``,
+    genotypes to its own ``genotypes.zarr``, or straight into the dataset's at the
+    partition's offset (the partial chunks at both ends saved beside the parts)."""
     samples = reader.header.samples
     sites = _SiteConverter(str(job.vcf), job.assembly, job.annotation, len(samples))
     job.folder.mkdir(exist_ok=True)
+    if job.site_offset is not None and job.genotypes is not None:
+        genotypes: GenotypeWriter | GenotypeRangeWriter
+        genotypes = GenotypeRangeWriter(job.genotypes, job.site_offset)
+    else:
+        genotypes = GenotypeWriter(job.folder / "genotypes.zarr", samples)
     with (
         lean_codecs(),
         VariantWriter(job.folder) as variants,
-        GenotypeWriter(job.folder / "genotypes.zarr", samples) as genotypes,
+        genotypes,
         _progress(progress, job.vcf) as bar,
     ):
         task = bar.add_task("ingest", total=None)
@@ -230,6 +237,10 @@ def _write_partition(
             bar.update(task, advance=len(block.records))
         genotypes.flush()
         variants.flush()
+    pieces = []
+    for i, (row, rows) in enumerate(getattr(genotypes, "pieces", [])):
+        np.save(job.folder / f"piece-{i}.npy", rows)
+        pieces.append((row, job.folder / f"piece-{i}.npy"))
     return _Partition(
         job.folder,
         variants.folder,
@@ -237,6 +248,7 @@ def _write_partition(
         sites.n_sites,
         sites.n_variants,
         frozenset(sites.contigs),
+        tuple(pieces),
     )
 
 
@@ -261,17 +273,72 @@ def _run_partitions(
                     bar.update(task, advance=1)
                 return results
         with Callback(posttask=lambda *_: bar.update(task, advance=1)):
-            return list(dask.compute(*tasks, scheduler="processes", num_workers=workers))
+            # chunksize=1: dask's process pool otherwise hands tasks out in batches of up
+            # to six, which put every contig of a small file on one worker
+            return list(
+                dask.compute(*tasks, scheduler="processes", num_workers=workers, chunksize=1)
+            )
+
+
+def _jobs(
+    job: _PartitionJob, starts: list[ContigStart], stage: Path, samples: list[str]
+) -> list[_PartitionJob]:
+    """A job per contig. When the index counts every contig's records, each partition
+    knows where its rows go and writes the dataset's genotypes itself."""
+    jobs = [replace(job, start=s, folder=stage / f"part-{i:04d}") for i, s in enumerate(starts)]
+    counts = [s.records for s in starts]
+    if any(c is None for c in counts):
+        return jobs
+    target = stage / "genotypes.zarr"
+    with GenotypeWriter(target, samples) as writer:
+        writer.array.resize((sum(c or 0 for c in counts), len(samples), 2))
+    offsets = np.cumsum([0, *counts[:-1]]).tolist()
+    return [replace(j, site_offset=o, genotypes=target) for j, o in zip(jobs, offsets, strict=True)]
+
+
+def _finish_genotypes(
+    jobs: list[_PartitionJob], parts: list[_Partition], target: Path, samples: list[str]
+) -> None:
+    """Write what the partitions left: the chunks two of them share, or (an index that
+    does not count records) the whole matrix from their own arrays."""
+    if jobs[0].site_offset is None:
+        _concatenate_genotypes(parts, target, samples)
+        return
+    for job, part in zip(jobs, parts, strict=True):
+        assert job.start is not None
+        if part.n_sites != job.start.records:
+            raise IngestError(
+                f"the index counts {job.start.records:,} records on contig {job.start.name} "
+                f"but the file holds {part.n_sites:,}; re-index it with `bcftools index -f`",
+                source=str(job.vcf),
+            )
+    array = zarr.open_group(str(target), mode="r+")["call_genotype"]
+    for part in parts:
+        for row, path in part.pieces:
+            rows = np.load(path)
+            if rows.shape[1]:
+                array[row : row + len(rows)] = rows
 
 
 def _concatenate_genotypes(parts: list[_Partition], target: Path, samples: list[str]) -> None:
-    """The partitions' genotype matrices, one after the other, as the dataset's."""
+    """The partitions' genotype matrices, one after the other, as the dataset's: dask
+    rechunks the concatenation to the target's chunks and writes them on threads, each
+    target chunk once (so no two threads ever write the same chunk)."""
+    import dask
+    import dask.array as da
+
+    arrays = [
+        da.from_zarr(str(p.folder / "genotypes.zarr"), component="call_genotype")
+        for p in parts
+        if p.n_sites
+    ]
     with GenotypeWriter(target, samples) as writer:
-        for part in parts:
-            array = zarr.open_array(str(part.folder / "genotypes.zarr"), path="call_genotype")
-            for lo in range(0, part.n_sites, SITES_PER_CHUNK):
-                writer.append(np.asarray(array[lo : lo + SITES_PER_CHUNK]))
-        writer.flush()
+        whole = da.concatenate(arrays).rechunk(writer.array.chunks)
+        writer.array.resize(whole.shape)
+        writer.n_sites = whole.shape[0]
+        if whole.shape[1]:
+            with dask.config.set(scheduler="threads"):
+                da.store(whole, writer.array, lock=False)
 
 
 def _offsets(parts: list[_Partition]) -> list[tuple[list[Path], int, int]]:
