@@ -150,3 +150,25 @@ def test_a_parallel_ingest_says_what_it_needs(tmp_path: Path) -> None:
         subprocess.run(["bgzip", "-d", "-c", str(vcf)], stdout=out, check=True)
     with pytest.raises(IngestError, match=r"BGZF-compressed VCF \(.vcf.gz\)"):
         ingest_vcf(node, "d", plain, assembly="GRCh38", workers=2)
+
+
+def test_an_index_without_record_counts_is_finalised_by_copying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without htslib's per-contig record counts the partitions cannot know their offsets:
+    each writes its own genotypes and the finaliser copies them into the dataset's."""
+    from dataclasses import replace
+
+    from genofed.store import vcf_ingest
+
+    counted = vcf_ingest.contig_starts
+    monkeypatch.setattr(
+        vcf_ingest,
+        "contig_starts",
+        lambda *a: [replace(s, records=None) for s in counted(*a)],
+    )
+    vcf = write_contigs_vcf(tmp_path / "four.vcf", n_samples=5, per_contig=5_000)
+    one, two = fresh_node(tmp_path / "one"), fresh_node(tmp_path / "two")
+    ingest_vcf(one, "d", vcf, assembly="GRCh38")
+    ingest_vcf(two, "d", vcf, assembly="GRCh38", workers=2)
+    assert dataset_contents(one, "d") == dataset_contents(two, "d")
