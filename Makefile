@@ -34,6 +34,7 @@ bench: $(STAMP)  ## benchmarks: JSON in bench/results/, ratios printed against b
 	$(BIN)/python bench/bench_gwas.py --out bench/results/gwas.json
 	$(BIN)/python bench/bench_learning.py --out bench/results/learning.json
 	$(BIN)/python bench/bench_wes.py --out bench/results/wes.json
+	$(BIN)/python bench/bench_scale.py --out bench/results/scale.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --quick
@@ -47,6 +48,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/bench_gwas.py --quick
 	$(BIN)/python bench/bench_learning.py --quick
 	$(BIN)/python bench/bench_wes.py --quick
+	$(BIN)/python bench/bench_scale.py --quick
 
 lint: $(STAMP)  ## ruff, and the generated reference pages are current
 	$(BIN)/ruff check src tests bench tools
