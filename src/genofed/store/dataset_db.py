@@ -283,11 +283,9 @@ class VariantWriter:
     """
 
     def __init__(self, stage: Path, folder: str = "variants.parts"):
-        self.stage = stage
         self.folder = stage / folder
         self.folder.mkdir()
         self.parts: list[Path] = []
-        self.n_rows = 0
         self._pending: list[dict[str, Any]] = []
         self._pending_rows = 0
         self._con = duckdb.connect()  # in memory: only converts blocks to Parquet
@@ -308,7 +306,6 @@ class VariantWriter:
         if not self._pending:
             return
         blocks, self._pending = self._pending, []
-        self.n_rows += self._pending_rows
         self._pending_rows = 0
         names = [n for n in VARIANT_COLUMNS if n in blocks[0]]
         columns = {n: _concatenate([_numpy(b[n]) for b in blocks]) for n in names}
@@ -324,11 +321,11 @@ class VariantWriter:
             for name, kind in VARIANT_COLUMNS.items()
         )
         part = self.folder / f"part-{len(self.parts):07d}.parquet"
-        self._con.register("_incoming", columns)
-        try:
-            self._con.execute(f"COPY (SELECT {select} FROM _incoming) TO '{part}' (FORMAT parquet)")
-        finally:
-            self._con.unregister("_incoming")
+        _run_on(
+            self._con,
+            columns,
+            f"COPY (SELECT {select} FROM _incoming) TO '{part}' (FORMAT parquet)",
+        )
         self.parts.append(part)
 
     def __enter__(self) -> VariantWriter:
@@ -455,18 +452,17 @@ def _write_entries(con: duckdb.DuckDBPyConnection, entries: Iterable[tuple[str, 
             _insert(con, table, dict(zip(_COLUMNS[table], map(list, columns), strict=True)))
 
 
-def _insert(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    columns: dict[str, Any],
-    select: str | None = None,
-) -> None:
-    """Insert ``columns`` into ``table`` by name, through DuckDB's scan of NumPy arrays
-    (lists become object arrays, which DuckDB reads value by value)."""
-    arrays = {name: _numpy(values) for name, values in columns.items()}
-    con.register("_incoming", arrays)
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, Any]) -> None:
+    """Insert ``columns`` into ``table`` by name."""
+    _run_on(con, columns, f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+
+
+def _run_on(con: duckdb.DuckDBPyConnection, columns: dict[str, Any], sql: str) -> None:
+    """Run ``sql`` on ``columns`` seen as the table ``_incoming``, through DuckDB's scan of
+    NumPy arrays (lists become object arrays, which DuckDB reads value by value)."""
+    con.register("_incoming", {name: _numpy(values) for name, values in columns.items()})
     try:
-        con.execute(f"INSERT INTO {table} BY NAME {select or 'SELECT *'} FROM _incoming")
+        con.execute(sql)
     finally:
         con.unregister("_incoming")
 

@@ -189,12 +189,7 @@ def _partition_starts(vcf: Path, reader: TextVcfReader | HtslibVcfReader) -> lis
             "this file with one worker, or convert it with `bcftools view -Oz` and index it",
             source=str(vcf),
         )
-    contigs = [
-        m.group(1)
-        for line in reader.header.lines
-        if (m := re.match(r"##contig=<ID=([^,>]+)", line))
-    ]
-    return contig_starts(vcf, contigs)
+    return contig_starts(vcf, [name for name, _ in _header_contigs(reader.header.lines)])
 
 
 def _ingest_partition(job: _PartitionJob) -> _Partition:
@@ -238,7 +233,8 @@ def _write_partition(
         genotypes.flush()
         variants.flush()
     pieces = []
-    for i, (row, rows) in enumerate(getattr(genotypes, "pieces", [])):
+    shared = genotypes.pieces if isinstance(genotypes, GenotypeRangeWriter) else []
+    for i, (row, rows) in enumerate(shared):
         np.save(job.folder / f"piece-{i}.npy", rows)
         pieces.append((row, job.folder / f"piece-{i}.npy"))
     return _Partition(
@@ -400,14 +396,18 @@ def _check_readable(path: Path) -> None:
                 )
 
 
-def _resolve_assembly(given: str | None, header: list[str], source: str) -> str:
-    lengths: dict[str, int] = {}
+def _header_contigs(header: list[str]) -> list[tuple[str, int | None]]:
+    """``(id, length or None)`` of the header's ``##contig`` lines, in order."""
+    contigs = []
     for line in header:
-        if line.startswith("##contig=<"):
-            name = re.search(r"ID=([^,>]+)", line)
+        if line.startswith("##contig=<") and (name := re.search(r"ID=([^,>]+)", line)):
             length = re.search(r"length=(\d+)", line)
-            if name and length:
-                lengths[name.group(1)] = int(length.group(1))
+            contigs.append((name.group(1), int(length.group(1)) if length else None))
+    return contigs
+
+
+def _resolve_assembly(given: str | None, header: list[str], source: str) -> str:
+    lengths = {name: n for name, n in _header_contigs(header) if n is not None}
     guessed = reference.guess_assembly(lengths)
     if given is None:
         if guessed is None:
